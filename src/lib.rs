@@ -1,0 +1,49 @@
+//! # wscluster
+//!
+//! A WebSocket pub/sub server speaking the sgcWebSockets `esegece.com` (sgc) and
+//! `presence.esegece.com` (Presence) protocols, whose nodes form one cluster.
+//!
+//! ## Crate map, in the order a publish travels
+//!
+//! - [`transport`]: the listener, the HTTP upgrade (subprotocol choice, authentication), and one
+//!   task per connection that reads frames and writes its bounded [`transport::Connection`] outbox.
+//! - [`protocol`]: the [`protocol::Protocol`] trait and the codecs: [`protocol::json`] (the tolerant
+//!   sgcJSON reader and writers), [`protocol::sgc`] and [`protocol::presence`] (frames and rules).
+//! - [`hub`]: channels → local subscribers; a publish is encoded once and the same bytes are queued
+//!   to every subscriber.
+//! - [`relay`]: the seam to the cluster: protocols emit events other nodes must replay and accept
+//!   events from them.
+//! - [`config`]: every option and its default.
+//!
+//! ## Embedding
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use wscluster::{Config, Server, SgcProtocol};
+//!
+//! # async fn run() -> wscluster::Result<()> {
+//! let config = Config::default();
+//! let sgc = SgcProtocol::new(config.sgc.clone());
+//! let server = Server::new(config.server.clone())
+//!     .protocol(Arc::new(sgc.clone()))
+//!     .bind()
+//!     .await?;
+//! println!("listening on {}", server.local_addr());
+//! sgc.broadcast("hello everyone", "", &Default::default());
+//! server.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+pub mod config;
+pub mod error;
+pub mod hub;
+pub mod protocol;
+pub mod relay;
+pub mod transport;
+
+pub use config::Config;
+pub use error::{Error, Result};
+pub use protocol::presence::PresenceProtocol;
+pub use protocol::sgc::SgcProtocol;
+pub use protocol::{Protocol, ProtocolRegistry};
+pub use transport::{Connection, Server, ServerHandle};

@@ -1,0 +1,2 @@
+//! The `wscluster` binary. STUB: being written.
+fn main() {}

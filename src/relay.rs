@@ -1,0 +1,63 @@
+//! The seam between protocols and the cluster.
+//!
+//! A protocol that has a relay attached hands it every event other nodes must replay (a publish, a
+//! broadcast, a Presence change), after applying it locally. Events that arrive from other nodes go
+//! the other way through the protocol's own `apply_remote` method. Protocols never learn which
+//! engine (if any) carries their events; engines never learn what the events mean.
+
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+
+/// Receives the events of one protocol that must reach other nodes.
+pub trait Relay<E>: Send + Sync + 'static {
+    /// Called once per event, after the event was applied on this node. Must not block.
+    fn relay(&self, event: &E);
+}
+
+/// A protocol's slot for its relay: empty when the node runs alone or the protocol is detached.
+pub struct RelaySlot<E> {
+    inner: RwLock<Option<Arc<dyn Relay<E>>>>,
+}
+
+impl<E> Default for RelaySlot<E> {
+    fn default() -> Self {
+        Self {
+            inner: RwLock::new(None),
+        }
+    }
+}
+
+impl<E: 'static> std::fmt::Debug for RelaySlot<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RelaySlot")
+            .field("attached", &self.is_attached())
+            .finish()
+    }
+}
+
+impl<E: 'static> RelaySlot<E> {
+    /// Attaches `relay`, replacing any earlier one.
+    pub fn attach(&self, relay: Arc<dyn Relay<E>>) {
+        *self.inner.write() = Some(relay);
+    }
+
+    /// Detaches the relay: the protocol behaves as a single node again.
+    pub fn detach(&self) {
+        *self.inner.write() = None;
+    }
+
+    /// Whether a relay is attached.
+    pub fn is_attached(&self) -> bool {
+        self.inner.read().is_some()
+    }
+
+    /// Hands `event` to the attached relay, if any. `make` runs only when a relay is attached, so a
+    /// single node never pays for building relay events.
+    pub fn emit_with(&self, make: impl FnOnce() -> E) {
+        let relay = self.inner.read().clone();
+        if let Some(r) = relay {
+            r.relay(&make());
+        }
+    }
+}

@@ -1,0 +1,318 @@
+//! Authentication of WebSocket upgrades (spec §1.6): URL (`/sgc/auth/url/<user>/<password>`),
+//! single-use session tokens (`GET /sgc/req/auth/session/<user>/<password>`, then
+//! `/sgc/auth/session/<token>`), and HTTP Basic. Credentials are checked against the configured
+//! user list first, then the application's hook.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+
+use super::handshake::Request;
+
+/// Authentication options. Off by default.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Require authentication for WebSocket upgrades.
+    pub enabled: bool,
+    /// Accept connections that failed or skipped authentication (they get no user).
+    pub allow_non_auth: bool,
+    /// `user = "password"` pairs (the reference server's `AuthUsers`).
+    pub users: BTreeMap<String, String>,
+    /// Accept `/sgc/auth/url/<user>/<password>` upgrades.
+    pub url: bool,
+    /// Accept session tokens from `/sgc/req/auth/session/<user>/<password>`.
+    pub session: bool,
+    /// Accept `Authorization: Basic` on the upgrade.
+    pub basic: bool,
+    /// How long an unused session token stays valid, in milliseconds.
+    pub session_token_ttl_ms: u64,
+    /// At most this many unused session tokens are kept; older ones are dropped first.
+    pub max_session_tokens: usize,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            allow_non_auth: false,
+            users: BTreeMap::new(),
+            url: true,
+            session: true,
+            basic: false,
+            session_token_ttl_ms: 60_000,
+            max_session_tokens: 10_000,
+        }
+    }
+}
+
+/// One authentication attempt, as the application hook sees it.
+#[derive(Debug, Clone)]
+pub struct AuthAttempt<'a> {
+    /// The user name presented.
+    pub user: &'a str,
+    /// The password presented.
+    pub password: &'a str,
+    /// The client's address.
+    pub peer_addr: SocketAddr,
+}
+
+/// The application's credential check, asked after the configured user list (`OnAuthentication`).
+pub type AuthHook = Arc<dyn Fn(&AuthAttempt<'_>) -> bool + Send + Sync>;
+
+/// What authentication decided for an upgrade.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthOutcome {
+    /// Authentication is off, or failed and non-authenticated connections are allowed.
+    Anonymous,
+    /// The upgrade proved this user.
+    User(String),
+    /// Refused: answer the upgrade with HTTP 404.
+    Refused,
+}
+
+/// Checks credentials and keeps the single-use session tokens.
+pub struct Authenticator {
+    config: AuthConfig,
+    hook: Option<AuthHook>,
+    tokens: Mutex<HashMap<String, (String, Instant)>>,
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("enabled", &self.config.enabled)
+            .field("hook", &self.hook.is_some())
+            .finish()
+    }
+}
+
+impl Authenticator {
+    /// An authenticator for `config`, with an optional application hook.
+    pub fn new(config: AuthConfig, hook: Option<AuthHook>) -> Self {
+        Self {
+            config,
+            hook,
+            tokens: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether authentication is required at all.
+    pub fn enabled(&self) -> bool {
+        self.config.enabled
+    }
+
+    /// Checks a user and password: the configured list first, then the hook.
+    pub fn check(&self, user: &str, password: &str, peer_addr: SocketAddr) -> bool {
+        if self.config.users.get(user).is_some_and(|p| p == password) {
+            return true;
+        }
+        self.hook.as_ref().is_some_and(|h| {
+            h(&AuthAttempt {
+                user,
+                password,
+                peer_addr,
+            })
+        })
+    }
+
+    /// Answers `GET /sgc/req/auth/session/<user>/<password>`: a new token, or `None` (HTTP 404).
+    pub fn issue_session(&self, path: &str, peer_addr: SocketAddr) -> Option<String> {
+        if !self.config.enabled || !self.config.session {
+            return None;
+        }
+        let (user, password) = two_segments(path, "/sgc/req/auth/session/")?;
+        if !self.check(&user, &password, peer_addr) {
+            return None;
+        }
+        let token = super::connection::new_guid();
+        let ttl = Duration::from_millis(self.config.session_token_ttl_ms);
+        let mut tokens = self.tokens.lock();
+        let now = Instant::now();
+        tokens.retain(|_, (_, at)| now.duration_since(*at) < ttl);
+        if tokens.len() >= self.config.max_session_tokens.max(1) {
+            if let Some(oldest) = tokens.iter().min_by_key(|(_, (_, at))| *at).map(|(k, _)| k.clone()) {
+                tokens.remove(&oldest);
+            }
+        }
+        tokens.insert(token.clone(), (user, now));
+        Some(token)
+    }
+
+    fn redeem(&self, token: &str) -> Option<String> {
+        let ttl = Duration::from_millis(self.config.session_token_ttl_ms);
+        let (user, at) = self.tokens.lock().remove(token)?;
+        (at.elapsed() < ttl).then_some(user)
+    }
+
+    /// Decides an upgrade request: URL credentials, a session token, or Basic, in that order.
+    pub fn authenticate(&self, req: &Request, peer_addr: SocketAddr) -> AuthOutcome {
+        if !self.config.enabled {
+            return AuthOutcome::Anonymous;
+        }
+        let path = req.path_only();
+        let user = if self.config.url && path.starts_with("/sgc/auth/url/") {
+            two_segments(path, "/sgc/auth/url/")
+                .filter(|(u, p)| self.check(u, p, peer_addr))
+                .map(|(u, _)| u)
+        } else if self.config.session && path.starts_with("/sgc/auth/session/") {
+            path.strip_prefix("/sgc/auth/session/")
+                .map(|t| t.trim_end_matches('/'))
+                .and_then(|t| self.redeem(t))
+        } else if self.config.basic {
+            req.header("authorization")
+                .and_then(parse_basic)
+                .filter(|(u, p)| self.check(u, p, peer_addr))
+                .map(|(u, _)| u)
+        } else {
+            None
+        };
+        match user {
+            Some(u) => AuthOutcome::User(u),
+            None if self.config.allow_non_auth => AuthOutcome::Anonymous,
+            None => AuthOutcome::Refused,
+        }
+    }
+}
+
+/// Splits `<prefix><a>/<b>` into percent-decoded `a` and `b`.
+fn two_segments(path: &str, prefix: &str) -> Option<(String, String)> {
+    let rest = path.strip_prefix(prefix)?;
+    let mut parts = rest.splitn(3, '/');
+    let user = percent_decode(parts.next()?);
+    let password = percent_decode(parts.next().unwrap_or(""));
+    (!user.is_empty()).then_some((user, password))
+}
+
+fn parse_basic(value: &str) -> Option<(String, String)> {
+    let (scheme, b64) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .ok()?;
+    let text = String::from_utf8(raw).ok()?;
+    let (u, p) = text.split_once(':')?;
+    Some((u.to_owned(), p.to_owned()))
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 3 <= b.len() {
+            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                out.push(h * 16 + l);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn hex(c: u8) -> Option<u8> {
+    (c as char).to_digit(16).map(|d| d as u8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn auth(cfg: impl FnOnce(&mut AuthConfig)) -> Authenticator {
+        let mut c = AuthConfig {
+            enabled: true,
+            ..AuthConfig::default()
+        };
+        c.users.insert("alice".into(), "secret".into());
+        cfg(&mut c);
+        Authenticator::new(c, None)
+    }
+
+    fn req(path: &str, headers: &[(&str, &str)]) -> Request {
+        Request {
+            method: "GET".into(),
+            path: path.into(),
+            headers: headers
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect(),
+        }
+    }
+
+    fn peer() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 1))
+    }
+
+    #[test]
+    fn url_credentials() {
+        let a = auth(|_| {});
+        assert_eq!(
+            a.authenticate(&req("/sgc/auth/url/alice/secret", &[]), peer()),
+            AuthOutcome::User("alice".into())
+        );
+        assert_eq!(
+            a.authenticate(&req("/sgc/auth/url/alice/wrong", &[]), peer()),
+            AuthOutcome::Refused
+        );
+        assert_eq!(a.authenticate(&req("/", &[]), peer()), AuthOutcome::Refused);
+    }
+
+    #[test]
+    fn session_tokens_are_single_use() {
+        let a = auth(|_| {});
+        assert!(a.issue_session("/sgc/req/auth/session/alice/nope", peer()).is_none());
+        let t = a
+            .issue_session("/sgc/req/auth/session/alice/secret", peer())
+            .expect("token");
+        let path = format!("/sgc/auth/session/{t}");
+        assert_eq!(
+            a.authenticate(&req(&path, &[]), peer()),
+            AuthOutcome::User("alice".into())
+        );
+        assert_eq!(a.authenticate(&req(&path, &[]), peer()), AuthOutcome::Refused);
+    }
+
+    #[test]
+    fn basic_only_when_enabled() {
+        // "alice:secret"
+        let h = [("authorization", "Basic YWxpY2U6c2VjcmV0")];
+        assert_eq!(auth(|_| {}).authenticate(&req("/", &h), peer()), AuthOutcome::Refused);
+        assert_eq!(
+            auth(|c| c.basic = true).authenticate(&req("/", &h), peer()),
+            AuthOutcome::User("alice".into())
+        );
+    }
+
+    #[test]
+    fn hook_is_asked_after_the_list_and_non_auth_can_be_allowed() {
+        let a = Authenticator::new(
+            AuthConfig {
+                enabled: true,
+                ..AuthConfig::default()
+            },
+            Some(Arc::new(|at: &AuthAttempt<'_>| at.user == "bob" && at.password == "pw")),
+        );
+        assert_eq!(
+            a.authenticate(&req("/sgc/auth/url/bob/pw", &[]), peer()),
+            AuthOutcome::User("bob".into())
+        );
+        let open = auth(|c| c.allow_non_auth = true);
+        assert_eq!(open.authenticate(&req("/", &[]), peer()), AuthOutcome::Anonymous);
+    }
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode("a%20b%zz%"), "a b%zz%");
+        assert_eq!(percent_decode("%é%4"), "%é%4");
+    }
+}

@@ -1,0 +1,203 @@
+//! [`Connection`]: the cheap, cloneable handle to one accepted WebSocket connection.
+//!
+//! Protocols and applications hold it to send frames (into the connection's bounded outbox), to close
+//! the connection, and to read what the handshake learned (id, negotiated subprotocol, user, address).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+
+use super::outbox::{CloseReason, Outbox, Outgoing, SendError};
+
+/// What the handshake learned about a connection; fixed for the connection's life.
+#[derive(Debug, Clone)]
+pub struct ConnectionInfo {
+    /// The connection GUID: 32 uppercase hex characters (spec §1.2).
+    pub id: Arc<str>,
+    /// The negotiated subprotocol token, or `None` when the client offered none.
+    pub protocol: Option<&'static str>,
+    /// The client's address.
+    pub peer_addr: SocketAddr,
+    /// The request path of the upgrade (e.g. `/` or `/sgc/auth/url/alice/secret`).
+    pub path: String,
+    /// The authenticated user, when authentication is enabled and succeeded.
+    pub user: Option<String>,
+    /// The `Origin` header of the upgrade, if any.
+    pub origin: Option<String>,
+}
+
+struct Shared {
+    info: ConnectionInfo,
+    /// Process-unique number, cheaper than the GUID as a map key.
+    key: u64,
+    outbox: Outbox,
+}
+
+/// A handle to one WebSocket connection. Cloning is cheap (one `Arc`); the handle stays valid after
+/// the connection closed, sends then fail with [`SendError::Closed`].
+#[derive(Clone)]
+pub struct Connection {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("id", &self.shared.info.id)
+            .field("protocol", &self.shared.info.protocol)
+            .field("peer", &self.shared.info.peer_addr)
+            .finish()
+    }
+}
+
+impl PartialEq for Connection {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
+    }
+}
+impl Eq for Connection {}
+
+static NEXT_KEY: AtomicU64 = AtomicU64::new(1);
+
+/// A new connection GUID: a random UUID v4 as 32 uppercase hex characters, no dashes (spec §5.1).
+pub fn new_guid() -> String {
+    let mut s = uuid::Uuid::new_v4().simple().to_string();
+    s.make_ascii_uppercase();
+    s
+}
+
+impl Connection {
+    /// Creates the handle for a connection whose handshake produced `info`.
+    pub(crate) fn new(info: ConnectionInfo, max_outbox_bytes: usize) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                info,
+                key: NEXT_KEY.fetch_add(1, Ordering::Relaxed),
+                outbox: Outbox::new(max_outbox_bytes),
+            }),
+        }
+    }
+
+    /// The connection GUID (32 uppercase hex characters).
+    pub fn id(&self) -> &str {
+        &self.shared.info.id
+    }
+
+    /// The connection GUID as a shared string (cheap to clone into maps and events).
+    pub fn id_arc(&self) -> Arc<str> {
+        self.shared.info.id.clone()
+    }
+
+    /// A process-unique number for this connection, handy as a map key.
+    pub fn key(&self) -> u64 {
+        self.shared.key
+    }
+
+    /// Everything the handshake learned.
+    pub fn info(&self) -> &ConnectionInfo {
+        &self.shared.info
+    }
+
+    /// The negotiated subprotocol, if any.
+    pub fn protocol(&self) -> Option<&'static str> {
+        self.shared.info.protocol
+    }
+
+    /// The authenticated user, if any.
+    pub fn user(&self) -> Option<&str> {
+        self.shared.info.user.as_deref()
+    }
+
+    /// Queues a text frame. `text` must be UTF-8; encoders in this crate guarantee it.
+    /// Sharing one `Bytes` between many connections costs no copy.
+    pub fn send_text(&self, text: Bytes) -> Result<(), SendError> {
+        self.shared.outbox.push(Outgoing::Text(text))
+    }
+
+    /// Queues a text frame from a string.
+    pub fn send_str(&self, text: &str) -> Result<(), SendError> {
+        self.send_text(Bytes::copy_from_slice(text.as_bytes()))
+    }
+
+    /// Queues a binary frame.
+    pub fn send_binary(&self, data: Bytes) -> Result<(), SendError> {
+        self.shared.outbox.push(Outgoing::Binary(data))
+    }
+
+    /// Closes the connection with `code` and `reason` after the frames already queued.
+    pub fn close(&self, code: u16, reason: &str) {
+        self.shared.outbox.close(CloseReason::new(code, reason));
+    }
+
+    /// Whether the connection is still open (no close asked for or seen).
+    pub fn is_open(&self) -> bool {
+        !self.shared.outbox.is_closed()
+    }
+
+    /// Bytes queued for this connection and not yet written to its socket.
+    pub fn queued_bytes(&self) -> usize {
+        self.shared.outbox.queued_bytes()
+    }
+
+    pub(crate) fn outbox(&self) -> &Outbox {
+        &self.shared.outbox
+    }
+
+    /// A handle for tests and embedders that need a connection without a socket: frames sent to it
+    /// are kept in its outbox. Used by the unit tests of protocol rules.
+    #[doc(hidden)]
+    pub fn detached(id: &str, protocol: Option<&'static str>) -> Self {
+        Self::new(
+            ConnectionInfo {
+                id: Arc::from(id),
+                protocol,
+                peer_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+                path: "/".into(),
+                user: None,
+                origin: None,
+            },
+            usize::MAX / 2,
+        )
+    }
+
+    /// Takes the text frames queued so far on a [`Connection::detached`] handle (tests only).
+    #[doc(hidden)]
+    pub fn drain_sent_text(&self) -> Vec<String> {
+        let mut q = std::collections::VecDeque::new();
+        let fut = self.shared.outbox.take(&mut q);
+        // The outbox's `take` returns at once when there is something queued or a close.
+        let _ = futures_util::FutureExt::now_or_never(fut);
+        q.into_iter()
+            .filter_map(|o| match o {
+                Outgoing::Text(b) => Some(String::from_utf8_lossy(&b).into_owned()),
+                Outgoing::Binary(_) => None,
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guids_are_32_uppercase_hex() {
+        let g = new_guid();
+        assert_eq!(g.len(), 32);
+        assert!(
+            g.chars()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_lowercase())
+        );
+    }
+
+    #[test]
+    fn detached_connection_keeps_what_was_sent() {
+        let c = Connection::detached("A", Some("esegece.com"));
+        c.send_str("one").ok();
+        c.send_str("two").ok();
+        assert_eq!(c.drain_sent_text(), vec!["one", "two"]);
+        assert!(c.drain_sent_text().is_empty());
+    }
+}

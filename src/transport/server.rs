@@ -1,0 +1,314 @@
+//! [`Server`]: binds the listener, answers HTTP, upgrades WebSocket connections to the negotiated
+//! protocol, and keeps the table of live connections (for shutdown and server-side lookups).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use parking_lot::Mutex;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_websockets::{Limits, ServerBuilder};
+
+use super::auth::{AuthConfig, AuthHook, AuthOutcome, Authenticator};
+use super::connection::{Connection, ConnectionInfo, new_guid};
+use super::connection_task::{self, Heartbeat};
+use super::handshake::{self, Prefixed, Request, UpgradeProblem};
+use crate::config::ServerConfig;
+use crate::error::{Error, Result};
+use crate::protocol::{Negotiated, Protocol, ProtocolRegistry};
+
+/// A node's WebSocket server, configured and then bound with [`Server::bind`].
+pub struct Server {
+    config: ServerConfig,
+    registry: ProtocolRegistry,
+    auth: AuthConfig,
+    auth_hook: Option<AuthHook>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("listen", &self.config.listen)
+            .field("registry", &self.registry)
+            .finish()
+    }
+}
+
+impl Server {
+    /// A server with these listener settings and no protocols yet.
+    pub fn new(config: ServerConfig) -> Self {
+        Self {
+            config,
+            registry: ProtocolRegistry::new(),
+            auth: AuthConfig::default(),
+            auth_hook: None,
+        }
+    }
+
+    /// Offers `protocol` under its subprotocol token.
+    pub fn protocol(mut self, protocol: Arc<dyn Protocol>) -> Self {
+        self.registry.register(protocol);
+        self
+    }
+
+    /// Serves connections that offered no subprotocol with `protocol` (without one, such
+    /// connections are accepted and their messages ignored).
+    pub fn fallback(mut self, protocol: Arc<dyn Protocol>) -> Self {
+        self.registry.set_fallback(protocol);
+        self
+    }
+
+    /// Sets the authentication options (spec §1.6).
+    pub fn auth(mut self, auth: AuthConfig) -> Self {
+        self.auth = auth;
+        self
+    }
+
+    /// Sets the application's credential check, asked after the configured user list.
+    pub fn auth_hook(
+        mut self,
+        hook: impl Fn(&super::auth::AuthAttempt<'_>) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.auth_hook = Some(Arc::new(hook));
+        self
+    }
+
+    /// Binds the listener and starts accepting. Returns once the port is open.
+    pub async fn bind(self) -> Result<ServerHandle> {
+        let listener = TcpListener::bind(self.config.listen)
+            .await
+            .map_err(|source| Error::Bind {
+                addr: self.config.listen.to_string(),
+                source,
+            })?;
+        let local_addr = listener.local_addr()?;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            authenticator: Authenticator::new(self.auth, self.auth_hook),
+            registry: self.registry,
+            config: self.config,
+            connections: Mutex::new(HashMap::new()),
+        });
+        let accept = tokio::spawn(accept_loop(listener, shared.clone(), stop_rx));
+        tracing::info!(%local_addr, "WebSocket server listening");
+        Ok(ServerHandle {
+            local_addr,
+            shared,
+            stop: stop_tx,
+            accept: Mutex::new(Some(accept)),
+        })
+    }
+}
+
+struct Shared {
+    config: ServerConfig,
+    registry: ProtocolRegistry,
+    authenticator: Authenticator,
+    /// Live, upgraded connections by GUID.
+    connections: Mutex<HashMap<Arc<str>, Connection>>,
+}
+
+/// A running server: its address, its live connections, and shutdown.
+pub struct ServerHandle {
+    local_addr: SocketAddr,
+    shared: Arc<Shared>,
+    stop: watch::Sender<bool>,
+    accept: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for ServerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerHandle")
+            .field("local_addr", &self.local_addr)
+            .finish()
+    }
+}
+
+impl ServerHandle {
+    /// The address the listener is bound to (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The live connection with this GUID.
+    pub fn connection(&self, id: &str) -> Option<Connection> {
+        self.shared.connections.lock().get(id).cloned()
+    }
+
+    /// How many upgraded connections are open.
+    pub fn connection_count(&self) -> usize {
+        self.shared.connections.lock().len()
+    }
+
+    /// Stops accepting, closes every connection with 1001 and waits (up to a few seconds) for them
+    /// to finish.
+    pub async fn shutdown(&self) {
+        let _ = self.stop.send(true);
+        let accept = self.accept.lock().take();
+        if let Some(a) = accept {
+            let _ = a.await;
+        }
+        let conns: Vec<Connection> = self.shared.connections.lock().values().cloned().collect();
+        for c in &conns {
+            c.close(1001, "server shutting down");
+        }
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        while self.connection_count() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    loop {
+        let accepted = tokio::select! {
+            _ = stop.changed() => return,
+            a = listener.accept() => a,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                tokio::spawn(handle_socket(stream, peer, shared.clone()));
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: back off briefly instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
+    }
+}
+
+async fn handle_socket(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+    let cfg = &shared.config;
+    let mut buf = BytesMut::new();
+    let head = tokio::time::timeout(
+        cfg.handshake_timeout(),
+        handshake::read_head(&mut stream, &mut buf, cfg.max_request_head),
+    )
+    .await;
+    let req = match head {
+        Ok(Ok(req)) => req,
+        Ok(Err(handshake::HeadError::TooLarge(_))) => {
+            tracing::debug!(%peer, "refused: request head too large");
+            let _ = reply(&mut stream, 431, "Request Header Fields Too Large", "").await;
+            return;
+        }
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "refused: bad request head");
+            if !matches!(e, handshake::HeadError::Eof | handshake::HeadError::Io(_)) {
+                let _ = reply(&mut stream, 400, "Bad Request", "").await;
+            }
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "refused: handshake timeout");
+            return;
+        }
+    };
+    if !req.is_websocket_upgrade() {
+        serve_http(&mut stream, &req, peer, &shared).await;
+        return;
+    }
+    let key = match handshake::check_upgrade(&req) {
+        Ok(k) => k.to_owned(),
+        Err(UpgradeProblem::UnsupportedVersion) => {
+            tracing::debug!(%peer, "refused: unsupported WebSocket version");
+            let _ = reply(&mut stream, 426, "Upgrade Required", "Sec-WebSocket-Version: 13\r\n").await;
+            return;
+        }
+        Err(UpgradeProblem::BadRequest(why)) => {
+            tracing::debug!(%peer, why, "refused: bad upgrade");
+            let _ = reply(&mut stream, 400, "Bad Request", "").await;
+            return;
+        }
+    };
+    let protocol = match shared
+        .registry
+        .negotiate(req.header_tokens("sec-websocket-protocol"))
+    {
+        Negotiated::Protocol(p) => Some(p),
+        Negotiated::NoneOffered(fallback) => fallback,
+        Negotiated::Unsupported => {
+            tracing::debug!(%peer, "refused: no offered subprotocol is supported");
+            let _ = reply(&mut stream, 400, "Bad Request", "").await;
+            return;
+        }
+    };
+    let user = match shared.authenticator.authenticate(&req, peer) {
+        AuthOutcome::User(u) => Some(u),
+        AuthOutcome::Anonymous => None,
+        AuthOutcome::Refused => {
+            tracing::info!(%peer, path = req.path_only(), "refused: authentication failed");
+            let _ = reply(&mut stream, 404, "Not Found", "").await;
+            return;
+        }
+    };
+    let token = protocol.as_ref().map(|p| p.name()).filter(|n| !n.is_empty());
+    if stream
+        .write_all(&handshake::switching_protocols(&key, token))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let conn = Connection::new(
+        ConnectionInfo {
+            id: Arc::from(new_guid()),
+            protocol: token,
+            peer_addr: peer,
+            path: req.path.clone(),
+            user,
+            origin: req.header("origin").map(str::to_owned),
+        },
+        cfg.max_outbox_bytes,
+    );
+    let ws = ServerBuilder::new()
+        .limits(Limits::default().max_payload_len(Some(cfg.max_message_size)))
+        .serve(Prefixed::new(buf.freeze(), stream));
+    let heartbeat = cfg.heartbeat_interval().map(|interval| Heartbeat {
+        interval,
+        timeout: cfg.heartbeat_timeout(),
+    });
+    shared
+        .connections
+        .lock()
+        .insert(conn.id_arc(), conn.clone());
+    tracing::debug!(conn = conn.id(), %peer, protocol = token.unwrap_or(""), "connected");
+    connection_task::run(ws, conn.clone(), protocol, heartbeat).await;
+    shared.connections.lock().remove(conn.id());
+    tracing::debug!(conn = conn.id(), "disconnected");
+}
+
+async fn serve_http(stream: &mut TcpStream, req: &Request, peer: SocketAddr, shared: &Shared) {
+    let path = req.path_only();
+    if req.method == "GET" && path.starts_with("/sgc/req/auth/session/") {
+        match shared.authenticator.issue_session(path, peer) {
+            Some(token) => {
+                let body = format!("{token}\r\n\r\n\r\n");
+                let _ = stream
+                    .write_all(&handshake::http_response(200, "OK", "text/plain", "", body.as_bytes()))
+                    .await;
+            }
+            None => {
+                tracing::info!(%peer, "refused: session token request");
+                let _ = reply(stream, 404, "Not Found", "").await;
+            }
+        }
+        return;
+    }
+    let _ = reply(stream, 404, "Not Found", "").await;
+}
+
+async fn reply(stream: &mut TcpStream, status: u16, reason: &str, extra: &str) -> std::io::Result<()> {
+    let body = format!("{status} {reason}\n");
+    stream
+        .write_all(&handshake::http_response(status, reason, "text/plain", extra, body.as_bytes()))
+        .await?;
+    let _ = stream.shutdown().await;
+    Ok(())
+}

@@ -19,7 +19,9 @@ pub const B64_PREFIX: &str = "sgc@b64:";
 /// literals and removes `#` comments outside them. Borrows when nothing needs changing.
 pub fn sanitize(input: &str) -> Cow<'_, str> {
     let bytes = input.as_bytes();
-    let needs = bytes.iter().any(|&b| b < 0x20 && b != b'\n' && b != b'\r' && b != b'\t')
+    let needs = bytes
+        .iter()
+        .any(|&b| b < 0x20 && b != b'\n' && b != b'\r' && b != b'\t')
         || bytes.contains(&b'#')
         || has_control_in_string(bytes);
     if !needs {
@@ -284,8 +286,9 @@ mod tests {
 
     #[test]
     fn scalars_read_as_text() {
-        let o = RawObject::parse(r#"{"n":42,"b":true,"z":null,"o":{"x":1},"s":"sgc@b64:aGVsbG8="}"#)
-            .expect("object");
+        let o =
+            RawObject::parse(r#"{"n":42,"b":true,"z":null,"o":{"x":1},"s":"sgc@b64:aGVsbG8="}"#)
+                .expect("object");
         assert_eq!(o.text("n").as_deref(), Some("42"));
         assert_eq!(o.text("b").as_deref(), Some("true"));
         assert_eq!(o.text("z").as_deref(), Some(""));
@@ -306,7 +309,10 @@ mod tests {
 
     #[test]
     fn server_text_is_raw_only_when_it_parses() {
-        assert_eq!(Payload::from_text("{\"a\":1}"), Payload::Raw("{\"a\":1}".into()));
+        assert_eq!(
+            Payload::from_text("{\"a\":1}"),
+            Payload::Raw("{\"a\":1}".into())
+        );
         assert_eq!(Payload::from_text("{oops"), Payload::Text("{oops".into()));
         assert_eq!(Payload::from_text("hi"), Payload::Text("hi".into()));
     }

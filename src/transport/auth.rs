@@ -136,7 +136,11 @@ impl Authenticator {
         let now = Instant::now();
         tokens.retain(|_, (_, at)| now.duration_since(*at) < ttl);
         if tokens.len() >= self.config.max_session_tokens.max(1) {
-            if let Some(oldest) = tokens.iter().min_by_key(|(_, (_, at))| *at).map(|(k, _)| k.clone()) {
+            if let Some(oldest) = tokens
+                .iter()
+                .min_by_key(|(_, (_, at))| *at)
+                .map(|(k, _)| k.clone())
+            {
                 tokens.remove(&oldest);
             }
         }
@@ -270,7 +274,10 @@ mod tests {
     #[test]
     fn session_tokens_are_single_use() {
         let a = auth(|_| {});
-        assert!(a.issue_session("/sgc/req/auth/session/alice/nope", peer()).is_none());
+        assert!(
+            a.issue_session("/sgc/req/auth/session/alice/nope", peer())
+                .is_none()
+        );
         let t = a
             .issue_session("/sgc/req/auth/session/alice/secret", peer())
             .expect("token");
@@ -279,14 +286,20 @@ mod tests {
             a.authenticate(&req(&path, &[]), peer()),
             AuthOutcome::User("alice".into())
         );
-        assert_eq!(a.authenticate(&req(&path, &[]), peer()), AuthOutcome::Refused);
+        assert_eq!(
+            a.authenticate(&req(&path, &[]), peer()),
+            AuthOutcome::Refused
+        );
     }
 
     #[test]
     fn basic_only_when_enabled() {
         // "alice:secret"
         let h = [("authorization", "Basic YWxpY2U6c2VjcmV0")];
-        assert_eq!(auth(|_| {}).authenticate(&req("/", &h), peer()), AuthOutcome::Refused);
+        assert_eq!(
+            auth(|_| {}).authenticate(&req("/", &h), peer()),
+            AuthOutcome::Refused
+        );
         assert_eq!(
             auth(|c| c.basic = true).authenticate(&req("/", &h), peer()),
             AuthOutcome::User("alice".into())
@@ -300,14 +313,19 @@ mod tests {
                 enabled: true,
                 ..AuthConfig::default()
             },
-            Some(Arc::new(|at: &AuthAttempt<'_>| at.user == "bob" && at.password == "pw")),
+            Some(Arc::new(|at: &AuthAttempt<'_>| {
+                at.user == "bob" && at.password == "pw"
+            })),
         );
         assert_eq!(
             a.authenticate(&req("/sgc/auth/url/bob/pw", &[]), peer()),
             AuthOutcome::User("bob".into())
         );
         let open = auth(|c| c.allow_non_auth = true);
-        assert_eq!(open.authenticate(&req("/", &[]), peer()), AuthOutcome::Anonymous);
+        assert_eq!(
+            open.authenticate(&req("/", &[]), peer()),
+            AuthOutcome::Anonymous
+        );
     }
 
     #[test]

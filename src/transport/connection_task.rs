@@ -210,7 +210,11 @@ where
         .ok()
         .filter(|c| !c.is_reserved())
         .unwrap_or(CloseCode::NORMAL_CLOSURE);
-    let _ = tokio::time::timeout(CLOSE_GRACE, sink.send(Message::close(Some(code), &reason.reason))).await;
+    let _ = tokio::time::timeout(
+        CLOSE_GRACE,
+        sink.send(Message::close(Some(code), &reason.reason)),
+    )
+    .await;
 }
 
 /// The ping payload: the current time as `yyyymmddhhnnsszzz` (spec §1.8), UTC.

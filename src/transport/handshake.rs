@@ -150,7 +150,9 @@ pub enum UpgradeProblem {
 /// Checks the RFC 6455 requirements of an upgrade request; returns the client key.
 pub fn check_upgrade(req: &Request) -> Result<&str, UpgradeProblem> {
     if req.method != "GET" {
-        return Err(UpgradeProblem::BadRequest("WebSocket upgrade must be a GET"));
+        return Err(UpgradeProblem::BadRequest(
+            "WebSocket upgrade must be a GET",
+        ));
     }
     if req.header("sec-websocket-version") != Some("13") {
         return Err(UpgradeProblem::UnsupportedVersion);
@@ -180,7 +182,13 @@ pub fn switching_protocols(key: &str, protocol: Option<&str>) -> Vec<u8> {
 }
 
 /// A complete plain HTTP response that closes the connection.
-pub fn http_response(status: u16, reason: &str, content_type: &str, extra: &str, body: &[u8]) -> Vec<u8> {
+pub fn http_response(
+    status: u16,
+    reason: &str,
+    content_type: &str,
+    extra: &str,
+    body: &[u8],
+) -> Vec<u8> {
     let mut r = format!(
         "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n{extra}\r\n",
         body.len()
@@ -277,18 +285,31 @@ mod tests {
 
     #[test]
     fn upgrade_detection_is_case_insensitive_and_token_based() {
-        let r = req("GET / HTTP/1.1\r\nHost: x\r\nUpgrade: WebSocket\r\nConnection: keep-alive, Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: a, b\r\nSec-WebSocket-Protocol: c\r\n\r\n");
+        let r = req(
+            "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: WebSocket\r\nConnection: keep-alive, Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: a, b\r\nSec-WebSocket-Protocol: c\r\n\r\n",
+        );
         assert!(r.is_websocket_upgrade());
-        assert_eq!(r.header_tokens("sec-websocket-protocol").collect::<Vec<_>>(), ["a", "b", "c"]);
+        assert_eq!(
+            r.header_tokens("sec-websocket-protocol")
+                .collect::<Vec<_>>(),
+            ["a", "b", "c"]
+        );
         assert_eq!(check_upgrade(&r), Ok("dGhlIHNhbXBsZSBub25jZQ=="));
     }
 
     #[test]
     fn wrong_version_and_bad_key_are_refused() {
-        let r = req("GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 8\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n");
+        let r = req(
+            "GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 8\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        );
         assert_eq!(check_upgrade(&r), Err(UpgradeProblem::UnsupportedVersion));
-        let r = req("GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: short\r\n\r\n");
-        assert!(matches!(check_upgrade(&r), Err(UpgradeProblem::BadRequest(_))));
+        let r = req(
+            "GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: short\r\n\r\n",
+        );
+        assert!(matches!(
+            check_upgrade(&r),
+            Err(UpgradeProblem::BadRequest(_))
+        ));
     }
 
     #[tokio::test]

@@ -198,7 +198,10 @@ mod tests {
     #[test]
     fn overflow_closes_and_refuses_further_frames() {
         let ob = Outbox::new(10);
-        assert!(ob.push(Outgoing::Text(Bytes::from_static(b"123456"))).is_ok());
+        assert!(
+            ob.push(Outgoing::Text(Bytes::from_static(b"123456")))
+                .is_ok()
+        );
         assert_eq!(ob.queued_bytes(), 6);
         assert_eq!(
             ob.push(Outgoing::Text(Bytes::from_static(b"123456"))),
@@ -214,9 +217,15 @@ mod tests {
     #[test]
     fn written_bytes_free_room() {
         let ob = Outbox::new(10);
-        assert!(ob.push(Outgoing::Binary(Bytes::from_static(b"12345678"))).is_ok());
+        assert!(
+            ob.push(Outgoing::Binary(Bytes::from_static(b"12345678")))
+                .is_ok()
+        );
         ob.written(8);
-        assert!(ob.push(Outgoing::Binary(Bytes::from_static(b"12345678"))).is_ok());
+        assert!(
+            ob.push(Outgoing::Binary(Bytes::from_static(b"12345678")))
+                .is_ok()
+        );
     }
 
     #[test]

@@ -139,6 +139,11 @@ impl ServerHandle {
         self.shared.connections.lock().get(id).cloned()
     }
 
+    /// Every live connection (a snapshot).
+    pub fn connections(&self) -> Vec<Connection> {
+        self.shared.connections.lock().values().cloned().collect()
+    }
+
     /// How many upgraded connections are open.
     pub fn connection_count(&self) -> usize {
         self.shared.connections.lock().len()
@@ -218,7 +223,13 @@ async fn handle_socket(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shar
         Ok(k) => k.to_owned(),
         Err(UpgradeProblem::UnsupportedVersion) => {
             tracing::debug!(%peer, "refused: unsupported WebSocket version");
-            let _ = reply(&mut stream, 426, "Upgrade Required", "Sec-WebSocket-Version: 13\r\n").await;
+            let _ = reply(
+                &mut stream,
+                426,
+                "Upgrade Required",
+                "Sec-WebSocket-Version: 13\r\n",
+            )
+            .await;
             return;
         }
         Err(UpgradeProblem::BadRequest(why)) => {
@@ -248,7 +259,10 @@ async fn handle_socket(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shar
             return;
         }
     };
-    let token = protocol.as_ref().map(|p| p.name()).filter(|n| !n.is_empty());
+    let token = protocol
+        .as_ref()
+        .map(|p| p.name())
+        .filter(|n| !n.is_empty());
     if stream
         .write_all(&handshake::switching_protocols(&key, token))
         .await
@@ -291,7 +305,13 @@ async fn serve_http(stream: &mut TcpStream, req: &Request, peer: SocketAddr, sha
             Some(token) => {
                 let body = format!("{token}\r\n\r\n\r\n");
                 let _ = stream
-                    .write_all(&handshake::http_response(200, "OK", "text/plain", "", body.as_bytes()))
+                    .write_all(&handshake::http_response(
+                        200,
+                        "OK",
+                        "text/plain",
+                        "",
+                        body.as_bytes(),
+                    ))
                     .await;
             }
             None => {
@@ -304,10 +324,21 @@ async fn serve_http(stream: &mut TcpStream, req: &Request, peer: SocketAddr, sha
     let _ = reply(stream, 404, "Not Found", "").await;
 }
 
-async fn reply(stream: &mut TcpStream, status: u16, reason: &str, extra: &str) -> std::io::Result<()> {
+async fn reply(
+    stream: &mut TcpStream,
+    status: u16,
+    reason: &str,
+    extra: &str,
+) -> std::io::Result<()> {
     let body = format!("{status} {reason}\n");
     stream
-        .write_all(&handshake::http_response(status, reason, "text/plain", extra, body.as_bytes()))
+        .write_all(&handshake::http_response(
+            status,
+            reason,
+            "text/plain",
+            extra,
+            body.as_bytes(),
+        ))
         .await?;
     let _ = stream.shutdown().await;
     Ok(())

@@ -1,0 +1,199 @@
+//! The transport over real sockets: upgrade, subprotocol negotiation, the fallback protocol,
+//! binary frames, size cap, slow consumers and heartbeat.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use support::*;
+use wscluster::{Connection, Protocol, Server};
+
+/// Echoes every text and binary message back: the endpoint Autobahn and these tests drive.
+struct Echo(&'static str);
+
+impl Protocol for Echo {
+    fn name(&self) -> &'static str {
+        self.0
+    }
+    fn on_connect(&self, _: &Connection) {}
+    fn on_text(&self, conn: &Connection, text: &str) {
+        let _ = conn.send_str(text);
+    }
+    fn on_binary(&self, conn: &Connection, data: Bytes) {
+        let _ = conn.send_binary(data);
+    }
+    fn on_disconnect(&self, _: &Connection) {}
+}
+
+async fn echo_server(cfg: wscluster::config::ServerConfig) -> wscluster::ServerHandle {
+    init_logs();
+    Server::new(cfg)
+        .protocol(Arc::new(Echo("echo.test")))
+        .fallback(Arc::new(Echo("")))
+        .bind()
+        .await
+        .unwrap_or_else(|e| panic!("bind: {e}"))
+}
+
+#[tokio::test]
+async fn fallback_echoes_text_and_binary() {
+    let server = echo_server(test_server_config()).await;
+    let mut c = WsClient::connect(server.local_addr(), "/", &[])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.protocol, None);
+    c.send("hello").await;
+    c.expect("hello").await;
+    c.send_binary(&[0, 1, 2, 255]).await;
+    assert_eq!(
+        c.next_frame().await,
+        Some(Frame::Binary(vec![0, 1, 2, 255]))
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn negotiates_first_supported_token_in_client_order() {
+    let server = echo_server(test_server_config()).await;
+    let c = WsClient::connect(server.local_addr(), "/", &["nope", "echo.test"])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.protocol.as_deref(), Some("echo.test"));
+    let resp = raw_http(
+        server.local_addr(),
+        &upgrade_request("/", "chat, superchat", ""),
+    )
+    .await;
+    assert!(
+        resp.starts_with("HTTP/1.1 400"),
+        "unsupported protocol must be refused: {resp}"
+    );
+}
+
+#[tokio::test]
+async fn bad_upgrades_are_refused_with_http_errors() {
+    let server = echo_server(test_server_config()).await;
+    let addr = server.local_addr();
+    let v8 = upgrade_request("/", "", "").replace("Version: 13", "Version: 8");
+    assert!(raw_http(addr, &v8).await.starts_with("HTTP/1.1 426"));
+    let nokey =
+        upgrade_request("/", "", "").replace("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n", "");
+    assert!(raw_http(addr, &nokey).await.starts_with("HTTP/1.1 400"));
+    assert!(
+        raw_http(addr, "GET /nothing HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .starts_with("HTTP/1.1 404")
+    );
+    assert!(
+        raw_http(addr, "garbage\r\n\r\n")
+            .await
+            .starts_with("HTTP/1.1 400")
+    );
+    // The node still serves after all that.
+    let mut c = WsClient::connect(addr, "/", &[])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    c.send("still here").await;
+    c.expect("still here").await;
+}
+
+#[tokio::test]
+async fn oversized_message_closes_with_1009() {
+    let mut cfg = test_server_config();
+    cfg.max_message_size = 1024;
+    let server = echo_server(cfg).await;
+    let mut c = WsClient::connect(server.local_addr(), "/", &[])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    c.send(&"x".repeat(2000)).await;
+    let (code, _) = c.expect_close().await;
+    assert_eq!(code, Some(1009));
+}
+
+#[tokio::test]
+async fn client_that_never_reads_is_closed_as_slow_consumer_without_delaying_others() {
+    let mut cfg = test_server_config();
+    cfg.max_outbox_bytes = 64 * 1024;
+    let server = echo_server(cfg).await;
+    let addr = server.local_addr();
+    // The stuck client: it never reads, while we flood it through the echo.
+    let mut stuck = WsClient::connect(addr, "/", &[])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let stuck_conn = {
+        let mut found = None;
+        assert!(
+            eventually(DEFAULT_WAIT, || {
+                found = first_conn(&server);
+                found.is_some()
+            })
+            .await
+        );
+        found.unwrap_or_else(|| panic!("no connection"))
+    };
+    let mut healthy = WsClient::connect(addr, "/", &[])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let chunk = Bytes::from(vec![b'a'; 16 * 1024]);
+    let mut overflowed = false;
+    for _ in 0..100_000 {
+        if stuck_conn.send_text(chunk.clone()).is_err() {
+            overflowed = true;
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert!(overflowed, "the outbox must refuse frames past its cap");
+    // Others are not slowed.
+    let t0 = std::time::Instant::now();
+    healthy.send("ping?").await;
+    healthy.expect("ping?").await;
+    assert!(t0.elapsed() < Duration::from_secs(1));
+    // The stuck client gets a 1008 close once it reads (or a reset).
+    let (code, reason) = stuck.expect_closed_within(Duration::from_secs(10)).await;
+    if let Some(code) = code {
+        assert_eq!(code, 1008, "{reason}");
+    }
+    assert!(
+        eventually(DEFAULT_WAIT, || server
+            .connection(stuck_conn.id())
+            .is_none())
+        .await
+    );
+}
+
+fn first_conn(server: &wscluster::ServerHandle) -> Option<Connection> {
+    // Test-only lookup: the server exposes connections by GUID; find any.
+    server.connections().into_iter().next()
+}
+
+#[tokio::test]
+async fn silent_client_is_dropped_by_heartbeat() {
+    let mut cfg = test_server_config();
+    cfg.heartbeat_interval_ms = 50;
+    cfg.heartbeat_timeout_ms = 100;
+    let server = echo_server(cfg).await;
+    // A raw TCP client that upgrades and then never reads nor answers pings.
+    let mut s = tokio::net::TcpStream::connect(server.local_addr())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    tokio::io::AsyncWriteExt::write_all(&mut s, upgrade_request("/", "", "").as_bytes())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(eventually(DEFAULT_WAIT, || server.connection_count() == 1).await);
+    assert!(
+        eventually(DEFAULT_WAIT, || server.connection_count() == 0).await,
+        "heartbeat must drop it"
+    );
+    // A normal client answers pings (the client library does) and stays.
+    let mut c = WsClient::connect(server.local_addr(), "/", &[])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    for i in 0..5 {
+        c.send(&format!("m{i}")).await;
+        c.expect(&format!("m{i}")).await;
+        tokio::time::sleep(Duration::from_millis(60)).await;
+    }
+}

@@ -5,3 +5,4 @@
 
 pub mod envelope;
 pub mod membership;
+pub mod mesh;

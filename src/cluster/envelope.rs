@@ -120,19 +120,28 @@ pub enum EnvelopeError {
 impl Envelope {
     /// Encodes the envelope into one buffer.
     pub fn encode(&self) -> Result<Bytes, EnvelopeError> {
-        let id = self.origin.node_id.as_bytes();
+        let head = Self::encode_header(self.kind, &self.origin, self.seq)?;
+        let mut out = BytesMut::with_capacity(head.len() + self.payload.len());
+        out.put_slice(&head);
+        out.put_slice(&self.payload);
+        Ok(out.freeze())
+    }
+
+    /// Encodes just the header of an envelope whose payload travels separately (see the mesh's
+    /// `WireFrame`): header followed by payload is exactly [`Envelope::encode`].
+    pub fn encode_header(kind: Kind, origin: &Origin, seq: u64) -> Result<Bytes, EnvelopeError> {
+        let id = origin.node_id.as_bytes();
         if id.is_empty() {
             return Err(EnvelopeError::NodeId);
         }
         let id_len = u8::try_from(id.len()).map_err(|_| EnvelopeError::NodeIdTooLong)?;
-        let mut out = BytesMut::with_capacity(FIXED_HEADER + id.len() + self.payload.len());
+        let mut out = BytesMut::with_capacity(FIXED_HEADER + id.len());
         out.put_u8(VERSION);
-        out.put_u8(self.kind as u8);
-        out.put_u64(self.origin.incarnation);
-        out.put_u64(self.seq);
+        out.put_u8(kind as u8);
+        out.put_u64(origin.incarnation);
+        out.put_u64(seq);
         out.put_u8(id_len);
         out.put_slice(id);
-        out.put_slice(&self.payload);
         Ok(out.freeze())
     }
 

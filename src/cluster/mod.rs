@@ -4,5 +4,6 @@
 //! - [`membership`]: who is alive, sans I/O.
 
 pub mod envelope;
+pub mod engine;
 pub mod membership;
 pub mod mesh;

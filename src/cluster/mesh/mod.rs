@@ -1,2 +1,3 @@
 pub mod auth;
 pub mod replay;
+pub mod wire;

@@ -9,7 +9,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use super::wire::WireFrame;
 
 /// Frames sent to one peer and not yet acknowledged.
 #[derive(Debug)]
@@ -17,7 +17,7 @@ pub struct ReplayWindow {
     max_age: Duration,
     max_bytes: usize,
     next_seq: u64,
-    frames: VecDeque<(u64, Instant, Bytes)>,
+    frames: VecDeque<(u64, Instant, WireFrame)>,
     bytes: usize,
     /// Highest sequence number dropped from the window without an ack (0: none).
     dropped_through: u64,
@@ -46,7 +46,7 @@ impl ReplayWindow {
     }
 
     /// Numbers `frame` and keeps it; returns its sequence number.
-    pub fn push(&mut self, frame: Bytes, now: Instant) -> u64 {
+    pub fn push(&mut self, frame: WireFrame, now: Instant) -> u64 {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.bytes += frame.len();
@@ -82,7 +82,7 @@ impl ReplayWindow {
     /// What to resend to a peer that last received `last_received`: the frames after it, or the
     /// gap when some of them were dropped (the frames still kept follow in the `Ok` of a later
     /// call after the engine resynchronised and acknowledged through the gap).
-    pub fn replay_after(&self, last_received: u64) -> Result<Vec<(u64, Bytes)>, Gap> {
+    pub fn replay_after(&self, last_received: u64) -> Result<Vec<(u64, WireFrame)>, Gap> {
         if last_received < self.dropped_through {
             return Err(Gap {
                 from: last_received + 1,
@@ -162,10 +162,11 @@ impl InboundSequence {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
     use proptest::prelude::*;
 
-    fn b(s: &str) -> Bytes {
-        Bytes::copy_from_slice(s.as_bytes())
+    fn b(s: &str) -> WireFrame {
+        WireFrame::whole(Bytes::copy_from_slice(s.as_bytes()))
     }
 
     #[test]
@@ -195,8 +196,8 @@ mod tests {
         }
         assert!(w.bytes() <= 10);
         assert_eq!(
-            w.replay_after(0),
-            Err(Gap {
+            w.replay_after(0).err(),
+            Some(Gap {
                 from: 1,
                 through: 3
             })
@@ -206,8 +207,8 @@ mod tests {
         w.push(b("old"), t);
         w.trim(t + Duration::from_secs(2));
         assert_eq!(
-            w.replay_after(0),
-            Err(Gap {
+            w.replay_after(0).err(),
+            Some(Gap {
                 from: 1,
                 through: 1
             })
@@ -234,7 +235,7 @@ mod tests {
             let mut r = InboundSequence::default();
             let mut delivered = Vec::new();
             for i in 1..=n {
-                let seq = w.push(Bytes::from(i.to_be_bytes().to_vec()), t);
+                let seq = w.push(WireFrame::whole(Bytes::from(i.to_be_bytes().to_vec())), t);
                 if seq <= cut && r.arrive(seq) == Arrival::InOrder { delivered.push(seq); }
             }
             w.ack(acked.min(r.last()));

@@ -27,6 +27,8 @@ pub enum DownReason {
     Bye,
     /// A new incarnation of the same node id appeared: the old process restarted.
     Restarted,
+    /// This node stopped its backplane: every peer is out of reach.
+    LocalStop,
 }
 
 impl std::fmt::Display for DownReason {
@@ -36,6 +38,7 @@ impl std::fmt::Display for DownReason {
             DownReason::Timeout => "peer timeout",
             DownReason::Bye => "bye",
             DownReason::Restarted => "restarted with a new incarnation",
+            DownReason::LocalStop => "local backplane stopped",
         })
     }
 }
@@ -189,7 +192,7 @@ impl Membership {
             node_id: id,
             incarnation: p.incarnation,
         };
-        if reason != DownReason::LinkClosed && reason != DownReason::Timeout {
+        if matches!(reason, DownReason::Bye | DownReason::Restarted) {
             self.retire(&origin);
         }
         vec![PeerChange::Down(origin, reason)]

@@ -3,7 +3,7 @@
 //! - [`envelope`]: the versioned binary frame every engine carries.
 //! - [`membership`]: who is alive, sans I/O.
 
-pub mod envelope;
 pub mod engine;
+pub mod envelope;
 pub mod membership;
 pub mod mesh;

@@ -166,11 +166,17 @@ mod tests {
                 WireFrame::whole(Bytes::new()),
             ],
         )
-            .await
-            .expect("write");
+        .await
+        .expect("write");
         let mut r: &[u8] = &out;
-        assert_eq!(read_frame(&mut r, 10).await.expect("read"), Some(Bytes::from_static(b"abc")));
-        assert_eq!(read_frame(&mut r, 10).await.expect("read"), Some(Bytes::new()));
+        assert_eq!(
+            read_frame(&mut r, 10).await.expect("read"),
+            Some(Bytes::from_static(b"abc"))
+        );
+        assert_eq!(
+            read_frame(&mut r, 10).await.expect("read"),
+            Some(Bytes::new())
+        );
         assert_eq!(read_frame(&mut r, 10).await.expect("read"), None);
         let mut r: &[u8] = &out;
         assert!(read_frame(&mut r, 2).await.is_err());

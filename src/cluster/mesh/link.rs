@@ -302,12 +302,12 @@ pub(crate) async fn run(
     let changes = {
         let mut st = shared.state.lock();
         let mut changes = Vec::new();
-        if let Some(p) = st.peers.get_mut(&est.peer.node_id) {
-            if p.link.as_ref().is_some_and(|l| l.id == link.id) {
-                p.link = None;
-                p.unlinked_since = Some(Instant::now());
-                changes = st.membership.link_closed(&est.peer.node_id);
-            }
+        if let Some(p) = st.peers.get_mut(&est.peer.node_id)
+            && p.link.as_ref().is_some_and(|l| l.id == link.id)
+        {
+            p.link = None;
+            p.unlinked_since = Some(Instant::now());
+            changes = st.membership.link_closed(&est.peer.node_id);
         }
         changes
     };
@@ -347,15 +347,15 @@ fn register(shared: &Arc<Shared>, est: &Established, link: &LinkSlot) -> Option<
             peer.inbound = InboundSequence::default();
             peer.ever_linked = false;
         }
-        if let Some(existing) = &peer.link {
-            if !existing.queue.is_closed() {
-                let preferred: &str = std::cmp::min(&*shared.me.node_id, &*est.peer.node_id);
-                if &*existing.dialer == preferred && &*link.dialer != preferred {
-                    tracing::debug!(peer = %est.peer.node_id, "duplicate mesh link refused");
-                    return None;
-                }
-                existing.queue.close();
+        if let Some(existing) = &peer.link
+            && !existing.queue.is_closed()
+        {
+            let preferred: &str = std::cmp::min(&*shared.me.node_id, &*est.peer.node_id);
+            if &*existing.dialer == preferred && &*link.dialer != preferred {
+                tracing::debug!(peer = %est.peer.node_id, "duplicate mesh link refused");
+                return None;
             }
+            existing.queue.close();
         }
         if peer.ever_linked {
             shared.stats.reconnects.fetch_add(1, Ordering::Relaxed);

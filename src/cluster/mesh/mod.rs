@@ -365,10 +365,10 @@ async fn ticker(shared: Arc<Shared>) {
             let changes = st.membership.tick(now);
             let mut to_close = Vec::new();
             for c in &changes {
-                if let PeerChange::Down(o, _) = c {
-                    if let Some(p) = st.peers.get(&o.node_id) {
-                        to_close.extend(p.link.clone());
-                    }
+                if let PeerChange::Down(o, _) = c
+                    && let Some(p) = st.peers.get(&o.node_id)
+                {
+                    to_close.extend(p.link.clone());
                 }
             }
             // Forget peers that have been away longer than the replay window.

@@ -148,14 +148,11 @@ async fn wrong_secret_is_refused_and_counted() {
 }
 
 #[tokio::test]
-async fn a_vanished_peer_is_down_and_a_new_incarnation_replaces_it() {
+async fn a_new_incarnation_of_a_node_reports_the_old_one_down_at_once() {
     let (a, ra) = node("a", vec![], "s").await;
     let (b, _rb) = node("b", vec![a.local_addr().to_string()], "s").await;
     assert!(support::eventually(WAIT, || a.connected_peer_count() == 1).await);
-    // Abrupt loss: drop b without a bye (its links close when the runtime drops its tasks).
-    let b_addr = b.local_addr();
-    drop(b);
-    // Simulate a crash by starting a fresh incarnation of "b" at another port dialing a.
+    // A second process calling itself "b" (a restart elsewhere) dials a.
     let (b2, _rb2) = node("b", vec![a.local_addr().to_string()], "s").await;
     assert!(
         support::eventually(WAIT, || ra
@@ -164,7 +161,100 @@ async fn a_vanished_peer_is_down_and_a_new_incarnation_replaces_it() {
         "a new incarnation purges the old at once: {:?}",
         ra.seen.lock()
     );
-    let _ = b_addr;
     a.stop().await;
+    b.stop().await;
     b2.stop().await;
+}
+
+#[path = "support/proxy.rs"]
+mod proxy;
+
+#[tokio::test]
+async fn a_cut_link_restored_within_the_window_loses_and_duplicates_nothing() {
+    support::init_logs();
+    // a <-> b only through proxies in both directions (each advertises the proxy in front of
+    // it), so a cut really separates them.
+    let free_port = || {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+        l.local_addr().unwrap_or_else(|e| panic!("{e}"))
+    };
+    let (a_addr, b_addr) = (free_port(), free_port());
+    let rec_a = Arc::new(Recorder::default());
+    let rec_b = Arc::new(Recorder::default());
+    let to_a = proxy::Proxy::start(a_addr).await;
+    let to_b = proxy::Proxy::start(b_addr).await;
+    let mut a_cfg = cfg(vec![], "s");
+    a_cfg.listen = a_addr;
+    a_cfg.advertise = to_a.addr().to_string();
+    let mut b_cfg = cfg(vec![to_a.addr().to_string()], "s");
+    b_cfg.listen = b_addr;
+    b_cfg.advertise = to_b.addr().to_string();
+    let a = MeshEngine::start(
+        a_cfg,
+        Origin {
+            node_id: Arc::from("a"),
+            incarnation: 1,
+        },
+        rec_a.clone(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let b = MeshEngine::start(
+        b_cfg,
+        Origin {
+            node_id: Arc::from("b"),
+            incarnation: 2,
+        },
+        rec_b.clone(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        support::eventually(WAIT, || a.connected_peer_count() == 1
+            && b.connected_peer_count() == 1)
+        .await
+    );
+    let total = 3_000u32;
+    for i in 0..total / 2 {
+        a.send_all(Kind::SgcPublish, Bytes::from(i.to_be_bytes().to_vec()));
+    }
+    to_a.cut();
+    to_b.cut();
+    assert!(
+        support::eventually(WAIT, || a.connected_peer_count() == 0
+            && b.connected_peer_count() == 0)
+        .await,
+        "the cut separates them"
+    );
+    for i in total / 2..total {
+        a.send_all(Kind::SgcPublish, Bytes::from(i.to_be_bytes().to_vec()));
+    }
+    to_a.restore();
+    to_b.restore();
+    let expected: Vec<Vec<u8>> = (0..total).map(|i| i.to_be_bytes().to_vec()).collect();
+    assert!(
+        support::eventually(Duration::from_secs(10), || rec_b.msgs_from("a").len()
+            >= expected.len())
+        .await,
+        "replayed after reconnect: got {}",
+        rec_b.msgs_from("a").len()
+    );
+    assert_eq!(
+        rec_b.msgs_from("a"),
+        expected,
+        "every frame exactly once, in order"
+    );
+    assert_eq!(a.stats().lost.load(std::sync::atomic::Ordering::Relaxed), 0);
+    assert!(
+        rec_b.has(&Seen::Down("a".into(), DownReason::LinkClosed)),
+        "a closed link is a dead peer at once"
+    );
+    assert!(
+        a.stats()
+            .replayed
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0
+    );
+    a.stop().await;
+    b.stop().await;
 }

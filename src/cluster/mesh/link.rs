@@ -37,6 +37,9 @@ pub(crate) enum LinkError {
     SelfDial,
 }
 
+/// The refusal reason an acceptor gives a node that dialled itself (an address gossiped back).
+const SELF_DIAL: &str = "self";
+
 /// What a successful handshake established.
 pub(crate) struct Established {
     pub(crate) peer: Origin,
@@ -157,6 +160,7 @@ pub(crate) async fn dial_handshake(
             proof,
             resume,
         } => (node_id, incarnation, listen, nonce, proof, resume),
+        HandshakeMsg::Refuse { reason } if reason == SELF_DIAL => return Err(LinkError::SelfDial),
         HandshakeMsg::Refuse { reason } => return Err(LinkError::RefusedByPeer(reason)),
         _ => return Err(LinkError::Unexpected),
     };
@@ -223,6 +227,16 @@ async fn accept_handshake(
     }
     if cluster != shared.cfg.cluster_name {
         return Err(refuse(wr, &format!("wrong cluster name {cluster:?}")).await);
+    }
+    if *node_id == *shared.me.node_id && incarnation == shared.me.incarnation {
+        let _ = send_msg(
+            wr,
+            &HandshakeMsg::Refuse {
+                reason: SELF_DIAL.into(),
+            },
+        )
+        .await;
+        return Err(LinkError::SelfDial);
     }
     if node_id.is_empty() || node_id.len() > 255 || *node_id == *shared.me.node_id {
         return Err(refuse(wr, "unusable or duplicate node id").await);

@@ -135,14 +135,13 @@ impl Authenticator {
         let mut tokens = self.tokens.lock();
         let now = Instant::now();
         tokens.retain(|_, (_, at)| now.duration_since(*at) < ttl);
-        if tokens.len() >= self.config.max_session_tokens.max(1) {
-            if let Some(oldest) = tokens
+        if tokens.len() >= self.config.max_session_tokens.max(1)
+            && let Some(oldest) = tokens
                 .iter()
                 .min_by_key(|(_, (_, at))| *at)
                 .map(|(k, _)| k.clone())
-            {
-                tokens.remove(&oldest);
-            }
+        {
+            tokens.remove(&oldest);
         }
         tokens.insert(token.clone(), (user, now));
         Some(token)

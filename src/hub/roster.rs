@@ -453,6 +453,11 @@ impl Roster {
             .unwrap_or_default()
     }
 
+    /// The number of channels member `id` is in (0 when unknown).
+    pub fn member_channel_count(&self, id: &str) -> usize {
+        self.members.get(id).map_or(0, |e| e.channels.len())
+    }
+
     /// The members of `channel` in join order; `None` when the channel does not exist.
     pub fn channel_members(&self, channel: &str) -> Option<Vec<Arc<Member>>> {
         self.channels

@@ -79,8 +79,8 @@ impl Kind {
 }
 
 /// An inbound frame, read leniently: absent objects are `None` or empty, scalars where objects
-/// were expected are read as the object's main field (`"channel":"room"` names a channel), every
-/// string is `sgc@b64:`-decoded.
+/// were expected are read as the object's main field (`"channel":"room"` names a channel),
+/// arrays where objects were expected are absent, every string is `sgc@b64:`-decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Inbound {
     /// What the frame asks for.
@@ -147,9 +147,10 @@ pub fn parse(text: &str) -> Result<Inbound, ParseError> {
     })
 }
 
-/// A member object; a scalar is read as the id alone; `null` is no member.
+/// A member object; a scalar is read as the id alone; `null` or an array is no member.
 fn member_of(raw: &serde_json::value::RawValue) -> Option<Member> {
-    if raw.get().trim() == "null" {
+    let t = raw.get().trim();
+    if t == "null" || t.starts_with('[') {
         return None;
     }
     Some(match RawObject::from_raw(raw) {
@@ -162,7 +163,11 @@ fn member_of(raw: &serde_json::value::RawValue) -> Option<Member> {
     })
 }
 
+/// `key` of an object; a scalar is read as that field; an array is absent.
 fn field_or_scalar(raw: &serde_json::value::RawValue, key: &str) -> String {
+    if raw.get().trim_start().starts_with('[') {
+        return String::new();
+    }
     match RawObject::from_raw(raw) {
         Some(o) => o.text(key).unwrap_or_default(),
         None => json::raw_to_text(raw),
@@ -495,10 +500,11 @@ mod tests {
         assert_eq!(f.member.map(|m| m.id), Some(Arc::from("me")));
         let ids: Vec<_> = f.members.iter().map(|m| m.id.to_string()).collect();
         assert_eq!(ids, vec!["t1", "t2", "5"]);
-        let f = parse(r#"{"method":"sgc@presence@publish@msg","message":{"text":[1,2]},"member":null,"members":"x","id":""}"#)
+        let f = parse(r#"{"method":"sgc@presence@publish@msg","message":{"text":[1,2]},"member":null,"members":"x","id":"","channel":["c"]}"#)
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(f.message, Payload::Raw("[1,2]".into()));
         assert_eq!(f.member, None);
+        assert_eq!(f.channel, "");
         assert!(f.members.is_empty());
         assert_eq!(f.id, None);
         assert_eq!(parse("[1]"), Err(ParseError::NotAnObject));

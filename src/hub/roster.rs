@@ -399,17 +399,9 @@ impl Roster {
     /// Removes every replica of `node_id`, returning the same events their disconnection would
     /// have produced, member by member in arrival order.
     pub fn purge_node(&mut self, node_id: &str) -> Vec<RosterEvent> {
-        let Some(node) = self.nodes.remove(node_id) else {
-            return Vec::new();
-        };
-        let mut ids: Vec<(u64, Arc<str>)> = node
-            .members
+        self.node_members(node_id)
             .into_iter()
-            .filter_map(|id| self.members.get(&id).map(|e| (e.seq, id)))
-            .collect();
-        ids.sort_unstable_by_key(|(seq, _)| *seq);
-        ids.into_iter()
-            .flat_map(|(_, id)| self.remove_member(&id))
+            .flat_map(|id| self.remove_member(&id))
             .collect()
     }
 
@@ -523,12 +515,18 @@ impl Roster {
             .collect()
     }
 
-    /// The ids of the replicas of `node_id`.
+    /// The ids of the replicas of `node_id`, in arrival order.
     pub fn node_members(&self, node_id: &str) -> Vec<Arc<str>> {
-        self.nodes
-            .get(node_id)
-            .map(|n| n.members.iter().cloned().collect())
-            .unwrap_or_default()
+        let Some(node) = self.nodes.get(node_id) else {
+            return Vec::new();
+        };
+        let mut ids: Vec<(u64, Arc<str>)> = node
+            .members
+            .iter()
+            .filter_map(|id| self.members.get(id).map(|e| (e.seq, id.clone())))
+            .collect();
+        ids.sort_unstable_by_key(|(seq, _)| *seq);
+        ids.into_iter().map(|(_, id)| id).collect()
     }
 
     /// Checks every internal index against the others; `Err` names the first inconsistency.

@@ -49,9 +49,11 @@ impl Effects {
         }
     }
 
-    /// Queues `frame` for `to` (nothing when `to` is empty).
-    pub(crate) fn send(&mut self, to: Vec<Connection>, frame: Bytes) {
+    /// Queues the frame `make(b64)` builds for `to`; nothing is encoded when `to` is empty
+    /// (a remote event with no local receiver costs no encoding).
+    pub(crate) fn send(&mut self, to: Vec<Connection>, make: impl FnOnce(bool) -> Bytes) {
         if !to.is_empty() {
+            let frame = make(self.b64);
             self.sends.push((to, frame));
         }
     }
@@ -92,13 +94,14 @@ impl Effects {
                     freed,
                     recipients,
                 } => {
-                    let f = frame::channel_member_event(
-                        frame::CHANNEL_MEMBER_REMOVE,
-                        &member,
-                        &channel,
-                        self.b64,
-                    );
-                    self.send(st.conns_of(&recipients), f);
+                    self.send(st.conns_of(&recipients), |b64| {
+                        frame::channel_member_event(
+                            frame::CHANNEL_MEMBER_REMOVE,
+                            &member,
+                            &channel,
+                            b64,
+                        )
+                    });
                     self.event(|| AppEvent::RemoveChannelMember {
                         connection: connection.cloned(),
                         channel: channel.clone(),
@@ -111,8 +114,9 @@ impl Effects {
                 RosterEvent::MemberRemoved {
                     member, recipients, ..
                 } => {
-                    let f = frame::member_event(frame::MEMBER_REMOVE, &member, self.b64);
-                    self.send(st.conns_of(&recipients), f);
+                    self.send(st.conns_of(&recipients), |b64| {
+                        frame::member_event(frame::MEMBER_REMOVE, &member, b64)
+                    });
                     self.event(|| AppEvent::RemoveMember {
                         connection: connection.cloned(),
                         member: Member::clone(&member),

@@ -207,7 +207,7 @@ impl PresenceProtocol {
             st.conns_of(&keys)
         };
         let n = to.len();
-        fx.send(to, frame::publish(&message, channel, &member, fx.b64));
+        fx.send(to, |b64| frame::publish(&message, channel, &member, b64));
         let channel: Arc<str> = Arc::from(channel);
         fx.event(|| AppEvent::Publish {
             connection: None,

@@ -58,8 +58,9 @@ pub(crate) fn apply(inner: &Inner, event: &PresenceEvent, origin: &RemoteOrigin)
                 } else {
                     st.roster.channel_connections(channel)
                 };
-                let f = frame::publish(message, channel, member, fx.b64);
-                fx.send(st.conns_of(&keys), f);
+                fx.send(st.conns_of(&keys), |b64| {
+                    frame::publish(message, channel, member, b64)
+                });
                 fx.event(|| AppEvent::Publish {
                     connection: None,
                     channel: channel.clone(),
@@ -141,8 +142,9 @@ fn add(st: &mut State, fx: &mut Effects, member: &Member, origin: &RemoteOrigin)
         .add_member(member.clone(), Origin::Remote(origin.clone()))
     {
         Ok(keys) => {
-            let f = frame::member_event(frame::MEMBER_NEW, &member, fx.b64);
-            fx.send(st.conns_of(&keys), f);
+            fx.send(st.conns_of(&keys), |b64| {
+                frame::member_event(frame::MEMBER_NEW, &member, b64)
+            });
             fx.event(|| AppEvent::NewMember {
                 connection: None,
                 member: owned(&member),
@@ -167,8 +169,9 @@ fn join(st: &mut State, fx: &mut Effects, id: &str, channel: &Arc<str>) {
     let Some(member) = st.roster.member(id).cloned() else {
         return;
     };
-    let f = frame::channel_member_event(frame::CHANNEL_MEMBER_NEW, &member, channel, fx.b64);
-    fx.send(st.conns_of(&joined.recipients), f);
+    fx.send(st.conns_of(&joined.recipients), |b64| {
+        frame::channel_member_event(frame::CHANNEL_MEMBER_NEW, &member, channel, b64)
+    });
     if joined.created {
         fx.event(|| AppEvent::NewChannel {
             connection: None,
@@ -190,8 +193,9 @@ fn leave(st: &mut State, fx: &mut Effects, id: &str, channel: &Arc<str>) {
         tracing::debug!(member = id, %channel, "presence: remote leave ignored");
         return;
     };
-    let f = frame::channel_member_event(frame::CHANNEL_MEMBER_REMOVE, &member, channel, fx.b64);
-    fx.send(st.conns_of(&left.recipients), f);
+    fx.send(st.conns_of(&left.recipients), |b64| {
+        frame::channel_member_event(frame::CHANNEL_MEMBER_REMOVE, &member, channel, b64)
+    });
     fx.event(|| AppEvent::RemoveChannelMember {
         connection: None,
         channel: channel.clone(),

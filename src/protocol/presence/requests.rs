@@ -133,8 +133,9 @@ fn member_new(inner: &Inner, conn: &Connection, f: Inbound) -> Checked<()> {
             .roster
             .add_member(member.clone(), Origin::Local(conn.key()))
             .map_err(|_| Refusal(PresenceError::MemberExists, owned(&member)))?;
-        let f = frame::member_event(frame::MEMBER_NEW, &member, fx.b64);
-        fx.send(st.conns_of(&keys), f);
+        fx.send(st.conns_of(&keys), |b64| {
+            frame::member_event(frame::MEMBER_NEW, &member, b64)
+        });
     }
     fx.event(|| AppEvent::NewMember {
         connection: Some(conn.clone()),
@@ -217,9 +218,9 @@ fn join(inner: &Inner, conn: &Connection, f: Inbound) -> Checked<()> {
                     Refusal(PresenceError::SubscriptionExists, owned(&member))
                 }
             })?;
-            let f =
-                frame::channel_member_event(frame::CHANNEL_MEMBER_NEW, &member, channel, fx.b64);
-            fx.send(st.conns_of(&joined.recipients), f);
+            fx.send(st.conns_of(&joined.recipients), |b64| {
+                frame::channel_member_event(frame::CHANNEL_MEMBER_NEW, &member, channel, b64)
+            });
             joined
         };
         let name: Arc<str> = Arc::from(channel);
@@ -269,8 +270,9 @@ fn leave(inner: &Inner, conn: &Connection, f: Inbound) -> Checked<()> {
         // Scope of an explicit leave: the channel's remaining members plus the leaver.
         let mut to = st.conns_of(&left.recipients);
         to.push(conn.clone());
-        let f = frame::channel_member_event(frame::CHANNEL_MEMBER_REMOVE, &member, channel, fx.b64);
-        fx.send(to, f);
+        fx.send(to, |b64| {
+            frame::channel_member_event(frame::CHANNEL_MEMBER_REMOVE, &member, channel, b64)
+        });
         (member, left)
     };
     let name: Arc<str> = Arc::from(channel);
@@ -329,7 +331,7 @@ fn publish(inner: &Inner, conn: &Connection, f: Inbound) -> Checked<()> {
         };
         st.conns_of(&keys)
     };
-    fx.send(to, frame::publish(&f.message, channel, &written, fx.b64));
+    fx.send(to, |b64| frame::publish(&f.message, channel, &written, b64));
     let name: Arc<str> = Arc::from(channel);
     let message = f.message;
     fx.event(|| AppEvent::Publish {
@@ -403,7 +405,6 @@ fn invite(inner: &Inner, conn: &Connection, f: Inbound) -> Checked<()> {
         }
     }
     let mut fx = Effects::new(inner);
-    let f = frame::invitation(&channel, &inviter, fx.b64);
     for (_, id) in &local {
         fx.event(|| AppEvent::Invitation {
             connection: Some(conn.clone()),
@@ -412,7 +413,9 @@ fn invite(inner: &Inner, conn: &Connection, f: Inbound) -> Checked<()> {
             invitee: id.clone(),
         });
     }
-    fx.send(local.into_iter().map(|(c, _)| c).collect(), f);
+    fx.send(local.into_iter().map(|(c, _)| c).collect(), |b64| {
+        frame::invitation(&channel, &inviter, b64)
+    });
     for (target, target_node) in remote {
         fx.relay(|| PresenceEvent::Invitation {
             channel: channel.clone(),

@@ -9,6 +9,8 @@
 //! Costs: join, leave, member lookups, add and remove are O(1) or O(log n) (hash maps, plus ordered
 //! maps that keep join order for member lists). Removing a member costs O(its channels); listing a
 //! channel costs O(its members).
+//!
+//! Tests: `tests/presence_roster.rs` (examples, and a proptest model check of every operation).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, OnceLock};
@@ -405,7 +407,7 @@ impl Roster {
             .collect()
     }
 
-    /// The incarnation of `node_id` whose replicas this roster holds, if it holds any.
+    /// The incarnation most recently seen for `node_id`, while this roster holds replicas of it.
     pub fn node_incarnation(&self, node_id: &str) -> Option<u64> {
         self.nodes.get(node_id).map(|n| n.incarnation)
     }
@@ -608,174 +610,5 @@ impl Roster {
             }
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn m(id: &str) -> Arc<Member> {
-        Arc::new(Member::new(id, format!("n-{id}"), ""))
-    }
-
-    fn remote(node: &str, inc: u64) -> Origin {
-        Origin::Remote(RemoteOrigin {
-            node_id: node.into(),
-            incarnation: inc,
-        })
-    }
-
-    fn sorted(mut v: Vec<u64>) -> Vec<u64> {
-        v.sort_unstable();
-        v
-    }
-
-    #[test]
-    fn member_new_reaches_every_local_member_including_itself() {
-        let mut r = Roster::new();
-        assert_eq!(r.add_member(m("a"), Origin::Local(1)), Ok(vec![1]));
-        assert_eq!(
-            sorted(r.add_member(m("b"), Origin::Local(2)).unwrap_or_default()),
-            vec![1, 2]
-        );
-        assert_eq!(
-            sorted(r.add_member(m("x"), remote("n2", 7)).unwrap_or_default()),
-            vec![1, 2]
-        );
-        assert_eq!(
-            r.add_member(m("a"), Origin::Local(3)),
-            Err(AddError::Exists)
-        );
-        assert_eq!(
-            r.add_member(m("c"), Origin::Local(1)),
-            Err(AddError::ConnectionHasMember("a".into()))
-        );
-        r.check_consistency().unwrap_or_else(|e| panic!("{e}"));
-    }
-
-    #[test]
-    fn channels_are_created_on_first_join_and_freed_when_empty() {
-        let mut r = Roster::new();
-        r.add_member(m("a"), Origin::Local(1)).ok();
-        r.add_member(m("b"), Origin::Local(2)).ok();
-        assert_eq!(
-            r.join("a", "c"),
-            Ok(Joined {
-                created: true,
-                recipients: vec![1]
-            })
-        );
-        let j = r.join("b", "c").unwrap_or_else(|e| panic!("{e:?}"));
-        assert!(!j.created);
-        assert_eq!(sorted(j.recipients), vec![1, 2]);
-        assert_eq!(r.join("b", "c"), Err(JoinError::AlreadyJoined));
-        assert_eq!(r.join("zz", "c"), Err(JoinError::UnknownMember));
-        assert_eq!(r.leave("a", "nope"), Err(LeaveError::UnknownChannel));
-        assert_eq!(
-            r.leave("a", "c"),
-            Ok(Left {
-                freed: false,
-                recipients: vec![2]
-            })
-        );
-        assert_eq!(r.leave("a", "c"), Err(LeaveError::NotJoined));
-        assert_eq!(
-            r.leave("b", "c"),
-            Ok(Left {
-                freed: true,
-                recipients: vec![]
-            })
-        );
-        assert!(!r.has_channel("c"));
-        r.check_consistency().unwrap_or_else(|e| panic!("{e}"));
-    }
-
-    #[test]
-    fn removal_emits_channel_removes_then_member_remove() {
-        let mut r = Roster::new();
-        r.add_member(m("a"), Origin::Local(1)).ok();
-        r.add_member(m("b"), Origin::Local(2)).ok();
-        r.join("a", "c1").ok();
-        r.join("a", "c2").ok();
-        r.join("b", "c2").ok();
-        let ev = r.remove_connection(1);
-        assert_eq!(ev.len(), 3);
-        assert!(
-            matches!(&ev[0], RosterEvent::ChannelMemberRemoved { channel, freed: true, recipients, .. }
-            if &**channel == "c1" && recipients.is_empty())
-        );
-        assert!(
-            matches!(&ev[1], RosterEvent::ChannelMemberRemoved { channel, freed: false, recipients, .. }
-            if &**channel == "c2" && recipients == &vec![2])
-        );
-        assert!(
-            matches!(&ev[2], RosterEvent::MemberRemoved { member, recipients, .. }
-            if &*member.id == "a" && recipients == &vec![2])
-        );
-        assert!(r.remove_connection(1).is_empty());
-        r.check_consistency().unwrap_or_else(|e| panic!("{e}"));
-    }
-
-    #[test]
-    fn purge_node_removes_only_that_nodes_replicas() {
-        let mut r = Roster::new();
-        r.add_member(m("a"), Origin::Local(1)).ok();
-        r.add_member(m("x"), remote("n2", 7)).ok();
-        r.add_member(m("y"), remote("n2", 7)).ok();
-        r.add_member(m("z"), remote("n3", 1)).ok();
-        r.join("a", "c").ok();
-        r.join("x", "c").ok();
-        r.join("z", "c").ok();
-        assert_eq!(r.node_incarnation("n2"), Some(7));
-        let ev = r.purge_node("n2");
-        let kinds: Vec<String> = ev
-            .iter()
-            .map(|e| match e {
-                RosterEvent::ChannelMemberRemoved {
-                    member,
-                    channel,
-                    recipients,
-                    ..
-                } => {
-                    format!("cmr {} {} {:?}", member.id, channel, recipients)
-                }
-                RosterEvent::MemberRemoved {
-                    member, recipients, ..
-                } => {
-                    format!("mr {} {:?}", member.id, recipients)
-                }
-            })
-            .collect();
-        assert_eq!(kinds, vec!["cmr x c [1]", "mr x [1]", "mr y [1]"]);
-        assert_eq!(r.node_incarnation("n2"), None);
-        let ids: Vec<_> = r.members().iter().map(|m| m.id.to_string()).collect();
-        assert_eq!(ids, vec!["a", "z"]);
-        r.check_consistency().unwrap_or_else(|e| panic!("{e}"));
-    }
-
-    #[test]
-    fn lists_keep_join_order() {
-        let mut r = Roster::new();
-        for (i, id) in ["c", "a", "b"].iter().enumerate() {
-            r.add_member(m(id), Origin::Local(i as u64)).ok();
-        }
-        r.join("b", "x").ok();
-        r.join("c", "x").ok();
-        let ids = |v: Vec<Arc<Member>>| v.iter().map(|m| m.id.to_string()).collect::<Vec<_>>();
-        assert_eq!(ids(r.members()), vec!["c", "a", "b"]);
-        assert_eq!(
-            ids(r.channel_members("x").unwrap_or_default()),
-            vec!["b", "c"]
-        );
-        assert_eq!(r.channels(), vec![(Arc::from("x"), 2)]);
-    }
-
-    #[test]
-    fn entry_is_memoised() {
-        let m = Member::new("a", "b", "c");
-        let first = m.entry_with(|_| Bytes::from_static(b"1"));
-        let second = m.entry_with(|_| Bytes::from_static(b"2"));
-        assert_eq!(first, second);
     }
 }

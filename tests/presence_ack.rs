@@ -108,13 +108,13 @@ async fn recv_acking(c: &mut WsClient) -> (String, Option<String>) {
     let t = c.recv().await;
     let v = json(&t);
     let id = v["id"].as_str().map(str::to_owned);
-    if let Some(id) = &id {
-        if v["method"] != "sgc@presence@acknowledgment" {
-            c.send(&ack_frame(id)).await;
-            let suffix = format!(r#","id":"{id}"}}"#);
-            let body = t.strip_suffix(&suffix).map(|b| format!("{b}}}"));
-            return (body.unwrap_or(t), Some(id.clone()));
-        }
+    if let Some(id) = &id
+        && v["method"] != "sgc@presence@acknowledgment"
+    {
+        c.send(&ack_frame(id)).await;
+        let suffix = format!(r#","id":"{id}"}}"#);
+        let body = t.strip_suffix(&suffix).map(|b| format!("{b}}}"));
+        return (body.unwrap_or(t), Some(id.clone()));
     }
     (t, id)
 }

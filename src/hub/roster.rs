@@ -248,10 +248,10 @@ impl Roster {
         if self.members.contains_key(&member.id) {
             return Err(AddError::Exists);
         }
-        if let Origin::Local(key) = origin {
-            if let Some(existing) = self.by_conn.get(&key) {
-                return Err(AddError::ConnectionHasMember(existing.clone()));
-            }
+        if let Origin::Local(key) = origin
+            && let Some(existing) = self.by_conn.get(&key)
+        {
+            return Err(AddError::ConnectionHasMember(existing.clone()));
         }
         let id = member.id.clone();
         match &origin {

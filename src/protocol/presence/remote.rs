@@ -20,15 +20,15 @@ pub(crate) fn apply(inner: &Inner, event: &PresenceEvent, origin: &RemoteOrigin)
     let mut fx = Effects::without_relay(inner);
     {
         let mut st = inner.state.write();
-        if let Some(known) = st.roster.node_incarnation(&origin.node_id) {
-            if known != origin.incarnation {
-                tracing::debug!(
-                    node = &*origin.node_id,
-                    "presence: new incarnation, old replicas purged"
-                );
-                let events = st.roster.purge_node(&origin.node_id);
-                fx.removals(&st, events, None);
-            }
+        if let Some(known) = st.roster.node_incarnation(&origin.node_id)
+            && known != origin.incarnation
+        {
+            tracing::debug!(
+                node = &*origin.node_id,
+                "presence: new incarnation, old replicas purged"
+            );
+            let events = st.roster.purge_node(&origin.node_id);
+            fx.removals(&st, events, None);
         }
         match event {
             PresenceEvent::MemberNew { member } => add(&mut st, &mut fx, member, origin),
@@ -74,16 +74,16 @@ pub(crate) fn apply(inner: &Inner, event: &PresenceEvent, origin: &RemoteOrigin)
                 target,
                 ..
             } => {
-                if let Some(Origin::Local(k)) = st.roster.origin(target) {
-                    if let Some(c) = st.conns.get(k) {
-                        fx.reply(c, frame::invitation(channel, inviter, fx.b64));
-                        fx.event(|| AppEvent::Invitation {
-                            connection: None,
-                            channel: channel.clone(),
-                            inviter: inviter.clone(),
-                            invitee: target.clone(),
-                        });
-                    }
+                if let Some(Origin::Local(k)) = st.roster.origin(target)
+                    && let Some(c) = st.conns.get(k)
+                {
+                    fx.reply(c, frame::invitation(channel, inviter, fx.b64));
+                    fx.event(|| AppEvent::Invitation {
+                        connection: None,
+                        channel: channel.clone(),
+                        inviter: inviter.clone(),
+                        invitee: target.clone(),
+                    });
                 }
             }
             PresenceEvent::Snapshot { members } => reconcile(&mut st, &mut fx, members, origin),

@@ -32,19 +32,19 @@ pub(crate) fn handle(inner: &Inner, conn: &Connection, text: &str) {
             return;
         }
     };
-    if let Some(id) = &f.id {
-        if f.kind != Kind::Acknowledgment {
-            // Acks are never tracked nor resent: they go straight to the outbox.
-            let _ = conn.send_text(frame::acknowledgment(id, inner.config.encode_base64));
-        }
+    if let Some(id) = &f.id
+        && f.kind != Kind::Acknowledgment
+    {
+        // Acks are never tracked nor resent: they go straight to the outbox.
+        let _ = conn.send_text(frame::acknowledgment(id, inner.config.encode_base64));
     }
     let channel = f.channel.clone();
     let result = match f.kind {
         Kind::Acknowledgment => {
-            if let (Some(acks), Some(id)) = (&inner.acks, &f.id) {
-                if !acks.acknowledge(conn.key(), id) {
-                    tracing::debug!(conn = conn.id(), id, "presence: ack of an unknown id");
-                }
+            if let (Some(acks), Some(id)) = (&inner.acks, &f.id)
+                && !acks.acknowledge(conn.key(), id)
+            {
+                tracing::debug!(conn = conn.id(), id, "presence: ack of an unknown id");
             }
             Ok(())
         }

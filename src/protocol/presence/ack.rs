@@ -159,7 +159,10 @@ impl AckTracker {
     }
 
     fn ensure_sweeper(self: &Arc<Self>) {
-        if self.sweeper_started.swap(true, Ordering::AcqRel) {
+        // A plain load first: after the first frame this is all a send pays.
+        if self.sweeper_started.load(Ordering::Acquire)
+            || self.sweeper_started.swap(true, Ordering::AcqRel)
+        {
             return;
         }
         let Ok(rt) = tokio::runtime::Handle::try_current() else {

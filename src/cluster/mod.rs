@@ -14,6 +14,7 @@ pub mod engine;
 pub mod envelope;
 pub mod membership;
 pub mod mesh;
+mod presence_adapter;
 
 use std::sync::{Arc, Weak};
 
@@ -27,6 +28,7 @@ use engine::EngineHandler;
 use envelope::{Envelope, Kind, Origin};
 use membership::DownReason;
 use mesh::MeshEngine;
+pub use presence_adapter::PresenceAdapter;
 
 use crate::error::Result;
 

@@ -144,18 +144,20 @@ impl SgcProtocol {
 
     /// Sends an id'd server frame (S1, S9, S10) and, at QoS 1 or more, tracks it for resending
     /// until the client acknowledges `id`.
+    ///
+    /// The frame is tracked before it is queued, and resends are queued under the same lock, so an
+    /// acknowledgment can never be overtaken: once it is processed, no resend of that frame follows.
     pub(crate) fn send_tracked(&self, member: &Member<Session>, id: &str, frame: Bytes) {
-        let _ = member.conn().send_text(frame.clone());
-        if self.inner.config.qos_level == 0 {
-            return;
+        if self.inner.config.qos_level > 0 {
+            member.data().unacked.lock().track(
+                id,
+                frame.clone(),
+                Instant::now(),
+                self.inner.config.qos_max_pending,
+            );
+            self.ensure_sweeper();
         }
-        member.data().unacked.lock().track(
-            id,
-            frame,
-            Instant::now(),
-            self.inner.config.qos_max_pending,
-        );
-        self.ensure_sweeper();
+        let _ = member.conn().send_text(frame);
     }
 
     /// Starts the QoS resend task once. It holds only a `Weak` between scans, so it ends with the
@@ -182,8 +184,9 @@ impl SgcProtocol {
                 };
                 let now = Instant::now();
                 for member in inner.hub.members() {
-                    let due = member.data().unacked.lock().due(now, timeout);
-                    for frame in due {
+                    // Queued under the lock (a short outbox push each): see `send_tracked`.
+                    let unacked = member.data().unacked.lock();
+                    for frame in unacked.due(now, timeout) {
                         let _ = member.conn().send_text(frame);
                     }
                 }

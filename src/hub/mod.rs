@@ -303,6 +303,17 @@ impl<D: Send + Sync> Hub<D> {
             .collect()
     }
 
+    /// The names of channels with subscribers that `keep` accepts, at most `limit` of them. Runs
+    /// under the map's read lock (no allocation per channel), so `keep` must be quick.
+    pub fn channels_matching(&self, keep: impl Fn(&str) -> bool, limit: usize) -> Vec<String> {
+        let map = self.channels.read();
+        map.values()
+            .filter(|c| keep(&c.name) && !c.subs.read().conns.is_empty())
+            .take(limit)
+            .map(|c| c.name.to_string())
+            .collect()
+    }
+
     /// Every channel with its number of subscribers (channels without subscribers left out),
     /// sorted by name.
     pub fn channels(&self) -> Vec<(Arc<str>, usize)> {

@@ -16,12 +16,20 @@ impl SgcProtocol {
     pub(crate) fn expand(&self, requested: &str) -> Vec<String> {
         let cfg = &self.inner.config;
         let limit = cfg.max_channels_per_request;
-        if cfg.use_matches_mask && !requested.is_empty() {
-            let existing = self.inner.hub.channel_names();
-            mask::expand(requested, true, existing.iter().map(|c| &**c), limit)
-        } else {
-            mask::expand(requested, false, [], limit)
+        if cfg.use_matches_mask
+            && !requested.is_empty()
+            && let Some(m) = mask::Mask::new(requested)
+        {
+            let mut found = self
+                .inner
+                .hub
+                .channels_matching(|c| !c.is_empty() && m.matches(c), limit);
+            if !found.is_empty() {
+                found.sort_unstable();
+                return found;
+            }
         }
+        mask::expand(requested, false, [], limit)
     }
 
     /// Publishes an already-written JSON message value to every concrete channel of `requested`.
@@ -34,12 +42,11 @@ impl SgcProtocol {
         targets: &Targets,
     ) -> usize {
         let mut sent = 0;
-        for ch in self.expand(requested) {
-            let channel: Arc<str> = Arc::from(ch);
+        for channel in self.expand(requested) {
             sent += self.publish_local(&channel, &message, queue, targets);
             self.inner.relay.emit_with(|| {
                 SgcEvent::Publish(SgcPublish {
-                    channel: channel.clone(),
+                    channel: Arc::from(channel.as_str()),
                     message: message.clone(),
                     queue,
                     targets: targets.clone(),

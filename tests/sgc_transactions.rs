@@ -4,7 +4,6 @@
 mod support;
 
 use support::sgc::*;
-use support::*;
 use tokio::sync::mpsc::unbounded_channel;
 use wscluster::protocol::sgc::SgcConfig;
 

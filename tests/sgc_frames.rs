@@ -24,7 +24,12 @@ async fn session_is_the_first_frame_with_the_server_qos_and_the_connection_guid(
         let conns = sgc.connections();
         assert_eq!(conns.len(), 1);
         let guid = conns[0].id().to_owned();
-        assert!(guid.len() == 32 && guid.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_lowercase()));
+        assert!(
+            guid.len() == 32
+                && guid
+                    .chars()
+                    .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_lowercase())
+        );
         assert_eq!(first, s1(&guid, name));
         c.barrier().await;
     }
@@ -39,7 +44,8 @@ async fn session_request_resends_s1_in_both_dialects() {
     c.send(js::GET_SESSION).await;
     c.expect(&s1(&guid, "qosLevel0")).await;
     // With an id the ack comes first.
-    c.send(r#"{"jsonrpc":"2.0", "method":"sgc@session", "id":"s-1"}"#).await;
+    c.send(r#"{"jsonrpc":"2.0", "method":"sgc@session", "id":"s-1"}"#)
+        .await;
     c.expect(&s2("s-1")).await;
     c.expect(&s1(&guid, "qosLevel0")).await;
 }
@@ -50,14 +56,17 @@ async fn delphi_subscribe_publish_unsubscribe() {
     let (mut a, _) = client(server.local_addr()).await;
     a.send(&delphi::subscribe("orders")).await;
     a.expect(&s3("orders", Some("qosLevel0"), None)).await;
-    a.send(&delphi::publish(r#""hello""#, "orders", "queueLevel0")).await;
+    a.send(&delphi::publish(r#""hello""#, "orders", "queueLevel0"))
+        .await;
     a.expect(&s5("orders", r#""hello""#)).await;
-    a.send(&delphi::publish(r#"{"id":42}"#, "orders", "queueLevel0")).await;
+    a.send(&delphi::publish(r#"{"id":42}"#, "orders", "queueLevel0"))
+        .await;
     a.expect(&s5("orders", r#"{"id":42}"#)).await;
     a.send(&delphi::unsubscribe("orders")).await;
     a.expect(&s4("orders", Some("qosLevel0"), None)).await;
     // Not subscribed any more: the publish reaches nobody, and unsubscribing again is silent.
-    a.send(&delphi::publish(r#""gone""#, "orders", "queueLevel0")).await;
+    a.send(&delphi::publish(r#""gone""#, "orders", "queueLevel0"))
+        .await;
     a.send(&delphi::unsubscribe("orders")).await;
     a.barrier().await;
 }
@@ -67,7 +76,14 @@ async fn delphi_qos1_publish_is_acked_before_its_event() {
     let (server, _sgc) = sgc_server(SgcConfig::default()).await;
     let (mut a, _) = client(server.local_addr()).await;
     a.subscribe("orders").await;
-    a.send(&delphi::publish_qos(r#""m""#, "orders", "queueLevel0", "qosLevel1", "ID1")).await;
+    a.send(&delphi::publish_qos(
+        r#""m""#,
+        "orders",
+        "queueLevel0",
+        "qosLevel1",
+        "ID1",
+    ))
+    .await;
     a.expect(&s2("ID1")).await;
     a.expect(&s5("orders", r#""m""#)).await;
 }
@@ -82,7 +98,8 @@ async fn js_subscribe_publish_unsubscribe() {
     a.send(&js::publish("hello", "orders", "c3")).await;
     a.expect(&s2("c3")).await;
     a.expect(&s5("orders", r#""hello""#)).await;
-    a.send(&js::publish(r#"{"x": [1, 2]}"#, "orders", "c4")).await;
+    a.send(&js::publish(r#"{"x": [1, 2]}"#, "orders", "c4"))
+        .await;
     a.expect(&s2("c4")).await;
     a.expect(&s5("orders", r#"{"x": [1, 2]}"#)).await;
     a.send(&js::unsubscribe("orders", "d5")).await;
@@ -95,8 +112,10 @@ async fn client_acks_in_either_shape_get_no_reply() {
     let (server, _sgc) = sgc_server(SgcConfig::default()).await;
     let (mut a, guid) = client(server.local_addr()).await;
     a.send(&delphi::ack(&guid)).await;
-    a.send(&format!(r#"{{"jsonrpc":"2.0", "method":"sgc@acknowledgment", "id":"{guid}"}}"#))
-        .await;
+    a.send(&format!(
+        r#"{{"jsonrpc":"2.0", "method":"sgc@acknowledgment", "id":"{guid}"}}"#
+    ))
+    .await;
     a.barrier().await;
 }
 
@@ -160,9 +179,18 @@ async fn sgc_message_goes_to_the_hook_without_reply() {
     a.send(&js::send("from js", "j1")).await;
     a.expect(&s2("j1")).await;
     a.barrier().await;
-    assert_eq!(next_event(&mut rx).await, (guid.clone(), Payload::Text("hello".into())));
-    assert_eq!(next_event(&mut rx).await, (guid.clone(), Payload::Raw(r#"{"a":[1]}"#.into())));
-    assert_eq!(next_event(&mut rx).await, (guid, Payload::Text("from js".into())));
+    assert_eq!(
+        next_event(&mut rx).await,
+        (guid.clone(), Payload::Text("hello".into()))
+    );
+    assert_eq!(
+        next_event(&mut rx).await,
+        (guid.clone(), Payload::Raw(r#"{"a":[1]}"#.into()))
+    );
+    assert_eq!(
+        next_event(&mut rx).await,
+        (guid, Payload::Text("from js".into()))
+    );
     no_event(&mut rx);
 }
 
@@ -199,7 +227,8 @@ async fn raw_control_characters_and_odd_types_are_tolerated() {
     a.expect(&s5("7", r#""3.5""#)).await;
     a.send(&delphi::publish("null", "7", "queueLevel0")).await;
     a.expect(&s5("7", r#""""#)).await;
-    a.send(r#"{"jsonrpc":"2.0","method":"sgc@publish","params":{"channel":"7"}}"#).await;
+    a.send(r#"{"jsonrpc":"2.0","method":"sgc@publish","params":{"channel":"7"}}"#)
+        .await;
     a.expect(&s5("7", r#""""#)).await;
 }
 
@@ -225,9 +254,15 @@ async fn server_publish_and_broadcast_frames() {
     let (server, sgc) = sgc_server(SgcConfig::default()).await;
     let (mut a, _) = client(server.local_addr()).await;
     a.subscribe("c").await;
-    assert_eq!(sgc.publish("plain \"q\"", "c", QueueLevel::Level0, &Targets::all()), 1);
+    assert_eq!(
+        sgc.publish("plain \"q\"", "c", QueueLevel::Level0, &Targets::all()),
+        1
+    );
     a.expect(&s5("c", r#""plain \"q\"""#)).await;
-    assert_eq!(sgc.publish("[1,2]", "c", QueueLevel::Level0, &Targets::all()), 1);
+    assert_eq!(
+        sgc.publish("[1,2]", "c", QueueLevel::Level0, &Targets::all()),
+        1
+    );
     a.expect(&s5("c", "[1,2]")).await;
     assert_eq!(sgc.broadcast("b", "c", &Targets::all()), 1);
     a.expect(&s6("c", r#""b""#, None, None)).await;

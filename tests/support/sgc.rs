@@ -99,9 +99,7 @@ pub mod delphi {
     }
     /// `Notify(method, params)`.
     pub fn notify(method: &str, params: &str) -> String {
-        format!(
-            r#"{{"jsonrpc":"2.0","method":"{method}","params":{params},"qos":"qosLevel0"}}"#
-        )
+        format!(r#"{{"jsonrpc":"2.0","method":"{method}","params":{params},"qos":"qosLevel0"}}"#)
     }
     /// `GetSession`.
     pub const GET_SESSION: &str = r#"{"jsonrpc":"2.0","method":"sgc@session","params":{"qos":"qosLevel0"},"qos":"qosLevel0"}"#;
@@ -163,9 +161,7 @@ pub mod js {
     }
     /// `socket.rpc(id, method, params)` (2021: params quoted).
     pub fn rpc(id: &str, method: &str, params: &str) -> String {
-        format!(
-            r#"{{"jsonrpc":"2.0", "method":"{method}", "params":"{params}", "id":"{id}"}}"#
-        )
+        format!(r#"{{"jsonrpc":"2.0", "method":"{method}", "params":"{params}", "id":"{id}"}}"#)
     }
     /// `socket.notify(method)` (2021).
     pub fn notify(method: &str) -> String {

@@ -86,7 +86,7 @@ async fn lifecycle_subscription_binary_and_ack_events() {
     let (tx, mut rx) = unbounded_channel::<Ev>();
     let (server, _sgc) = sgc_server_with(SgcConfig::default(), |s| {
         let t = tx.clone();
-        s.on_connect(move |c| {
+        s.on_connected(move |c| {
             let _ = t.send(Ev::Connect(c.id().into()));
         });
         let t = tx.clone();
@@ -98,7 +98,7 @@ async fn lifecycle_subscription_binary_and_ack_events() {
             let _ = t.send(Ev::Unsub(c.id().into(), ch.into()));
         });
         let t = tx.clone();
-        s.on_disconnect(move |c| {
+        s.on_disconnected(move |c| {
             let _ = t.send(Ev::Disconnect(c.id().into()));
         });
         let t = tx.clone();
@@ -106,7 +106,7 @@ async fn lifecycle_subscription_binary_and_ack_events() {
             let _ = t.send(Ev::Ack(c.id().into(), id.into()));
         });
         let t = tx.clone();
-        s.on_binary(move |c, data: Bytes| {
+        s.on_binary_message(move |c, data: Bytes| {
             let _ = t.send(Ev::Binary(c.id().into(), data.to_vec()));
         });
     })
@@ -158,7 +158,7 @@ async fn hooks_may_call_the_api() {
         api.broadcast("someone joined", ch, &Default::default());
     });
     let api = sgc.clone();
-    sgc.on_connect(move |conn| {
+    sgc.on_connected(move |conn| {
         api.write_data(conn.id(), "hello");
     });
     let (mut a, _) = client(server.local_addr()).await;

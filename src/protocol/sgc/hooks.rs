@@ -5,6 +5,9 @@
 //! client's frames arrive. They must not block: answer an RPC later from a spawned task
 //! ([`RpcRequest`] is `Send + Clone`), and hand slow work to a task or channel. Hooks may call the
 //! protocol's API (publish, broadcast, …); no protocol lock is held while a hook runs.
+//!
+//! The connection hooks are named `on_connected`, `on_disconnected` and `on_binary_message` so they
+//! do not shadow the [`crate::protocol::Protocol`] methods the transport calls.
 
 use std::sync::Arc;
 
@@ -93,12 +96,12 @@ impl SgcProtocol {
 
     /// `OnConnect`: a connection opened; called after its session frame (and the channel `""`
     /// replay) were queued, so anything the hook sends arrives after them.
-    pub fn on_connect(&self, f: impl Fn(&Connection) + Send + Sync + 'static) -> &Self {
+    pub fn on_connected(&self, f: impl Fn(&Connection) + Send + Sync + 'static) -> &Self {
         self.set_hook(|h| h.connect = Some(Arc::new(f)))
     }
 
     /// `OnDisconnect`: a connection closed; called after its unsubscribe events.
-    pub fn on_disconnect(&self, f: impl Fn(&Connection) + Send + Sync + 'static) -> &Self {
+    pub fn on_disconnected(&self, f: impl Fn(&Connection) + Send + Sync + 'static) -> &Self {
         self.set_hook(|h| h.disconnect = Some(Arc::new(f)))
     }
 
@@ -131,7 +134,10 @@ impl SgcProtocol {
     }
 
     /// `OnBinary`: a binary frame from a client.
-    pub fn on_binary(&self, f: impl Fn(&Connection, Bytes) + Send + Sync + 'static) -> &Self {
+    pub fn on_binary_message(
+        &self,
+        f: impl Fn(&Connection, Bytes) + Send + Sync + 'static,
+    ) -> &Self {
         self.set_hook(|h| h.binary = Some(Arc::new(f)))
     }
 

@@ -238,3 +238,86 @@ impl Protocol for SgcProtocol {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn qos1() -> SgcConfig {
+        SgcConfig {
+            qos_level: 1,
+            qos_interval_ms: 5,
+            qos_timeout_ms: 0,
+            ..SgcConfig::default()
+        }
+    }
+
+    async fn until(mut cond: impl FnMut() -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while !cond() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "condition not met in time"
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn one_sweeper_resends_and_ends_with_the_protocol() {
+        let metrics = tokio::runtime::Handle::current().metrics();
+        let sgc = SgcProtocol::new(qos1());
+        let a = Connection::detached("A", Some(PROTOCOL_NAME));
+        let b = Connection::detached("B", Some(PROTOCOL_NAME));
+        sgc.on_connect(&a);
+        sgc.on_connect(&b);
+        assert_eq!(metrics.num_alive_tasks(), 1, "one sweeper per protocol");
+        let mut seen = 0;
+        until(|| {
+            seen += a.drain_sent_text().len();
+            seen >= 3
+        })
+        .await;
+        sgc.on_text(
+            &a,
+            r#"{"jsonrpc":"2.0","result":{"method":"sgc@acknowledgment"},"id":"A"}"#,
+        );
+        assert_eq!(sgc.unacked_count("A"), 0);
+        assert_eq!(sgc.unacked_count("B"), 1);
+        drop(sgc);
+        until(|| metrics.num_alive_tasks() == 0).await;
+    }
+
+    #[test]
+    fn outside_a_runtime_nothing_is_spawned_and_rules_still_apply() {
+        let sgc = SgcProtocol::new(qos1());
+        let a = Connection::detached("A", Some(PROTOCOL_NAME));
+        sgc.on_connect(&a);
+        assert_eq!(
+            a.drain_sent_text(),
+            [
+                r#"{"jsonrpc":"2.0","result":{"method":"sgc@session","message":"A"},"qos":"qosLevel1","id":"A"}"#
+            ]
+        );
+        sgc.on_text(
+            &a,
+            r#"{"jsonrpc":"2.0","method":"sgc@subscribe","params":{"channel":"c"}}"#,
+        );
+        sgc.on_text(
+            &a,
+            r#"{"jsonrpc":"2.0","method":"sgc@publish","params":{"channel":"c","message":"m"}}"#,
+        );
+        assert_eq!(
+            a.drain_sent_text(),
+            [
+                r#"{"jsonrpc":"2.0","result":{"method":"sgc@subscribe","channel":"c"}}"#,
+                r#"{"jsonrpc":"2.0","result":{"method":"sgc@event","channel":"c","message":"m"}}"#,
+            ]
+        );
+        sgc.on_disconnect(&a);
+        assert_eq!(sgc.connection_count(), 0);
+        assert_eq!(sgc.subscriber_count("c"), 0);
+    }
+}

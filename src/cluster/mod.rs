@@ -15,6 +15,7 @@ pub mod envelope;
 pub mod membership;
 pub mod mesh;
 mod presence_adapter;
+mod sgc_adapter;
 
 use std::sync::{Arc, Weak};
 
@@ -29,6 +30,7 @@ use envelope::{Envelope, Kind, Origin};
 use membership::DownReason;
 use mesh::MeshEngine;
 pub use presence_adapter::PresenceAdapter;
+pub use sgc_adapter::SgcAdapter;
 
 use crate::error::Result;
 

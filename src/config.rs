@@ -110,12 +110,12 @@ impl ServerConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The configuration file could not be read.
-    #[error("cannot read config file {path}: {source}")]
+    #[error("cannot read config file {path}: {error}")]
     Read {
         /// The file asked for.
         path: String,
         /// What the operating system said.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The configuration file is not valid TOML, or has an unknown key or a value of the wrong type.
     #[error("config file {path}: {message}")]
@@ -142,7 +142,7 @@ pub enum ConfigError {
         message: String,
     },
     /// Every value parsed but together they are not usable.
-    #[error("invalid configuration: {key}: {message}")]
+    #[error("{key}: {message}")]
     Invalid {
         /// The option at fault, as a dotted file key (`server.max_outbox_bytes`).
         key: &'static str,

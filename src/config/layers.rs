@@ -72,7 +72,7 @@ pub(super) fn load(sources: &Sources) -> Result<Config, ConfigError> {
     for (name, key, raw) in env_settings(&sources.env)? {
         let err = |message| ConfigError::Env {
             name: name.clone(),
-            message,
+            message: format!("{key} = {raw:?}: {message}"),
         };
         set(&mut table, &key, &raw).map_err(err)?;
         config = from_table(&table).map_err(err)?;
@@ -80,7 +80,7 @@ pub(super) fn load(sources: &Sources) -> Result<Config, ConfigError> {
     for (flag, key, raw) in &sources.flags {
         let err = |message| ConfigError::Flag {
             flag: flag.clone(),
-            message,
+            message: format!("{key} = {raw:?}: {message}"),
         };
         set(&mut table, key, raw).map_err(err)?;
         config = from_table(&table).map_err(err)?;
@@ -90,9 +90,9 @@ pub(super) fn load(sources: &Sources) -> Result<Config, ConfigError> {
 
 fn read_file(path: &std::path::Path) -> Result<Config, ConfigError> {
     let shown = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+    let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
         path: shown.clone(),
-        source,
+        error,
     })?;
     Config::from_toml_str(&text).map_err(|e| ConfigError::File {
         path: shown,
@@ -107,8 +107,14 @@ fn to_table(config: &Config) -> Result<Table, ConfigError> {
     })
 }
 
+/// The configuration the table describes; the error is one line (serde's messages may span two).
 fn from_table(table: &Table) -> Result<Config, String> {
-    Config::deserialize(table.clone()).map_err(|e| e.to_string().trim_end().to_owned())
+    Config::deserialize(table.clone()).map_err(|e| {
+        e.to_string()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    })
 }
 
 /// The `WSCLUSTER_…` variables as `(variable, dotted key, value)`: systematic names first (sorted,
@@ -153,24 +159,17 @@ fn set(table: &mut Table, key: &str, raw: &str) -> Result<(), String> {
         return Err("empty option name".into());
     };
     if last.is_empty() || parents.is_empty() || parents.iter().any(|p| p.is_empty()) {
-        return Err(format!(
-            "{key:?} is not an option name (expected section.field, e.g. server.listen)"
-        ));
+        return Err("not an option name (expected section.field, e.g. server.listen)".into());
     }
     let mut here = table;
     for (i, p) in parents.iter().enumerate() {
         here = match here.get_mut(*p) {
             Some(Value::Table(t)) => t,
             Some(_) => return Err(format!("{} is not a section", path[..=i].join("."))),
-            None => {
-                return Err(format!(
-                    "unknown section {:?} (in option {key})",
-                    path[..=i].join(".")
-                ));
-            }
+            None => return Err(format!("unknown section {:?}", path[..=i].join("."))),
         };
     }
-    let value = typed_value(here.get(*last), raw).map_err(|e| format!("{key}: {e}"))?;
+    let value = typed_value(here.get(*last), raw)?;
     here.insert((*last).to_owned(), value);
     Ok(())
 }
@@ -185,20 +184,18 @@ fn typed_value(current: Option<&Value>, raw: &str) -> Result<Value, String> {
             .replace('_', "")
             .parse::<i64>()
             .map(Value::Integer)
-            .map_err(|_| format!("{raw:?} is not an integer")),
+            .map_err(|_| "not an integer".to_owned()),
         Some(Value::Float(_)) => t
             .parse::<f64>()
             .map(Value::Float)
-            .map_err(|_| format!("{raw:?} is not a number")),
+            .map_err(|_| "not a number".to_owned()),
         Some(Value::Boolean(_)) => match t.to_ascii_lowercase().as_str() {
             "true" | "1" | "yes" | "on" => Ok(Value::Boolean(true)),
             "false" | "0" | "no" | "off" => Ok(Value::Boolean(false)),
-            _ => Err(format!("{raw:?} is not a boolean (true or false)")),
+            _ => Err("not a boolean (true or false)".to_owned()),
         },
         Some(Value::Table(_)) | Some(Value::Array(_)) | Some(Value::Datetime(_)) => toml_literal(t)
-            .ok_or_else(|| {
-                format!("{raw:?} is not a TOML value (e.g. {{ alice = \"secret\" }} or [1, 2])")
-            }),
+            .ok_or_else(|| "not a TOML value (e.g. { alice = \"secret\" } or [1, 2])".to_owned()),
         None => Ok(toml_literal(t).unwrap_or_else(|| Value::String(raw.to_owned()))),
     }
 }

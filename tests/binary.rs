@@ -214,7 +214,9 @@ async fn flags_win_over_env_which_wins_over_the_file() {
         ("WSCLUSTER_NODE_NAME", "env-node"),
     ];
 
-    let cases: [(&[&str], &[(&str, &str)], &str, &str); 4] = [
+    // (args, environment, expected listen IP, expected node name)
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str, &'a str);
+    let cases: [Case<'_>; 4] = [
         (&["--config", config], &[], "127.0.0.2", "file-node"),
         (&["--config", config], &env, "127.0.0.3", "env-node"),
         (
@@ -262,7 +264,9 @@ fn bad_configuration_exits_2_with_a_clear_message() {
     let bad_toml = write_config("[server\nlisten = \"127.0.0.1:0\"\n");
     let unknown_path = path_str(unknown_key.path()).to_owned();
     let bad_path = path_str(bad_toml.path()).to_owned();
-    let cases: [(Vec<&str>, Vec<(&str, &str)>, Vec<&str>); 6] = [
+    // (args, environment, words the error message must contain)
+    type Case<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, Vec<&'a str>);
+    let cases: [Case<'_>; 6] = [
         (
             vec!["--config", &unknown_path],
             vec![],

@@ -5,7 +5,7 @@ use std::io::Write as _;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use wscluster::{Config, Server, SgcProtocol};
+use wscluster::{Config, PresenceProtocol, Server, SgcProtocol};
 
 /// Raises the soft limit of open files to the hard limit: each connection is a file descriptor, and
 /// the usual soft limit (1024) is far below what a node serves. Failure is logged, not fatal.
@@ -29,7 +29,7 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     let sgc = SgcProtocol::new(config.sgc.clone());
     let server = Server::new(config.server.clone())
         .protocol(Arc::new(sgc))
-        // TODO(presence): after merge: .protocol(Arc::new(PresenceProtocol::new(config.presence.clone())))
+        .protocol(Arc::new(PresenceProtocol::new(config.presence.clone())))
         .auth(config.auth.clone())
         .bind()
         .await

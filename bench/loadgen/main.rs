@@ -1,1 +1,2 @@
+//! The load generator (being written on its own branch).
 fn main() {}

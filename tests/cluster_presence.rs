@@ -8,8 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use presence_support::*;
-use wscluster::cluster::mesh::MeshConfig;
-use wscluster::cluster::{Cluster, ClusterConfig, EngineKind, PresenceAdapter};
+use wscluster::cluster::{Cluster, ClusterConfig, PresenceAdapter};
 use wscluster::protocol::presence::{PresenceConfig, PresenceProtocol};
 use wscluster::{Server, ServerHandle};
 
@@ -30,15 +29,9 @@ async fn node(name: &str, peers: Vec<String>) -> Node {
     let cluster = Cluster::new(
         name,
         ClusterConfig {
-            engine: EngineKind::Mesh,
-            mesh: MeshConfig {
-                listen: "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
-                peers,
-                secret: "test-secret".into(),
-                heartbeat_interval_ms: 100,
-                peer_timeout_ms: 1_000,
-                ..MeshConfig::default()
-            },
+            heartbeat_interval_ms: 100,
+            peer_timeout_ms: 1_000,
+            ..ClusterConfig::loopback_mesh(peers, "test-secret")
         },
     );
     cluster.attach(PresenceAdapter::new(presence.clone()));

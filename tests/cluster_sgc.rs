@@ -8,8 +8,7 @@ use std::time::Duration;
 
 use support::sgc::*;
 use support::{WsClient, eventually};
-use wscluster::cluster::mesh::MeshConfig;
-use wscluster::cluster::{Cluster, ClusterConfig, EngineKind, SgcAdapter};
+use wscluster::cluster::{Cluster, ClusterConfig, SgcAdapter};
 use wscluster::protocol::sgc::{SgcConfig, SgcProtocol};
 use wscluster::{Server, ServerHandle};
 
@@ -21,15 +20,9 @@ struct Node {
 
 fn mesh_config(peers: Vec<String>) -> ClusterConfig {
     ClusterConfig {
-        engine: EngineKind::Mesh,
-        mesh: MeshConfig {
-            listen: "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
-            peers,
-            secret: "test-secret".into(),
-            heartbeat_interval_ms: 100,
-            peer_timeout_ms: 1_000,
-            ..MeshConfig::default()
-        },
+        heartbeat_interval_ms: 100,
+        peer_timeout_ms: 1_000,
+        ..ClusterConfig::loopback_mesh(peers, "test-secret")
     }
 }
 
@@ -89,7 +82,7 @@ async fn subscriber(n: &Node, channel: &str) -> WsClient {
 #[tokio::test]
 async fn publishes_reach_every_node_once_in_order_and_never_non_subscribers() {
     let (a, b, c) = three_nodes().await;
-    let mut subs = vec![
+    let mut subs = [
         subscriber(&a, "orders").await,
         subscriber(&b, "orders").await,
         subscriber(&c, "orders").await,

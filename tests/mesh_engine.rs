@@ -57,12 +57,11 @@ impl Recorder {
 
 fn cfg(peers: Vec<String>, secret: &str) -> MeshConfig {
     MeshConfig {
-        listen: "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
         peers,
         secret: secret.into(),
         peer_timeout_ms: 1_000,
         heartbeat_interval_ms: 100,
-        ..MeshConfig::default()
+        ..MeshConfig::loopback()
     }
 }
 
@@ -184,10 +183,10 @@ async fn a_cut_link_restored_within_the_window_loses_and_duplicates_nothing() {
     let to_a = proxy::Proxy::start(a_addr).await;
     let to_b = proxy::Proxy::start(b_addr).await;
     let mut a_cfg = cfg(vec![], "s");
-    a_cfg.listen = a_addr;
+    a_cfg.port = a_addr.port();
     a_cfg.advertise = to_a.addr().to_string();
     let mut b_cfg = cfg(vec![to_a.addr().to_string()], "s");
-    b_cfg.listen = b_addr;
+    b_cfg.port = b_addr.port();
     b_cfg.advertise = to_b.addr().to_string();
     let a = MeshEngine::start(
         a_cfg,

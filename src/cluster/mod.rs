@@ -190,10 +190,15 @@ impl Cluster {
         let handler: Arc<dyn EngineHandler> = Arc::new(Handler {
             inner: Arc::downgrade(&self.inner),
         });
+        if self.inner.config.engine == EngineKind::Mesh && self.inner.config.secret.is_empty() {
+            tracing::warn!(
+                "cluster secret is empty: any node that reaches the cluster port may join"
+            );
+        }
         let backplane = match self.inner.config.engine {
             EngineKind::None => return Ok(()),
             EngineKind::Mesh => Backplane::Mesh(
-                MeshEngine::start(self.inner.config.mesh.clone(), origin, handler).await?,
+                MeshEngine::start(self.inner.config.mesh_settings(), origin, handler).await?,
             ),
         };
         *self.inner.outlet.backplane.write() = Some(backplane.clone());
@@ -230,10 +235,11 @@ impl Cluster {
 
     /// The mesh engine, when running with it (its address and counters).
     pub fn mesh(&self) -> Option<MeshEngine> {
-        match &*self.inner.running.lock() {
-            Some(Backplane::Mesh(m)) => Some(m.clone()),
-            None => None,
-        }
+        self.inner
+            .running
+            .lock()
+            .as_ref()
+            .map(|Backplane::Mesh(m)| m.clone())
     }
 
     /// Subscribes to cluster events (peer connected/disconnected, messages).

@@ -136,10 +136,10 @@ impl MeshEngine {
         me: Origin,
         handler: Arc<dyn EngineHandler>,
     ) -> Result<Self> {
-        let listener = TcpListener::bind(cfg.listen)
+        let listener = TcpListener::bind(cfg.listen())
             .await
             .map_err(|source| Error::Bind {
-                addr: cfg.listen.to_string(),
+                addr: cfg.listen().to_string(),
                 source,
             })?;
         let local_addr = listener.local_addr()?;

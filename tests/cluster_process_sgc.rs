@@ -1,8 +1,8 @@
 //! sgc across real `wscluster` processes linked by the mesh: what each client receives, frame by
 //! frame, including what must not arrive. Publishes reach every node's subscribers exactly once
 //! and in per-origin order, broadcasts reach every sgc connection everywhere (and no Presence
-//! client), retained queues are replayed on any node and to a node started later, and a link cut
-//! shorter than the replay window loses and duplicates nothing.
+//! client), and retained queues are replayed on any node and to a node started later. (Link cuts:
+//! `cluster_process_partition.rs`.)
 
 mod presence_support;
 mod support;
@@ -13,11 +13,6 @@ use presence_support::PClient;
 use support::WsClient;
 use support::process::*;
 use support::sgc::*;
-
-#[path = "support/proxy.rs"]
-mod proxy_support;
-
-use proxy_support::Proxy;
 
 async fn subscriber(addr: SocketAddr, channel: &str) -> WsClient {
     let (mut c, _) = WsClient::sgc(addr).await;
@@ -194,81 +189,4 @@ async fn retained_queues_replay_on_any_process_and_to_a_process_started_later() 
         .await;
     late_b.expect(&s5("log", "\"three\"")).await;
     late_b.barrier().await;
-}
-
-/// Two processes whose links both go through fault proxies (each advertises its proxy, so the
-/// other dials it there). The link is cut while a publisher keeps publishing, then restored well
-/// within the replay window: the subscriber on the other side gets every message once, in order.
-#[tokio::test]
-async fn a_short_link_cut_loses_and_duplicates_nothing() {
-    let (port_a, port_b) = (free_port(), free_port());
-    let proxy_a = Proxy::start(SocketAddr::from(([127, 0, 0, 1], port_a))).await;
-    let proxy_b = Proxy::start(SocketAddr::from(([127, 0, 0, 1], port_b))).await;
-    let a = NodeProcess::start(
-        NodeArgs::new("a")
-            .cluster_port(port_a)
-            .set(&format!("cluster.mesh.advertise={}", proxy_a.addr())),
-    )
-    .await;
-    let b = NodeProcess::start(
-        NodeArgs::new("b")
-            .cluster_port(port_b)
-            .set(&format!("cluster.mesh.advertise={}", proxy_b.addr()))
-            .peer(proxy_a.addr()),
-    )
-    .await;
-    wait_linked(&[&a, &b]).await;
-    let mut sub_b = subscriber(b.ws, "t").await;
-    let (mut pub_a, _) = WsClient::sgc(a.ws).await;
-    let publish = |i: usize| delphi::publish(&format!("\"m{i}\""), "t", "queueLevel0");
-    for i in 0..50 {
-        pub_a.send(&publish(i)).await;
-    }
-    // The first half arrives over the link before the cut.
-    for i in 0..50 {
-        sub_b.expect(&s5("t", &format!("\"m{i}\""))).await;
-    }
-    let downs = |n: &NodeProcess| n.peer_events().iter().filter(|e| !e.up).count();
-    proxy_a.cut();
-    proxy_b.cut();
-    a.wait_log("b disconnected", |n| downs(n) >= 1).await;
-    b.wait_log("a disconnected", |n| downs(n) >= 1).await;
-    // Published while no link exists: kept in a's replay window.
-    for i in 50..100 {
-        pub_a.send(&publish(i)).await;
-    }
-    pub_a.barrier().await;
-    proxy_a.restore();
-    proxy_b.restore();
-    for i in 100..150 {
-        pub_a.send(&publish(i)).await;
-    }
-    for i in 50..150 {
-        sub_b.expect(&s5("t", &format!("\"m{i}\""))).await;
-    }
-    sub_b.barrier().await;
-    assert!(
-        proxy_a.connections() + proxy_b.connections() >= 2,
-        "the links went through the proxies"
-    );
-    // The link came back (a second `peer connected`): the messages crossed a new link, replayed.
-    let ups = a
-        .peer_events()
-        .iter()
-        .filter(|e| e.up && e.peer == "b")
-        .count();
-    assert!(ups >= 2, "a must have relinked with b");
-    let a_logs = a.stderr();
-    assert!(
-        !a_logs.contains("lost beyond the replay window") && !a_logs.contains("frames missing"),
-        "nothing may be lost: {a_logs}"
-    );
-}
-
-/// A loopback port that was free a moment ago (the node binds it right after).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("{e}"))
 }

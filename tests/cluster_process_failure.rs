@@ -41,7 +41,11 @@ fn assert_interleaving(who: &str, got: &[String], sequences: &[&[String]]) {
         next[i] += 1;
     }
     for (i, s) in sequences.iter().enumerate() {
-        assert_eq!(next[i], s.len(), "{who}: missing frames of {s:#?}; got {got:#?}");
+        assert_eq!(
+            next[i],
+            s.len(),
+            "{who}: missing frames of {s:#?}; got {got:#?}"
+        );
     }
 }
 
@@ -178,12 +182,18 @@ async fn a_sigkilled_process_s_members_leave_everywhere_at_once_with_disconnect_
     assert_interleaving(
         "alice (room)",
         &got_a,
-        &[&[cmr("bob", "room"), bob_out.clone()], &[bert_out.clone()]],
+        &[
+            &[cmr("bob", "room"), bob_out.clone()],
+            std::slice::from_ref(&bert_out),
+        ],
     );
     assert_interleaving(
         "carol (side)",
         &got_c,
-        &[&[cmr("bob", "side"), bob_out.clone()], &[bert_out.clone()]],
+        &[
+            &[cmr("bob", "side"), bob_out.clone()],
+            std::slice::from_ref(&bert_out),
+        ],
     );
     // dave is in no channel: member@remove only (a disconnect's channel frames are scoped).
     assert_interleaving("dave", &got_d, &[&[bob_out], &[bert_out]]);
@@ -425,15 +435,90 @@ async fn a_node_with_the_wrong_secret_is_refused_and_the_others_carry_on() {
             n.peer_events()
         );
     }
-    assert!(x.peer_events().is_empty(), "x linked: {:?}", x.peer_events());
+    assert!(
+        x.peer_events().is_empty(),
+        "x linked: {:?}",
+        x.peer_events()
+    );
     sync.flush_all().await;
     alice.quiet().await;
     assert_eq!(roster(&mut alice, "").await, ["alice"]);
     assert_eq!(roster(&mut xavier, "").await, ["xavier"]);
 
+    // A node of another cluster (right secret, wrong name) is refused the same way.
+    let y = NodeProcess::start(
+        NodeArgs::new("y")
+            .set("cluster.name=other-cluster")
+            .peer(a.mesh),
+    )
+    .await;
+    let named = |n: &NodeProcess| {
+        n.logged("mesh link refused")
+            .iter()
+            .filter(|f| {
+                f["error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("wrong cluster name"))
+            })
+            .count()
+    };
+    a.wait_log("wrong cluster name refusal", |n| named(n) >= 1)
+        .await;
+    let mut yves = PClient::member(y.ws, "yves", "yves").await;
+    yves.quiet().await;
+    let before = named(a);
+    a.wait_log("another refusal", |n| named(n) > before).await;
+    assert!(
+        y.peer_events().is_empty(),
+        "y linked: {:?}",
+        y.peer_events()
+    );
+    assert!(a.peer_events().iter().all(|e| e.peer != "y"));
+    sync.flush_all().await;
+    alice.quiet().await;
+
     // The good nodes carry on.
     let mut bob = join_member(&mut sync, b, "bob", &mut [&mut alice]).await;
     assert_eq!(roster(&mut bob, "").await, ["alice", "bob"]);
     xavier.quiet().await;
+    yves.quiet().await;
     alice.quiet().await;
+}
+
+/// The seed (the node the others were started with) is killed and restarted on the same ports
+/// with no peer of its own: the others redial its address and the cluster is whole again.
+#[tokio::test]
+async fn a_restarted_seed_is_redialed_by_the_others() {
+    let mut nodes = start_cluster(&["a", "b", "c"]).await;
+    let mut sync = Syncer::new(&nodes.iter().collect::<Vec<_>>()).await;
+    let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
+    let _alice = join_member(&mut sync, a, "alice", &mut []).await;
+    let mut bob = join_member(&mut sync, b, "bob", &mut []).await;
+    let mut carol = join_member(&mut sync, c, "carol", &mut [&mut bob]).await;
+    let (old_ws, old_mesh) = (a.ws, a.mesh);
+
+    sync.remove("a");
+    nodes[0].kill();
+    bob.expect(&mr("alice")).await;
+    carol.expect(&mr("alice")).await;
+    let restarted = Instant::now();
+    nodes[0] = NodeProcess::start(
+        NodeArgs::new("a")
+            .listen(old_ws)
+            .cluster_port(old_mesh.port()),
+    )
+    .await;
+    wait_linked(&nodes.iter().collect::<Vec<_>>()).await;
+    eprintln!(
+        "seed restarted -> full mesh again: {:?}",
+        restarted.elapsed()
+    );
+    sync.add(&nodes[0]).await;
+    sync.flush_all().await;
+    bob.quiet().await;
+    carol.quiet().await;
+    let mut ann = join_member(&mut sync, &nodes[0], "ann", &mut [&mut bob, &mut carol]).await;
+    assert_eq!(roster(&mut ann, "").await, ["ann", "bob", "carol"]);
+    bob.quiet().await;
+    carol.quiet().await;
 }

@@ -134,9 +134,17 @@ async fn a_short_link_cut_loses_and_duplicates_nothing() {
 }
 
 /// A cut link is a dead peer: each side's clients see the other side's members leave with
-/// disconnect frames. After the heal the members are announced again, once, and the channel
-/// works across the link again.
+/// disconnect frames. After the heal the members are announced again, once, the rosters are whole
+/// again and the channel works across the link. Several cut/heal cycles, as a blip can repeat.
+///
+/// FINDING (see the ignore reason, and the report): after a heal both nodes dial each other at
+/// about the same time. When the link a node keeps replaces one the other node had already
+/// registered, that node sees the replaced link close and reports the peer down ("link closed"),
+/// purging its members, while the node that replaced the link saw nothing and never sends its
+/// snapshot again: the purged members stay missing from that node's roster for good (and its
+/// clients got extra `member@remove` frames). Fails in roughly one heal out of ten.
 #[tokio::test]
+#[ignore = "finding: duplicate-link race on heal purges the peer's members on one side for good"]
 async fn a_healed_partition_announces_the_returned_members_once() {
     let pair = ProxiedPair::start().await;
     let (a, b) = (&pair.a, &pair.b);
@@ -148,54 +156,58 @@ async fn a_healed_partition_announces_the_returned_members_once() {
     let mut bob = PClient::member(b.ws, "bob", "bob").await;
     bob.quiet().await;
     alice.expect(&member_frame("member@new", &bob_m)).await;
-    alice.join("room").await;
-    let alice_in = channel_member_frame("channel@member@new", &alice_m, "room");
-    alice.expect(&alice_in).await;
-    alice.quiet().await;
-    sync.flush_from("a").await;
-    bob.join("room").await;
-    let bob_in = channel_member_frame("channel@member@new", &bob_m, "room");
-    bob.expect(&bob_in).await;
-    bob.quiet().await;
-    alice.expect(&bob_in).await;
-    sync.flush_from("b").await;
-
-    pair.cut().await;
-    alice
-        .expect(&channel_member_frame(
-            "channel@member@remove",
-            &bob_m,
-            "room",
-        ))
-        .await;
-    alice.expect(&member_frame("member@remove", &bob_m)).await;
-    bob.expect(&channel_member_frame(
-        "channel@member@remove",
-        &alice_m,
-        "room",
-    ))
-    .await;
-    bob.expect(&member_frame("member@remove", &alice_m)).await;
-    alice.quiet().await;
-    bob.quiet().await;
-
-    pair.restore();
-    // Each side hears the other's member come back, with its channel, once.
-    for (c, back) in [(&mut alice, &bob_m), (&mut bob, &alice_m)] {
-        c.expect(&member_frame("member@new", back)).await;
-        c.expect(&channel_member_frame("channel@member@new", back, "room"))
+    for (c, who, node) in [(&mut alice, &alice_m, "a"), (&mut bob, &bob_m, "b")] {
+        c.join("room").await;
+        c.expect(&channel_member_frame("channel@member@new", who, "room"))
             .await;
+        c.quiet().await;
+        sync.flush_from(node).await;
     }
-    sync.flush_all().await;
-    alice.quiet().await;
-    bob.quiet().await;
-    alice.publish("healed", "room").await;
-    let f = publish_frame("\"healed\"", "room", &alice_m);
-    alice.expect(&f).await;
-    bob.expect(&f).await;
-    sync.flush_from("a").await;
-    alice.quiet().await;
-    bob.quiet().await;
+    alice
+        .expect(&channel_member_frame("channel@member@new", &bob_m, "room"))
+        .await;
+
+    for cycle in 0..6 {
+        pair.cut().await;
+        for (c, gone) in [(&mut alice, &bob_m), (&mut bob, &alice_m)] {
+            let got = drain(c, &format!("cut-{cycle}-{}", c.id)).await;
+            assert_eq!(
+                got,
+                [
+                    channel_member_frame("channel@member@remove", gone, "room"),
+                    member_frame("member@remove", gone),
+                ],
+                "cycle {cycle}: {} after the cut",
+                c.id
+            );
+        }
+        pair.restore();
+        wait_linked(&[a, b]).await;
+        sync.flush_all().await;
+        // Each side hears the other's member come back, with its channel, once.
+        for (c, back) in [(&mut alice, &bob_m), (&mut bob, &alice_m)] {
+            let got = drain(c, &format!("heal-{cycle}-{}", c.id)).await;
+            assert_eq!(
+                got,
+                [
+                    member_frame("member@new", back),
+                    channel_member_frame("channel@member@new", back, "room"),
+                ],
+                "cycle {cycle}: {} after the heal (a: {:?}, b: {:?})",
+                c.id,
+                a.peer_events(),
+                b.peer_events()
+            );
+            assert_eq!(roster_ids(c).await, ["alice", "bob"], "cycle {cycle}");
+        }
+        alice.publish("healed", "room").await;
+        let f = publish_frame("\"healed\"", "room", &alice_m);
+        alice.expect(&f).await;
+        bob.expect(&f).await;
+        sync.flush_from("a").await;
+        alice.quiet().await;
+        bob.quiet().await;
+    }
 }
 
 /// Sends a barrier (a frame with a fresh id) and returns every frame that arrived before its
@@ -263,4 +275,140 @@ async fn a_publish_made_during_a_partition_never_precedes_its_sender_s_return() 
         rest == [back_in_room.clone()] || rest == [back_in_room, during],
         "after alice's member@new bob got {rest:#?}"
     );
+}
+
+/// A process that goes silent (SIGSTOP) is dead after the peer timeout: its members leave on the
+/// others with disconnect frames. Resumed (SIGCONT), the same incarnation links again, and every
+/// side announces the other side's members again, once each.
+///
+/// FINDING: the same duplicate-link race as after a heal (both sides had a dial pending while b
+/// slept). Seen: b's roster without carol after the resume while c is live and linked, and bob
+/// receiving alice's removal twice. Fails in roughly one run out of five.
+#[tokio::test]
+#[ignore = "finding: duplicate-link race after resume purges a peer's members on one side for good"]
+async fn a_silent_process_times_out_and_its_members_return_once_when_it_resumes() {
+    let mut nodes = Vec::new();
+    for name in ["a", "b", "c"] {
+        let mut args = NodeArgs::new(name)
+            .set("cluster.peer_timeout_ms=1000")
+            .log_level("info,wscluster::cluster=debug");
+        if let Some(seed) = nodes.first().map(|n: &NodeProcess| n.mesh) {
+            args = args.peer(seed);
+        }
+        nodes.push(NodeProcess::start(args).await);
+    }
+    wait_linked(&nodes.iter().collect::<Vec<_>>()).await;
+    let mut sync = Syncer::new(&nodes.iter().collect::<Vec<_>>()).await;
+    let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
+    let (alice_m, bob_m, carol_m) = (
+        m("alice", "alice", ""),
+        m("bob", "bob", ""),
+        m("carol", "carol", ""),
+    );
+    let mut alice = PClient::member(a.ws, "alice", "alice").await;
+    alice.quiet().await;
+    sync.flush_from("a").await;
+    let mut bob = PClient::member(b.ws, "bob", "bob").await;
+    bob.quiet().await;
+    alice.expect(&member_frame("member@new", &bob_m)).await;
+    sync.flush_from("b").await;
+    let mut carol = PClient::member(c.ws, "carol", "carol").await;
+    carol.quiet().await;
+    alice.expect(&member_frame("member@new", &carol_m)).await;
+    bob.expect(&member_frame("member@new", &carol_m)).await;
+    sync.flush_from("c").await;
+    for (cl, who, node) in [(&mut alice, &alice_m, "a"), (&mut bob, &bob_m, "b")] {
+        cl.join("room").await;
+        cl.expect(&channel_member_frame("channel@member@new", who, "room"))
+            .await;
+        cl.quiet().await;
+        sync.flush_from(node).await;
+    }
+    let bob_in = channel_member_frame("channel@member@new", &bob_m, "room");
+    let alice_in = channel_member_frame("channel@member@new", &alice_m, "room");
+    alice.expect(&bob_in).await;
+
+    let stopped = std::time::Instant::now();
+    b.signal("STOP");
+    alice
+        .expect(&channel_member_frame(
+            "channel@member@remove",
+            &bob_m,
+            "room",
+        ))
+        .await;
+    alice.expect(&member_frame("member@remove", &bob_m)).await;
+    carol.expect(&member_frame("member@remove", &bob_m)).await;
+    eprintln!("SIGSTOP -> purged after {:?}", stopped.elapsed());
+    for n in [a, c] {
+        let reason = n
+            .peer_events()
+            .into_iter()
+            .rfind(|e| !e.up && e.peer == "b")
+            .map(|e| e.reason);
+        assert_eq!(reason.as_deref(), Some("peer timeout"), "on {}", n.name);
+    }
+    alice.quiet().await;
+    carol.quiet().await;
+
+    b.signal("CONT");
+    wait_linked(&[a, b, c]).await;
+    sync.flush_all().await;
+    // a and c: bob is back, with his channel, once.
+    let got_a = drain(&mut alice, "resumed-a").await;
+    let got_c = drain(&mut carol, "resumed-c").await;
+    let got_b = drain(&mut bob, "resumed-b").await;
+    let rosters = [
+        roster_ids(&mut alice).await,
+        roster_ids(&mut bob).await,
+        roster_ids(&mut carol).await,
+    ];
+    assert_eq!(
+        got_a,
+        [member_frame("member@new", &bob_m), bob_in],
+        "alice after the resume"
+    );
+    assert_eq!(got_c, [member_frame("member@new", &bob_m)], "carol");
+    // b: its links were closed while it slept; alice and carol leave, then come back, once.
+    let alice_seq = [
+        channel_member_frame("channel@member@remove", &alice_m, "room"),
+        member_frame("member@remove", &alice_m),
+        member_frame("member@new", &alice_m),
+        alice_in,
+    ];
+    let carol_seq = [
+        member_frame("member@remove", &carol_m),
+        member_frame("member@new", &carol_m),
+    ];
+    let (mut i, mut j) = (0, 0);
+    for f in &got_b {
+        if alice_seq.get(i) == Some(f) {
+            i += 1;
+        } else if carol_seq.get(j) == Some(f) {
+            j += 1;
+        } else {
+            panic!("bob: unexpected frame {f}; got {got_b:#?}; rosters (a, b, c): {rosters:?}");
+        }
+    }
+    assert_eq!((i, j), (4, 2), "bob got {got_b:#?}");
+    for r in rosters {
+        assert_eq!(r, ["alice", "bob", "carol"], "rosters after the resume");
+    }
+    let _ = &mut nodes;
+}
+
+/// The sorted ids of `get@members` for everyone.
+async fn roster_ids(c: &mut PClient) -> Vec<String> {
+    c.get_members("").await;
+    let reply = c.recv_json().await;
+    let mut ids: Vec<String> = reply["members"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|m| m["id"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    ids.sort();
+    ids
 }

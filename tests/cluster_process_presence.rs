@@ -153,8 +153,12 @@ async fn members_channels_publishes_and_rosters_cross_processes_with_local_scope
     alice.close().await;
     bob.expect(&member_frame("member@remove", &alice_m)).await;
     bob.get_members("").await;
-    bob.expect(&send_members_frame("", &bob_m, std::slice::from_ref(&bob_m)))
-        .await;
+    bob.expect(&send_members_frame(
+        "",
+        &bob_m,
+        std::slice::from_ref(&bob_m),
+    ))
+    .await;
     sync.flush_all().await;
     bob.quiet().await;
     carol.quiet().await;
@@ -177,4 +181,85 @@ async fn member_ids_are_unique_across_processes() {
     twin.quiet().await;
     sync.flush_from("b").await;
     alice.quiet().await;
+}
+
+/// A fourth process started while members exist: its clients see the union at once (snapshots),
+/// and the existing clients see nothing but the newcomer's own members (no flap of anybody while
+/// the new links settle, duplicate dials included).
+#[tokio::test]
+async fn a_process_started_later_gets_the_union_and_nobody_sees_a_flap() {
+    let mut nodes = start_cluster(&["a", "b", "c"]).await;
+    let mut sync = Syncer::new(&nodes.iter().collect::<Vec<_>>()).await;
+    let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
+    let (alice_m, bob_m, carol_m) = (
+        m("alice", "alice", ""),
+        m("bob", "bob", ""),
+        m("carol", "carol", ""),
+    );
+    let mut alice = PClient::member(a.ws, "alice", "alice").await;
+    alice.quiet().await;
+    sync.flush_from("a").await;
+    let mut bob = PClient::member(b.ws, "bob", "bob").await;
+    bob.quiet().await;
+    alice.expect(&member_frame("member@new", &bob_m)).await;
+    sync.flush_from("b").await;
+    let mut carol = PClient::member(c.ws, "carol", "carol").await;
+    carol.quiet().await;
+    for w in [&mut alice, &mut bob] {
+        w.expect(&member_frame("member@new", &carol_m)).await;
+    }
+    sync.flush_from("c").await;
+    alice.join("room").await;
+    alice
+        .expect(&channel_member_frame(
+            "channel@member@new",
+            &alice_m,
+            "room",
+        ))
+        .await;
+    alice.quiet().await;
+    sync.flush_from("a").await;
+
+    // d knows only c; it learns a and b from c and links with everyone.
+    let d = NodeProcess::start(NodeArgs::new("d").peer(nodes[2].mesh)).await;
+    nodes.push(d);
+    wait_linked(&nodes.iter().collect::<Vec<_>>()).await;
+    let d = &nodes[3];
+    sync.add(d).await;
+    sync.flush_all().await;
+    for p in [&mut alice, &mut bob, &mut carol] {
+        p.quiet().await;
+    }
+    let mut dan = PClient::member(d.ws, "dan", "dan").await;
+    dan.quiet().await;
+    let dan_new = member_frame("member@new", &m("dan", "dan", ""));
+    for p in [&mut alice, &mut bob, &mut carol] {
+        p.expect(&dan_new).await;
+    }
+    sync.flush_from("d").await;
+    dan.get_members("").await;
+    let reply = dan.recv_json().await;
+    let mut ids = member_ids(&reply);
+    ids.sort();
+    assert_eq!(ids, ["alice", "bob", "carol", "dan"], "{reply}");
+    dan.get_members("room").await;
+    dan.expect(&send_members_frame(
+        "room",
+        &m("dan", "dan", ""),
+        std::slice::from_ref(&alice_m),
+    ))
+    .await;
+    dan.join("room").await;
+    let dan_in = channel_member_frame("channel@member@new", &m("dan", "dan", ""), "room");
+    dan.expect(&dan_in).await;
+    alice.expect(&dan_in).await;
+    sync.flush_from("d").await;
+    for p in [&mut alice, &mut bob, &mut carol, &mut dan] {
+        p.quiet().await;
+    }
+    // Not even a flap invisible to clients: no node ever logged a peer down.
+    for n in &nodes {
+        let downs: Vec<PeerEvent> = n.peer_events().into_iter().filter(|e| !e.up).collect();
+        assert!(downs.is_empty(), "{} logged {downs:?}", n.name);
+    }
 }

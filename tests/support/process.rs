@@ -40,6 +40,7 @@ pub struct NodeArgs {
     secret: String,
     peers: Vec<String>,
     sets: Vec<String>,
+    log_level: String,
 }
 
 impl NodeArgs {
@@ -57,6 +58,7 @@ impl NodeArgs {
                 "cluster.heartbeat_interval_ms=100".to_owned(),
                 "cluster.peer_timeout_ms=5000".to_owned(),
             ],
+            log_level: "info".to_owned(),
         }
     }
 
@@ -90,6 +92,12 @@ impl NodeArgs {
         self
     }
 
+    /// Logs at `level` (default `info`, which includes peer and refusal events).
+    pub fn log_level(mut self, level: &str) -> Self {
+        level.clone_into(&mut self.log_level);
+        self
+    }
+
     fn to_args(&self) -> Vec<String> {
         let mut a: Vec<String> = [
             "--listen",
@@ -105,7 +113,7 @@ impl NodeArgs {
             "--log-format",
             "json",
             "--log-level",
-            "info",
+            &self.log_level,
         ]
         .iter()
         .map(|s| s.to_string())

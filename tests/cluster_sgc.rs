@@ -1,6 +1,8 @@
 //! sgc across in-process nodes linked by the mesh: publishes, broadcasts and retained queues reach
 //! every node's clients exactly once, in order, and stop at a node that left the cluster.
 
+#[path = "support/proxy.rs"]
+mod proxy;
 mod support;
 
 use std::sync::Arc;
@@ -27,6 +29,10 @@ fn mesh_config(peers: Vec<String>) -> ClusterConfig {
 }
 
 async fn node(name: &str, peers: Vec<String>) -> Node {
+    node_with(name, mesh_config(peers)).await
+}
+
+async fn node_with(name: &str, config: ClusterConfig) -> Node {
     support::init_logs();
     let sgc = SgcProtocol::new(SgcConfig::default());
     let server = Server::new(support::test_server_config())
@@ -34,7 +40,7 @@ async fn node(name: &str, peers: Vec<String>) -> Node {
         .bind()
         .await
         .unwrap_or_else(|e| panic!("bind: {e}"));
-    let cluster = Cluster::new(name, mesh_config(peers));
+    let cluster = Cluster::new(name, config);
     cluster.attach(SgcAdapter::new(sgc.clone()));
     cluster
         .start()
@@ -216,4 +222,119 @@ async fn a_stopped_cluster_leaves_a_working_single_node() {
         n.cluster.stop().await;
     }
     b.cluster.stop().await;
+}
+
+#[tokio::test]
+async fn a_publish_right_after_a_remote_subscription_confirmation_is_never_lost() {
+    let (a, b, c) = three_nodes().await;
+    let (mut publisher, _) = WsClient::sgc(a.server.local_addr()).await;
+    // Fresh channels, so each subscription is its node's first and must pass the interest gate.
+    for i in 0..30 {
+        let ch = format!("fresh-{i}");
+        let mut sub = subscriber(if i % 2 == 0 { &b } else { &c }, &ch).await;
+        publisher
+            .send(&delphi::publish("\"right after\"", &ch, "queueLevel0"))
+            .await;
+        sub.expect(&s5(&ch, "\"right after\"")).await;
+    }
+    for n in [&a, &b, &c] {
+        n.cluster.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn channel_traffic_crosses_only_to_nodes_with_subscribers() {
+    let (a, b, c) = three_nodes().await;
+    let mut on_b = subscriber(&b, "only-b").await;
+    let (mut publisher, _) = WsClient::sgc(a.server.local_addr()).await;
+    let bytes_in = |n: &Node| {
+        n.cluster
+            .mesh()
+            .map(|m| {
+                m.stats()
+                    .bytes_in
+                    .load(std::sync::atomic::Ordering::Relaxed)
+            })
+            .unwrap_or_default()
+    };
+    let (b0, c0) = (bytes_in(&b), bytes_in(&c));
+    let big = format!("\"{}\"", "x".repeat(1000));
+    for _ in 0..100 {
+        publisher
+            .send(&delphi::publish(&big, "only-b", "queueLevel0"))
+            .await;
+    }
+    for _ in 0..100 {
+        on_b.expect(&s5("only-b", &big)).await;
+    }
+    let (b1, c1) = (bytes_in(&b), bytes_in(&c));
+    assert!(b1 - b0 >= 100 * 1000, "b received the traffic: {}", b1 - b0);
+    assert!(
+        c1 - c0 < 10 * 1000,
+        "c, without subscribers, did not: {}",
+        c1 - c0
+    );
+    // Once b's subscriber leaves, the traffic stops crossing to b as well. Markers on other
+    // channels order things: b's interest removal reaches a before b's marker does, and a's big
+    // publishes would reach b before a's marker does.
+    let mut marker_on_a = subscriber(&a, "marker-a").await;
+    let mut marker_on_b = subscriber(&b, "marker-b").await;
+    on_b.send(&delphi::unsubscribe("only-b")).await;
+    on_b.expect(&s4("only-b", Some("qosLevel0"), None)).await;
+    on_b.send(&delphi::publish("\"removed\"", "marker-a", "queueLevel0"))
+        .await;
+    marker_on_a.expect(&s5("marker-a", "\"removed\"")).await;
+    let b2 = bytes_in(&b);
+    for _ in 0..100 {
+        publisher
+            .send(&delphi::publish(&big, "only-b", "queueLevel0"))
+            .await;
+    }
+    publisher
+        .send(&delphi::publish("\"done\"", "marker-b", "queueLevel0"))
+        .await;
+    marker_on_b.expect(&s5("marker-b", "\"done\"")).await;
+    assert!(
+        bytes_in(&b) - b2 < 10 * 1000,
+        "b no longer receives the channel: {}",
+        bytes_in(&b) - b2
+    );
+    on_b.barrier().await;
+    for n in [&a, &b, &c] {
+        n.cluster.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_slow_interest_announcement_delays_the_confirmation_not_the_message() {
+    // node1 reaches node2 only through a proxy that delays node1 -> node2 traffic, so node1's
+    // interest announcement arrives late; node2's publisher must still reach node1's subscriber.
+    let free_port = || {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+        l.local_addr().unwrap_or_else(|e| panic!("{e}"))
+    };
+    let node2_addr = free_port();
+    let to_node2 = proxy::Proxy::start(node2_addr).await;
+    let mut c2 = mesh_config(vec![]);
+    c2.mesh.port = node2_addr.port();
+    c2.mesh.advertise = to_node2.addr().to_string();
+    let n2 = node_with("node2", c2).await;
+    let mut c1 = mesh_config(vec![to_node2.addr().to_string()]);
+    // Nothing listens there: node2 cannot dial node1 around the proxy.
+    c1.mesh.advertise = "127.0.0.1:1".into();
+    let n1 = node_with("node1", c1).await;
+    linked(&[&n1, &n2]).await;
+    to_node2.set_delay(Duration::from_millis(150));
+    let (mut publisher, _) = WsClient::sgc(n2.server.local_addr()).await;
+    for i in 0..3 {
+        let ch = format!("slow-{i}");
+        let mut sub = subscriber(&n1, &ch).await;
+        publisher
+            .send(&delphi::publish("\"made it\"", &ch, "queueLevel0"))
+            .await;
+        sub.expect(&s5(&ch, "\"made it\"")).await;
+    }
+    to_node2.set_delay(Duration::ZERO);
+    n1.cluster.stop().await;
+    n2.cluster.stop().await;
 }

@@ -257,3 +257,99 @@ async fn a_cut_link_restored_within_the_window_loses_and_duplicates_nothing() {
     a.stop().await;
     b.stop().await;
 }
+
+/// A peer that completes the link handshake honestly and then never reads again.
+async fn stuck_peer(secret: &'static str) -> std::net::SocketAddr {
+    use wscluster::cluster::mesh::auth::{self, Role, Transcript};
+    use wscluster::cluster::mesh::wire::{self, HandshakeMsg, WireFrame};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    tokio::spawn(async move {
+        let Ok((stream, _)) = listener.accept().await else {
+            return;
+        };
+        let (mut rd, mut wr) = stream.into_split();
+        let Ok(Some(hello)) = wire::read_frame(&mut rd, 1 << 16).await else {
+            return;
+        };
+        let Some(HandshakeMsg::Hello {
+            node_id,
+            nonce: their,
+            cluster,
+            ..
+        }) = HandshakeMsg::decode(&hello)
+        else {
+            return;
+        };
+        let mine = auth::new_nonce();
+        let t = Transcript {
+            cluster: &cluster,
+            dialer_id: &node_id,
+            acceptor_id: "stuck",
+            dialer_nonce: &their,
+            acceptor_nonce: &mine,
+        };
+        let welcome = HandshakeMsg::Welcome {
+            node_id: "stuck".into(),
+            incarnation: 9,
+            listen: None,
+            nonce: mine,
+            proof: auth::proof(secret.as_bytes(), Role::Acceptor, &t),
+            resume: None,
+        };
+        let _ = wire::write_frames(&mut wr, [WireFrame::whole(welcome.encode())]).await;
+        let _ = wire::read_frame(&mut rd, 1 << 16).await;
+        let _ = wire::write_frames(&mut wr, [WireFrame::whole(HandshakeMsg::Ready.encode())]).await;
+        let _ = tokio::io::AsyncWriteExt::flush(&mut wr).await;
+        // Never read again; keep the socket open.
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        drop((rd, wr));
+    });
+    addr
+}
+
+#[tokio::test]
+async fn a_peer_that_stops_reading_gets_its_link_reset_without_slowing_the_sender() {
+    support::init_logs();
+    let stuck = stuck_peer("s").await;
+    let rec = Arc::new(Recorder::default());
+    let mut c = cfg(vec![stuck.to_string()], "s");
+    c.link_queue_bytes = 256 * 1024;
+    c.peer_timeout_ms = 60_000;
+    let a = MeshEngine::start(
+        c,
+        Origin {
+            node_id: Arc::from("a"),
+            incarnation: 1,
+        },
+        rec.clone(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(support::eventually(WAIT, || a.connected_peer_count() == 1).await);
+    let chunk = Bytes::from(vec![7u8; 16 * 1024]);
+    let t0 = std::time::Instant::now();
+    for _ in 0..2_000 {
+        a.send_all(Kind::SgcPublish, chunk.clone());
+    }
+    assert!(
+        t0.elapsed() < Duration::from_secs(2),
+        "sending never waits for the peer: {:?}",
+        t0.elapsed()
+    );
+    assert!(
+        support::eventually(WAIT, || rec
+            .has(&Seen::Down("stuck".into(), DownReason::LinkClosed)))
+        .await,
+        "the stuck link is reset"
+    );
+    assert!(
+        a.stats()
+            .overflows
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0
+    );
+    a.stop().await;
+}

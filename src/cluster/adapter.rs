@@ -26,6 +26,11 @@ pub trait Adapter: Send + Sync + 'static {
     /// Applies an envelope from another node.
     fn on_remote(&self, envelope: &Envelope);
 
+    /// A peer (this incarnation of it) is live; called before [`Adapter::snapshot`] is sent to it.
+    fn peer_up(&self, peer: &Origin) {
+        let _ = peer;
+    }
+
     /// A peer is gone: purge what it owned (its Presence members).
     fn peer_down(&self, peer: &Origin);
 

@@ -12,6 +12,7 @@ mod adapter;
 mod config;
 pub mod engine;
 pub mod envelope;
+pub mod interest;
 pub mod membership;
 pub mod mesh;
 mod presence_adapter;
@@ -156,6 +157,7 @@ impl Cluster {
         let running = self.inner.running.lock().clone();
         if let Some(b) = running {
             for peer in live_peers(&b) {
+                adapter.peer_up(&peer);
                 for (kind, payload) in adapter.snapshot() {
                     b.send_to(&peer.node_id, kind, payload);
                 }
@@ -283,6 +285,7 @@ impl EngineHandler for Handler {
         };
         let adapters = inner.adapters.read().clone();
         for a in adapters {
+            a.peer_up(peer);
             for (kind, payload) in a.snapshot() {
                 inner.outlet.send_to(&peer.node_id, kind, payload);
             }

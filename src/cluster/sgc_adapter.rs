@@ -2,40 +2,151 @@
 //! newly seen peers. A publish travels as a small postcard header followed by the message value
 //! exactly as written JSON, so a receiving node never parses it and slices it out without a copy.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use super::Outlet;
 use super::adapter::Adapter;
 use super::envelope::{Envelope, Kind, Origin};
+use super::interest::{InterestMsg, InterestTable};
 use crate::protocol::sgc::{
     PROTOCOL_NAME, QueueLevel, RetainedChannel, RetainedSnapshot, SgcBroadcast, SgcEvent,
     SgcProtocol, SgcPublish, Targets,
 };
-use crate::relay::Relay;
+use crate::relay::{InterestGate, InterestReady, Relay};
 
-/// Relays an [`SgcProtocol`] through a cluster.
+/// How long a first local subscription waits for peers to acknowledge the new interest before it
+/// is confirmed anyway (a peer that does not answer in time is logged).
+const GATE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Relays an [`SgcProtocol`] through a cluster, with interest routing.
 pub struct SgcAdapter {
     protocol: SgcProtocol,
+    routing: Arc<Routing>,
+}
+
+/// The interest table and the outlet, behind one mutex: sends happen under it so that an
+/// interest acknowledgment and the publishes routed by what it acknowledged leave in order.
+struct Routing {
+    /// This routing's own `Arc`, for timers that must not keep it alive.
+    me: Weak<Routing>,
+    state: Mutex<RoutingState>,
+}
+
+#[derive(Default)]
+struct RoutingState {
+    table: InterestTable,
+    outlet: Option<Arc<Outlet>>,
 }
 
 impl SgcAdapter {
     /// An adapter for `protocol`.
     pub fn new(protocol: SgcProtocol) -> Arc<Self> {
-        Arc::new(Self { protocol })
+        Arc::new(Self {
+            protocol,
+            routing: Arc::new_cyclic(|me| Routing {
+                me: me.clone(),
+                state: Mutex::new(RoutingState::default()),
+            }),
+        })
     }
 }
 
-struct SgcRelay {
-    outlet: Arc<Outlet>,
-}
-
-impl Relay<SgcEvent> for SgcRelay {
+impl Relay<SgcEvent> for Routing {
     fn relay(&self, event: &SgcEvent) {
         let (kind, payload) = encode(event);
-        self.outlet.send_all(kind, payload);
+        let st = self.state.lock();
+        let Some(outlet) = &st.outlet else {
+            return;
+        };
+        // Retained publishes go everywhere (every node keeps the queues); so do publishes and
+        // broadcasts to "" (every connection); a channel's live traffic only where it is wanted.
+        let routed = match event {
+            SgcEvent::Publish(p) if p.queue == QueueLevel::Level0 && !p.channel.is_empty() => {
+                Some(&p.channel)
+            }
+            SgcEvent::Broadcast(b) if !b.channel.is_empty() => Some(&b.channel),
+            _ => None,
+        };
+        match routed {
+            None => outlet.send_all(kind, payload),
+            Some(channel) => {
+                for peer in st.table.route(channel) {
+                    outlet.send_to(&peer, kind, payload.clone());
+                }
+            }
+        }
+    }
+}
+
+impl InterestGate for Routing {
+    fn channel_added(&self, channel: &str, ready: InterestReady) {
+        let token = {
+            let mut st = self.state.lock();
+            if st.outlet.is_none() {
+                drop(st);
+                ready();
+                return;
+            }
+            match st.table.open_gate(channel, ready) {
+                Err(ready) => {
+                    drop(st);
+                    ready();
+                    return;
+                }
+                Ok((msg, token)) => {
+                    let payload = encode_interest(&msg);
+                    if let Some(outlet) = &st.outlet {
+                        for peer in st.table.peers() {
+                            outlet.send_to(&peer, Kind::Interest, payload.clone());
+                        }
+                    }
+                    token
+                }
+            }
+        };
+        self.expire_later(token);
+    }
+
+    fn channel_removed(&self, channel: &str) {
+        let st = self.state.lock();
+        if let Some(outlet) = &st.outlet {
+            outlet.send_all(
+                Kind::Interest,
+                encode_interest(&InterestMsg::Remove(channel.to_owned())),
+            );
+        }
+    }
+}
+
+impl Routing {
+    fn expire_later(&self, token: u64) {
+        // The gate is opened by acknowledgments; this only bounds the wait.
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            if let Some(ready) = self.state.lock().table.expire(token) {
+                ready();
+            }
+            return;
+        };
+        let me = self.me.clone();
+        rt.spawn(async move {
+            tokio::time::sleep(GATE_TIMEOUT).await;
+            let Some(me) = me.upgrade() else {
+                return;
+            };
+            let ready = me.state.lock().table.expire(token);
+            if let Some(ready) = ready {
+                tracing::warn!(
+                    token,
+                    "peers did not acknowledge a new channel interest in time"
+                );
+                ready();
+            }
+        });
     }
 }
 
@@ -45,47 +156,94 @@ impl Adapter for SgcAdapter {
     }
 
     fn attach(&self, outlet: Arc<Outlet>) {
-        self.protocol.attach_relay(Arc::new(SgcRelay { outlet }));
+        self.routing.state.lock().outlet = Some(outlet);
+        self.protocol.attach_relay(self.routing.clone());
+        self.protocol.attach_interest_gate(self.routing.clone());
     }
 
     fn detach(&self) {
         self.protocol.detach_relay();
+        self.routing.state.lock().outlet = None;
+        self.protocol.detach_interest_gate();
     }
 
     fn handles(&self, kind: Kind) -> bool {
         matches!(
             kind,
-            Kind::SgcPublish | Kind::SgcBroadcast | Kind::SgcClearQueue | Kind::SgcRetainedSnapshot
+            Kind::SgcPublish
+                | Kind::SgcBroadcast
+                | Kind::SgcClearQueue
+                | Kind::SgcRetainedSnapshot
+                | Kind::Interest
         )
     }
 
     fn on_remote(&self, envelope: &Envelope) {
-        if envelope.kind == Kind::SgcRetainedSnapshot {
-            match decode_snapshot(&envelope.payload) {
+        match envelope.kind {
+            Kind::SgcRetainedSnapshot => match decode_snapshot(&envelope.payload) {
                 Some(s) => self.protocol.import_retained(&s),
                 None => {
                     tracing::warn!(origin = %envelope.origin.node_id, "undecodable retained snapshot dropped")
                 }
+            },
+            Kind::Interest => {
+                let Ok(msg) = postcard::from_bytes::<InterestMsg>(&envelope.payload) else {
+                    tracing::warn!(origin = %envelope.origin.node_id, "undecodable interest message dropped");
+                    return;
+                };
+                let opened = {
+                    let mut st = self.routing.state.lock();
+                    let (reply, opened) = st.table.receive(&envelope.origin.node_id, msg);
+                    if let (Some(reply), Some(outlet)) = (reply, &st.outlet) {
+                        outlet.send_to(
+                            &envelope.origin.node_id,
+                            Kind::Interest,
+                            encode_interest(&reply),
+                        );
+                    }
+                    opened
+                };
+                opened.into_iter().for_each(|ready| ready());
             }
-            return;
-        }
-        match decode(envelope.kind, &envelope.payload) {
-            Some(event) => self.protocol.apply_remote(&event),
-            None => {
-                tracing::warn!(origin = %envelope.origin.node_id, kind = ?envelope.kind, "undecodable sgc envelope dropped")
-            }
+            kind => match decode(kind, &envelope.payload) {
+                Some(event) => self.protocol.apply_remote(&event),
+                None => {
+                    tracing::warn!(origin = %envelope.origin.node_id, ?kind, "undecodable sgc envelope dropped")
+                }
+            },
         }
     }
 
-    fn peer_down(&self, _peer: &Origin) {}
+    fn peer_up(&self, peer: &Origin) {
+        self.routing.state.lock().table.peer_up(&peer.node_id);
+    }
+
+    fn peer_down(&self, peer: &Origin) {
+        let opened = self.routing.state.lock().table.peer_down(&peer.node_id);
+        opened.into_iter().for_each(|ready| ready());
+    }
 
     fn snapshot(&self) -> Vec<(Kind, Bytes)> {
+        let interest: Vec<String> = self
+            .protocol
+            .local_interest()
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
+        let mut out = vec![(
+            Kind::Interest,
+            encode_interest(&InterestMsg::Full(interest)),
+        )];
         let s = self.protocol.retained_snapshot();
-        if s.channels.is_empty() {
-            return Vec::new();
+        if !s.channels.is_empty() {
+            out.push((Kind::SgcRetainedSnapshot, encode_snapshot(&s)));
         }
-        vec![(Kind::SgcRetainedSnapshot, encode_snapshot(&s))]
+        out
     }
+}
+
+fn encode_interest(msg: &InterestMsg) -> Bytes {
+    Bytes::from(postcard::to_stdvec(msg).unwrap_or_default())
 }
 
 #[derive(Serialize, Deserialize)]

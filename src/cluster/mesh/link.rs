@@ -37,6 +37,9 @@ pub(crate) enum LinkError {
     SelfDial,
 }
 
+/// How long a closing link may take to flush what it still has to send.
+const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// The refusal reason an acceptor gives a node that dialled itself (an address gossiped back).
 const SELF_DIAL: &str = "self";
 
@@ -430,11 +433,25 @@ async fn write_loop(queue: Arc<LinkQueue>, wr: OwnedWriteHalf) {
     let mut batch = Vec::new();
     loop {
         let closed = queue.take(&mut batch).await;
-        let ok =
-            wire::write_frames(&mut wr, batch.drain(..)).await.is_ok() && wr.flush().await.is_ok();
+        let write = async {
+            wire::write_frames(&mut wr, batch.drain(..)).await?;
+            wr.flush().await
+        };
+        // A peer that stops reading must not hold the writer: once the queue closes (overflow,
+        // stop, reader gone) the pending write gets a short grace and is then abandoned.
+        let ok = if closed {
+            tokio::time::timeout(CLOSE_GRACE, write)
+                .await
+                .is_ok_and(|r| r.is_ok())
+        } else {
+            tokio::select! {
+                r = write => r.is_ok(),
+                _ = queue.closed() => false,
+            }
+        };
         if closed || !ok {
             queue.close();
-            let _ = wr.shutdown().await;
+            let _ = tokio::time::timeout(CLOSE_GRACE, wr.shutdown()).await;
             return;
         }
     }
@@ -446,6 +463,7 @@ async fn read_loop(shared: &Arc<Shared>, peer: &Origin, link: &LinkSlot, mut rd:
     loop {
         let frame = tokio::select! {
             _ = stop.changed() => return,
+            _ = link.queue.closed() => return,
             f = wire::read_frame(&mut rd, shared.cfg.max_frame_bytes) => f,
         };
         let frame = match frame {

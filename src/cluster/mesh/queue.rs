@@ -21,6 +21,8 @@ struct State {
 pub(crate) struct LinkQueue {
     state: Mutex<State>,
     wake: Notify,
+    /// Wakes the link's reader and a writer stuck on a full socket when the queue closes.
+    closed_wake: Notify,
     cap: usize,
 }
 
@@ -33,6 +35,7 @@ impl LinkQueue {
         Self {
             state: Mutex::new(State::default()),
             wake: Notify::new(),
+            closed_wake: Notify::new(),
             cap,
         }
     }
@@ -50,6 +53,7 @@ impl LinkQueue {
                 st.bytes = 0;
                 drop(st);
                 self.wake.notify_one();
+                self.closed_wake.notify_waiters();
                 return Err(QueueClosed);
             }
             st.bytes += frame.len();
@@ -63,6 +67,20 @@ impl LinkQueue {
     pub(crate) fn close(&self) {
         self.state.lock().closed = true;
         self.wake.notify_one();
+        self.closed_wake.notify_waiters();
+    }
+
+    /// Completes once the queue is closed.
+    pub(crate) async fn closed(&self) {
+        loop {
+            let notified = self.closed_wake.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.is_closed() {
+                return;
+            }
+            notified.await;
+        }
     }
 
     /// Whether the queue is closed.

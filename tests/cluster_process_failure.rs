@@ -286,15 +286,10 @@ async fn a_process_restarted_under_the_same_name_does_not_bring_back_its_old_mem
 /// (here 30 s) peer timeout.
 #[tokio::test]
 async fn a_new_incarnation_replaces_a_frozen_process_at_once() {
-    let mut nodes = Vec::new();
-    for name in ["a", "b", "c"] {
-        let mut args = NodeArgs::new(name).set("cluster.peer_timeout_ms=30000");
-        if let Some(seed) = nodes.first().map(|n: &NodeProcess| n.mesh) {
-            args = args.peer(seed);
-        }
-        nodes.push(NodeProcess::start(args).await);
-    }
-    wait_linked(&nodes.iter().collect::<Vec<_>>()).await;
+    let mut nodes = start_cluster_with(&["a", "b", "c"], |args| {
+        args.set("cluster.peer_timeout_ms=30000")
+    })
+    .await;
     let mut sync = Syncer::new(&nodes.iter().collect::<Vec<_>>()).await;
     let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
     let mut alice = join_member(&mut sync, a, "alice", &mut []).await;
@@ -341,15 +336,10 @@ async fn a_new_incarnation_replaces_a_frozen_process_at_once() {
 
 #[tokio::test]
 async fn sigterm_says_bye_purges_at_once_closes_clients_with_1001_and_exits_0() {
-    let mut nodes = Vec::new();
-    for name in ["a", "b", "c"] {
-        let mut args = NodeArgs::new(name).set("cluster.peer_timeout_ms=30000");
-        if let Some(seed) = nodes.first().map(|n: &NodeProcess| n.mesh) {
-            args = args.peer(seed);
-        }
-        nodes.push(NodeProcess::start(args).await);
-    }
-    wait_linked(&nodes.iter().collect::<Vec<_>>()).await;
+    let mut nodes = start_cluster_with(&["a", "b", "c"], |args| {
+        args.set("cluster.peer_timeout_ms=30000")
+    })
+    .await;
     let mut sync = Syncer::new(&nodes.iter().collect::<Vec<_>>()).await;
     let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
     let mut alice = join_member(&mut sync, a, "alice", &mut []).await;

@@ -8,8 +8,10 @@
 //! - [`wait_linked`]: polls the nodes' logs until every node has every other one as a live peer.
 //! - [`Syncer`]: one sgc client per node subscribed to a private channel. A publish from node X's
 //!   client reaches the others through X's links, which are FIFO per peer and shared by every
-//!   protocol: once it arrived on node Y, everything X relayed before it has been applied on Y.
-//!   That is how the tests order steps across processes without sleeping.
+//!   protocol: once it arrived on node Y, everything X relayed to Y before it has been applied on
+//!   Y. That is how the tests order steps across processes without sleeping. (Every node has a
+//!   subscriber of the sync channel, so interest routing sends its publishes to every node; a new
+//!   sync client's S3 also waits until the peers acknowledged that interest.)
 //!
 //! Every wait has a deadline; nothing sleeps to synchronise.
 
@@ -375,9 +377,17 @@ pub async fn wait_linked(nodes: &[&NodeProcess]) {
 
 /// Starts nodes `names` (the first one is the seed the others dial) and waits for the full mesh.
 pub async fn start_cluster(names: &[&str]) -> Vec<NodeProcess> {
+    start_cluster_with(names, |args| args).await
+}
+
+/// Like [`start_cluster`], with each node's arguments adjusted by `adjust` first.
+pub async fn start_cluster_with(
+    names: &[&str],
+    adjust: impl Fn(NodeArgs) -> NodeArgs,
+) -> Vec<NodeProcess> {
     let mut nodes: Vec<NodeProcess> = Vec::new();
     for name in names {
-        let mut args = NodeArgs::new(name);
+        let mut args = adjust(NodeArgs::new(name));
         if let Some(seed) = nodes.first() {
             args = args.peer(seed.mesh);
         }

@@ -14,6 +14,7 @@ use tokio::net::TcpStream;
 use tokio_websockets::{ClientBuilder, MaybeTlsStream, Message, WebSocketStream};
 use wscluster::config::ServerConfig;
 
+pub mod process;
 pub mod sgc;
 
 /// How long a test waits for an expected frame before failing.

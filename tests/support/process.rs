@@ -1,0 +1,469 @@
+//! Real `wscluster` processes for multi-process cluster tests.
+//!
+//! - [`NodeArgs`]: the command line of one cluster node (loopback, ephemeral ports, fast
+//!   heartbeats, JSON logs so the tests can read what the node logged).
+//! - [`NodeProcess`]: a running node, killed when dropped (and its log printed when a test fails),
+//!   with its WebSocket and mesh addresses, its log lines, SIGKILL / SIGTERM / SIGSTOP, and its exit
+//!   status.
+//! - [`wait_linked`]: polls the nodes' logs until every node has every other one as a live peer.
+//! - [`Syncer`]: one sgc client per node subscribed to a private channel. A publish from node X's
+//!   client reaches the others through X's links, which are FIFO per peer and shared by every
+//!   protocol: once it arrived on node Y, everything X relayed to Y before it has been applied on
+//!   Y. That is how the tests order steps across processes without sleeping. (Every node has a
+//!   subscriber of the sync channel, so interest routing sends its publishes to every node; a new
+//!   sync client's S3 also waits until the peers acknowledged that interest.)
+//!
+//! Every wait has a deadline; nothing sleeps to synchronise.
+
+use std::collections::BTreeSet;
+use std::io::{BufRead as _, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::WsClient;
+use super::sgc::{delphi, s5};
+
+/// How long a process may take to start, announce itself, link, or exit.
+pub const PROCESS_WAIT: Duration = Duration::from_secs(15);
+
+/// The cluster secret the test nodes share unless told otherwise.
+pub const SECRET: &str = "process-test-secret";
+
+/// The command line of one cluster node.
+#[derive(Debug, Clone)]
+pub struct NodeArgs {
+    name: String,
+    listen: String,
+    cluster_port: u16,
+    secret: String,
+    peers: Vec<String>,
+    sets: Vec<String>,
+    log_level: String,
+}
+
+impl NodeArgs {
+    /// Node `name`: WebSocket and mesh on loopback ephemeral ports, the shared [`SECRET`],
+    /// heartbeats every 100 ms and a 5 s peer timeout (long enough that a purge within a second
+    /// can only come from a closed link, a bye or a new incarnation).
+    pub fn new(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            listen: "127.0.0.1:0".to_owned(),
+            cluster_port: 0,
+            secret: SECRET.to_owned(),
+            peers: Vec::new(),
+            sets: vec![
+                "cluster.heartbeat_interval_ms=100".to_owned(),
+                "cluster.peer_timeout_ms=5000".to_owned(),
+            ],
+            log_level: "info".to_owned(),
+        }
+    }
+
+    /// Dials `addr` (a mesh address) at start.
+    pub fn peer(mut self, addr: impl ToString) -> Self {
+        self.peers.push(addr.to_string());
+        self
+    }
+
+    /// Uses another cluster secret.
+    pub fn secret(mut self, secret: &str) -> Self {
+        secret.clone_into(&mut self.secret);
+        self
+    }
+
+    /// Listens for WebSocket clients on `addr`.
+    pub fn listen(mut self, addr: SocketAddr) -> Self {
+        self.listen = addr.to_string();
+        self
+    }
+
+    /// Binds the mesh to this port.
+    pub fn cluster_port(mut self, port: u16) -> Self {
+        self.cluster_port = port;
+        self
+    }
+
+    /// Adds `--set key=value`.
+    pub fn set(mut self, key_value: &str) -> Self {
+        self.sets.push(key_value.to_owned());
+        self
+    }
+
+    /// Logs at `level` (default `info`, which includes peer and refusal events).
+    pub fn log_level(mut self, level: &str) -> Self {
+        level.clone_into(&mut self.log_level);
+        self
+    }
+
+    fn to_args(&self) -> Vec<String> {
+        let mut a: Vec<String> = [
+            "--listen",
+            &self.listen,
+            "--node-name",
+            &self.name,
+            "--cluster-port",
+            &self.cluster_port.to_string(),
+            "--set",
+            "cluster.mesh.bind=127.0.0.1",
+            "--cluster-secret",
+            &self.secret,
+            "--log-format",
+            "json",
+            "--log-level",
+            &self.log_level,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        for p in &self.peers {
+            a.push("--peer".into());
+            a.push(p.clone());
+        }
+        for s in &self.sets {
+            a.push("--set".into());
+            a.push(s.clone());
+        }
+        a
+    }
+}
+
+/// What a node logged about a peer (`peer connected` / `peer disconnected`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerEvent {
+    /// True for `peer connected`.
+    pub up: bool,
+    /// The peer's node id.
+    pub peer: String,
+    /// The peer's incarnation.
+    pub incarnation: u64,
+    /// Why it went down (empty for `up`).
+    pub reason: String,
+}
+
+/// A running `wscluster` node, killed on drop.
+pub struct NodeProcess {
+    /// The node's name.
+    pub name: String,
+    child: Child,
+    stdout: mpsc::Receiver<String>,
+    stderr: tempfile::NamedTempFile,
+    /// The WebSocket address it printed.
+    pub ws: SocketAddr,
+    /// The mesh address it printed.
+    pub mesh: SocketAddr,
+}
+
+impl NodeProcess {
+    /// Starts a node and waits until it printed both its WebSocket and its mesh address.
+    pub async fn start(args: NodeArgs) -> Self {
+        let (child, stdout, stderr) = spawn(&args.to_args());
+        let mut node = Self {
+            name: args.name.clone(),
+            child,
+            stdout,
+            stderr,
+            ws: SocketAddr::from(([0, 0, 0, 0], 0)),
+            mesh: SocketAddr::from(([0, 0, 0, 0], 0)),
+        };
+        let deadline = Instant::now() + PROCESS_WAIT;
+        let (mut ws, mut mesh) = (None, None);
+        while ws.is_none() || mesh.is_none() {
+            match node.stdout.try_recv() {
+                Ok(line) => {
+                    if let Some(rest) = line.strip_prefix("wscluster listening on ws://") {
+                        ws = rest.split(' ').next().and_then(|a| a.parse().ok());
+                    } else if let Some(rest) = line.strip_prefix("wscluster cluster mesh on ") {
+                        mesh = rest.split(' ').next().and_then(|a| a.parse().ok());
+                    }
+                }
+                Err(mpsc::TryRecvError::Disconnected) => {
+                    panic!("node {} exited before announcing itself", node.name)
+                }
+                Err(mpsc::TryRecvError::Empty) => {
+                    assert!(
+                        Instant::now() < deadline,
+                        "node {} did not announce its addresses within {PROCESS_WAIT:?}",
+                        node.name
+                    );
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+        }
+        node.ws = ws.unwrap_or_else(|| unreachable!());
+        node.mesh = mesh.unwrap_or_else(|| unreachable!());
+        node
+    }
+
+    /// What the process wrote to standard error so far.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self.stderr.path()).unwrap_or_default()
+    }
+
+    /// Its JSON log lines so far (lines that are not JSON are skipped).
+    pub fn logs(&self) -> Vec<Value> {
+        self.stderr()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// Log lines whose message is `message`, as their `fields` objects.
+    pub fn logged(&self, message: &str) -> Vec<Value> {
+        self.logs()
+            .into_iter()
+            .filter(|v| v["fields"]["message"] == message)
+            .map(|v| v["fields"].clone())
+            .collect()
+    }
+
+    /// Every `peer connected` / `peer disconnected` it logged, in order.
+    pub fn peer_events(&self) -> Vec<PeerEvent> {
+        self.logs()
+            .into_iter()
+            .filter_map(|v| {
+                let f = &v["fields"];
+                let up = match f["message"].as_str()? {
+                    "peer connected" => true,
+                    "peer disconnected" => false,
+                    _ => return None,
+                };
+                Some(PeerEvent {
+                    up,
+                    peer: f["peer"].as_str()?.to_owned(),
+                    incarnation: f["incarnation"].as_u64()?,
+                    reason: f["reason"].as_str().unwrap_or_default().to_owned(),
+                })
+            })
+            .collect()
+    }
+
+    /// The peers it currently considers live, by its log.
+    pub fn live_peers(&self) -> BTreeSet<String> {
+        let mut live = std::collections::BTreeMap::new();
+        for e in self.peer_events() {
+            if e.up {
+                live.insert(e.peer, e.incarnation);
+            } else if live.get(&e.peer) == Some(&e.incarnation) {
+                live.remove(&e.peer);
+            }
+        }
+        live.into_keys().collect()
+    }
+
+    /// Polls this node's log until `cond` holds; fails the test (with the log) after
+    /// [`PROCESS_WAIT`].
+    pub async fn wait_log(&self, what: &str, mut cond: impl FnMut(&Self) -> bool) {
+        let deadline = Instant::now() + PROCESS_WAIT;
+        while !cond(self) {
+            assert!(
+                Instant::now() < deadline,
+                "node {}: {what} not logged within {PROCESS_WAIT:?}; log:\n{}",
+                self.name,
+                self.stderr()
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends a signal by name (`TERM`, `INT`, `STOP`, `CONT`) with the shell's `kill` builtin.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("sh")
+            .args(["-c", "kill -s \"$1\" \"$2\"", "sh", name])
+            .arg(self.pid().to_string())
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run kill: {e}"));
+        assert!(status.success(), "kill -s {name} {} failed", self.pid());
+    }
+
+    /// SIGKILL, and reaps the process.
+    pub fn kill(&mut self) {
+        self.child
+            .kill()
+            .unwrap_or_else(|e| panic!("cannot kill node {}: {e}", self.name));
+        let _ = self.child.wait();
+    }
+
+    /// Waits (polling, deadline [`PROCESS_WAIT`]) for the process to exit.
+    pub async fn exit_status(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + PROCESS_WAIT;
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => return status,
+                Ok(None) => {
+                    assert!(
+                        Instant::now() < deadline,
+                        "node {} did not exit within {PROCESS_WAIT:?}; log:\n{}",
+                        self.name,
+                        self.stderr()
+                    );
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                Err(e) => panic!("waiting for node {}: {e}", self.name),
+            }
+        }
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("---- log of node {} ----\n{}", self.name, self.stderr());
+        }
+    }
+}
+
+type Spawned = (Child, mpsc::Receiver<String>, tempfile::NamedTempFile);
+
+/// Starts the binary with `args`, none of the caller's `WSCLUSTER_…` variables, standard output
+/// read line by line by a thread (so the pipe never fills) and standard error into a temp file.
+fn spawn(args: &[String]) -> Spawned {
+    let stderr = tempfile::NamedTempFile::new().unwrap_or_else(|e| panic!("{e}"));
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_wscluster"));
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("WSCLUSTER_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(stderr.reopen().unwrap_or_else(|e| panic!("{e}")));
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start wscluster: {e}"));
+    let out = child.stdout.take();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        if let Some(out) = out {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    (child, rx, stderr)
+}
+
+/// Waits until every node's log shows every other node (and only those) as a live peer.
+pub async fn wait_linked(nodes: &[&NodeProcess]) {
+    for n in nodes {
+        let want: BTreeSet<String> = nodes
+            .iter()
+            .filter(|o| o.name != n.name)
+            .map(|o| o.name.clone())
+            .collect();
+        n.wait_log(&format!("peers {want:?} connected"), |n| {
+            n.live_peers() == want
+        })
+        .await;
+    }
+}
+
+/// Starts nodes `names` (the first one is the seed the others dial) and waits for the full mesh.
+pub async fn start_cluster(names: &[&str]) -> Vec<NodeProcess> {
+    start_cluster_with(names, |args| args).await
+}
+
+/// Like [`start_cluster`], with each node's arguments adjusted by `adjust` first.
+pub async fn start_cluster_with(
+    names: &[&str],
+    adjust: impl Fn(NodeArgs) -> NodeArgs,
+) -> Vec<NodeProcess> {
+    let mut nodes: Vec<NodeProcess> = Vec::new();
+    for name in names {
+        let mut args = adjust(NodeArgs::new(name));
+        if let Some(seed) = nodes.first() {
+            args = args.peer(seed.mesh);
+        }
+        nodes.push(NodeProcess::start(args).await);
+    }
+    wait_linked(&nodes.iter().collect::<Vec<_>>()).await;
+    nodes
+}
+
+/// The channel the [`Syncer`]'s clients use; no test publishes there.
+pub const SYNC_CHANNEL: &str = "test-sync";
+
+/// One sgc client per node, subscribed to [`SYNC_CHANNEL`], to order steps across processes.
+pub struct Syncer {
+    clients: Vec<(String, WsClient)>,
+    next: u32,
+}
+
+impl Syncer {
+    /// A sync client on each of `nodes`.
+    pub async fn new(nodes: &[&NodeProcess]) -> Self {
+        let mut s = Self {
+            clients: Vec::new(),
+            next: 1,
+        };
+        for n in nodes {
+            s.add(n).await;
+        }
+        s
+    }
+
+    /// Adds a sync client on `node`.
+    pub async fn add(&mut self, node: &NodeProcess) {
+        let (mut c, _) = WsClient::sgc(node.ws).await;
+        c.subscribe(SYNC_CHANNEL).await;
+        self.clients.push((node.name.clone(), c));
+    }
+
+    /// Forgets the client on node `name` (the node is gone).
+    pub fn remove(&mut self, name: &str) {
+        self.clients.retain(|(n, _)| n != name);
+    }
+
+    /// The sync client on node `name` (it also receives broadcasts to every connection).
+    pub fn client(&mut self, name: &str) -> &mut WsClient {
+        self.clients
+            .iter_mut()
+            .find(|(n, _)| n == name)
+            .map(|(_, c)| c)
+            .unwrap_or_else(|| panic!("no sync client on {name}"))
+    }
+
+    /// Publishes a fresh sync message from node `from`'s client and waits until every sync client
+    /// (the sender's included) received it as its very next frame. Afterwards, everything `from`
+    /// relayed before has been applied on every node.
+    pub async fn flush_from(&mut self, from: &str) {
+        let message = format!("\"sync-{}\"", self.next);
+        self.next += 1;
+        self.client(from)
+            .send(&delphi::publish(&message, SYNC_CHANNEL, "queueLevel0"))
+            .await;
+        let expected = s5(SYNC_CHANNEL, &message);
+        for (name, c) in &mut self.clients {
+            let got = c.recv().await;
+            assert_eq!(
+                got, expected,
+                "sync client on {name}: unexpected frame while flushing from {from}"
+            );
+        }
+    }
+
+    /// [`Syncer::flush_from`] every node in turn.
+    pub async fn flush_all(&mut self) {
+        let names: Vec<String> = self.clients.iter().map(|(n, _)| n.clone()).collect();
+        for n in names {
+            self.flush_from(&n).await;
+        }
+    }
+}

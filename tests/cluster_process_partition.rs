@@ -88,12 +88,9 @@ async fn subscriber(addr: SocketAddr, channel: &str) -> WsClient {
 /// The link is cut while a publisher keeps publishing, then restored well within the replay
 /// window: the subscriber on the other side gets every message once, in order.
 ///
-/// FINDING (regression from interest routing, f23a762): passed before it. `InterestTable::peer_down`
-/// forgets the peer, so `route()` leaves it out and live publishes made while it is down are never
-/// queued for it (nothing enters the replay window); they are lost. Seen: m50..m124 missing, the
-/// subscriber's next frame after m49 is m125 (published once the link was back).
+/// Guards a fixed regression: interest routing once dropped a down peer from routing, so live
+/// publishes made while its link was down never entered the replay window.
 #[tokio::test]
-#[ignore = "finding: interest routing drops live publishes to a peer while its link is down"]
 async fn a_short_link_cut_loses_and_duplicates_nothing() {
     let pair = ProxiedPair::start().await;
     let (a, b) = (&pair.a, &pair.b);
@@ -149,14 +146,10 @@ async fn a_short_link_cut_loses_and_duplicates_nothing() {
 /// disconnect frames. After the heal the members are announced again, once, the rosters are whole
 /// again and the channel works across the link. Several cut/heal cycles, as a blip can repeat.
 ///
-/// FINDING (see the ignore reason, and the report): after a heal both nodes dial each other at
-/// about the same time. When the link a node keeps replaces one the other node had already
-/// registered, that node sees the replaced link close and reports the peer down ("link closed"),
-/// purging its members, while the node that replaced the link saw nothing and never sends its
-/// snapshot again: the purged members stay missing from that node's roster for good (and its
-/// clients got extra `member@remove` frames). Fails in roughly one heal out of ten.
+/// Guards a fixed race: after a heal both nodes dial each other at about the same time; the link
+/// a node replaces now says `Superseded` before it closes (no spurious peer down), peer changes
+/// are reported in the order they were decided, and a replaced link exchanges snapshots again.
 #[tokio::test]
-#[ignore = "finding: duplicate-link race on heal purges the peer's members on one side for good"]
 async fn a_healed_partition_announces_the_returned_members_once() {
     let pair = ProxiedPair::start().await;
     let (a, b) = (&pair.a, &pair.b);
@@ -240,12 +233,10 @@ async fn drain(c: &mut PClient, tag: &str) -> Vec<String> {
     }
 }
 
-/// FINDING (see the ignore reason): a Presence publish made during a partition is kept in the
-/// sender's replay window and replayed after the heal *before* the snapshot that announces its
-/// sender again, so the other side's clients receive a `publish@msg` from a member their node does
-/// not hold (purged at the cut), and only then `member@new` for it.
+/// A Presence publish made during a partition is replayed after the heal; the receiving node holds
+/// it until the snapshot that announces its sender again, so its clients never receive a
+/// `publish@msg` from a member they were not told about.
 #[tokio::test]
-#[ignore = "finding: replayed Presence publish arrives before the heal's member@new of its sender"]
 async fn a_publish_made_during_a_partition_never_precedes_its_sender_s_return() {
     let pair = ProxiedPair::start().await;
     let (a, b) = (&pair.a, &pair.b);
@@ -293,11 +284,9 @@ async fn a_publish_made_during_a_partition_never_precedes_its_sender_s_return() 
 /// others with disconnect frames. Resumed (SIGCONT), the same incarnation links again, and every
 /// side announces the other side's members again, once each.
 ///
-/// FINDING: the same duplicate-link race as after a heal (both sides had a dial pending while b
-/// slept). Seen: b's roster without carol after the resume while c is live and linked, and bob
-/// receiving alice's removal twice. Fails in roughly one run out of five.
+/// Guards the same duplicate-link race as after a heal (both sides had a dial pending while b
+/// slept).
 #[tokio::test]
-#[ignore = "finding: duplicate-link race after resume purges a peer's members on one side for good"]
 async fn a_silent_process_times_out_and_its_members_return_once_when_it_resumes() {
     let nodes = start_cluster_with(&["a", "b", "c"], |args| {
         args.set("cluster.peer_timeout_ms=1000")

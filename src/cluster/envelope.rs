@@ -35,8 +35,12 @@ pub enum Kind {
     Bye = 3,
     /// Receiver's cumulative acknowledgment of sequence numbers (mesh links).
     Ack = 4,
-    /// Which channels a node has local subscribers for (mesh interest routing).
+    /// Which channels a node has local subscribers for (interest routing).
     Interest = 5,
+    /// "Send me your snapshots": a node that saw this peer come up wants its current state.
+    SnapshotRequest = 6,
+    /// "This link is replaced by another one to the same node": its close is not a failure.
+    Superseded = 7,
     /// An sgc publish.
     SgcPublish = 10,
     /// An sgc broadcast.
@@ -59,6 +63,8 @@ impl Kind {
             3 => Kind::Bye,
             4 => Kind::Ack,
             5 => Kind::Interest,
+            6 => Kind::SnapshotRequest,
+            7 => Kind::Superseded,
             10 => Kind::SgcPublish,
             11 => Kind::SgcBroadcast,
             12 => Kind::SgcClearQueue,
@@ -71,7 +77,10 @@ impl Kind {
 
     /// Whether envelopes of this kind carry a sequence number that receivers track.
     pub fn is_sequenced(self) -> bool {
-        !matches!(self, Kind::Hello | Kind::Heartbeat | Kind::Ack)
+        !matches!(
+            self,
+            Kind::Hello | Kind::Heartbeat | Kind::Ack | Kind::Superseded
+        )
     }
 }
 

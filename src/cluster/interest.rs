@@ -7,6 +7,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -30,6 +31,10 @@ pub enum InterestMsg {
     Ack(u64),
 }
 
+/// How long a peer that went down keeps receiving (into the engine's replay window) the traffic
+/// it would get if it came back: as long as a mesh replay window can hold it.
+const DOWN_PEER_KEPT: Duration = Duration::from_secs(60);
+
 struct Gate {
     waiting: HashSet<Arc<str>>,
     ready: InterestReady,
@@ -40,6 +45,9 @@ struct Gate {
 pub struct InterestTable {
     /// Peers that may need our publishes: `None` until their full set arrives (send them all).
     peers: HashMap<Arc<str>, Option<HashSet<String>>>,
+    /// Peers that went down and when: they still get everything (the engine keeps it for replay
+    /// should the link come back), are never waited for, and are forgotten after a while.
+    down: HashMap<Arc<str>, Instant>,
     gates: HashMap<u64, Gate>,
     next_token: u64,
 }
@@ -56,12 +64,18 @@ impl std::fmt::Debug for InterestTable {
 impl InterestTable {
     /// A peer came up: its interest is unknown until its `Full` arrives.
     pub fn peer_up(&mut self, peer: &Arc<str>) {
+        self.down.remove(peer);
         self.peers.insert(peer.clone(), None);
     }
 
     /// A peer is gone: it is no longer waited for. Returns the gates that opened.
     pub fn peer_down(&mut self, peer: &str) -> Vec<InterestReady> {
-        self.peers.remove(peer);
+        let now = Instant::now();
+        if let Some((name, _)) = self.peers.remove_entry(peer) {
+            self.down.insert(name, now);
+        }
+        self.down
+            .retain(|_, since| now.duration_since(*since) < DOWN_PEER_KEPT);
         let open: Vec<u64> = self
             .gates
             .iter_mut()
@@ -77,15 +91,17 @@ impl InterestTable {
 
     /// The peers a channel publish must reach: those interested, and those whose interest is not
     /// known yet.
+    /// Peers that went down recently are included: what they miss is replayed if they return.
     pub fn route(&self, channel: &str) -> Vec<Arc<str>> {
         self.peers
             .iter()
             .filter(|(_, i)| i.as_ref().is_none_or(|set| set.contains(channel)))
             .map(|(p, _)| p.clone())
+            .chain(self.down.keys().cloned())
             .collect()
     }
 
-    /// Every known peer.
+    /// Every live peer.
     pub fn peers(&self) -> Vec<Arc<str>> {
         self.peers.keys().cloned().collect()
     }
@@ -202,6 +218,13 @@ mod tests {
         assert_eq!(ack, Some(InterestMsg::Ack(7)));
         assert_eq!(t.route("x"), vec![b.clone()]);
         t.receive(&b, InterestMsg::Remove("x".into()));
+        assert!(t.route("x").is_empty());
+        // Down, it gets everything again (kept for replay), until it comes back and says.
+        t.peer_down("b");
+        assert_eq!(t.route("x"), vec![b.clone()]);
+        assert!(t.peers().is_empty(), "never waited for while down");
+        t.peer_up(&b);
+        t.receive(&b, InterestMsg::Full(vec![]));
         assert!(t.route("x").is_empty());
     }
 

@@ -161,6 +161,7 @@ impl Cluster {
                 for (kind, payload) in adapter.snapshot() {
                     b.send_to(&peer.node_id, kind, payload);
                 }
+                b.send_to(&peer.node_id, Kind::SnapshotRequest, Bytes::new());
             }
         }
     }
@@ -256,6 +257,15 @@ fn live_peers(b: &Backplane) -> Vec<Origin> {
     }
 }
 
+/// Sends every adapter's snapshot to `node`.
+fn send_snapshots(inner: &Inner, adapters: &[Arc<dyn Adapter>], node: &str) {
+    for a in adapters {
+        for (kind, payload) in a.snapshot() {
+            inner.outlet.send_to(node, kind, payload);
+        }
+    }
+}
+
 /// What the engine reports, routed to the adapters.
 struct Handler {
     inner: Weak<Inner>,
@@ -266,6 +276,11 @@ impl EngineHandler for Handler {
         let Some(inner) = self.inner.upgrade() else {
             return;
         };
+        if envelope.kind == Kind::SnapshotRequest {
+            let adapters = inner.adapters.read().clone();
+            send_snapshots(&inner, &adapters, &envelope.origin.node_id);
+            return;
+        }
         let _ = inner.events.send(ClusterEvent::Message {
             origin: envelope.origin.node_id.clone(),
             kind: envelope.kind,
@@ -286,10 +301,11 @@ impl EngineHandler for Handler {
         let adapters = inner.adapters.read().clone();
         for a in adapters {
             a.peer_up(peer);
-            for (kind, payload) in a.snapshot() {
-                inner.outlet.send_to(&peer.node_id, kind, payload);
-            }
         }
+        // Whatever it sent before was meant for a node it may have seen die: ask for its state.
+        inner
+            .outlet
+            .send_to(&peer.node_id, Kind::SnapshotRequest, Bytes::new());
         let _ = inner.events.send(ClusterEvent::PeerConnected {
             node_id: peer.node_id.clone(),
             address: address.map(str::to_owned),
@@ -311,6 +327,18 @@ impl EngineHandler for Handler {
     }
 
     fn on_resync_needed(&self, peer: &Origin, _lost: u64) {
-        self.on_peer_up(peer, None);
+        let Some(inner) = self.inner.upgrade() else {
+            return;
+        };
+        // Both directions: the peer may lack our state (frames lost, or it purged us while the
+        // link was replaced), and we ask for its state again.
+        let adapters = inner.adapters.read().clone();
+        for a in &adapters {
+            a.peer_up(peer);
+        }
+        send_snapshots(&inner, &adapters, &peer.node_id);
+        inner
+            .outlet
+            .send_to(&peer.node_id, Kind::SnapshotRequest, Bytes::new());
     }
 }

@@ -1,7 +1,7 @@
 //! The Presence protocol's side of the seam: [`PresenceEvent`]s as envelope payloads (postcard),
 //! remote events applied with their origin, dead peers purged, snapshots for new peers.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -16,11 +16,21 @@ use crate::protocol::json::Payload;
 use crate::protocol::presence::{PROTOCOL_NAME, PresenceEvent, PresenceProtocol, SnapshotMember};
 use crate::relay::Relay;
 
+/// Most Presence publishes and invitations held per peer while its snapshot is awaited.
+const MAX_HELD: usize = 10_000;
+
 /// Relays a [`PresenceProtocol`] through a cluster.
+///
+/// After a peer comes up (from this node's point of view) its snapshot is asked for. Until it
+/// arrives, the peer's state changes are older than it (it is sent after them on the same ordered
+/// link) and are dropped, and its publishes and invitations are held and delivered right after the
+/// snapshot: a client never sees a message from a member it was not told about.
 pub struct PresenceAdapter {
     protocol: PresenceProtocol,
     /// Nodes whose members this node may hold replicas of (purged on detach).
     seen: Mutex<HashSet<Arc<str>>>,
+    /// Peers whose snapshot is awaited, with the publishes and invitations held meanwhile.
+    awaiting: Mutex<HashMap<Arc<str>, Vec<PresenceEvent>>>,
 }
 
 impl PresenceAdapter {
@@ -29,6 +39,7 @@ impl PresenceAdapter {
         Arc::new(Self {
             protocol,
             seen: Mutex::new(HashSet::new()),
+            awaiting: Mutex::new(HashMap::new()),
         })
     }
 }
@@ -61,6 +72,7 @@ impl Adapter for PresenceAdapter {
 
     fn detach(&self) {
         self.protocol.detach_relay();
+        self.awaiting.lock().clear();
         let seen: Vec<Arc<str>> = self.seen.lock().drain().collect();
         for node in seen {
             self.protocol.purge_node(&node);
@@ -81,11 +93,46 @@ impl Adapter for PresenceAdapter {
             node_id: envelope.origin.node_id.clone(),
             incarnation: envelope.origin.incarnation,
         };
+        let release = {
+            let mut awaiting = self.awaiting.lock();
+            match awaiting.get_mut(&envelope.origin.node_id) {
+                None => None,
+                Some(held) => match event {
+                    PresenceEvent::Snapshot { .. } => Some(
+                        awaiting
+                            .remove(&envelope.origin.node_id)
+                            .unwrap_or_default(),
+                    ),
+                    PresenceEvent::Publish { .. } | PresenceEvent::Invitation { .. } => {
+                        if held.len() >= MAX_HELD {
+                            held.remove(0);
+                            tracing::warn!(origin = %origin.node_id, "too many presence messages held for a snapshot: oldest dropped");
+                        }
+                        held.push(event);
+                        return;
+                    }
+                    _ => {
+                        tracing::debug!(origin = %origin.node_id, "presence change older than the awaited snapshot dropped");
+                        return;
+                    }
+                },
+            }
+        };
         self.protocol.apply_remote(&event, &origin);
+        for e in release.unwrap_or_default() {
+            self.protocol.apply_remote(&e, &origin);
+        }
+    }
+
+    fn peer_up(&self, peer: &Origin) {
+        self.awaiting
+            .lock()
+            .insert(peer.node_id.clone(), Vec::new());
     }
 
     fn peer_down(&self, peer: &Origin) {
         self.seen.lock().remove(&peer.node_id);
+        self.awaiting.lock().remove(&peer.node_id);
         let purged = self.protocol.purge_node(&peer.node_id);
         if purged > 0 {
             tracing::info!(peer = %peer.node_id, members = purged, "presence members of a departed node purged");

@@ -15,7 +15,7 @@ use super::auth::{self, Role, Transcript};
 use super::queue::LinkQueue;
 use super::replay::{Arrival, InboundSequence, ReplayWindow};
 use super::wire::{self, HandshakeMsg, LINK_PROTOCOL, Resume, WireFrame};
-use super::{DialTarget, LinkSlot, Peer, Shared};
+use super::{DialTarget, LinkSlot, Peer, Report, Shared};
 use crate::cluster::envelope::{Envelope, Kind, Origin};
 
 /// Why a link could not be established.
@@ -307,36 +307,65 @@ pub(crate) async fn run(
         queue: queue.clone(),
     };
     let Some(new_addr) = register(&shared, &est, &link) else {
+        // The other side may have installed this link: tell it the close is no failure.
+        let mut wr = wr;
+        if let Ok(head) = Envelope::encode_header(Kind::Superseded, &shared.me, 0) {
+            let _ = tokio::time::timeout(CLOSE_GRACE, async {
+                wire::write_frames(&mut wr, [WireFrame::whole(head)]).await?;
+                wr.flush().await
+            })
+            .await;
+        }
         return;
     };
     if let Some(addr) = new_addr {
         let _ = shared.dial_tx.send(addr);
     }
     let writer = tokio::spawn(write_loop(queue.clone(), wr));
-    read_loop(&shared, &est.peer, &link, rd).await;
+    let superseded = read_loop(&shared, &est.peer, &link, rd).await;
     queue.close();
     let _ = writer.await;
-    let changes = {
+    let mut watch = false;
+    {
         let mut st = shared.state.lock();
-        let mut changes = Vec::new();
         if let Some(p) = st.peers.get_mut(&est.peer.node_id)
             && p.link.as_ref().is_some_and(|l| l.id == link.id)
         {
             p.link = None;
             p.unlinked_since = Some(Instant::now());
-            changes = st.membership.link_closed(&est.peer.node_id);
+            if superseded {
+                // Its replacement is on its way; if it does not come, the peer is down.
+                watch = true;
+            } else {
+                let changes = st.membership.link_closed(&est.peer.node_id);
+                st.reports.extend(changes.into_iter().map(Report::Change));
+            }
         }
-        changes
-    };
+    }
     shared.link_changed.notify_waiters();
-    shared.report(changes);
+    shared.drain_reports();
+    if watch {
+        let (shared, peer) = (shared.clone(), est.peer.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(shared.cfg.handshake_timeout()).await;
+            {
+                let mut st = shared.state.lock();
+                let unlinked = st.peers.get(&peer.node_id).is_none_or(|p| p.link.is_none());
+                if unlinked && st.membership.is_live(&peer) {
+                    let changes = st.membership.link_closed(&peer.node_id);
+                    st.reports.extend(changes.into_iter().map(Report::Change));
+                }
+            }
+            shared.drain_reports();
+        });
+    }
 }
 
 /// Installs `link` as the peer's link (or refuses a duplicate), replays what the peer missed.
 /// Returns `None` when the link must not run, else a newly learned address to dial.
 fn register(shared: &Arc<Shared>, est: &Established, link: &LinkSlot) -> Option<Option<String>> {
     let now = Instant::now();
-    let (changes, new_addr, gap) = {
+    let (new_addr, gap) = {
         let mut st = shared.state.lock();
         if st.stopped {
             return None;
@@ -372,6 +401,7 @@ fn register(shared: &Arc<Shared>, est: &Established, link: &LinkSlot) -> Option<
                 tracing::debug!(peer = %est.peer.node_id, "duplicate mesh link refused");
                 return None;
             }
+            shared.send_control(existing, Kind::Superseded, Bytes::new());
             existing.queue.close();
         }
         if peer.ever_linked {
@@ -410,13 +440,19 @@ fn register(shared: &Arc<Shared>, est: &Established, link: &LinkSlot) -> Option<
             t.node = Some(est.peer.node_id.clone());
         }
         let changes = st.membership.heard(&est.peer, now);
+        if changes.is_empty() {
+            // Already live (a replaced link): the peer may have purged us meanwhile, so it asks
+            // for our state, and we for its, as after any link.
+            st.reports.push_back(Report::Relinked(est.peer.clone()));
+        }
+        st.reports.extend(changes.into_iter().map(Report::Change));
         // Gossip the addresses we know, so a new node needs only one reachable peer.
         let mut known: Vec<String> = st.targets.keys().cloned().collect();
         known.push(advertised(shared));
         if let Ok(payload) = postcard::to_stdvec(&known) {
             shared.send_control(link, Kind::Hello, Bytes::from(payload));
         }
-        (changes, new_addr, gap)
+        (new_addr, gap)
     };
     if let Some(lost) = gap {
         shared.stats.lost.fetch_add(lost, Ordering::Relaxed);
@@ -424,7 +460,7 @@ fn register(shared: &Arc<Shared>, est: &Established, link: &LinkSlot) -> Option<
         shared.handler.on_resync_needed(&est.peer, lost);
     }
     shared.link_changed.notify_waiters();
-    shared.report(changes);
+    shared.drain_reports();
     Some(new_addr)
 }
 
@@ -457,25 +493,31 @@ async fn write_loop(queue: Arc<LinkQueue>, wr: OwnedWriteHalf) {
     }
 }
 
-async fn read_loop(shared: &Arc<Shared>, peer: &Origin, link: &LinkSlot, mut rd: OwnedReadHalf) {
+/// Reads the link until it ends; returns whether the peer said the link was superseded.
+async fn read_loop(
+    shared: &Arc<Shared>,
+    peer: &Origin,
+    link: &LinkSlot,
+    mut rd: OwnedReadHalf,
+) -> bool {
     let mut stop = shared.stop.subscribe();
     let mut since_ack = 0u32;
     loop {
         let frame = tokio::select! {
-            _ = stop.changed() => return,
-            _ = link.queue.closed() => return,
+            _ = stop.changed() => return false,
+            _ = link.queue.closed() => return false,
             f = wire::read_frame(&mut rd, shared.cfg.max_frame_bytes) => f,
         };
         let frame = match frame {
             Ok(Some(f)) => f,
-            Ok(None) => return,
+            Ok(None) => return false,
             Err(e) => {
                 tracing::debug!(peer = %peer.node_id, error = %e, "mesh link read failed");
-                return;
+                return false;
             }
         };
         if link.queue.is_closed() {
-            return;
+            return false;
         }
         shared
             .stats
@@ -485,11 +527,11 @@ async fn read_loop(shared: &Arc<Shared>, peer: &Origin, link: &LinkSlot, mut rd:
             Ok(e) if e.origin == *peer => e,
             Ok(e) => {
                 tracing::warn!(peer = %peer.node_id, claimed = %e.origin.node_id, "mesh frame with a foreign origin: closing link");
-                return;
+                return false;
             }
             Err(e) => {
                 tracing::warn!(peer = %peer.node_id, error = %e, "malformed mesh frame: closing link");
-                return;
+                return false;
             }
         };
         shared.stats.frames_in.fetch_add(1, Ordering::Relaxed);
@@ -501,42 +543,47 @@ async fn read_loop(shared: &Arc<Shared>, peer: &Origin, link: &LinkSlot, mut rd:
                     a.copy_from_slice(b);
                     u64::from_be_bytes(a)
                 });
-                let changes = {
+                {
                     let mut st = shared.state.lock();
                     if let (Some(seq), Some(p)) = (acked, st.peers.get_mut(&peer.node_id)) {
                         p.window.ack(seq);
                     }
-                    st.membership.heard(peer, now)
-                };
-                shared.report(changes);
+                    let changes = st.membership.heard(peer, now);
+                    st.reports.extend(changes.into_iter().map(Report::Change));
+                }
+                shared.drain_reports();
             }
+            Kind::Superseded => return true,
             Kind::Hello => {
                 let addrs: Vec<String> = postcard::from_bytes(&env.payload).unwrap_or_default();
                 learn(shared, addrs);
             }
             Kind::Bye => {
-                let changes = {
+                {
                     let mut st = shared.state.lock();
                     let _ = st
                         .peers
                         .get_mut(&peer.node_id)
                         .map(|p| p.inbound.arrive(env.seq));
-                    st.membership.bye(peer)
-                };
-                shared.report(changes);
-                return;
+                    let changes = st.membership.bye(peer);
+                    st.reports.extend(changes.into_iter().map(Report::Change));
+                }
+                shared.drain_reports();
+                return false;
             }
             _ => {
-                let (arrival, changes, ack) = {
+                let (arrival, ack) = {
                     let mut st = shared.state.lock();
                     let Some(p) = st.peers.get_mut(&peer.node_id) else {
-                        return;
+                        return false;
                     };
                     let arrival = p.inbound.arrive(env.seq);
                     let last = p.inbound.last();
-                    (arrival, st.membership.heard(peer, now), last)
+                    let changes = st.membership.heard(peer, now);
+                    st.reports.extend(changes.into_iter().map(Report::Change));
+                    (arrival, last)
                 };
-                shared.report(changes);
+                shared.drain_reports();
                 match arrival {
                     Arrival::Duplicate => continue,
                     Arrival::AfterGap { missing } => {

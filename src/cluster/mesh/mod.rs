@@ -19,7 +19,7 @@ mod queue;
 pub mod replay;
 pub mod wire;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -87,13 +87,25 @@ pub(crate) struct Shared {
     pub(crate) link_changed: Notify,
     pub(crate) next_link_id: AtomicU64,
     pub(crate) stats: MeshStats,
+    /// Held by the one task telling the handler about queued peer changes.
+    pub(crate) report_lock: Mutex<()>,
     /// New addresses to dial; a spawner task starts one dial loop per address (a channel, so
     /// that links never spawn dial loops themselves, which would make the futures recursive).
     pub(crate) dial_tx: tokio::sync::mpsc::UnboundedSender<String>,
 }
 
+/// Something the handler must hear, queued in the order it was decided.
+pub(crate) enum Report {
+    /// A peer came up or went down.
+    Change(PeerChange),
+    /// A new link replaced the link to a peer that stayed live: exchange state again.
+    Relinked(Origin),
+}
+
 pub(crate) struct State {
     pub(crate) membership: Membership,
+    /// Peer changes decided and not yet told to the handler (see `Shared::drain_reports`).
+    pub(crate) reports: VecDeque<Report>,
     pub(crate) peers: HashMap<Arc<str>, Peer>,
     pub(crate) targets: HashMap<String, DialTarget>,
     pub(crate) stopped: bool,
@@ -158,6 +170,7 @@ impl MeshEngine {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 membership: Membership::new(me.node_id.clone(), cfg.peer_timeout()),
+                reports: VecDeque::new(),
                 peers: HashMap::new(),
                 targets,
                 stopped: false,
@@ -170,6 +183,7 @@ impl MeshEngine {
             link_changed: Notify::new(),
             next_link_id: AtomicU64::new(1),
             stats: MeshStats::default(),
+            report_lock: Mutex::new(()),
             dial_tx,
         });
         let spawner = shared.clone();
@@ -267,13 +281,12 @@ impl MeshEngine {
             }
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
-        let changes = self
-            .shared
-            .state
-            .lock()
-            .membership
-            .clear(DownReason::LocalStop);
-        self.shared.report(changes);
+        {
+            let mut st = self.shared.state.lock();
+            let changes = st.membership.clear(DownReason::LocalStop);
+            st.reports.extend(changes.into_iter().map(Report::Change));
+        }
+        self.shared.drain_reports();
         self.shared.link_changed.notify_waiters();
     }
 }
@@ -316,11 +329,19 @@ impl Shared {
         }
     }
 
-    /// Tells the handler about membership changes (never with the state lock held).
-    pub(crate) fn report(&self, changes: Vec<PeerChange>) {
-        for c in changes {
-            match c {
-                PeerChange::Up(o) => {
+    /// Tells the handler what was queued in `State::reports`, in queue order, one drainer at a
+    /// time (never with the state lock held). Changes are queued under the state lock where they
+    /// are decided, so the handler hears them in the order they happened, even when several
+    /// tasks decide at once.
+    pub(crate) fn drain_reports(&self) {
+        let _one_at_a_time = self.report_lock.lock();
+        loop {
+            let next = self.state.lock().reports.pop_front();
+            let Some(report) = next else {
+                return;
+            };
+            match report {
+                Report::Change(PeerChange::Up(o)) => {
                     let addr = self
                         .state
                         .lock()
@@ -330,9 +351,13 @@ impl Shared {
                     tracing::info!(peer = %o.node_id, incarnation = o.incarnation, addr = addr.as_deref().unwrap_or(""), "peer connected");
                     self.handler.on_peer_up(&o, addr.as_deref());
                 }
-                PeerChange::Down(o, reason) => {
+                Report::Change(PeerChange::Down(o, reason)) => {
                     tracing::info!(peer = %o.node_id, incarnation = o.incarnation, %reason, "peer disconnected");
                     self.handler.on_peer_down(&o, reason);
+                }
+                Report::Relinked(o) => {
+                    tracing::debug!(peer = %o.node_id, "link to a live peer replaced: resynchronising");
+                    self.handler.on_resync_needed(&o, 0);
                 }
             }
         }
@@ -350,7 +375,7 @@ async fn ticker(shared: Arc<Shared>) {
             _ = every.tick() => {}
         }
         let now = Instant::now();
-        let (changes, to_close) = {
+        let to_close = {
             let mut st = shared.state.lock();
             if st.stopped {
                 return;
@@ -378,11 +403,12 @@ async fn ticker(shared: Arc<Shared>) {
                     || p.unlinked_since
                         .is_none_or(|t| now.duration_since(t) <= window)
             });
-            (changes, to_close)
+            st.reports.extend(changes.into_iter().map(Report::Change));
+            to_close
         };
         for l in to_close {
             l.queue.close();
         }
-        shared.report(changes);
+        shared.drain_reports();
     }
 }

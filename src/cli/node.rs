@@ -39,7 +39,10 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     let addr = server.local_addr();
     let name = config.node.effective_name(addr.port());
     let cluster = Cluster::new(name.as_str(), config.cluster.clone());
-    cluster.attach(SgcAdapter::new(sgc));
+    cluster.attach(SgcAdapter::with_interest_routing(
+        sgc,
+        config.cluster.interest_routing,
+    ));
     cluster.attach(PresenceAdapter::new(presence));
     cluster.start().await.context("cannot start the cluster")?;
     tracing::info!(%addr, node = %name, "node started");
@@ -55,8 +58,9 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
 
     let signal = stop.next().await;
     tracing::info!(signal, "shutting down");
-    // Bye first: peers purge this node's Presence members at once.
-    cluster.stop().await;
+    // Bye first: peers purge this node's members at once. The node's own clients are about to be
+    // closed, so they are not shown the remote members leaving.
+    cluster.shutdown().await;
     tokio::select! {
         () = server.shutdown() => {}
         signal = stop.next() => {

@@ -44,6 +44,9 @@ pub struct ClusterConfig {
     pub peer_timeout_ms: u64,
     /// Interval between heartbeats, in milliseconds.
     pub heartbeat_interval_ms: u64,
+    /// Send a channel's live sgc traffic only to nodes with subscribers for it (off: to every
+    /// node; kept for comparison and for clusters where every node subscribes to everything).
+    pub interest_routing: bool,
     /// The mesh engine (`[cluster.mesh]`).
     pub mesh: MeshConfig,
 }
@@ -56,6 +59,7 @@ impl Default for ClusterConfig {
             secret: String::new(),
             peer_timeout_ms: 3_000,
             heartbeat_interval_ms: 1_000,
+            interest_routing: true,
             mesh: MeshConfig::default(),
         }
     }

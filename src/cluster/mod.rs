@@ -111,6 +111,8 @@ struct Inner {
     running: Mutex<Option<Backplane>>,
     adapters: RwLock<Vec<Arc<dyn Adapter>>>,
     events: broadcast::Sender<ClusterEvent>,
+    /// Set by `shutdown`: a local stop does not purge remote members locally.
+    quiet_stop: std::sync::atomic::AtomicBool,
 }
 
 /// The cluster component. Cheap to clone.
@@ -140,6 +142,7 @@ impl Cluster {
                 running: Mutex::new(None),
                 adapters: RwLock::new(Vec::new()),
                 events,
+                quiet_stop: std::sync::atomic::AtomicBool::new(false),
             }),
         }
     }
@@ -207,6 +210,19 @@ impl Cluster {
         *self.inner.outlet.backplane.write() = Some(backplane.clone());
         *self.inner.running.lock() = Some(backplane);
         Ok(())
+    }
+
+    /// Stops the backplane for a node that is going away: bye to the peers, but remote Presence
+    /// members are not purged locally (the node's clients are about to be closed anyway, and
+    /// need not watch every remote member leave first).
+    pub async fn shutdown(&self) {
+        self.inner
+            .quiet_stop
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.stop().await;
+        self.inner
+            .quiet_stop
+            .store(false, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Says bye to the peers and stops the backplane; the WebSocket server keeps serving as a
@@ -316,8 +332,10 @@ impl EngineHandler for Handler {
         let Some(inner) = self.inner.upgrade() else {
             return;
         };
+        let quiet = reason == DownReason::LocalStop
+            && inner.quiet_stop.load(std::sync::atomic::Ordering::SeqCst);
         let adapters = inner.adapters.read().clone();
-        for a in adapters {
+        for a in adapters.iter().filter(|_| !quiet) {
             a.peer_down(peer);
         }
         let _ = inner.events.send(ClusterEvent::PeerDisconnected {

@@ -29,11 +29,21 @@ pub struct SgcAdapter {
     routing: Arc<Routing>,
 }
 
+/// Which traffic crosses to which peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// A channel's live traffic only to peers with subscribers for it (with subscription gating).
+    Interest,
+    /// Everything to every peer.
+    Everything,
+}
+
 /// The interest table and the outlet, behind one mutex: sends happen under it so that an
 /// interest acknowledgment and the publishes routed by what it acknowledged leave in order.
 struct Routing {
     /// This routing's own `Arc`, for timers that must not keep it alive.
     me: Weak<Routing>,
+    mode: Mode,
     state: Mutex<RoutingState>,
 }
 
@@ -44,12 +54,23 @@ struct RoutingState {
 }
 
 impl SgcAdapter {
-    /// An adapter for `protocol`.
+    /// An adapter for `protocol`, with interest routing.
     pub fn new(protocol: SgcProtocol) -> Arc<Self> {
+        Self::with_interest_routing(protocol, true)
+    }
+
+    /// An adapter for `protocol`; without interest routing every publish crosses to every node.
+    pub fn with_interest_routing(protocol: SgcProtocol, interest_routing: bool) -> Arc<Self> {
+        let mode = if interest_routing {
+            Mode::Interest
+        } else {
+            Mode::Everything
+        };
         Arc::new(Self {
             protocol,
             routing: Arc::new_cyclic(|me| Routing {
                 me: me.clone(),
+                mode,
                 state: Mutex::new(RoutingState::default()),
             }),
         })
@@ -66,6 +87,7 @@ impl Relay<SgcEvent> for Routing {
         // Retained publishes go everywhere (every node keeps the queues); so do publishes and
         // broadcasts to "" (every connection); a channel's live traffic only where it is wanted.
         let routed = match event {
+            _ if self.mode == Mode::Everything => None,
             SgcEvent::Publish(p) if p.queue == QueueLevel::Level0 && !p.channel.is_empty() => {
                 Some(&p.channel)
             }
@@ -158,7 +180,9 @@ impl Adapter for SgcAdapter {
     fn attach(&self, outlet: Arc<Outlet>) {
         self.routing.state.lock().outlet = Some(outlet);
         self.protocol.attach_relay(self.routing.clone());
-        self.protocol.attach_interest_gate(self.routing.clone());
+        if self.routing.mode == Mode::Interest {
+            self.protocol.attach_interest_gate(self.routing.clone());
+        }
     }
 
     fn detach(&self) {

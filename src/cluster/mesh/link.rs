@@ -321,7 +321,7 @@ pub(crate) async fn run(
     if let Some(addr) = new_addr {
         let _ = shared.dial_tx.send(addr);
     }
-    let writer = tokio::spawn(write_loop(queue.clone(), wr));
+    let writer = tokio::spawn(write_loop(shared.clone(), queue.clone(), wr));
     let superseded = read_loop(&shared, &est.peer, &link, rd).await;
     queue.close();
     let _ = writer.await;
@@ -464,11 +464,16 @@ fn register(shared: &Arc<Shared>, est: &Established, link: &LinkSlot) -> Option<
     Some(new_addr)
 }
 
-async fn write_loop(queue: Arc<LinkQueue>, wr: OwnedWriteHalf) {
+async fn write_loop(shared: Arc<Shared>, queue: Arc<LinkQueue>, wr: OwnedWriteHalf) {
     let mut wr = BufWriter::with_capacity(64 * 1024, wr);
     let mut batch = Vec::new();
     loop {
         let closed = queue.take(&mut batch).await;
+        let bytes: usize = batch.iter().map(|f| f.len() + 4).sum();
+        shared
+            .stats
+            .bytes_out
+            .fetch_add(bytes as u64, Ordering::Relaxed);
         let write = async {
             wire::write_frames(&mut wr, batch.drain(..)).await?;
             wr.flush().await

@@ -47,8 +47,10 @@ pub struct MeshStats {
     pub frames_in: AtomicU64,
     /// Envelopes queued to peers (replays included).
     pub frames_out: AtomicU64,
-    /// Bytes received on links.
+    /// Bytes received on links (length prefixes included).
     pub bytes_in: AtomicU64,
+    /// Bytes written to links (length prefixes included).
+    pub bytes_out: AtomicU64,
     /// Links established after the first one to the same peer.
     pub reconnects: AtomicU64,
     /// Frames replayed after a reconnect.
@@ -260,6 +262,20 @@ impl MeshEngine {
 
     /// Says bye to every peer, closes every link and stops listening and dialing.
     pub async fn stop(&self) {
+        let st = &self.shared.stats;
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        tracing::info!(
+            frames_in = get(&st.frames_in),
+            frames_out = get(&st.frames_out),
+            bytes_in = get(&st.bytes_in),
+            bytes_out = get(&st.bytes_out),
+            reconnects = get(&st.reconnects),
+            replayed = get(&st.replayed),
+            lost = get(&st.lost),
+            refused = get(&st.refused),
+            overflows = get(&st.overflows),
+            "mesh stats"
+        );
         let links: Vec<LinkSlot> = {
             let mut st = self.shared.state.lock();
             st.stopped = true;

@@ -135,14 +135,13 @@ impl Authenticator {
         let mut tokens = self.tokens.lock();
         let now = Instant::now();
         tokens.retain(|_, (_, at)| now.duration_since(*at) < ttl);
-        if tokens.len() >= self.config.max_session_tokens.max(1) {
-            if let Some(oldest) = tokens
+        if tokens.len() >= self.config.max_session_tokens.max(1)
+            && let Some(oldest) = tokens
                 .iter()
                 .min_by_key(|(_, (_, at))| *at)
                 .map(|(k, _)| k.clone())
-            {
-                tokens.remove(&oldest);
-            }
+        {
+            tokens.remove(&oldest);
         }
         tokens.insert(token.clone(), (user, now));
         Some(token)
@@ -211,12 +210,13 @@ fn percent_decode(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'%' && i + 3 <= b.len() {
-            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
-                out.push(h * 16 + l);
-                i += 3;
-                continue;
-            }
+        if b[i] == b'%'
+            && i + 3 <= b.len()
+            && let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2]))
+        {
+            out.push(h * 16 + l);
+            i += 3;
+            continue;
         }
         out.push(b[i]);
         i += 1;

@@ -44,6 +44,9 @@ pub(crate) struct Global {
     /// Also print the figures as one JSON line (after the table).
     #[arg(long, global = true)]
     pub(crate) json: bool,
+    /// A name for this run, shown in the table and as "label" in the JSON line.
+    #[arg(long, global = true)]
+    pub(crate) label: Option<String>,
     /// Runtime worker threads (default: the CPUs this process may run on, e.g. 1 under
     /// `taskset -c 1`); 1 uses a single-threaded runtime.
     #[arg(long, global = true)]
@@ -78,6 +81,11 @@ pub(crate) enum Scenario {
     PresenceMembers(MembersArgs),
     /// Presence: publish@msg fan-out to the members of channels.
     PresenceFanout(PresenceFanoutArgs),
+    /// Prints one line per run of a file of --json lines (no connection is made).
+    Summary {
+        /// The file (e.g. target/bench/…/results.jsonl).
+        file: std::path::PathBuf,
+    },
 }
 
 /// Publishing options shared by both fan-out scenarios.
@@ -111,6 +119,10 @@ pub(crate) struct PublishArgs {
     /// Channel names are this prefix followed by the channel number.
     #[arg(long, default_value = "bench-")]
     channel_prefix: String,
+    /// With several --url: longest wait, in seconds, for a probe publish to reach every node
+    /// before the run starts (the nodes must be clustered).
+    #[arg(long, default_value_t = 30.0)]
+    probe_timeout: f64,
 }
 
 /// `fanout` options.
@@ -197,7 +209,7 @@ pub(crate) struct MembersArgs {
     #[arg(long, default_value = "members-bench")]
     channel: String,
     /// Measured get@members requests (one at a time).
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 500)]
     requests: usize,
     /// Requests before the measured ones.
     #[arg(long, default_value_t = 20)]
@@ -257,6 +269,7 @@ impl PublishArgs {
             duration: secs(self.duration),
             drain: secs(self.drain),
             max_inflight: self.max_inflight,
+            probe_timeout: secs(self.probe_timeout),
         }
     }
 }

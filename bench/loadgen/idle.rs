@@ -209,6 +209,6 @@ pub(crate) async fn run(o: &IdleOpts, r: &RunOpts) -> Result<Report, String> {
         1,
         "s",
     );
-    cpu.add_to(&mut rep, 0, o.hold.as_secs_f64().max(1e-9));
+    cpu.add_to(&mut rep, None, o.hold.as_secs_f64().max(1e-9));
     Ok(rep)
 }

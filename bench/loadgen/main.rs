@@ -10,7 +10,8 @@
 //!   setup as a real client does it (session, subscribe / member + channel joins).
 //! - `wire`: the frames sent and the classification of frames received; `payload`: the timestamped
 //!   message body; `clock`: the one monotonic clock of the process.
-//! - scenarios: `fanout` (sgc and Presence fan-out, with `layout` and `flow`), `idle`,
+//! - scenarios: `fanout` (sgc and Presence fan-out, with `layout`, `publisher`, `flow` and
+//!   `tally`), `idle`,
 //!   `presence` (churn, members) over a `members` pool.
 //! - figures: `latency` (HdrHistogram), `procfs` (node CPU and RSS), `report` (table and JSON).
 
@@ -26,9 +27,12 @@ mod members;
 mod payload;
 mod presence;
 mod procfs;
+mod publisher;
 mod report;
 mod run;
 mod session;
+mod summary;
+mod tally;
 mod wire;
 
 use std::process::ExitCode;
@@ -40,6 +44,18 @@ use crate::report::Report;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Scenario::Summary { file } = &cli.scenario {
+        return match std::fs::read_to_string(file) {
+            Ok(text) => {
+                print!("{}", summary::summarize(&text));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("wscluster-loadgen: {}: {e}", file.display());
+                ExitCode::FAILURE
+            }
+        };
+    }
     let nofile = raise_nofile_limit();
     let threads = cli.global.threads.unwrap_or_else(|| {
         std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
@@ -98,7 +114,11 @@ async fn run(cli: &Cli, nofile: u64, threads: usize) -> Result<Report, String> {
         Scenario::Idle(a) => idle::run(&a.opts(nofile), &r).await?,
         Scenario::PresenceChurn(a) => presence::churn(&a.opts(), &r).await?,
         Scenario::PresenceMembers(a) => presence::members(&a.opts(), &r).await?,
+        Scenario::Summary { .. } => return Err("summary takes no connection".to_owned()),
     };
+    if let Some(label) = &cli.global.label {
+        report.set_label(label);
+    }
     report.section("machine");
     report.int(
         "cpus_online",

@@ -6,6 +6,10 @@
 //! the same clock ([`crate::clock`]). When the requested size is smaller than the timestamp, the
 //! body is just the timestamp and its colon.
 
+/// The body of the cross-node probe (see `crate::publisher`): not a timestamp, so it is never
+/// counted as a delivery.
+pub(crate) const PROBE: &str = "wscluster-loadgen-probe";
+
 /// Appends the body for a message sent at `send_ns`, `size` bytes long (at least the timestamp).
 pub(crate) fn write_body(out: &mut Vec<u8>, send_ns: u64, size: usize) {
     let start = out.len();

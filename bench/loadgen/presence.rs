@@ -311,7 +311,7 @@ pub(crate) async fn churn(o: &ChurnOpts, r: &RunOpts) -> Result<Report, String> 
         .fanout_latency
         .summary()
         .add_to(&mut rep, "event_latency", "op → every event");
-    cpu.add_to(&mut rep, events, secs);
+    cpu.add_to(&mut rep, Some((confirmed, "operations")), secs);
     Ok(rep)
 }
 
@@ -474,6 +474,6 @@ pub(crate) async fn members(o: &MembersOpts, r: &RunOpts) -> Result<Report, Stri
     );
     pool.close().await;
     latency.summary().add_to(&mut rep, "latency", "get@members");
-    cpu.add_to(&mut rep, o.requests as u64, measured_s);
+    cpu.add_to(&mut rep, Some((o.requests as u64, "requests")), measured_s);
     Ok(rep)
 }

@@ -37,6 +37,8 @@ struct Row {
 pub(crate) struct Report {
     /// The scenario's name (first JSON field).
     scenario: String,
+    /// The run's name given with `--label` (second JSON field), if any.
+    label: Option<String>,
     /// Rows and section headings, in order; a heading is a row with an empty key.
     rows: Vec<Row>,
 }
@@ -46,8 +48,14 @@ impl Report {
     pub(crate) fn new(scenario: &str) -> Self {
         Self {
             scenario: scenario.to_owned(),
+            label: None,
             rows: Vec::new(),
         }
+    }
+
+    /// Names the run (`--label`).
+    pub(crate) fn set_label(&mut self, label: &str) {
+        self.label = Some(label.to_owned());
     }
 
     /// Starts a table section (not in the JSON).
@@ -114,7 +122,10 @@ impl Report {
             .map(|r| r.label.len())
             .max()
             .unwrap_or(0);
-        let mut out = format!("== {} ==\n", self.scenario);
+        let mut out = match &self.label {
+            Some(label) => format!("== {} ({label}) ==\n", self.scenario),
+            None => format!("== {} ==\n", self.scenario),
+        };
         for row in &self.rows {
             if row.key.is_empty() {
                 let _ = writeln!(out, "-- {}", row.label);
@@ -136,6 +147,10 @@ impl Report {
     pub(crate) fn json_line(&self) -> String {
         let mut out = String::from("{\"scenario\":");
         out.push_str(&serde_json::Value::String(self.scenario.clone()).to_string());
+        if let Some(label) = &self.label {
+            out.push_str(",\"label\":");
+            out.push_str(&serde_json::Value::String(label.clone()).to_string());
+        }
         for row in self.rows.iter().filter(|r| !r.key.is_empty()) {
             out.push(',');
             out.push_str(&serde_json::Value::String(row.key.clone()).to_string());
@@ -189,6 +204,18 @@ mod tests {
         assert!(t.starts_with("== fanout ==\n-- load\n"));
         assert!(t.contains("  latency p50  41.3 µs\n"));
         assert!(t.contains("  server CPU   - s\n"));
+    }
+
+    #[test]
+    fn the_label_follows_the_scenario() {
+        let mut r = Report::new("idle");
+        r.set_label("idle-10k");
+        r.int("connections", "connections", 3, "");
+        assert_eq!(
+            r.json_line(),
+            r#"{"scenario":"idle","label":"idle-10k","connections":3}"#
+        );
+        assert!(r.table().starts_with("== idle (idle-10k) ==\n"));
     }
 
     #[test]

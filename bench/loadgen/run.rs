@@ -160,9 +160,10 @@ impl CpuWindow {
         }
     }
 
-    /// Adds the CPU figures; `work` is the count of the run's unit of work (deliveries, ops) in a
-    /// window of `secs` seconds, reported per million.
-    pub(crate) fn add_to(&self, rep: &mut Report, work: u64, secs: f64) {
+    /// Adds the CPU figures over a window of `secs` seconds; `work` is the count of the run's unit
+    /// of work in that window and its name (deliveries, events, requests), when CPU per million
+    /// units means something.
+    pub(crate) fn add_to(&self, rep: &mut Report, work: Option<(u64, &str)>, secs: f64) {
         rep.section("CPU over the measured window");
         rep.opt_float("server_cpu_s", "node CPU (user+sys)", self.server_s, 2, "s");
         rep.opt_float(
@@ -172,15 +173,17 @@ impl CpuWindow {
             2,
             "",
         );
-        rep.opt_float(
-            "server_core_s_per_million",
-            "node core-seconds per million",
-            self.server_s
-                .filter(|_| work > 0)
-                .map(|c| c / (work as f64 / 1e6)),
-            3,
-            "core-s",
-        );
+        if let Some((count, unit)) = work {
+            rep.opt_float(
+                "server_core_s_per_million",
+                &format!("node core-seconds per million {unit}"),
+                self.server_s
+                    .filter(|_| count > 0)
+                    .map(|c| c / (count as f64 / 1e6)),
+                3,
+                "core-s",
+            );
+        }
         rep.opt_float(
             "loadgen_cpu_s",
             "load generator CPU",

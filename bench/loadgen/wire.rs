@@ -110,6 +110,11 @@ impl PublishTemplate {
         }
     }
 
+    /// The frame carrying the probe body ([`payload::PROBE`]).
+    pub(crate) fn probe_frame(&self) -> Vec<u8> {
+        [&self.head[..], payload::PROBE.as_bytes(), &self.tail[..]].concat()
+    }
+
     /// The frame carrying a body sent at `send_ns`, `size` bytes long.
     pub(crate) fn frame(&self, send_ns: u64, size: usize) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.head.len() + size.max(21) + self.tail.len());

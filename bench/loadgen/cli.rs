@@ -107,6 +107,10 @@ pub(crate) struct PublishArgs {
     /// Publishes in flight (not yet delivered to all their receivers), at most.
     #[arg(long, default_value_t = 256)]
     max_inflight: u64,
+    /// Deliveries in flight, at most (caps --max-inflight when channels have many receivers;
+    /// at least one publish is always allowed).
+    #[arg(long, default_value_t = 20_000)]
+    max_inflight_deliveries: u64,
     /// Seconds of publishing before the measured window.
     #[arg(long, default_value_t = 2.0)]
     warmup: f64,
@@ -269,6 +273,7 @@ impl PublishArgs {
             duration: secs(self.duration),
             drain: secs(self.drain),
             max_inflight: self.max_inflight,
+            max_inflight_deliveries: self.max_inflight_deliveries,
             probe_timeout: secs(self.probe_timeout),
         }
     }

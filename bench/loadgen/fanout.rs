@@ -60,6 +60,8 @@ pub(crate) struct FanoutOpts {
     pub(crate) drain: Duration,
     /// In-flight bound, in publishes (see [`crate::flow`]).
     pub(crate) max_inflight: u64,
+    /// In-flight bound, in deliveries (caps `max_inflight`).
+    pub(crate) max_inflight_deliveries: u64,
     /// Longest wait for the probe to reach every node (several nodes only).
     pub(crate) probe_timeout: Duration,
 }
@@ -123,7 +125,7 @@ pub(crate) async fn run(o: &FanoutOpts, r: &RunOpts) -> Result<Report, String> {
     let layout = Layout::new(o.receivers, o.channels, o.channels_per_receiver, nodes);
     let roles = roles(o, r, &layout)?;
     let mean_per_channel = (o.receivers * layout.per_sub) as f64 / layout.channels as f64;
-    let limit = (o.max_inflight as f64 * mean_per_channel.max(1.0)).ceil() as u64;
+    let limit = inflight_limit(o, mean_per_channel);
     let tally = Arc::new(Tally::new(layout.channels, nodes, limit));
     let (stop_tx, stop_rx) = watch::channel(false);
     let (phase_tx, phase_rx) = watch::channel(Phase::Setup);
@@ -256,6 +258,17 @@ pub(crate) async fn run(o: &FanoutOpts, r: &RunOpts) -> Result<Report, String> {
     add_results(&mut rep, &tally, secs, nodes > 1);
     cpu.add_to(&mut rep, Some((tally.received_total(), "deliveries")), secs);
     Ok(rep)
+}
+
+/// The in-flight bound in deliveries: `max_inflight` publishes to channels of the mean size,
+/// capped at `max_inflight_deliveries`, and never below one publish.
+fn inflight_limit(o: &FanoutOpts, mean_per_channel: f64) -> u64 {
+    let per_publish = mean_per_channel.max(1.0);
+    let by_publishes = o.max_inflight as f64 * per_publish;
+    by_publishes
+        .min(o.max_inflight_deliveries as f64)
+        .max(per_publish)
+        .ceil() as u64
 }
 
 /// Every client of the run and what it does.
@@ -418,6 +431,13 @@ fn add_setup(
     );
     rep.int("payload_bytes", "payload", o.payload as u64, "bytes");
     rep.int("max_inflight", "max in flight", o.max_inflight, "publishes");
+    let mean = (o.receivers * layout.per_sub) as f64 / layout.channels as f64;
+    rep.int(
+        "inflight_limit_deliveries",
+        "in-flight bound in force",
+        inflight_limit(o, mean),
+        "deliveries",
+    );
     rep.float("warmup_s", "warmup", o.warmup.as_secs_f64(), 1, "s");
     rep.float(
         "duration_s",
@@ -502,5 +522,41 @@ fn add_results(rep: &mut Report, t: &Tally, secs: f64, by_node: bool) {
         other
             .summary()
             .add_to(rep, "latency_other_node", "other nodes");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(max_inflight: u64, max_inflight_deliveries: u64) -> FanoutOpts {
+        FanoutOpts {
+            proto: Proto::Sgc,
+            receivers: 0,
+            channels: 1,
+            channels_per_receiver: 1,
+            channel_prefix: String::new(),
+            publishers: 1,
+            rate: 0.0,
+            payload: 0,
+            warmup: Duration::ZERO,
+            duration: Duration::ZERO,
+            drain: Duration::ZERO,
+            max_inflight,
+            max_inflight_deliveries,
+            probe_timeout: Duration::ZERO,
+        }
+    }
+
+    #[test]
+    fn the_inflight_bound_is_capped_but_allows_one_publish() {
+        // 1 000 subscribers over 100 channels: 256 publishes × 10.
+        assert_eq!(inflight_limit(&opts(256, 20_000), 10.0), 2_560);
+        // 10 000 members in one channel: capped at 20 000 deliveries (2 publishes).
+        assert_eq!(inflight_limit(&opts(256, 20_000), 10_000.0), 20_000);
+        // A channel bigger than the cap still gets one publish in flight.
+        assert_eq!(inflight_limit(&opts(256, 20_000), 50_000.0), 50_000);
+        // Channels with no receivers count as one.
+        assert_eq!(inflight_limit(&opts(4, 20_000), 0.0), 4);
     }
 }

@@ -4,7 +4,9 @@
 //!
 //! The bound is counted in deliveries: a publish to a channel with `s` live subscribers adds `s`,
 //! each delivery received takes one off. `--max-inflight P` publishes becomes a limit of
-//! `P × (mean subscribers per channel)` deliveries. A lost delivery would hold the count up for
+//! `P × (mean subscribers per channel)` deliveries, capped by `--max-inflight-deliveries` (so a
+//! channel of 10 000 members does not put millions of deliveries in flight) but never below one
+//! publish's worth. A lost delivery would hold the count up for
 //! ever, so a publisher that has waited [`STALL_WAIT`] without room goes on anyway and the stall
 //! is counted in the report.
 

@@ -1,11 +1,16 @@
 //! Every option of a node, with its default. The library takes a [`Config`] value; the binary builds
-//! one from a TOML file, `WSCLUSTER_…` environment variables and flags (see `src/main.rs` and
-//! `wscluster.example.toml`, which documents each option).
+//! one with [`Config::load`] from a TOML file, `WSCLUSTER_…` environment variables and flags, in
+//! that order of precedence (flags win), over [`Config::default`]. `wscluster.example.toml`
+//! documents each option and `docs/configuration.md` lists its file key, variable and flag.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+mod layers;
+
+pub use layers::{ENV_ALIASES, ENV_PREFIX, Sources};
 
 pub use crate::protocol::presence::PresenceConfig;
 pub use crate::protocol::sgc::SgcConfig;
@@ -98,5 +103,257 @@ impl ServerConfig {
     /// How long the HTTP upgrade may take.
     pub fn handshake_timeout(&self) -> Duration {
         Duration::from_millis(self.handshake_timeout_ms.max(1))
+    }
+}
+
+/// Why a configuration could not be loaded; each variant says where the bad value came from.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The configuration file could not be read.
+    #[error("cannot read config file {path}: {error}")]
+    Read {
+        /// The file asked for.
+        path: String,
+        /// What the operating system said.
+        error: std::io::Error,
+    },
+    /// The configuration file is not valid TOML, or has an unknown key or a value of the wrong type.
+    #[error("config file {path}: {message}")]
+    File {
+        /// The file.
+        path: String,
+        /// The parser's message (with line and column).
+        message: String,
+    },
+    /// An environment variable names no option or holds an unusable value.
+    #[error("environment variable {name}: {message}")]
+    Env {
+        /// The variable.
+        name: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// A command-line flag holds an unusable value.
+    #[error("{flag}: {message}")]
+    Flag {
+        /// The flag as given (e.g. `--listen` or `--set server.max_message_size`).
+        flag: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// Every value parsed but together they are not usable.
+    #[error("{key}: {message}")]
+    Invalid {
+        /// The option at fault, as a dotted file key (`server.max_outbox_bytes`).
+        key: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// Log formats the binary knows.
+pub const LOG_FORMATS: [&str; 2] = ["human", "json"];
+
+impl Config {
+    /// Parses a TOML document (the format of `wscluster.example.toml`); missing keys keep their
+    /// defaults, unknown keys are an error. The result is not yet [validated](Config::validate).
+    pub fn from_toml_str(text: &str) -> Result<Config, toml::de::Error> {
+        toml::from_str(text)
+    }
+
+    /// The configuration as a TOML document (every option, defaults included).
+    pub fn to_toml_string(&self) -> Result<String, toml::ser::Error> {
+        toml::to_string(self)
+    }
+
+    /// Builds the configuration from defaults, then the file, then the environment, then flags,
+    /// and [validates](Config::validate) it.
+    pub fn load(sources: &Sources) -> Result<Config, ConfigError> {
+        let config = layers::load(sources)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks the values that parse but cannot work: an unknown log format, zero sizes, an outbox
+    /// smaller than the largest message (every subscriber of such a message would be dropped as a
+    /// slow consumer), a node name with spaces or control characters.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, message: String| Err(ConfigError::Invalid { key, message });
+        if !LOG_FORMATS.contains(&self.node.log_format.as_str()) {
+            return invalid(
+                "node.log_format",
+                format!(
+                    "{:?} is not one of {}",
+                    self.node.log_format,
+                    LOG_FORMATS.join(", ")
+                ),
+            );
+        }
+        if self.node.log_level.trim().is_empty() {
+            return invalid("node.log_level", "must not be empty".into());
+        }
+        if self.node.name.len() > 255
+            || self
+                .node
+                .name
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control())
+        {
+            return invalid(
+                "node.name",
+                format!(
+                    "{:?}: at most 255 bytes, without spaces or control characters",
+                    self.node.name
+                ),
+            );
+        }
+        let s = &self.server;
+        for (key, value) in [
+            ("server.max_message_size", s.max_message_size),
+            ("server.max_outbox_bytes", s.max_outbox_bytes),
+            ("server.max_request_head", s.max_request_head),
+        ] {
+            if value == 0 {
+                return invalid(key, "must be greater than 0".into());
+            }
+        }
+        if s.max_outbox_bytes < s.max_message_size {
+            return invalid(
+                "server.max_outbox_bytes",
+                format!(
+                    "{} is smaller than server.max_message_size ({}): a message that large could \
+                     never be delivered",
+                    s.max_outbox_bytes, s.max_message_size
+                ),
+            );
+        }
+        if s.heartbeat_interval_ms > 0 && s.heartbeat_timeout_ms == 0 {
+            return invalid(
+                "server.heartbeat_timeout_ms",
+                "must be greater than 0 when the heartbeat is on".into(),
+            );
+        }
+        if s.handshake_timeout_ms == 0 {
+            return invalid(
+                "server.handshake_timeout_ms",
+                "must be greater than 0".into(),
+            );
+        }
+        Ok(())
+    }
+}
+
+impl NodeConfig {
+    /// The node's name: the configured one, or `<host name>:<port>` when it is empty.
+    pub fn effective_name(&self, port: u16) -> String {
+        if !self.name.is_empty() {
+            return self.name.clone();
+        }
+        format!("{}:{port}", host_name())
+    }
+}
+
+/// This machine's host name, or `localhost` when it cannot be read.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        Config::default()
+            .validate()
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// The example file documents every option; it must parse, hold only known keys, and say the
+    /// defaults (a changed default must be changed there too).
+    #[test]
+    fn example_file_parses_and_matches_the_defaults() {
+        let text = include_str!("../wscluster.example.toml");
+        let example = Config::from_toml_str(text).unwrap_or_else(|e| panic!("{e}"));
+        example.validate().unwrap_or_else(|e| panic!("{e}"));
+        let mut example = toml::Table::try_from(&example).unwrap_or_else(|e| panic!("{e}"));
+        let mut defaults =
+            toml::Table::try_from(Config::default()).unwrap_or_else(|e| panic!("{e}"));
+        // The example shows a listen address and users for illustration only.
+        for t in [&mut example, &mut defaults] {
+            if let Some(auth) = t.get_mut("auth").and_then(|a| a.as_table_mut()) {
+                auth.remove("users");
+            }
+        }
+        assert_eq!(example, defaults);
+    }
+
+    /// Every option (leaf of the defaults) is spelled out in the example file, not just defaulted.
+    #[test]
+    fn example_file_names_every_option() {
+        let text = include_str!("../wscluster.example.toml");
+        let written: toml::Table = text.parse().unwrap_or_else(|e| panic!("{e}"));
+        let defaults = toml::Table::try_from(Config::default()).unwrap_or_else(|e| panic!("{e}"));
+        for (section, fields) in &defaults {
+            let Some(fields) = fields.as_table() else {
+                continue;
+            };
+            for key in fields.keys() {
+                assert!(
+                    written
+                        .get(section)
+                        .and_then(|s| s.as_table())
+                        .is_some_and(|s| s.contains_key(key)),
+                    "wscluster.example.toml does not document {section}.{key}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn validation_names_the_bad_option() {
+        let mut c = Config::default();
+        c.node.log_format = "xml".into();
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::Invalid {
+                key: "node.log_format",
+                ..
+            })
+        ));
+        let mut c = Config::default();
+        c.server.max_outbox_bytes = c.server.max_message_size - 1;
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::Invalid {
+                key: "server.max_outbox_bytes",
+                ..
+            })
+        ));
+        let mut c = Config::default();
+        c.node.name = "two words".into();
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::Invalid {
+                key: "node.name",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn empty_name_is_derived_from_host_and_port() {
+        let n = NodeConfig::default();
+        assert!(n.effective_name(8080).ends_with(":8080"));
+        let named = NodeConfig {
+            name: "alpha".into(),
+            ..NodeConfig::default()
+        };
+        assert_eq!(named.effective_name(8080), "alpha");
     }
 }

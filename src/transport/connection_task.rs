@@ -1,14 +1,22 @@
-//! The life of one upgraded connection: a reader loop (this task) that hands complete messages to the
-//! protocol, and a writer task that drains the connection's outbox into the socket and sends the
-//! heartbeat pings. Either side ending closes the other; the protocol hears `on_disconnect` once.
+//! The life of one upgraded connection, in one task: it reads frames and hands complete messages to
+//! the protocol, moves the connection's outbox into the socket, and sends the heartbeat pings. The
+//! protocol hears `on_disconnect` once, when the task ends.
+//!
+//! Why one task and not a reader plus a writer: frames must leave in the order they were caused. A
+//! reply queued while handling message N is handed to the WebSocket layer before frame N+1 is read,
+//! so when N+1 is a protocol violation the client still gets the reply first and the 1002 close
+//! after it (Autobahn 3.2, 4.x, 5.15 check exactly this). Reading never waits for the socket to
+//! drain: while a flush is pending the task keeps reading, new frames wait in the bounded outbox, and
+//! a client that cannot keep up is closed as a slow consumer as before.
 
 use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::Poll;
 use std::time::Duration;
 
-use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 use tokio_websockets::{CloseCode, Message, WebSocketStream};
@@ -17,8 +25,10 @@ use super::connection::Connection;
 use super::outbox::{CLOSE_HEARTBEAT_TIMEOUT, CloseReason, Outgoing};
 use crate::protocol::Protocol;
 
-/// How long a closing connection may take to flush its last frames and see the peer's close.
+/// How long a closing connection may take to flush its last frames, and then to see the peer's close.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+type WsError = tokio_websockets::Error;
 
 /// Heartbeat settings of one connection.
 #[derive(Debug, Clone, Copy)]
@@ -27,112 +37,103 @@ pub(crate) struct Heartbeat {
     pub(crate) timeout: Duration,
 }
 
+/// What one poll of the socket produced: a finished flush, a read, or both.
+struct Io {
+    flushed: Option<Result<(), WsError>>,
+    read: Option<Option<Result<Message, WsError>>>,
+}
+
+/// Why the main loop stopped.
+enum End {
+    /// The server closes: the close frame is queued behind the last outbox frames.
+    Closing,
+    /// The peer closed or the connection failed; the WebSocket layer may have queued its own close
+    /// (echo of the peer's close, 1002 on a protocol error, 1009 on an oversized message).
+    Ended,
+}
+
 /// Runs a connection until it closes, then tells the protocol.
 pub(crate) async fn run<S>(
-    ws: WebSocketStream<S>,
+    mut ws: WebSocketStream<S>,
     conn: Connection,
     protocol: Option<Arc<dyn Protocol>>,
     heartbeat: Option<Heartbeat>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (sink, stream) = ws.split();
-    let pong_seen = Arc::new(AtomicBool::new(true));
-    let writer = tokio::spawn(write_loop(sink, conn.clone(), heartbeat, pong_seen.clone()));
     if let Some(p) = &protocol {
         p.on_connect(&conn);
     }
-    read_loop(stream, &conn, protocol.as_deref(), &pong_seen).await;
+    let end = serve(&mut ws, &conn, protocol.as_deref(), heartbeat).await;
     conn.outbox()
         .close(CloseReason::new(1000, "connection closed"));
-    let _ = tokio::time::timeout(CLOSE_GRACE * 2, writer).await;
+    finish(&mut ws, end).await;
     if let Some(p) = &protocol {
         p.on_disconnect(&conn);
     }
 }
 
-async fn read_loop<S>(
-    mut stream: SplitStream<WebSocketStream<S>>,
+async fn serve<S>(
+    ws: &mut WebSocketStream<S>,
     conn: &Connection,
     protocol: Option<&dyn Protocol>,
-    pong_seen: &AtomicBool,
-) where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    loop {
-        let item = tokio::select! {
-            biased;
-            _ = conn.outbox().closed() => break,
-            item = stream.next() => item,
-        };
-        match item {
-            Some(Ok(msg)) => {
-                pong_seen.store(true, Ordering::Relaxed);
-                if msg.is_text() {
-                    if let (Some(p), Some(text)) = (protocol, msg.as_text()) {
-                        p.on_text(conn, text);
-                    }
-                } else if msg.is_binary() {
-                    if let Some(p) = protocol {
-                        p.on_binary(conn, msg.into_payload().into());
-                    }
-                }
-                // Pings are answered by the WebSocket layer; pongs only prove liveness; a close
-                // is answered by the WebSocket layer and the stream then ends.
-            }
-            Some(Err(e)) => {
-                tracing::debug!(conn = conn.id(), error = %e, "connection read failed");
-                // Let the WebSocket layer flush the close frame it queued for a protocol error.
-                drain_until_end(&mut stream).await;
-                return;
-            }
-            None => return,
-        }
-    }
-    // The server asked to close: the writer sends the close frame; wait briefly for the peer's.
-    drain_until_end(&mut stream).await;
-}
-
-async fn drain_until_end<S>(stream: &mut SplitStream<WebSocketStream<S>>)
+    heartbeat: Option<Heartbeat>,
+) -> End
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let _ = tokio::time::timeout(CLOSE_GRACE, async {
-        while let Some(Ok(_)) = stream.next().await {}
-    })
-    .await;
-}
-
-async fn write_loop<S>(
-    mut sink: SplitSink<WebSocketStream<S>, Message>,
-    conn: Connection,
-    heartbeat: Option<Heartbeat>,
-    pong_seen: Arc<AtomicBool>,
-) where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
     let mut batch = VecDeque::new();
+    // Outbox bytes handed to the WebSocket layer and not yet flushed; released from the outbox's
+    // byte count once the flush completes, so the cap covers them until they reach the socket.
+    let mut in_flight: usize = 0;
+    // Whether frames were handed to the WebSocket layer since its last completed flush. While true,
+    // the outbox is not drained (except to close): frames wait there, counted against the cap.
+    let mut unflushed = false;
     let far = Duration::from_secs(86_400 * 365);
     let mut next_ping = Instant::now() + heartbeat.map_or(far, |h| h.interval);
     let mut pong_deadline: Option<Instant> = None;
+    let mut pong_seen = true;
     loop {
         let timer = pong_deadline.map_or(next_ping, |d| d.min(next_ping));
+        let closing = conn.outbox().is_closed();
         tokio::select! {
-            close = conn.outbox().take(&mut batch) => {
-                let ok = write_batch(&mut sink, &conn, &mut batch, close.is_some()).await;
+            biased;
+            close = conn.outbox().take(&mut batch), if !unflushed || closing => {
+                in_flight += hand_over(ws, &mut batch);
                 if let Some(reason) = close {
-                    send_close(&mut sink, reason).await;
-                    return;
+                    let _ = Pin::new(&mut *ws).start_send(close_message(&reason));
+                    return End::Closing;
                 }
-                if !ok {
-                    conn.outbox().close(CloseReason::new(1006, "write failed"));
-                    return;
+                unflushed = true;
+            }
+            // A close asked for while a flush is stuck: loop so the arm above takes it.
+            _ = conn.outbox().closed(), if unflushed && !closing => {}
+            io = poll_fn(|cx| poll_io(ws, cx, unflushed)) => {
+                if let Some(flushed) = io.flushed {
+                    if let Err(e) = flushed {
+                        tracing::debug!(conn = conn.id(), error = %e, "connection write failed");
+                        return End::Ended;
+                    }
+                    unflushed = false;
+                    conn.outbox().written(std::mem::take(&mut in_flight));
+                }
+                match io.read {
+                    None => {}
+                    Some(Some(Ok(msg))) => {
+                        pong_seen = true;
+                        dispatch(conn, protocol, msg);
+                    }
+                    Some(Some(Err(e))) => {
+                        tracing::debug!(conn = conn.id(), error = %e, "connection read failed");
+                        return End::Ended;
+                    }
+                    Some(None) => return End::Ended,
                 }
             }
             _ = tokio::time::sleep_until(timer) => {
                 let now = Instant::now();
                 if let Some(deadline) = pong_deadline {
-                    if pong_seen.load(Ordering::Relaxed) {
+                    if pong_seen {
                         pong_deadline = None;
                     } else if now >= deadline {
                         tracing::debug!(conn = conn.id(), "heartbeat timeout");
@@ -143,13 +144,12 @@ async fn write_loop<S>(
                 if let (Some(h), true) = (heartbeat, now >= next_ping) {
                     next_ping = now + h.interval;
                     if pong_deadline.is_none() {
-                        pong_seen.store(false, Ordering::Relaxed);
+                        pong_seen = false;
                         pong_deadline = Some(now + h.timeout);
                     }
-                    let stamp = ping_stamp();
-                    if sink.send(Message::ping(bytes::Bytes::from(stamp))).await.is_err() {
-                        conn.outbox().close(CloseReason::new(1006, "write failed"));
-                        return;
+                    let ping = Message::ping(bytes::Bytes::from(ping_stamp()));
+                    if Pin::new(&mut *ws).start_send(ping).is_ok() {
+                        unflushed = true;
                     }
                 }
             }
@@ -157,64 +157,102 @@ async fn write_loop<S>(
     }
 }
 
-/// Writes a drained batch and flushes once. A close asked for meanwhile (slow consumer, shutdown)
-/// gives the write [`CLOSE_GRACE`] to finish, then gives up on it.
-async fn write_batch<S>(
-    sink: &mut SplitSink<WebSocketStream<S>, Message>,
-    conn: &Connection,
-    batch: &mut VecDeque<Outgoing>,
-    closing: bool,
-) -> bool
+/// Polls the socket: the pending flush first (if any), then the next frame. Reads are polled on
+/// every call, so a stream of outgoing frames never starves them.
+fn poll_io<S>(
+    ws: &mut WebSocketStream<S>,
+    cx: &mut std::task::Context<'_>,
+    unflushed: bool,
+) -> Poll<Io>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let bytes: usize = batch
-        .iter()
-        .map(|o| match o {
-            Outgoing::Text(b) | Outgoing::Binary(b) => b.len(),
-        })
-        .sum();
-    let result = {
-        let write = async {
-            while let Some(item) = batch.pop_front() {
-                let msg = match item {
-                    Outgoing::Text(b) => Message::text(b),
-                    Outgoing::Binary(b) => Message::binary(b),
-                };
-                sink.feed(msg).await?;
-            }
-            sink.flush().await
-        };
-        tokio::pin!(write);
-        if closing {
-            tokio::time::timeout(CLOSE_GRACE, &mut write)
-                .await
-                .unwrap_or(Ok(()))
-        } else {
-            tokio::select! {
-                r = &mut write => r,
-                _ = conn.outbox().closed() => tokio::time::timeout(CLOSE_GRACE, &mut write).await.unwrap_or(Ok(())),
-            }
+    let flushed = if unflushed {
+        match Pin::new(&mut *ws).poll_flush(cx) {
+            Poll::Ready(r) => Some(r),
+            Poll::Pending => None,
+        }
+    } else {
+        None
+    };
+    // After a failed write there is nothing left to read for.
+    let read = if matches!(flushed, Some(Err(_))) {
+        None
+    } else {
+        match Pin::new(&mut *ws).poll_next(cx) {
+            Poll::Ready(r) => Some(r),
+            Poll::Pending => None,
         }
     };
-    batch.clear();
-    conn.outbox().written(bytes);
-    result.is_ok()
+    if flushed.is_none() && read.is_none() {
+        Poll::Pending
+    } else {
+        Poll::Ready(Io { flushed, read })
+    }
 }
 
-async fn send_close<S>(sink: &mut SplitSink<WebSocketStream<S>, Message>, reason: CloseReason)
+/// Hands a drained outbox batch to the WebSocket layer (a memory queue: no I/O here) and returns its
+/// size in bytes. Frames the layer refuses (it saw a close) are dropped.
+fn hand_over<S>(ws: &mut WebSocketStream<S>, batch: &mut VecDeque<Outgoing>) -> usize
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    let mut bytes = 0;
+    for item in batch.drain(..) {
+        let msg = match item {
+            Outgoing::Text(b) => {
+                bytes += b.len();
+                Message::text(b)
+            }
+            Outgoing::Binary(b) => {
+                bytes += b.len();
+                Message::binary(b)
+            }
+        };
+        let _ = Pin::new(&mut *ws).start_send(msg);
+    }
+    bytes
+}
+
+/// Hands a complete message to the protocol. Pings are answered by the WebSocket layer, pongs only
+/// prove liveness, and a close is answered by the WebSocket layer (the stream then ends).
+fn dispatch(conn: &Connection, protocol: Option<&dyn Protocol>, msg: Message) {
+    let Some(p) = protocol else { return };
+    if msg.is_text() {
+        if let Some(text) = msg.as_text() {
+            p.on_text(conn, text);
+        }
+    } else if msg.is_binary() {
+        p.on_binary(conn, msg.into_payload().into());
+    }
+}
+
+/// Flushes what is queued (the server's close, or the WebSocket layer's reply to the peer's close or
+/// to a protocol error) and waits briefly for the peer to finish the close handshake. Each step is
+/// bounded by [`CLOSE_GRACE`]: a peer that stopped reading or answering cannot hold the task.
+async fn finish<S>(ws: &mut WebSocketStream<S>, end: End)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    if let End::Closing = end
+        && tokio::time::timeout(CLOSE_GRACE, ws.flush()).await.is_err()
+    {
+        return;
+    }
+    // Reading on flushes the layer's own queued close and ends at the peer's close (or EOF).
+    let _ = tokio::time::timeout(CLOSE_GRACE, async {
+        while let Some(Ok(_)) = ws.next().await {}
+    })
+    .await;
+}
+
+/// The close frame for `reason`; codes a server may not send become 1000.
+fn close_message(reason: &CloseReason) -> Message {
     let code = CloseCode::try_from(reason.code)
         .ok()
         .filter(|c| !c.is_reserved())
         .unwrap_or(CloseCode::NORMAL_CLOSURE);
-    let _ = tokio::time::timeout(
-        CLOSE_GRACE,
-        sink.send(Message::close(Some(code), &reason.reason)),
-    )
-    .await;
+    Message::close(Some(code), &reason.reason)
 }
 
 /// The ping payload: the current time as `yyyymmddhhnnsszzz` (spec §1.8), UTC.

@@ -14,6 +14,8 @@ use tokio::net::TcpStream;
 use tokio_websockets::{ClientBuilder, MaybeTlsStream, Message, WebSocketStream};
 use wscluster::config::ServerConfig;
 
+pub mod sgc;
+
 /// How long a test waits for an expected frame before failing.
 pub const DEFAULT_WAIT: Duration = Duration::from_secs(5);
 

@@ -1,55 +1,197 @@
-//! The sgc protocol (`esegece.com`, spec §2 and §5.2). STUB: being written.
+//! The sgc protocol (`esegece.com`, spec §2 and §5.2): JSON-RPC-shaped pub/sub with channels,
+//! retained queues, QoS acknowledgments, transactions and RPC to the application.
+//!
+//! ## Files, in the order a client frame passes through them
+//!
+//! - [`inbound`]: parse a client frame (both the Delphi and the JS dialect) into an [`Inbound`].
+//! - `dispatch`: the server algorithm of spec §2.5 (QoS-2 path, ack, transactions, methods).
+//! - [`mask`]: channel expansion (comma lists, optional `MatchesMask` patterns).
+//! - `delivery`: publish and broadcast: encode once, store retained, fan out through the
+//!   [`crate::hub`], emit the relay event.
+//! - [`frame`]: encoders of every server frame, S1–S11.
+//! - [`retained`], [`qos`], [`transaction`], [`rpc`]: the state each feature keeps, pure.
+//! - [`hooks`]: the application's closures; `api`: what the application calls.
+//! - [`event`]: what goes to and comes from other nodes.
+//!
+//! The handle [`SgcProtocol`] is cheap to clone (one `Arc`), `Send + Sync`, and is what you
+//! register with the server (`Server::protocol(Arc::new(sgc.clone()))`) and keep for the API.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
 
-use serde::{Deserialize, Serialize};
+use bytes::Bytes;
+use parking_lot::{Mutex, RwLock};
 
+use crate::hub::{Hub, Member};
 use crate::protocol::Protocol;
+use crate::relay::{Relay, RelaySlot};
 use crate::transport::Connection;
+
+mod api;
+pub mod config;
+mod delivery;
+mod dispatch;
+pub mod event;
+pub mod frame;
+pub mod hooks;
+pub mod inbound;
+pub mod mask;
+pub mod qos;
+pub mod retained;
+pub mod rpc;
+pub mod transaction;
+
+pub use api::ChannelInfo;
+pub use config::SgcConfig;
+pub use event::{SgcBroadcast, SgcEvent, SgcPublish, Targets};
+pub use hooks::PublishRequest;
+pub use inbound::{Inbound, QueueLevel};
+pub use retained::{RetainedChannel, RetainedSnapshot};
+pub use rpc::{Notification, RpcRequest};
+
+pub use crate::protocol::json::Payload;
 
 /// The subprotocol token of the sgc protocol.
 pub const PROTOCOL_NAME: &str = "esegece.com";
 
-/// Options of the sgc protocol.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct SgcConfig {
-    /// The server's QoS level written in session, RPC result and error frames (0, 1 or 2).
-    pub qos_level: u8,
+/// The sgc protocol: a cheap, cloneable handle (`Send + Sync`). Register a clone with the server
+/// and keep one for the application API (publish, broadcast, RPC replies, hooks, relay).
+#[derive(Clone)]
+pub struct SgcProtocol {
+    pub(crate) inner: Arc<Inner>,
 }
 
-impl Default for SgcConfig {
-    fn default() -> Self {
-        Self { qos_level: 0 }
+impl std::fmt::Debug for SgcProtocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SgcProtocol")
+            .field("connections", &self.inner.hub.member_count())
+            .field("relay", &self.inner.relay)
+            .finish()
     }
 }
 
-/// Connection lists for server-side publish and broadcast.
-#[derive(Debug, Clone, Default)]
-pub struct Targets {
-    /// Only these connection GUIDs (empty: no restriction).
-    pub include: Vec<String>,
-    /// Never these connection GUIDs.
-    pub exclude: Vec<String>,
+/// Everything the protocol shares between connections, hooks, the API and the sweeper.
+pub(crate) struct Inner {
+    /// The options, fixed at construction.
+    pub(crate) config: SgcConfig,
+    /// `config.qos_name()`, computed once.
+    pub(crate) qos_name: &'static str,
+    /// This node's sgc connections, their channels and per-connection state.
+    pub(crate) hub: Hub<Session>,
+    /// Retained messages by channel.
+    pub(crate) retained: RwLock<retained::RetainedQueues>,
+    /// The application's closures.
+    pub(crate) hooks: RwLock<hooks::Hooks>,
+    /// Where events for other nodes go, when a cluster is attached.
+    pub(crate) relay: RelaySlot<SgcEvent>,
+    /// Whether the QoS resend task was started (it is started on the first tracked frame).
+    sweeper: AtomicBool,
 }
 
-/// The sgc protocol: a cheap, cloneable handle.
-#[derive(Clone)]
-pub struct SgcProtocol {
-    inner: Arc<SgcConfig>,
+/// The sgc state of one connection; dropped with its hub member on disconnect, which is how QoS
+/// state, pending RPCs and open transactions of a closed connection disappear.
+#[derive(Debug, Default)]
+pub(crate) struct Session {
+    /// Server frames with an id waiting for the client's ack (QoS ≥ 1).
+    pub(crate) unacked: Mutex<qos::Unacked>,
+    /// QoS-2 messages between PubRec and PubRel.
+    pub(crate) qos2: Mutex<qos::Qos2Inbox>,
+    /// Open transactions by channel.
+    pub(crate) transactions: Mutex<transaction::Transactions>,
+    /// Ids of RPC requests the application has not answered yet.
+    pub(crate) rpcs: Mutex<rpc::PendingRpcs>,
 }
 
 impl SgcProtocol {
     /// A protocol with these options.
     pub fn new(config: SgcConfig) -> Self {
+        let retained =
+            retained::RetainedQueues::new(config.queue_level2_cap, config.max_retained_channels);
         Self {
-            inner: Arc::new(config),
+            inner: Arc::new(Inner {
+                qos_name: config.qos_name(),
+                config,
+                hub: Hub::new(),
+                retained: RwLock::new(retained),
+                hooks: RwLock::new(hooks::Hooks::default()),
+                relay: RelaySlot::default(),
+                sweeper: AtomicBool::new(false),
+            }),
         }
     }
 
-    /// Broadcasts `message` to `channel`'s subscribers ("" = every sgc connection).
-    pub fn broadcast(&self, message: &str, channel: &str, targets: &Targets) {
-        let _ = (message, channel, targets, &self.inner);
+    /// The options this protocol runs with.
+    pub fn config(&self) -> &SgcConfig {
+        &self.inner.config
+    }
+
+    /// Attaches the cluster relay: from now on every publish, broadcast and queue clearing done on
+    /// this node (by clients or the API) is handed to it after local delivery.
+    pub fn attach_relay(&self, relay: Arc<dyn Relay<SgcEvent>>) {
+        self.inner.relay.attach(relay);
+    }
+
+    /// Detaches the relay: the protocol behaves as a single node again.
+    pub fn detach_relay(&self) {
+        self.inner.relay.detach();
+    }
+
+    /// Whether a relay is attached.
+    pub fn relay_attached(&self) -> bool {
+        self.inner.relay.is_attached()
+    }
+
+    /// Sends an id'd server frame (S1, S9, S10) and, at QoS 1 or more, tracks it for resending
+    /// until the client acknowledges `id`.
+    ///
+    /// The frame is tracked before it is queued, and resends are queued under the same lock, so an
+    /// acknowledgment can never be overtaken: once it is processed, no resend of that frame follows.
+    pub(crate) fn send_tracked(&self, member: &Member<Session>, id: &str, frame: Bytes) {
+        if self.inner.config.qos_level > 0 {
+            member.data().unacked.lock().track(
+                id,
+                frame.clone(),
+                Instant::now(),
+                self.inner.config.qos_max_pending,
+            );
+            self.ensure_sweeper();
+        }
+        let _ = member.conn().send_text(frame);
+    }
+
+    /// Starts the QoS resend task once. It holds only a `Weak` between scans, so it ends with the
+    /// last handle of the protocol. Outside a Tokio runtime nothing is started (and nothing resent).
+    fn ensure_sweeper(&self) {
+        if self.inner.sweeper.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            self.inner.sweeper.store(false, Ordering::Release);
+            return;
+        };
+        let weak = Arc::downgrade(&self.inner);
+        let interval = self.inner.config.qos_interval();
+        let timeout = self.inner.config.qos_timeout();
+        rt.spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(inner) = weak.upgrade() else {
+                    return;
+                };
+                let now = Instant::now();
+                for member in inner.hub.members() {
+                    // Queued under the lock (a short outbox push each): see `send_tracked`.
+                    let unacked = member.data().unacked.lock();
+                    for frame in unacked.due(now, timeout) {
+                        let _ = member.conn().send_text(frame);
+                    }
+                }
+            }
+        });
     }
 }
 
@@ -57,7 +199,125 @@ impl Protocol for SgcProtocol {
     fn name(&self) -> &'static str {
         PROTOCOL_NAME
     }
-    fn on_connect(&self, _conn: &Connection) {}
-    fn on_text(&self, _conn: &Connection, _text: &str) {}
-    fn on_disconnect(&self, _conn: &Connection) {}
+
+    /// S1 first, then the retained messages of channel `""`, then the application's hook.
+    fn on_connect(&self, conn: &Connection) {
+        let member = self.inner.hub.join(conn, Session::default());
+        self.send_session(&member);
+        let replay = self.inner.retained.read().replay("");
+        for frame in replay {
+            let _ = conn.send_text(frame);
+        }
+        if let Some(h) = self.hook(|h| &h.connect) {
+            h(conn);
+        }
+    }
+
+    fn on_text(&self, conn: &Connection, text: &str) {
+        self.handle_text(conn, text);
+    }
+
+    fn on_binary(&self, conn: &Connection, data: Bytes) {
+        if let Some(h) = self.hook(|h| &h.binary) {
+            h(conn, data);
+        }
+    }
+
+    /// Drops the connection's QoS state, pending RPCs and transactions, unsubscribes it from
+    /// everything (firing the unsubscribe hook per channel), then fires the disconnect hook.
+    fn on_disconnect(&self, conn: &Connection) {
+        if let Some((_member, channels)) = self.inner.hub.leave(conn.id())
+            && let Some(h) = self.hook(|h| &h.unsubscribed)
+        {
+            for ch in &channels {
+                h(conn, ch);
+            }
+        }
+        if let Some(h) = self.hook(|h| &h.disconnect) {
+            h(conn);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn qos1() -> SgcConfig {
+        SgcConfig {
+            qos_level: 1,
+            qos_interval_ms: 5,
+            qos_timeout_ms: 0,
+            ..SgcConfig::default()
+        }
+    }
+
+    async fn until(mut cond: impl FnMut() -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while !cond() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "condition not met in time"
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn one_sweeper_resends_and_ends_with_the_protocol() {
+        let metrics = tokio::runtime::Handle::current().metrics();
+        let sgc = SgcProtocol::new(qos1());
+        let a = Connection::detached("A", Some(PROTOCOL_NAME));
+        let b = Connection::detached("B", Some(PROTOCOL_NAME));
+        sgc.on_connect(&a);
+        sgc.on_connect(&b);
+        assert_eq!(metrics.num_alive_tasks(), 1, "one sweeper per protocol");
+        let mut seen = 0;
+        until(|| {
+            seen += a.drain_sent_text().len();
+            seen >= 3
+        })
+        .await;
+        sgc.on_text(
+            &a,
+            r#"{"jsonrpc":"2.0","result":{"method":"sgc@acknowledgment"},"id":"A"}"#,
+        );
+        assert_eq!(sgc.unacked_count("A"), 0);
+        assert_eq!(sgc.unacked_count("B"), 1);
+        drop(sgc);
+        until(|| metrics.num_alive_tasks() == 0).await;
+    }
+
+    #[test]
+    fn outside_a_runtime_nothing_is_spawned_and_rules_still_apply() {
+        let sgc = SgcProtocol::new(qos1());
+        let a = Connection::detached("A", Some(PROTOCOL_NAME));
+        sgc.on_connect(&a);
+        assert_eq!(
+            a.drain_sent_text(),
+            [
+                r#"{"jsonrpc":"2.0","result":{"method":"sgc@session","message":"A"},"qos":"qosLevel1","id":"A"}"#
+            ]
+        );
+        sgc.on_text(
+            &a,
+            r#"{"jsonrpc":"2.0","method":"sgc@subscribe","params":{"channel":"c"}}"#,
+        );
+        sgc.on_text(
+            &a,
+            r#"{"jsonrpc":"2.0","method":"sgc@publish","params":{"channel":"c","message":"m"}}"#,
+        );
+        assert_eq!(
+            a.drain_sent_text(),
+            [
+                r#"{"jsonrpc":"2.0","result":{"method":"sgc@subscribe","channel":"c"}}"#,
+                r#"{"jsonrpc":"2.0","result":{"method":"sgc@event","channel":"c","message":"m"}}"#,
+            ]
+        );
+        sgc.on_disconnect(&a);
+        assert_eq!(sgc.connection_count(), 0);
+        assert_eq!(sgc.subscriber_count("c"), 0);
+    }
 }

@@ -1,0 +1,144 @@
+//! The command line. Each flag becomes a dotted option key for [`Config::load`], so flags, the
+//! environment and the file set the very same options (see `docs/configuration.md`).
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use wscluster::Config;
+use wscluster::config::{ConfigError, Sources};
+
+/// wscluster: a clustered WebSocket pub/sub server for sgcWebSockets clients.
+///
+/// Every option can be set in a TOML file (--config), by an environment variable
+/// (WSCLUSTER_<SECTION>__<FIELD>, e.g. WSCLUSTER_SERVER__MAX_MESSAGE_SIZE=65536) or by a flag
+/// (--set section.field=value); flags win over the environment, which wins over the file.
+/// Short variables: WSCLUSTER_CONFIG, WSCLUSTER_LISTEN, WSCLUSTER_NODE_NAME, WSCLUSTER_LOG_LEVEL,
+/// WSCLUSTER_LOG_FORMAT. See wscluster.example.toml and docs/configuration.md.
+#[derive(Debug, clap::Parser)]
+#[command(name = "wscluster", version)]
+pub(crate) struct Args {
+    /// TOML configuration file [env: WSCLUSTER_CONFIG]
+    #[arg(long, value_name = "FILE", env = "WSCLUSTER_CONFIG", hide_env = true)]
+    pub(crate) config: Option<PathBuf>,
+
+    /// Address and port to listen on, e.g. 127.0.0.1:0 (server.listen) [default: 0.0.0.0:8080]
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub(crate) listen: Option<String>,
+
+    /// The node's name in the cluster (node.name) [default: <host name>:<port>]
+    #[arg(long, value_name = "NAME")]
+    pub(crate) node_name: Option<String>,
+
+    /// Log filter: error, warn, info, debug, trace, or a tracing directive (node.log_level)
+    /// [default: info]
+    #[arg(long, value_name = "LEVEL")]
+    pub(crate) log_level: Option<String>,
+
+    /// Log format (node.log_format) [default: human]
+    #[arg(long, value_name = "FORMAT", value_parser = ["human", "json"])]
+    pub(crate) log_format: Option<String>,
+
+    /// Set any option by its file key, e.g. --set server.max_message_size=65536 (repeatable;
+    /// applied before the flags above)
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub(crate) set: Vec<String>,
+
+    /// Print the effective configuration as TOML and exit
+    #[arg(long)]
+    pub(crate) print_config: bool,
+}
+
+impl Args {
+    /// The configuration these flags, the process environment and the file give.
+    pub(crate) fn load_config(&self) -> anyhow::Result<Config> {
+        let sources = self.sources()?;
+        Config::load(&sources).context("bad configuration")
+    }
+
+    /// The layers: the file (flag, else `WSCLUSTER_CONFIG`), the environment, then `--set` in the
+    /// order given, then the dedicated flags.
+    fn sources(&self) -> Result<Sources, ConfigError> {
+        let mut sources = Sources::from_process_env();
+        sources.file = self.config.clone();
+        for kv in &self.set {
+            let Some((key, value)) = kv.split_once('=') else {
+                return Err(ConfigError::Flag {
+                    flag: format!("--set {kv}"),
+                    message: "expected KEY=VALUE, e.g. server.max_message_size=65536".into(),
+                });
+            };
+            let key = key.trim();
+            sources
+                .flags
+                .push((format!("--set {key}"), key.to_owned(), value.to_owned()));
+        }
+        for (flag, key, value) in [
+            ("--listen", "server.listen", &self.listen),
+            ("--node-name", "node.name", &self.node_name),
+            ("--log-level", "node.log_level", &self.log_level),
+            ("--log-format", "node.log_format", &self.log_format),
+        ] {
+            if let Some(v) = value {
+                sources
+                    .flags
+                    .push((flag.to_owned(), key.to_owned(), v.clone()));
+            }
+        }
+        Ok(sources)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+
+    #[test]
+    fn flags_become_option_keys_in_order() {
+        let args = Args::try_parse_from([
+            "wscluster",
+            "--listen",
+            "127.0.0.1:0",
+            "--set",
+            "server.listen=127.0.0.1:5",
+            "--set",
+            "node.log_level = debug",
+            "--node-name",
+            "alpha",
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        let flags: Vec<(String, String)> = args
+            .sources()
+            .unwrap_or_else(|e| panic!("{e}"))
+            .flags
+            .into_iter()
+            .map(|(_, k, v)| (k, v))
+            .collect();
+        let pairs: Vec<(&str, &str)> = flags
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(
+            pairs,
+            vec![
+                ("server.listen", "127.0.0.1:5"),
+                ("node.log_level", " debug"),
+                ("server.listen", "127.0.0.1:0"),
+                ("node.name", "alpha"),
+            ]
+        );
+    }
+
+    #[test]
+    fn set_without_equals_is_an_error() {
+        let args = Args::try_parse_from(["wscluster", "--set", "server.listen"])
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(args.sources(), Err(ConfigError::Flag { .. })));
+    }
+
+    #[test]
+    fn log_format_is_checked_by_the_parser() {
+        assert!(Args::try_parse_from(["wscluster", "--log-format", "xml"]).is_err());
+    }
+}

@@ -1,0 +1,63 @@
+//! Logging: `tracing` events to standard error, human-readable or one JSON object per line,
+//! filtered by `node.log_level`. Standard output is kept for the one "listening on" line.
+
+use anyhow::{Context as _, anyhow};
+use tracing_subscriber::EnvFilter;
+use wscluster::config::NodeConfig;
+
+/// Level names accepted as a whole filter (anything else must be a `tracing` directive).
+const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+
+/// Installs the global subscriber.
+pub(crate) fn init(node: &NodeConfig) -> anyhow::Result<()> {
+    let filter = filter(&node.log_level)?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let installed = if node.log_format == "json" {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+    installed.map_err(|e| anyhow!("cannot install the logger: {e}"))
+}
+
+/// The filter for `level`. A single word must be a level name: `tracing` would take any other word
+/// as a module name and silently log nothing useful (`--log-level verbose`).
+fn filter(level: &str) -> anyhow::Result<EnvFilter> {
+    let level = level.trim();
+    let is_directive = level.contains(['=', ',', ':', '[']);
+    if !is_directive && !LEVELS.contains(&level.to_ascii_lowercase().as_str()) {
+        return Err(anyhow!(
+            "node.log_level: {level:?} is not a level ({}) nor a filter directive such as \
+             \"info,wscluster::transport=debug\"",
+            LEVELS.join(", ")
+        ));
+    }
+    EnvFilter::try_new(level).with_context(|| format!("node.log_level: {level:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn levels_and_directives_are_accepted() {
+        for ok in [
+            "info",
+            "DEBUG",
+            "off",
+            "info,wscluster::transport=debug",
+            "wscluster=trace",
+        ] {
+            assert!(filter(ok).is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn unknown_words_are_refused() {
+        for bad in ["verbose", "", "info,wscluster=loud"] {
+            assert!(filter(bad).is_err(), "{bad}");
+        }
+    }
+}

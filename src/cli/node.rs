@@ -1,0 +1,95 @@
+//! Running a node: bind the server with its protocols, announce the address, wait for a signal,
+//! shut down.
+
+use std::io::Write as _;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use wscluster::{Config, PresenceProtocol, Server, SgcProtocol};
+
+/// Raises the soft limit of open files to the hard limit: each connection is a file descriptor, and
+/// the usual soft limit (1024) is far below what a node serves. Failure is logged, not fatal.
+pub(crate) fn raise_open_file_limit() {
+    let before = rlimit::Resource::NOFILE.get().ok();
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(now) => tracing::info!(
+            before = before.map(|(soft, _)| soft),
+            now,
+            hard = before.map(|(_, hard)| hard),
+            "open-file limit"
+        ),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
+    }
+}
+
+/// Serves until SIGINT or SIGTERM, then closes every connection (1001) and returns.
+pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
+    // Listen for signals before announcing the address: whoever reads the line may signal at once.
+    let mut stop = Signals::new().context("cannot install signal handlers")?;
+    let sgc = SgcProtocol::new(config.sgc.clone());
+    let server = Server::new(config.server.clone())
+        .protocol(Arc::new(sgc))
+        .protocol(Arc::new(PresenceProtocol::new(config.presence.clone())))
+        .auth(config.auth.clone())
+        .bind()
+        .await
+        .context("cannot start the WebSocket server")?;
+    let addr = server.local_addr();
+    let name = config.node.effective_name(addr.port());
+    tracing::info!(%addr, node = %name, "node started");
+    println!("wscluster listening on ws://{addr} (node {name})");
+    let _ = std::io::stdout().flush();
+
+    let signal = stop.next().await;
+    tracing::info!(signal, "shutting down");
+    tokio::select! {
+        () = server.shutdown() => {}
+        signal = stop.next() => {
+            tracing::warn!(signal, "second signal: exiting without waiting for connections");
+            anyhow::bail!("interrupted during shutdown by {signal}");
+        }
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// SIGINT and SIGTERM (Ctrl-C elsewhere), installed once.
+struct Signals {
+    #[cfg(unix)]
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Self {
+                term: signal(SignalKind::terminate())?,
+                int: signal(SignalKind::interrupt())?,
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            Ok(Self {})
+        }
+    }
+
+    /// Waits for the next signal and names it.
+    async fn next(&mut self) -> &'static str {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.term.recv() => "SIGTERM",
+                _ = self.int.recv() => "SIGINT",
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            "Ctrl-C"
+        }
+    }
+}

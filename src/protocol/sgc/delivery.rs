@@ -1,0 +1,130 @@
+//! Publish and broadcast, shared by client frames, the application API and remote events:
+//! expand the channel, encode the frame once per concrete channel, store it when retained, queue
+//! the same bytes to every local recipient, then hand the event to the relay (local origins only).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::event::{SgcBroadcast, SgcEvent, SgcPublish, Targets};
+use super::inbound::QueueLevel;
+use super::{SgcProtocol, frame, mask};
+
+impl SgcProtocol {
+    /// The concrete channels of a requested channel (spec §2.8), per this node's options and
+    /// existing channels.
+    pub(crate) fn expand(&self, requested: &str) -> Vec<String> {
+        let cfg = &self.inner.config;
+        let limit = cfg.max_channels_per_request;
+        if cfg.use_matches_mask
+            && !requested.is_empty()
+            && let Some(m) = mask::Mask::new(requested)
+        {
+            let mut found = self
+                .inner
+                .hub
+                .channels_matching(|c| !c.is_empty() && m.matches(c), limit);
+            if !found.is_empty() {
+                found.sort_unstable();
+                return found;
+            }
+        }
+        mask::expand(requested, false, [], limit)
+    }
+
+    /// Publishes an already-written JSON message value to every concrete channel of `requested`.
+    /// Returns how many local connections it was queued to.
+    pub(crate) fn publish_json(
+        &self,
+        requested: &str,
+        message: Bytes,
+        queue: QueueLevel,
+        targets: &Targets,
+    ) -> usize {
+        let mut sent = 0;
+        for channel in self.expand(requested) {
+            sent += self.publish_local(&channel, &message, queue, targets);
+            self.inner.relay.emit_with(|| {
+                SgcEvent::Publish(SgcPublish {
+                    channel: Arc::from(channel.as_str()),
+                    message: message.clone(),
+                    queue,
+                    targets: targets.clone(),
+                })
+            });
+        }
+        sent
+    }
+
+    /// One concrete channel, this node only: encode S5 once, store, fan out.
+    fn publish_local(
+        &self,
+        channel: &str,
+        message: &Bytes,
+        queue: QueueLevel,
+        targets: &Targets,
+    ) -> usize {
+        let frame = frame::event(channel, message);
+        if queue != QueueLevel::Level0 {
+            // Stored before delivery: a subscriber racing with this publish may see it twice
+            // (replay and live) but never miss it.
+            self.inner.retained.write().store(channel, queue, &frame);
+        }
+        self.deliver(channel, &frame, targets)
+    }
+
+    /// Broadcasts an already-written JSON message value (S6, or S6b with the sender's qos/id) to
+    /// `channel`'s subscribers, or every sgc connection for `""`. The channel is taken literally.
+    pub(crate) fn broadcast_json(
+        &self,
+        channel: &str,
+        message: Bytes,
+        qos: Option<&str>,
+        id: Option<&str>,
+        targets: &Targets,
+    ) -> usize {
+        let frame = frame::message(channel, &message, qos, id);
+        let sent = self.deliver(channel, &frame, targets);
+        self.inner.relay.emit_with(|| {
+            SgcEvent::Broadcast(SgcBroadcast {
+                channel: Arc::from(channel),
+                message,
+                qos: qos.map(Arc::from),
+                id: id.map(Arc::from),
+                targets: targets.clone(),
+            })
+        });
+        sent
+    }
+
+    /// Queues `frame` to the subscribers of `channel` (everyone for `""`) that `targets` allows.
+    pub(crate) fn deliver(&self, channel: &str, frame: &Bytes, targets: &Targets) -> usize {
+        let hub = &self.inner.hub;
+        match targets.matcher() {
+            super::event::TargetMatcher::All if channel.is_empty() => {
+                hub.send_to_all(frame, |_| true)
+            }
+            super::event::TargetMatcher::All => hub.send_to_channel(channel, frame, |_| true),
+            m if channel.is_empty() => hub.send_to_all(frame, |c| m.allows(c.id())),
+            m => hub.send_to_channel(channel, frame, |c| m.allows(c.id())),
+        }
+    }
+
+    /// Applies an event that came from another node: delivered to this node's connections and
+    /// stored when retained, exactly as a local one, but never handed back to the relay.
+    pub fn apply_remote(&self, event: &SgcEvent) {
+        match event {
+            SgcEvent::Publish(p) => {
+                self.publish_local(&p.channel, &p.message, p.queue, &p.targets);
+            }
+            SgcEvent::Broadcast(b) => {
+                let frame =
+                    frame::message(&b.channel, &b.message, b.qos.as_deref(), b.id.as_deref());
+                self.deliver(&b.channel, &frame, &b.targets);
+            }
+            SgcEvent::ClearQueue { channel } => {
+                self.inner.retained.write().clear(channel);
+            }
+        }
+    }
+}

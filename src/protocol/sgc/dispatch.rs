@@ -1,0 +1,328 @@
+//! The server algorithm of spec §2.5: what happens to one client frame.
+//!
+//! `handle_text` → QoS-2 path or `process` (ack S2 first, then transactions) → `process_message`
+//! (one arm per method). Everything runs on the connection's reader task; nothing here blocks, and
+//! no lock is held while a hook runs or a frame is queued.
+
+use bytes::Bytes;
+
+use crate::hub::{Member, Subscribed};
+use crate::transport::Connection;
+
+use super::frame;
+use super::hooks::PublishRequest;
+use super::inbound::{self, Inbound, Method};
+use super::qos::Hold;
+use super::rpc::{self, Notification, RpcRequest};
+use super::{Session, SgcProtocol, Targets};
+
+impl SgcProtocol {
+    /// Entry point for one text frame.
+    pub(crate) fn handle_text(&self, conn: &Connection, text: &str) {
+        let Some(member) = self.inner.hub.member(conn.id()) else {
+            tracing::debug!(
+                conn = conn.id(),
+                "frame from a connection that is not in the hub"
+            );
+            return;
+        };
+        let msg = match inbound::parse(text) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::debug!(conn = conn.id(), error = %e, len = text.len(), "frame ignored");
+                return;
+            }
+        };
+        if msg.is_qos2() {
+            self.qos2(&member, msg);
+        } else {
+            self.process(&member, msg);
+        }
+    }
+
+    /// The QoS-2 inbound path (spec §2.6): hold and PubRec; on PubRel ack then process; an ack
+    /// settles an outbound frame.
+    fn qos2(&self, member: &Member<Session>, msg: Inbound) {
+        let id = msg.id.clone().unwrap_or_default();
+        let session = member.data();
+        match msg.method {
+            Method::PubRel => {
+                let held = session.qos2.lock().release(&id);
+                match held {
+                    // `process` acks with the held message's id, which is this id.
+                    Some(held) => self.process(member, held),
+                    None => {
+                        let _ = member.conn().send_text(frame::acknowledgment(&id));
+                    }
+                }
+            }
+            Method::Acknowledgment => self.acknowledged(member, &id),
+            _ => {
+                let cfg = &self.inner.config;
+                let hold = session.qos2.lock().hold(
+                    &id,
+                    msg,
+                    cfg.qos2_max_pending,
+                    cfg.qos2_max_pending_bytes,
+                );
+                match hold {
+                    Hold::Held => {
+                        let _ = member.conn().send_text(frame::pubrec(&id));
+                    }
+                    Hold::Full => {
+                        tracing::debug!(
+                            conn = member.conn().id(),
+                            id,
+                            "QoS-2 store full: no PubRec"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// Ack (S2) before anything else, then transactions, then the method.
+    fn process(&self, member: &Member<Session>, msg: Inbound) {
+        if let Some(id) = &msg.id
+            && msg.method != Method::Acknowledgment
+        {
+            let _ = member.conn().send_text(frame::acknowledgment(id));
+        }
+        let session = member.data();
+        match msg.method {
+            Method::Commit => {
+                let queued = session.transactions.lock().commit(&msg.channel);
+                for m in queued {
+                    self.process_message(member, m);
+                }
+            }
+            Method::Rollback => {
+                let dropped = session.transactions.lock().rollback(&msg.channel);
+                tracing::debug!(
+                    conn = member.conn().id(),
+                    dropped,
+                    "transaction rolled back"
+                );
+            }
+            // Acknowledgments settle delivery; they are never held in a transaction.
+            Method::Acknowledgment => self.process_message(member, msg),
+            _ => {
+                let max = self.inner.config.transaction_max_messages;
+                let free = session.transactions.lock().offer(msg, max);
+                if let Some(m) = free {
+                    self.process_message(member, m);
+                }
+            }
+        }
+    }
+
+    fn process_message(&self, member: &Member<Session>, msg: Inbound) {
+        let conn = member.conn();
+        match msg.method {
+            Method::Message => {
+                if let Some(h) = self.hook(|h| &h.message) {
+                    h(conn, &msg.message);
+                }
+            }
+            Method::Transaction => {
+                let max = self.inner.config.transaction_max_open;
+                if !member.data().transactions.lock().open(&msg.channel, max) {
+                    tracing::debug!(conn = conn.id(), "too many open transactions");
+                }
+            }
+            Method::Session => self.send_session(member),
+            Method::Acknowledgment => match &msg.id {
+                Some(id) => self.acknowledged(member, id),
+                None => tracing::debug!(conn = conn.id(), "acknowledgment without id"),
+            },
+            Method::Publish => self.client_publish(member, msg),
+            Method::Broadcast => {
+                let message = frame::message_json(&msg.message);
+                self.broadcast_json(
+                    &msg.channel,
+                    message,
+                    msg.qos.as_deref(),
+                    msg.id.as_deref(),
+                    &Targets::all(),
+                );
+            }
+            Method::Protocol => {
+                let _ = conn.send_text(Bytes::from_static(frame::PROTOCOL_REPLY.as_bytes()));
+            }
+            Method::Subscribe => self.client_subscribe(member, &msg),
+            Method::Unsubscribe => self.client_unsubscribe(member, &msg),
+            Method::UnsubscribeAll => {
+                let left = self.inner.hub.unsubscribe_all(member);
+                if let Some(h) = self.hook(|h| &h.unsubscribed) {
+                    for ch in &left {
+                        h(conn, ch);
+                    }
+                }
+            }
+            // Without QoS 2 nothing was held; the ack was sent by `process`. Commit and rollback
+            // never reach here (they are handled before transactions).
+            Method::PubRel | Method::Commit | Method::Rollback => {}
+            Method::OtherSgc(name) => {
+                tracing::debug!(
+                    conn = conn.id(),
+                    method = name,
+                    "unhandled sgc method ignored"
+                );
+            }
+            Method::App(method) => match msg.id {
+                None => {
+                    if let Some(h) = self.hook(|h| &h.notification) {
+                        h(
+                            conn,
+                            &Notification {
+                                method,
+                                params: msg.params,
+                            },
+                        );
+                    }
+                }
+                Some(id) => self.client_rpc(member, method, id, msg.params),
+            },
+        }
+    }
+
+    /// S1, tracked for QoS resends under the connection GUID.
+    pub(crate) fn send_session(&self, member: &Member<Session>) {
+        let id = member.conn().id();
+        self.send_tracked(member, id, frame::session(id, self.inner.qos_name));
+    }
+
+    fn acknowledged(&self, member: &Member<Session>, id: &str) {
+        member.data().unacked.lock().ack(id);
+        if let Some(h) = self.hook(|h| &h.acknowledgment) {
+            h(member.conn(), id);
+        }
+    }
+
+    fn client_subscribe(&self, member: &Member<Session>, msg: &Inbound) {
+        let conn = member.conn();
+        let before = self.hook(|h| &h.before_subscribe);
+        let limit = self.inner.config.max_subscriptions_per_connection;
+        for ch in self.expand(&msg.channel) {
+            if before.as_ref().is_some_and(|h| !h(conn, &ch)) {
+                tracing::debug!(
+                    conn = conn.id(),
+                    channel = ch,
+                    "subscription denied by hook"
+                );
+                continue;
+            }
+            match self.inner.hub.subscribe(member, &ch, limit) {
+                Subscribed::Added => {
+                    if let Some(h) = self.hook(|h| &h.subscribed) {
+                        h(conn, &ch);
+                    }
+                }
+                Subscribed::Already => {}
+                Subscribed::LimitReached | Subscribed::Gone => {
+                    tracing::debug!(
+                        conn = conn.id(),
+                        channel = ch,
+                        "subscription refused: limit"
+                    );
+                    continue;
+                }
+            }
+            let _ = conn.send_text(frame::subscribed(
+                &ch,
+                msg.qos.as_deref(),
+                msg.id.as_deref(),
+            ));
+            let replay = self.inner.retained.read().replay(&ch);
+            for f in replay {
+                let _ = conn.send_text(f);
+            }
+        }
+    }
+
+    fn client_unsubscribe(&self, member: &Member<Session>, msg: &Inbound) {
+        let conn = member.conn();
+        let hook = self.hook(|h| &h.unsubscribed);
+        for ch in self.expand(&msg.channel) {
+            if !self.inner.hub.unsubscribe(member, &ch) {
+                continue;
+            }
+            if let Some(h) = &hook {
+                h(conn, &ch);
+            }
+            let _ = conn.send_text(frame::unsubscribed(
+                &ch,
+                msg.qos.as_deref(),
+                msg.id.as_deref(),
+            ));
+        }
+    }
+
+    fn client_publish(&self, member: &Member<Session>, msg: Inbound) {
+        let mut req = PublishRequest {
+            channel: msg.channel,
+            message: msg.message,
+            queue: msg.queue,
+        };
+        if let Some(h) = self.hook(|h| &h.before_publish)
+            && !h(member.conn(), &mut req)
+        {
+            tracing::debug!(conn = member.conn().id(), "publish denied by hook");
+            return;
+        }
+        let message = frame::message_json(&req.message);
+        self.publish_json(&req.channel, message, req.queue, &Targets::all());
+    }
+
+    fn client_rpc(
+        &self,
+        member: &Member<Session>,
+        method: String,
+        id: String,
+        params: super::Payload,
+    ) {
+        let conn = member.conn();
+        let cfg = &self.inner.config;
+        if cfg.rpc_auth_enabled && !self.rpc_authorized(conn, &method) {
+            tracing::debug!(conn = conn.id(), method, "RPC refused");
+            let f = frame::rpc_error(
+                frame::METHOD_NOT_FOUND_CODE,
+                frame::METHOD_NOT_FOUND,
+                None,
+                self.inner.qos_name,
+                &id,
+            );
+            self.send_tracked(member, &id, f);
+            return;
+        }
+        let Some(hook) = self.hook(|h| &h.rpc) else {
+            tracing::debug!(conn = conn.id(), method, "RPC without an application hook");
+            return;
+        };
+        if !member.data().rpcs.lock().insert(&id, cfg.rpc_max_pending) {
+            let f = frame::rpc_error(
+                -32000,
+                "Too many pending requests.",
+                None,
+                self.inner.qos_name,
+                &id,
+            );
+            self.send_tracked(member, &id, f);
+            return;
+        }
+        hook(RpcRequest {
+            protocol: self.clone(),
+            conn: conn.clone(),
+            id,
+            method,
+            params,
+        });
+    }
+
+    fn rpc_authorized(&self, conn: &Connection, method: &str) -> bool {
+        if rpc::listed(&self.inner.config.rpc_auth_methods, method, conn.user()) {
+            return true;
+        }
+        self.hook(|h| &h.rpc_auth).is_some_and(|h| h(conn, method))
+    }
+}

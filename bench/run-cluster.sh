@@ -17,19 +17,22 @@ source "$(dirname "$0")/lib.sh"
 CLUSTER_PORT_BASE="${CLUSTER_PORT_BASE:-17400}"
 CLUSTER_SECRET="${CLUSTER_SECRET:-bench-secret}"
 
-# cluster_flags I: the flags of node I (1..3): mesh on loopback, every other node as a peer.
+# cluster_flags I: sets CLUSTER_FLAGS to the flags of node I (1..3): mesh on loopback, every
+# other node as a peer (a TOML array literal, as `--set` takes for lists).
 cluster_flags() {
     local i="$1" j peers=()
     for j in 1 2 3; do
-        [[ $j == "$i" ]] || peers+=("127.0.0.1:$((CLUSTER_PORT_BASE + j))")
+        [[ $j == "$i" ]] || peers+=("\"127.0.0.1:$((CLUSTER_PORT_BASE + j))\"")
     done
     local joined
     joined="$(IFS=,; echo "${peers[*]}")"
-    echo --node-name "bench-$i" \
-        --set cluster.engine=mesh \
-        --set "cluster.mesh.listen=127.0.0.1:$((CLUSTER_PORT_BASE + i))" \
-        --set "cluster.mesh.peers=$joined" \
+    CLUSTER_FLAGS=(
+        --node-name "bench-$i"
+        --set cluster.engine=mesh
+        --set "cluster.mesh.listen=127.0.0.1:$((CLUSTER_PORT_BASE + i))"
+        --set "cluster.mesh.peers=[$joined]"
         --set "cluster.mesh.secret=$CLUSTER_SECRET"
+    )
 }
 
 W=(fanout --subscribers 900 --channels 100 --payload 100)
@@ -45,8 +48,8 @@ run_w() {
     echo "== $name"
     local i
     for i in 1 2 3; do
-        # shellcheck disable=SC2046 # cluster_flags prints separate flags
-        start_node "$name-node$i" $(cluster_flags "$i")
+        cluster_flags "$i"
+        start_node "$name-node$i" "${CLUSTER_FLAGS[@]}"
     done
     loadgen "$name" --publisher-url "${NODE_URLS[0]}" "${W[@]}" "$@" "${WINDOW[@]}"
     stop_nodes

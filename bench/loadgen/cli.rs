@@ -109,7 +109,7 @@ pub(crate) struct PublishArgs {
     max_inflight: u64,
     /// Deliveries in flight, at most (caps --max-inflight when channels have many receivers;
     /// at least one publish is always allowed).
-    #[arg(long, default_value_t = 20_000)]
+    #[arg(long, default_value_t = 100_000)]
     max_inflight_deliveries: u64,
     /// Seconds of publishing before the measured window.
     #[arg(long, default_value_t = 2.0)]

@@ -554,6 +554,7 @@ mod tests {
         assert_eq!(inflight_limit(&opts(256, 20_000), 10.0), 2_560);
         // 10 000 members in one channel: capped at 20 000 deliveries (2 publishes).
         assert_eq!(inflight_limit(&opts(256, 20_000), 10_000.0), 20_000);
+        assert_eq!(inflight_limit(&opts(256, 100_000), 10_000.0), 100_000);
         // A channel bigger than the cap still gets one publish in flight.
         assert_eq!(inflight_limit(&opts(256, 20_000), 50_000.0), 50_000);
         // Channels with no receivers count as one.

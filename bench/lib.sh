@@ -54,9 +54,11 @@ stop_nodes() {
 }
 trap stop_nodes EXIT
 
-# Prints and records a command line.
+# Prints and records a command line, quoted so it can be pasted back into a shell.
 show() {
-    printf '$ %s\n' "$*" | tee -a "$COMMANDS"
+    local line
+    line="$(printf '%q ' "$@")"
+    printf '$ %s\n' "${line% }" | tee -a "$COMMANDS"
 }
 
 # Builds the load generator and (unless NODE_BIN was given) the node, in release mode.

@@ -49,7 +49,11 @@ run_w() {
     local i
     for i in 1 2 3; do
         cluster_flags "$i"
-        start_node "$name-node$i" "${CLUSTER_FLAGS[@]}"
+        if ! start_node "$name-node$i" "${CLUSTER_FLAGS[@]}"; then
+            echo "!! $name: node $i did not start (is the cluster in this build?)"
+            stop_nodes
+            return 0
+        fi
     done
     loadgen "$name" --publisher-url "${NODE_URLS[0]}" "${W[@]}" "$@" "${WINDOW[@]}"
     stop_nodes
@@ -59,7 +63,7 @@ run_single() {
     shift
     wanted "$name" "${WANT[@]}" || return 0
     echo "== $name"
-    start_node "$name"
+    start_node "$name" || { stop_nodes; return 0; }
     loadgen "$name" "${W[@]}" "$@" "${WINDOW[@]}"
     stop_nodes
 }

@@ -42,7 +42,11 @@ for entry in "${SCENARIOS[@]}"; do
     case "${args[0]}" in
         fanout | presence-fanout | presence-churn) args+=("${WINDOW[@]}") ;;
     esac
-    start_node "$name"
+    if ! start_node "$name"; then
+        echo "!! $name: the node did not start"
+        stop_nodes
+        continue
+    fi
     loadgen "$name" "${args[@]}"
     stop_nodes
 done

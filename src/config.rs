@@ -12,6 +12,7 @@ mod layers;
 
 pub use layers::{ENV_ALIASES, ENV_PREFIX, Sources};
 
+pub use crate::cluster::{ClusterConfig, EngineKind};
 pub use crate::protocol::presence::PresenceConfig;
 pub use crate::protocol::sgc::SgcConfig;
 pub use crate::transport::auth::AuthConfig;
@@ -30,6 +31,8 @@ pub struct Config {
     pub sgc: SgcConfig,
     /// The Presence protocol (`presence.esegece.com`).
     pub presence: PresenceConfig,
+    /// The cluster: engine, name, secret, failure detection, engine sections.
+    pub cluster: ClusterConfig,
 }
 
 /// Identity and logging of the node.
@@ -179,6 +182,9 @@ impl Config {
     /// slow consumer), a node name with spaces or control characters.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |key, message: String| Err(ConfigError::Invalid { key, message });
+        if let Err(message) = self.cluster.validate() {
+            return invalid("cluster", message);
+        }
         if !LOG_FORMATS.contains(&self.node.log_format.as_str()) {
             return invalid(
                 "node.log_format",

@@ -34,6 +34,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod hub;

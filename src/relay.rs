@@ -61,3 +61,23 @@ impl<E: 'static> RelaySlot<E> {
         }
     }
 }
+
+/// Called once every other node knows about a new local channel (see [`InterestGate`]).
+pub type InterestReady = Box<dyn FnOnce() + Send + 'static>;
+
+/// Interest routing: the cluster learns which channels have subscribers on this node, so that
+/// publishes cross only to nodes that need them.
+///
+/// To never lose a message, the first local subscription of a channel is confirmed to its client
+/// only once every live peer has learned the new interest: `channel_added` calls `ready` then
+/// (or after a timeout, or at once when there are no peers), and the protocol sends the
+/// subscription confirmation from `ready`. Anything a peer publishes after it learned the interest
+/// reaches this node after the learning was acknowledged, hence after the confirmation.
+pub trait InterestGate: Send + Sync + 'static {
+    /// `channel` has its first local subscriber (pending its confirmation); call `ready` when
+    /// every live peer knows. May call `ready` before returning.
+    fn channel_added(&self, channel: &str, ready: InterestReady);
+
+    /// `channel` lost its last local subscriber.
+    fn channel_removed(&self, channel: &str);
+}

@@ -28,7 +28,8 @@ struct Node {
 }
 
 impl Node {
-    /// Starts the binary with `args` and, of the `WSCLUSTER_…` variables, only `env`.
+    /// Starts the binary with `args` and, of the `WSCLUSTER_…` variables, only `env`. The cluster
+    /// port is an ephemeral loopback one, so tests never collide on the default 5410.
     fn start(args: &[&str], env: &[(&str, &str)]) -> Node {
         let stderr = tempfile::NamedTempFile::new().unwrap_or_else(|e| panic!("{e}"));
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_wscluster"));
@@ -37,11 +38,17 @@ impl Node {
                 cmd.env_remove(k);
             }
         }
-        cmd.args(args)
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(stderr.reopen().unwrap_or_else(|e| panic!("{e}")));
+        cmd.args([
+            "--set",
+            "cluster.mesh.bind=127.0.0.1",
+            "--set",
+            "cluster.mesh.port=0",
+        ])
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(stderr.reopen().unwrap_or_else(|e| panic!("{e}")));
         let mut child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start wscluster: {e}"));

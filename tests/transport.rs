@@ -197,3 +197,51 @@ async fn silent_client_is_dropped_by_heartbeat() {
         tokio::time::sleep(Duration::from_millis(60)).await;
     }
 }
+
+/// A protocol whose handler panics on "boom" and records disconnects.
+struct Panicky(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Protocol for Panicky {
+    fn name(&self) -> &'static str {
+        "panic.test"
+    }
+    fn on_connect(&self, _: &Connection) {}
+    fn on_text(&self, conn: &Connection, text: &str) {
+        if text == "boom" {
+            panic!("application bug");
+        }
+        let _ = conn.send_str(text);
+    }
+    fn on_disconnect(&self, _: &Connection) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[tokio::test]
+async fn a_panicking_handler_closes_its_connection_with_1011_and_still_disconnects_cleanly() {
+    init_logs();
+    let gone = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let server = Server::new(test_server_config())
+        .protocol(Arc::new(Panicky(gone.clone())))
+        .bind()
+        .await
+        .unwrap_or_else(|e| panic!("bind: {e}"));
+    let mut bad = WsClient::connect(server.local_addr(), "/", &["panic.test"])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut good = WsClient::connect(server.local_addr(), "/", &["panic.test"])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    bad.send("boom").await;
+    let (code, _) = bad.expect_close().await;
+    assert_eq!(code, Some(1011));
+    assert!(
+        eventually(DEFAULT_WAIT, || gone
+            .load(std::sync::atomic::Ordering::SeqCst)
+            == 1)
+        .await,
+        "on_disconnect ran"
+    );
+    good.send("still fine").await;
+    good.expect("still fine").await;
+}

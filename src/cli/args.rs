@@ -38,6 +38,26 @@ pub(crate) struct Args {
     #[arg(long, value_name = "FORMAT", value_parser = ["human", "json"])]
     pub(crate) log_format: Option<String>,
 
+    /// Cluster engine: none or mesh (cluster.engine) [default: mesh]
+    #[arg(long, value_name = "ENGINE", value_parser = ["none", "mesh"])]
+    pub(crate) cluster_engine: Option<String>,
+
+    /// The mesh cluster port; 0 picks a free one (cluster.mesh.port) [default: 5410]
+    #[arg(long, value_name = "PORT")]
+    pub(crate) cluster_port: Option<String>,
+
+    /// A peer's cluster address to dial, HOST:PORT (repeatable; cluster.mesh.peers)
+    #[arg(long = "peer", value_name = "HOST:PORT")]
+    pub(crate) peers: Vec<String>,
+
+    /// The shared cluster secret (cluster.secret)
+    #[arg(long, value_name = "SECRET")]
+    pub(crate) cluster_secret: Option<String>,
+
+    /// The cluster's name; nodes of other clusters are refused (cluster.name) [default: wscluster]
+    #[arg(long, value_name = "NAME")]
+    pub(crate) cluster_name: Option<String>,
+
     /// Set any option by its file key, e.g. --set server.max_message_size=65536 (repeatable;
     /// applied before the flags above)
     #[arg(long = "set", value_name = "KEY=VALUE")]
@@ -77,6 +97,10 @@ impl Args {
             ("--node-name", "node.name", &self.node_name),
             ("--log-level", "node.log_level", &self.log_level),
             ("--log-format", "node.log_format", &self.log_format),
+            ("--cluster-engine", "cluster.engine", &self.cluster_engine),
+            ("--cluster-port", "cluster.mesh.port", &self.cluster_port),
+            ("--cluster-secret", "cluster.secret", &self.cluster_secret),
+            ("--cluster-name", "cluster.name", &self.cluster_name),
         ] {
             if let Some(v) = value {
                 sources
@@ -84,8 +108,21 @@ impl Args {
                     .push((flag.to_owned(), key.to_owned(), v.clone()));
             }
         }
+        if !self.peers.is_empty() {
+            let list: Vec<String> = self.peers.iter().map(|p| toml_string(p.trim())).collect();
+            sources.flags.push((
+                "--peer".to_owned(),
+                "cluster.mesh.peers".to_owned(),
+                format!("[{}]", list.join(", ")),
+            ));
+        }
         Ok(sources)
     }
+}
+
+/// `s` as a TOML basic string (an element of the `--peer` array).
+fn toml_string(s: &str) -> String {
+    toml::Value::String(s.to_owned()).to_string()
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ use std::io::Write as _;
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use wscluster::cluster::{Cluster, EngineKind, PresenceAdapter, SgcAdapter};
 use wscluster::{Config, PresenceProtocol, Server, SgcProtocol};
 
 /// Raises the soft limit of open files to the hard limit: each connection is a file descriptor, and
@@ -27,21 +28,35 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     // Listen for signals before announcing the address: whoever reads the line may signal at once.
     let mut stop = Signals::new().context("cannot install signal handlers")?;
     let sgc = SgcProtocol::new(config.sgc.clone());
+    let presence = PresenceProtocol::new(config.presence.clone());
     let server = Server::new(config.server.clone())
-        .protocol(Arc::new(sgc))
-        .protocol(Arc::new(PresenceProtocol::new(config.presence.clone())))
+        .protocol(Arc::new(sgc.clone()))
+        .protocol(Arc::new(presence.clone()))
         .auth(config.auth.clone())
         .bind()
         .await
         .context("cannot start the WebSocket server")?;
     let addr = server.local_addr();
     let name = config.node.effective_name(addr.port());
+    let cluster = Cluster::new(name.as_str(), config.cluster.clone());
+    cluster.attach(SgcAdapter::new(sgc));
+    cluster.attach(PresenceAdapter::new(presence));
+    cluster.start().await.context("cannot start the cluster")?;
     tracing::info!(%addr, node = %name, "node started");
     println!("wscluster listening on ws://{addr} (node {name})");
+    if let (EngineKind::Mesh, Some(mesh)) = (config.cluster.engine, cluster.mesh()) {
+        println!(
+            "wscluster cluster mesh on {} (cluster {})",
+            mesh.local_addr(),
+            config.cluster.name
+        );
+    }
     let _ = std::io::stdout().flush();
 
     let signal = stop.next().await;
     tracing::info!(signal, "shutting down");
+    // Bye first: peers purge this node's Presence members at once.
+    cluster.stop().await;
     tokio::select! {
         () = server.shutdown() => {}
         signal = stop.next() => {

@@ -62,14 +62,35 @@ pub(crate) async fn run<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     if let Some(p) = &protocol {
-        p.on_connect(&conn);
+        guarded(&conn, "on_connect", || p.on_connect(&conn));
     }
     let end = serve(&mut ws, &conn, protocol.as_deref(), heartbeat).await;
     conn.outbox()
         .close(CloseReason::new(1000, "connection closed"));
     finish(&mut ws, end).await;
     if let Some(p) = &protocol {
-        p.on_disconnect(&conn);
+        guarded(&conn, "on_disconnect", || p.on_disconnect(&conn));
+    }
+}
+
+/// Runs a protocol callback (and the application hooks it calls). A panic there is a bug of the
+/// application or the protocol: it is logged, the connection is closed with 1011, and the task
+/// goes on, so `on_disconnect` still runs and no state (a subscription, a Presence member) of
+/// the connection outlives it.
+fn guarded(conn: &Connection, what: &'static str, f: impl FnOnce()) {
+    if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        let why = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        tracing::error!(
+            conn = conn.id(),
+            callback = what,
+            panic = why,
+            "protocol callback panicked"
+        );
+        conn.close(1011, "internal error");
     }
 }
 
@@ -220,10 +241,12 @@ fn dispatch(conn: &Connection, protocol: Option<&dyn Protocol>, msg: Message) {
     let Some(p) = protocol else { return };
     if msg.is_text() {
         if let Some(text) = msg.as_text() {
-            p.on_text(conn, text);
+            guarded(conn, "on_text", || p.on_text(conn, text));
         }
     } else if msg.is_binary() {
-        p.on_binary(conn, msg.into_payload().into());
+        guarded(conn, "on_binary", || {
+            p.on_binary(conn, msg.into_payload().into())
+        });
     }
 }
 

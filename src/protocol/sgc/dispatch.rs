@@ -153,6 +153,9 @@ impl SgcProtocol {
             Method::Unsubscribe => self.client_unsubscribe(member, &msg),
             Method::UnsubscribeAll => {
                 let left = self.inner.hub.unsubscribe_all(member);
+                for ch in &left {
+                    self.interest_maybe_lost(ch);
+                }
                 if let Some(h) = self.hook(|h| &h.unsubscribed) {
                     for ch in &left {
                         h(conn, ch);
@@ -202,7 +205,6 @@ impl SgcProtocol {
     fn client_subscribe(&self, member: &Member<Session>, msg: &Inbound) {
         let conn = member.conn();
         let before = self.hook(|h| &h.before_subscribe);
-        let limit = self.inner.config.max_subscriptions_per_connection;
         for ch in self.expand(&msg.channel) {
             if before.as_ref().is_some_and(|h| !h(conn, &ch)) {
                 tracing::debug!(
@@ -212,31 +214,57 @@ impl SgcProtocol {
                 );
                 continue;
             }
-            match self.inner.hub.subscribe(member, &ch, limit) {
-                Subscribed::Added => {
-                    if let Some(h) = self.hook(|h| &h.subscribed) {
-                        h(conn, &ch);
-                    }
-                }
-                Subscribed::Already => {}
-                Subscribed::LimitReached | Subscribed::Gone => {
-                    tracing::debug!(
-                        conn = conn.id(),
-                        channel = ch,
-                        "subscription refused: limit"
-                    );
-                    continue;
+            if self.hold_for_interest(member, &ch, msg.qos.as_deref(), msg.id.as_deref()) {
+                continue;
+            }
+            self.confirm_subscription(member, &ch, msg.qos.as_deref(), msg.id.as_deref());
+        }
+    }
+
+    /// Subscribes `member` to `channel` in the hub, then S3 and the retained replay (a repeated
+    /// subscribe gets them again; a refused one gets nothing).
+    pub(crate) fn confirm_subscription(
+        &self,
+        member: &Member<Session>,
+        ch: &str,
+        qos: Option<&str>,
+        id: Option<&str>,
+    ) {
+        let limit = self.inner.config.max_subscriptions_per_connection;
+        let outcome = self.inner.hub.subscribe(member, ch, limit);
+        self.confirmed(member, ch, outcome, qos, id);
+    }
+
+    /// After the hub took (or refused) a subscription: the hook, S3 and the retained replay.
+    pub(crate) fn confirmed(
+        &self,
+        member: &Member<Session>,
+        ch: &str,
+        outcome: Subscribed,
+        qos: Option<&str>,
+        id: Option<&str>,
+    ) {
+        let conn = member.conn();
+        match outcome {
+            Subscribed::Added => {
+                if let Some(h) = self.hook(|h| &h.subscribed) {
+                    h(conn, ch);
                 }
             }
-            let _ = conn.send_text(frame::subscribed(
-                &ch,
-                msg.qos.as_deref(),
-                msg.id.as_deref(),
-            ));
-            let replay = self.inner.retained.read().replay(&ch);
-            for f in replay {
-                let _ = conn.send_text(f);
+            Subscribed::Already => {}
+            Subscribed::LimitReached | Subscribed::Gone => {
+                tracing::debug!(
+                    conn = conn.id(),
+                    channel = ch,
+                    "subscription refused: limit or gone"
+                );
+                return;
             }
+        }
+        let _ = conn.send_text(frame::subscribed(ch, qos, id));
+        let replay = self.inner.retained.read().replay(ch);
+        for f in replay {
+            let _ = conn.send_text(f);
         }
     }
 
@@ -245,8 +273,10 @@ impl SgcProtocol {
         let hook = self.hook(|h| &h.unsubscribed);
         for ch in self.expand(&msg.channel) {
             if !self.inner.hub.unsubscribe(member, &ch) {
+                self.forget_waiting(member, &ch);
                 continue;
             }
+            self.interest_maybe_lost(&ch);
             if let Some(h) = &hook {
                 h(conn, &ch);
             }

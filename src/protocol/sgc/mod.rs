@@ -36,6 +36,7 @@ pub mod event;
 pub mod frame;
 pub mod hooks;
 pub mod inbound;
+mod interest;
 pub mod mask;
 pub mod qos;
 pub mod retained;
@@ -85,6 +86,8 @@ pub(crate) struct Inner {
     pub(crate) hooks: RwLock<hooks::Hooks>,
     /// Where events for other nodes go, when a cluster is attached.
     pub(crate) relay: RelaySlot<SgcEvent>,
+    /// The cluster's interest gate and the first subscriptions waiting for it.
+    pub(crate) interest: interest::Interest,
     /// Whether the QoS resend task was started (it is started on the first tracked frame).
     sweeper: AtomicBool,
 }
@@ -116,6 +119,7 @@ impl SgcProtocol {
                 retained: RwLock::new(retained),
                 hooks: RwLock::new(hooks::Hooks::default()),
                 relay: RelaySlot::default(),
+                interest: interest::Interest::default(),
                 sweeper: AtomicBool::new(false),
             }),
         }
@@ -226,11 +230,14 @@ impl Protocol for SgcProtocol {
     /// Drops the connection's QoS state, pending RPCs and transactions, unsubscribes it from
     /// everything (firing the unsubscribe hook per channel), then fires the disconnect hook.
     fn on_disconnect(&self, conn: &Connection) {
-        if let Some((_member, channels)) = self.inner.hub.leave(conn.id())
-            && let Some(h) = self.hook(|h| &h.unsubscribed)
-        {
+        if let Some((_member, channels)) = self.inner.hub.leave(conn.id()) {
             for ch in &channels {
-                h(conn, ch);
+                self.interest_maybe_lost(ch);
+            }
+            if let Some(h) = self.hook(|h| &h.unsubscribed) {
+                for ch in &channels {
+                    h(conn, ch);
+                }
             }
         }
         if let Some(h) = self.hook(|h| &h.disconnect) {

@@ -1,0 +1,39 @@
+//! How one protocol plugs into the cluster: its relay events become envelopes (the adapter owns the
+//! payload codec), envelopes from other nodes are applied to it, and it offers the snapshot a newly
+//! seen peer needs. Engines never see inside a payload; protocols never see an envelope.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::Outlet;
+use super::envelope::{Envelope, Kind, Origin};
+
+/// One protocol's side of the seam.
+pub trait Adapter: Send + Sync + 'static {
+    /// The protocol's subprotocol token (used by `Cluster::detach`).
+    fn protocol_name(&self) -> &'static str;
+
+    /// Starts relaying: the protocol's events go out through `outlet` from now on.
+    fn attach(&self, outlet: Arc<Outlet>);
+
+    /// Stops relaying; the protocol forgets what other nodes told it.
+    fn detach(&self);
+
+    /// Whether envelopes of `kind` are this protocol's.
+    fn handles(&self, kind: Kind) -> bool;
+
+    /// Applies an envelope from another node.
+    fn on_remote(&self, envelope: &Envelope);
+
+    /// A peer (this incarnation of it) is live; called before [`Adapter::snapshot`] is sent to it.
+    fn peer_up(&self, peer: &Origin) {
+        let _ = peer;
+    }
+
+    /// A peer is gone: purge what it owned (its Presence members).
+    fn peer_down(&self, peer: &Origin);
+
+    /// What a newly seen peer needs from this node (Presence members, retained queues).
+    fn snapshot(&self) -> Vec<(Kind, Bytes)>;
+}

@@ -1,0 +1,104 @@
+//! Options of the cluster (`[cluster]`): which engine, the cluster's name and secret, failure
+//! detection timing, and each engine's own section.
+
+use serde::{Deserialize, Serialize};
+
+use super::mesh::MeshConfig;
+
+/// Which backplane links the nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineKind {
+    /// No backplane: the node runs alone.
+    None,
+    /// TCP links between nodes, no infrastructure.
+    #[default]
+    Mesh,
+}
+
+impl std::str::FromStr for EngineKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "none" => Ok(EngineKind::None),
+            "mesh" => Ok(EngineKind::Mesh),
+            other => Err(format!(
+                "unknown cluster engine {other:?} (expected none or mesh)"
+            )),
+        }
+    }
+}
+
+/// The `[cluster]` section.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// `none` (a single node) or `mesh` (default).
+    pub engine: EngineKind,
+    /// The cluster's name: nodes of another cluster are refused.
+    pub name: String,
+    /// The shared secret every node must prove (never sent); empty lets any node that can reach
+    /// the cluster port join (a warning is logged).
+    pub secret: String,
+    /// A peer silent for this long (milliseconds) is dead and its Presence members are purged.
+    pub peer_timeout_ms: u64,
+    /// Interval between heartbeats, in milliseconds.
+    pub heartbeat_interval_ms: u64,
+    /// The mesh engine (`[cluster.mesh]`).
+    pub mesh: MeshConfig,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            engine: EngineKind::Mesh,
+            name: "wscluster".into(),
+            secret: String::new(),
+            peer_timeout_ms: 3_000,
+            heartbeat_interval_ms: 1_000,
+            mesh: MeshConfig::default(),
+        }
+    }
+}
+
+impl ClusterConfig {
+    /// A mesh cluster on loopback (ephemeral port) dialing `peers`, with this secret.
+    pub fn loopback_mesh(peers: Vec<String>, secret: &str) -> Self {
+        Self {
+            secret: secret.into(),
+            mesh: MeshConfig {
+                peers,
+                ..MeshConfig::loopback()
+            },
+            ..Self::default()
+        }
+    }
+
+    /// The mesh settings with the engine-independent options filled in.
+    pub fn mesh_settings(&self) -> MeshConfig {
+        MeshConfig {
+            secret: self.secret.clone(),
+            cluster_name: self.name.clone(),
+            peer_timeout_ms: self.peer_timeout_ms,
+            heartbeat_interval_ms: self.heartbeat_interval_ms,
+            ..self.mesh.clone()
+        }
+    }
+
+    /// Checks values that would make the cluster unusable.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.name.is_empty() || self.name.len() > 255 {
+            return Err("cluster.name must be 1 to 255 bytes".into());
+        }
+        if self.heartbeat_interval_ms == 0 || self.peer_timeout_ms <= self.heartbeat_interval_ms {
+            return Err(
+                "cluster.peer_timeout_ms must be greater than cluster.heartbeat_interval_ms > 0"
+                    .into(),
+            );
+        }
+        if self.mesh.max_frame_bytes < 1024 {
+            return Err("cluster.mesh.max_frame_bytes must be at least 1024".into());
+        }
+        Ok(())
+    }
+}

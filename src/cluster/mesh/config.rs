@@ -1,0 +1,94 @@
+//! Options of the mesh engine.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// How a node links to its peers over TCP (the `[cluster.mesh]` section). The fields marked
+/// "from `[cluster]`" are filled by the cluster from its engine-independent options.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MeshConfig {
+    /// IP address the cluster port is bound to.
+    pub bind: IpAddr,
+    /// The cluster port (0 picks a free port).
+    pub port: u16,
+    /// The `host:port` other nodes should dial to reach this one; empty means the bound address
+    /// (an unspecified IP is replaced by the address a peer sees this node from).
+    pub advertise: String,
+    /// Peers to dial at start (`host:port`); more are learned from peers.
+    pub peers: Vec<String>,
+    /// How long unacknowledged frames are kept for replay after a blip (milliseconds).
+    pub replay_window_ms: u64,
+    /// How many bytes of unacknowledged frames are kept per peer for replay.
+    pub replay_window_bytes: usize,
+    /// Largest frame accepted on a link, in bytes.
+    pub max_frame_bytes: usize,
+    /// Cap of a link's send queue, in bytes; a link that falls further behind is reset (and
+    /// resynchronised after it reconnects), never allowed to grow memory.
+    pub link_queue_bytes: usize,
+    /// Time allowed for a link's TCP connect plus handshake (milliseconds).
+    pub handshake_timeout_ms: u64,
+    /// The shared cluster secret (from `[cluster]`).
+    #[serde(skip)]
+    pub secret: String,
+    /// The cluster name (from `[cluster]`).
+    #[serde(skip)]
+    pub cluster_name: String,
+    /// A peer silent this long is dead, in milliseconds (from `[cluster]`).
+    #[serde(skip)]
+    pub peer_timeout_ms: u64,
+    /// Interval between heartbeats on each link, in milliseconds (from `[cluster]`).
+    #[serde(skip)]
+    pub heartbeat_interval_ms: u64,
+}
+
+impl Default for MeshConfig {
+    fn default() -> Self {
+        Self {
+            bind: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            port: 5410,
+            advertise: String::new(),
+            peers: Vec::new(),
+            replay_window_ms: 30_000,
+            replay_window_bytes: 64 * 1024 * 1024,
+            max_frame_bytes: 16 * 1024 * 1024,
+            link_queue_bytes: 64 * 1024 * 1024,
+            handshake_timeout_ms: 5_000,
+            secret: String::new(),
+            cluster_name: "wscluster".into(),
+            peer_timeout_ms: 3_000,
+            heartbeat_interval_ms: 1_000,
+        }
+    }
+}
+
+impl MeshConfig {
+    /// Loopback on an ephemeral port: what tests and embedded clusters on one machine use.
+    pub fn loopback() -> Self {
+        Self {
+            bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            port: 0,
+            ..Self::default()
+        }
+    }
+
+    /// The address the cluster port is bound to.
+    pub fn listen(&self) -> SocketAddr {
+        SocketAddr::new(self.bind, self.port)
+    }
+
+    pub(crate) fn peer_timeout(&self) -> Duration {
+        Duration::from_millis(self.peer_timeout_ms.max(1))
+    }
+    pub(crate) fn heartbeat_interval(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_interval_ms.max(1))
+    }
+    pub(crate) fn replay_window(&self) -> Duration {
+        Duration::from_millis(self.replay_window_ms)
+    }
+    pub(crate) fn handshake_timeout(&self) -> Duration {
+        Duration::from_millis(self.handshake_timeout_ms.max(1))
+    }
+}

@@ -1,0 +1,97 @@
+//! Dialing one address for as long as the engine runs: connect and link when no link to the node
+//! there exists, back off exponentially with jitter (100 ms to 5 s) after failures.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::Shared;
+use super::link::{self, LinkError};
+
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// The delay before retry number `attempt` (0-based), with ±25 % jitter.
+pub(crate) fn backoff(attempt: u32) -> Duration {
+    let base = BACKOFF_MIN
+        .saturating_mul(1u32 << attempt.min(16))
+        .min(BACKOFF_MAX);
+    let jitter = 0.75 + fastrand::f64() * 0.5;
+    base.mul_f64(jitter)
+}
+
+fn linked_node_at(shared: &Shared, addr: &str) -> Option<bool> {
+    let st = shared.state.lock();
+    if st.stopped {
+        return None;
+    }
+    let linked = st
+        .targets
+        .get(addr)
+        .and_then(|t| t.node.as_ref())
+        .and_then(|n| st.peers.get(n))
+        .is_some_and(|p| p.link.as_ref().is_some_and(|l| !l.queue.is_closed()));
+    Some(linked)
+}
+
+fn settle(shared: &Shared, addr: &str) {
+    if let Some(t) = shared.state.lock().targets.get_mut(addr) {
+        t.settled = true;
+    }
+}
+
+pub(crate) async fn dial_loop(shared: Arc<Shared>, addr: String) {
+    let mut stop = shared.stop.subscribe();
+    let mut attempt = 0u32;
+    loop {
+        // Wait while a link to the node at this address exists.
+        loop {
+            let changed = shared.link_changed.notified();
+            match linked_node_at(&shared, &addr) {
+                None => return,
+                Some(false) => break,
+                Some(true) => {}
+            }
+            tokio::select! {
+                _ = stop.changed() => return,
+                _ = changed => {}
+            }
+        }
+        match link::dial(&shared, &addr).await {
+            Ok((est, rd, wr)) => {
+                attempt = 0;
+                settle(&shared, &addr);
+                link::run(shared.clone(), est, rd, wr).await;
+                continue;
+            }
+            Err(LinkError::SelfDial) => {
+                settle(&shared, &addr);
+                return;
+            }
+            Err(e) => {
+                settle(&shared, &addr);
+                if attempt == 0 {
+                    link::log_refusal(&shared, &addr, &e);
+                }
+            }
+        }
+        let delay = backoff(attempt);
+        attempt = attempt.saturating_add(1);
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = tokio::time::sleep(delay) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        assert!(backoff(0) <= Duration::from_millis(125));
+        assert!(backoff(0) >= Duration::from_millis(75));
+        assert!(backoff(30) <= Duration::from_millis(6_250));
+        assert!(backoff(30) >= Duration::from_millis(3_750));
+    }
+}

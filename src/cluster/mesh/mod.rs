@@ -1,0 +1,388 @@
+//! The `mesh` engine: nodes link to each other over TCP, with no infrastructure.
+//!
+//! Each node listens on its cluster port and dials every peer it knows (configured, or learned
+//! from peers' gossip), keeping one authenticated link per pair (when both dial, the link dialled
+//! by the smaller node id stays). Frames to a peer are numbered per link and kept in a replay
+//! window until acknowledged, so a blip loses nothing; a closed link or silence past
+//! `peer_timeout` reports the peer down; a new incarnation of a node reports the old one down.
+//!
+//! - [`auth`]: challenge-response proofs of the shared secret;
+//! - [`wire`]: length-prefixed frames and handshake messages;
+//! - [`replay`]: the replay window and inbound sequence (sans I/O);
+//! - `link`: handshake and the reader/writer of one link; `dialer`: redial with backoff.
+
+pub mod auth;
+mod config;
+mod dialer;
+mod link;
+mod queue;
+pub mod replay;
+pub mod wire;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, watch};
+
+pub use config::MeshConfig;
+
+use super::engine::EngineHandler;
+use super::envelope::{Envelope, Kind, Origin};
+use super::membership::{DownReason, Membership, PeerChange};
+use crate::error::{Error, Result};
+use queue::LinkQueue;
+use replay::{InboundSequence, ReplayWindow};
+use wire::WireFrame;
+
+/// Counters of the mesh, for logs and metrics.
+#[derive(Debug, Default)]
+pub struct MeshStats {
+    /// Envelopes received from peers.
+    pub frames_in: AtomicU64,
+    /// Envelopes queued to peers (replays included).
+    pub frames_out: AtomicU64,
+    /// Bytes received on links.
+    pub bytes_in: AtomicU64,
+    /// Links established after the first one to the same peer.
+    pub reconnects: AtomicU64,
+    /// Frames replayed after a reconnect.
+    pub replayed: AtomicU64,
+    /// Frames lost beyond the replay window (each loss also logged).
+    pub lost: AtomicU64,
+    /// Links refused during the handshake (wrong secret, wrong cluster, ...).
+    pub refused: AtomicU64,
+    /// Links reset because their send queue passed its cap.
+    pub overflows: AtomicU64,
+}
+
+/// A running mesh engine. Cheap to clone.
+#[derive(Clone)]
+pub struct MeshEngine {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for MeshEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MeshEngine")
+            .field("node", &self.shared.me.node_id)
+            .field("local_addr", &self.shared.local_addr)
+            .finish()
+    }
+}
+
+pub(crate) struct Shared {
+    pub(crate) me: Origin,
+    pub(crate) cfg: MeshConfig,
+    pub(crate) handler: Arc<dyn EngineHandler>,
+    pub(crate) state: Mutex<State>,
+    pub(crate) local_addr: SocketAddr,
+    pub(crate) stop: watch::Sender<bool>,
+    /// Signalled whenever a link comes or goes (dialers wait on it).
+    pub(crate) link_changed: Notify,
+    pub(crate) next_link_id: AtomicU64,
+    pub(crate) stats: MeshStats,
+    /// New addresses to dial; a spawner task starts one dial loop per address (a channel, so
+    /// that links never spawn dial loops themselves, which would make the futures recursive).
+    pub(crate) dial_tx: tokio::sync::mpsc::UnboundedSender<String>,
+}
+
+pub(crate) struct State {
+    pub(crate) membership: Membership,
+    pub(crate) peers: HashMap<Arc<str>, Peer>,
+    pub(crate) targets: HashMap<String, DialTarget>,
+    pub(crate) stopped: bool,
+}
+
+/// An address this node dials.
+#[derive(Debug, Default)]
+pub(crate) struct DialTarget {
+    /// The node found there, once known.
+    pub(crate) node: Option<Arc<str>>,
+    /// Given in the configuration (counts for `ready`).
+    pub(crate) configured: bool,
+    /// The first dial finished (linked or failed).
+    pub(crate) settled: bool,
+}
+
+/// What this node keeps about one peer, across its links.
+pub(crate) struct Peer {
+    pub(crate) incarnation: u64,
+    pub(crate) window: ReplayWindow,
+    pub(crate) inbound: InboundSequence,
+    pub(crate) link: Option<LinkSlot>,
+    pub(crate) listen: Option<String>,
+    pub(crate) ever_linked: bool,
+    pub(crate) unlinked_since: Option<Instant>,
+}
+
+/// The current link to a peer.
+#[derive(Clone)]
+pub(crate) struct LinkSlot {
+    pub(crate) id: u64,
+    pub(crate) dialer: Arc<str>,
+    pub(crate) queue: Arc<LinkQueue>,
+}
+
+impl MeshEngine {
+    /// Binds the cluster port and starts linking to the configured peers.
+    pub async fn start(
+        cfg: MeshConfig,
+        me: Origin,
+        handler: Arc<dyn EngineHandler>,
+    ) -> Result<Self> {
+        let listener = TcpListener::bind(cfg.listen())
+            .await
+            .map_err(|source| Error::Bind {
+                addr: cfg.listen().to_string(),
+                source,
+            })?;
+        let local_addr = listener.local_addr()?;
+        let (stop, _) = watch::channel(false);
+        let (dial_tx, mut dial_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let mut targets = HashMap::new();
+        for p in &cfg.peers {
+            targets.insert(
+                p.clone(),
+                DialTarget {
+                    configured: true,
+                    ..DialTarget::default()
+                },
+            );
+        }
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                membership: Membership::new(me.node_id.clone(), cfg.peer_timeout()),
+                peers: HashMap::new(),
+                targets,
+                stopped: false,
+            }),
+            me,
+            cfg,
+            handler,
+            local_addr,
+            stop,
+            link_changed: Notify::new(),
+            next_link_id: AtomicU64::new(1),
+            stats: MeshStats::default(),
+            dial_tx,
+        });
+        let spawner = shared.clone();
+        tokio::spawn(async move {
+            let mut stop = spawner.stop.subscribe();
+            loop {
+                tokio::select! {
+                    _ = stop.changed() => return,
+                    a = dial_rx.recv() => match a {
+                        Some(addr) => { tokio::spawn(dialer::dial_loop(spawner.clone(), addr)); }
+                        None => return,
+                    },
+                }
+            }
+        });
+        tokio::spawn(link::accept_loop(shared.clone(), listener));
+        tokio::spawn(ticker(shared.clone()));
+        for addr in &shared.cfg.peers {
+            let _ = shared.dial_tx.send(addr.clone());
+        }
+        tracing::info!(node = %shared.me.node_id, %local_addr, "mesh listening");
+        Ok(Self { shared })
+    }
+
+    /// The address the cluster port is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.shared.local_addr
+    }
+
+    /// This node.
+    pub fn origin(&self) -> &Origin {
+        &self.shared.me
+    }
+
+    /// Sends a sequenced envelope to every known peer (kept for replay while a peer is away).
+    pub fn send_all(&self, kind: Kind, payload: Bytes) {
+        let mut st = self.shared.state.lock();
+        let ids: Vec<Arc<str>> = st.peers.keys().cloned().collect();
+        for id in ids {
+            self.shared.send_locked(&mut st, &id, kind, payload.clone());
+        }
+    }
+
+    /// Sends a sequenced envelope to one peer; unknown peers are skipped.
+    pub fn send_to(&self, node_id: &str, kind: Kind, payload: Bytes) {
+        let mut st = self.shared.state.lock();
+        self.shared.send_locked(&mut st, node_id, kind, payload);
+    }
+
+    /// The live peers (authenticated and not reported down).
+    pub fn live_peers(&self) -> Vec<Origin> {
+        self.shared.state.lock().membership.live_peers().collect()
+    }
+
+    /// Live authenticated links.
+    pub fn connected_peer_count(&self) -> usize {
+        let st = self.shared.state.lock();
+        st.peers
+            .values()
+            .filter(|p| p.link.as_ref().is_some_and(|l| !l.queue.is_closed()))
+            .count()
+    }
+
+    /// Listening, and every configured peer either linked or its first dial settled.
+    pub fn ready(&self) -> bool {
+        let st = self.shared.state.lock();
+        !st.stopped && st.targets.values().all(|t| !t.configured || t.settled)
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &MeshStats {
+        &self.shared.stats
+    }
+
+    /// Says bye to every peer, closes every link and stops listening and dialing.
+    pub async fn stop(&self) {
+        let links: Vec<LinkSlot> = {
+            let mut st = self.shared.state.lock();
+            st.stopped = true;
+            let ids: Vec<Arc<str>> = st.peers.keys().cloned().collect();
+            for id in &ids {
+                self.shared
+                    .send_locked(&mut st, id, Kind::Bye, Bytes::new());
+            }
+            st.peers.values().filter_map(|p| p.link.clone()).collect()
+        };
+        for l in &links {
+            l.queue.close();
+        }
+        let _ = self.shared.stop.send(true);
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(1);
+        while tokio::time::Instant::now() < deadline {
+            if self.connected_peer_count() == 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        let changes = self
+            .shared
+            .state
+            .lock()
+            .membership
+            .clear(DownReason::LocalStop);
+        self.shared.report(changes);
+        self.shared.link_changed.notify_waiters();
+    }
+}
+
+impl Shared {
+    /// Numbers, keeps and queues one envelope for peer `id` (state lock held).
+    pub(crate) fn send_locked(&self, st: &mut State, id: &str, kind: Kind, payload: Bytes) {
+        let Some(peer) = st.peers.get_mut(id) else {
+            return;
+        };
+        let seq = peer.window.next_seq();
+        let head = match Envelope::encode_header(kind, &self.me, seq) {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot encode envelope header");
+                return;
+            }
+        };
+        let frame = WireFrame {
+            head,
+            body: payload,
+        };
+        peer.window.push(frame.clone(), Instant::now());
+        if let Some(link) = &peer.link {
+            self.stats.frames_out.fetch_add(1, Ordering::Relaxed);
+            if link.queue.push(frame).is_err() && !st.stopped {
+                self.stats.overflows.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(peer = id, "mesh link send queue full: resetting the link");
+            }
+        }
+    }
+
+    /// Queues an unsequenced control envelope on a link.
+    pub(crate) fn send_control(&self, link: &LinkSlot, kind: Kind, payload: Bytes) {
+        if let Ok(head) = Envelope::encode_header(kind, &self.me, 0) {
+            let _ = link.queue.push(WireFrame {
+                head,
+                body: payload,
+            });
+        }
+    }
+
+    /// Tells the handler about membership changes (never with the state lock held).
+    pub(crate) fn report(&self, changes: Vec<PeerChange>) {
+        for c in changes {
+            match c {
+                PeerChange::Up(o) => {
+                    let addr = self
+                        .state
+                        .lock()
+                        .peers
+                        .get(&o.node_id)
+                        .and_then(|p| p.listen.clone());
+                    tracing::info!(peer = %o.node_id, incarnation = o.incarnation, addr = addr.as_deref().unwrap_or(""), "peer connected");
+                    self.handler.on_peer_up(&o, addr.as_deref());
+                }
+                PeerChange::Down(o, reason) => {
+                    tracing::info!(peer = %o.node_id, incarnation = o.incarnation, %reason, "peer disconnected");
+                    self.handler.on_peer_down(&o, reason);
+                }
+            }
+        }
+    }
+}
+
+/// Heartbeats with acknowledgments, failure detection by silence, and window trimming.
+async fn ticker(shared: Arc<Shared>) {
+    let mut stop = shared.stop.subscribe();
+    let mut every = tokio::time::interval(shared.cfg.heartbeat_interval());
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = every.tick() => {}
+        }
+        let now = Instant::now();
+        let (changes, to_close) = {
+            let mut st = shared.state.lock();
+            if st.stopped {
+                return;
+            }
+            for peer in st.peers.values_mut() {
+                peer.window.trim(now);
+                if let Some(link) = &peer.link {
+                    let ack = Bytes::copy_from_slice(&peer.inbound.last().to_be_bytes());
+                    shared.send_control(link, Kind::Heartbeat, ack);
+                }
+            }
+            let changes = st.membership.tick(now);
+            let mut to_close = Vec::new();
+            for c in &changes {
+                if let PeerChange::Down(o, _) = c
+                    && let Some(p) = st.peers.get(&o.node_id)
+                {
+                    to_close.extend(p.link.clone());
+                }
+            }
+            // Forget peers that have been away longer than the replay window.
+            let window = shared.cfg.replay_window();
+            st.peers.retain(|_, p| {
+                p.link.is_some()
+                    || p.unlinked_since
+                        .is_none_or(|t| now.duration_since(t) <= window)
+            });
+            (changes, to_close)
+        };
+        for l in to_close {
+            l.queue.close();
+        }
+        shared.report(changes);
+    }
+}

@@ -1,0 +1,316 @@
+//! The cluster: relays what the protocols do to every other node, through an engine.
+//!
+//! - [`Cluster`]: the component an application (or the binary) creates: `attach` protocols,
+//!   `start`/`stop` the backplane without stopping the WebSocket server, `ready`,
+//!   `connected_peer_count`, and [`ClusterEvent`]s.
+//! - [`envelope`]: the versioned binary frame every engine carries.
+//! - [`membership`]: who is alive, sans I/O.
+//! - [`engine`]: what an engine hands back; [`mesh`]: the TCP mesh engine.
+//! - `adapter`: how one protocol's relay events become envelopes and back.
+
+mod adapter;
+mod config;
+pub mod engine;
+pub mod envelope;
+pub mod interest;
+pub mod membership;
+pub mod mesh;
+mod presence_adapter;
+mod sgc_adapter;
+
+use std::sync::{Arc, Weak};
+
+use bytes::Bytes;
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::broadcast;
+
+pub use adapter::Adapter;
+pub use config::{ClusterConfig, EngineKind};
+use engine::EngineHandler;
+use envelope::{Envelope, Kind, Origin};
+use membership::DownReason;
+use mesh::MeshEngine;
+pub use presence_adapter::PresenceAdapter;
+pub use sgc_adapter::SgcAdapter;
+
+use crate::error::Result;
+
+/// Something observable about the cluster (also logged by the binary).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClusterEvent {
+    /// A peer node is linked and live.
+    PeerConnected {
+        /// Its node id.
+        node_id: Arc<str>,
+        /// Where it was reached, when known.
+        address: Option<String>,
+    },
+    /// A peer node is gone; its Presence members were purged.
+    PeerDisconnected {
+        /// Its node id.
+        node_id: Arc<str>,
+        /// Why.
+        reason: DownReason,
+    },
+    /// A relayed message arrived from another node.
+    Message {
+        /// The node it came from.
+        origin: Arc<str>,
+        /// What it carries.
+        kind: Kind,
+        /// Payload size in bytes.
+        size: usize,
+    },
+}
+
+/// The backplane a running cluster uses.
+#[derive(Clone, Debug)]
+pub(crate) enum Backplane {
+    Mesh(MeshEngine),
+}
+
+impl Backplane {
+    fn send_all(&self, kind: Kind, payload: Bytes) {
+        match self {
+            Backplane::Mesh(m) => m.send_all(kind, payload),
+        }
+    }
+    fn send_to(&self, node: &str, kind: Kind, payload: Bytes) {
+        match self {
+            Backplane::Mesh(m) => m.send_to(node, kind, payload),
+        }
+    }
+}
+
+/// Where adapters send: the running backplane, or nothing while stopped.
+#[derive(Default, Debug)]
+pub struct Outlet {
+    backplane: RwLock<Option<Backplane>>,
+}
+
+impl Outlet {
+    /// Sends to every other node; dropped while the cluster is stopped.
+    pub fn send_all(&self, kind: Kind, payload: Bytes) {
+        if let Some(b) = &*self.backplane.read() {
+            b.send_all(kind, payload);
+        }
+    }
+
+    /// Sends to one node; dropped while the cluster is stopped.
+    pub fn send_to(&self, node: &str, kind: Kind, payload: Bytes) {
+        if let Some(b) = &*self.backplane.read() {
+            b.send_to(node, kind, payload);
+        }
+    }
+}
+
+struct Inner {
+    config: ClusterConfig,
+    node_id: Arc<str>,
+    outlet: Arc<Outlet>,
+    running: Mutex<Option<Backplane>>,
+    adapters: RwLock<Vec<Arc<dyn Adapter>>>,
+    events: broadcast::Sender<ClusterEvent>,
+}
+
+/// The cluster component. Cheap to clone.
+#[derive(Clone)]
+pub struct Cluster {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("node_id", &self.inner.node_id)
+            .field("engine", &self.inner.config.engine)
+            .finish()
+    }
+}
+
+impl Cluster {
+    /// A stopped cluster for node `node_id` with these options.
+    pub fn new(node_id: impl Into<Arc<str>>, config: ClusterConfig) -> Self {
+        let (events, _) = broadcast::channel(1024);
+        Self {
+            inner: Arc::new(Inner {
+                config,
+                node_id: node_id.into(),
+                outlet: Arc::new(Outlet::default()),
+                running: Mutex::new(None),
+                adapters: RwLock::new(Vec::new()),
+                events,
+            }),
+        }
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> &str {
+        &self.inner.node_id
+    }
+
+    /// Relays a protocol's events through the cluster (also while running).
+    pub fn attach(&self, adapter: Arc<dyn Adapter>) {
+        adapter.attach(self.inner.outlet.clone());
+        self.inner.adapters.write().push(adapter.clone());
+        // Peers already live get this protocol's snapshot now.
+        let running = self.inner.running.lock().clone();
+        if let Some(b) = running {
+            for peer in live_peers(&b) {
+                adapter.peer_up(&peer);
+                for (kind, payload) in adapter.snapshot() {
+                    b.send_to(&peer.node_id, kind, payload);
+                }
+            }
+        }
+    }
+
+    /// Stops relaying a protocol: it behaves as a single node again.
+    pub fn detach(&self, protocol_name: &str) {
+        let removed: Vec<Arc<dyn Adapter>> = {
+            let mut a = self.inner.adapters.write();
+            let (gone, kept): (Vec<_>, Vec<_>) = a
+                .drain(..)
+                .partition(|x| x.protocol_name() == protocol_name);
+            *a = kept;
+            gone
+        };
+        for a in removed {
+            a.detach();
+        }
+    }
+
+    /// Starts the backplane (a new incarnation each time).
+    pub async fn start(&self) -> Result<()> {
+        if self.inner.running.lock().is_some() {
+            return Ok(());
+        }
+        let origin = Origin {
+            node_id: self.inner.node_id.clone(),
+            incarnation: fastrand::u64(1..),
+        };
+        let handler: Arc<dyn EngineHandler> = Arc::new(Handler {
+            inner: Arc::downgrade(&self.inner),
+        });
+        if self.inner.config.engine == EngineKind::Mesh && self.inner.config.secret.is_empty() {
+            tracing::warn!(
+                "cluster secret is empty: any node that reaches the cluster port may join"
+            );
+        }
+        let backplane = match self.inner.config.engine {
+            EngineKind::None => return Ok(()),
+            EngineKind::Mesh => Backplane::Mesh(
+                MeshEngine::start(self.inner.config.mesh_settings(), origin, handler).await?,
+            ),
+        };
+        *self.inner.outlet.backplane.write() = Some(backplane.clone());
+        *self.inner.running.lock() = Some(backplane);
+        Ok(())
+    }
+
+    /// Says bye to the peers and stops the backplane; the WebSocket server keeps serving as a
+    /// single node (remote Presence members are purged locally).
+    pub async fn stop(&self) {
+        let running = self.inner.running.lock().take();
+        *self.inner.outlet.backplane.write() = None;
+        if let Some(Backplane::Mesh(m)) = running {
+            m.stop().await;
+        }
+    }
+
+    /// Mesh: listening and every configured peer linked or its first dial settled. False when
+    /// stopped or when the engine is `none`.
+    pub fn ready(&self) -> bool {
+        match &*self.inner.running.lock() {
+            Some(Backplane::Mesh(m)) => m.ready(),
+            None => false,
+        }
+    }
+
+    /// Live authenticated peers.
+    pub fn connected_peer_count(&self) -> usize {
+        match &*self.inner.running.lock() {
+            Some(Backplane::Mesh(m)) => m.connected_peer_count(),
+            None => 0,
+        }
+    }
+
+    /// The mesh engine, when running with it (its address and counters).
+    pub fn mesh(&self) -> Option<MeshEngine> {
+        self.inner
+            .running
+            .lock()
+            .as_ref()
+            .map(|Backplane::Mesh(m)| m.clone())
+    }
+
+    /// Subscribes to cluster events (peer connected/disconnected, messages).
+    pub fn events(&self) -> broadcast::Receiver<ClusterEvent> {
+        self.inner.events.subscribe()
+    }
+}
+
+fn live_peers(b: &Backplane) -> Vec<Origin> {
+    match b {
+        Backplane::Mesh(m) => m.live_peers(),
+    }
+}
+
+/// What the engine reports, routed to the adapters.
+struct Handler {
+    inner: Weak<Inner>,
+}
+
+impl EngineHandler for Handler {
+    fn on_envelope(&self, envelope: Envelope) {
+        let Some(inner) = self.inner.upgrade() else {
+            return;
+        };
+        let _ = inner.events.send(ClusterEvent::Message {
+            origin: envelope.origin.node_id.clone(),
+            kind: envelope.kind,
+            size: envelope.payload.len(),
+        });
+        let adapters = inner.adapters.read().clone();
+        for a in adapters {
+            if a.handles(envelope.kind) {
+                a.on_remote(&envelope);
+            }
+        }
+    }
+
+    fn on_peer_up(&self, peer: &Origin, address: Option<&str>) {
+        let Some(inner) = self.inner.upgrade() else {
+            return;
+        };
+        let adapters = inner.adapters.read().clone();
+        for a in adapters {
+            a.peer_up(peer);
+            for (kind, payload) in a.snapshot() {
+                inner.outlet.send_to(&peer.node_id, kind, payload);
+            }
+        }
+        let _ = inner.events.send(ClusterEvent::PeerConnected {
+            node_id: peer.node_id.clone(),
+            address: address.map(str::to_owned),
+        });
+    }
+
+    fn on_peer_down(&self, peer: &Origin, reason: DownReason) {
+        let Some(inner) = self.inner.upgrade() else {
+            return;
+        };
+        let adapters = inner.adapters.read().clone();
+        for a in adapters {
+            a.peer_down(peer);
+        }
+        let _ = inner.events.send(ClusterEvent::PeerDisconnected {
+            node_id: peer.node_id.clone(),
+            reason,
+        });
+    }
+
+    fn on_resync_needed(&self, peer: &Origin, _lost: u64) {
+        self.on_peer_up(peer, None);
+    }
+}

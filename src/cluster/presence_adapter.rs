@@ -1,0 +1,303 @@
+//! The Presence protocol's side of the seam: [`PresenceEvent`]s as envelope payloads (postcard),
+//! remote events applied with their origin, dead peers purged, snapshots for new peers.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+
+use super::Outlet;
+use super::adapter::Adapter;
+use super::envelope::{Envelope, Kind, Origin};
+use crate::hub::roster::{Member, RemoteOrigin};
+use crate::protocol::json::Payload;
+use crate::protocol::presence::{PROTOCOL_NAME, PresenceEvent, PresenceProtocol, SnapshotMember};
+use crate::relay::Relay;
+
+/// Relays a [`PresenceProtocol`] through a cluster.
+pub struct PresenceAdapter {
+    protocol: PresenceProtocol,
+    /// Nodes whose members this node may hold replicas of (purged on detach).
+    seen: Mutex<HashSet<Arc<str>>>,
+}
+
+impl PresenceAdapter {
+    /// An adapter for `protocol`.
+    pub fn new(protocol: PresenceProtocol) -> Arc<Self> {
+        Arc::new(Self {
+            protocol,
+            seen: Mutex::new(HashSet::new()),
+        })
+    }
+}
+
+struct PresenceRelay {
+    outlet: Arc<Outlet>,
+}
+
+impl Relay<PresenceEvent> for PresenceRelay {
+    fn relay(&self, event: &PresenceEvent) {
+        let (kind, payload) = encode(event);
+        match event {
+            PresenceEvent::Invitation { target_node, .. } => {
+                self.outlet.send_to(target_node, kind, payload)
+            }
+            _ => self.outlet.send_all(kind, payload),
+        }
+    }
+}
+
+impl Adapter for PresenceAdapter {
+    fn protocol_name(&self) -> &'static str {
+        PROTOCOL_NAME
+    }
+
+    fn attach(&self, outlet: Arc<Outlet>) {
+        self.protocol
+            .attach_relay(Arc::new(PresenceRelay { outlet }));
+    }
+
+    fn detach(&self) {
+        self.protocol.detach_relay();
+        let seen: Vec<Arc<str>> = self.seen.lock().drain().collect();
+        for node in seen {
+            self.protocol.purge_node(&node);
+        }
+    }
+
+    fn handles(&self, kind: Kind) -> bool {
+        matches!(kind, Kind::PresenceDelta | Kind::PresenceSnapshot)
+    }
+
+    fn on_remote(&self, envelope: &Envelope) {
+        let Some(event) = decode(&envelope.payload) else {
+            tracing::warn!(origin = %envelope.origin.node_id, "undecodable presence envelope dropped");
+            return;
+        };
+        self.seen.lock().insert(envelope.origin.node_id.clone());
+        let origin = RemoteOrigin {
+            node_id: envelope.origin.node_id.clone(),
+            incarnation: envelope.origin.incarnation,
+        };
+        self.protocol.apply_remote(&event, &origin);
+    }
+
+    fn peer_down(&self, peer: &Origin) {
+        self.seen.lock().remove(&peer.node_id);
+        let purged = self.protocol.purge_node(&peer.node_id);
+        if purged > 0 {
+            tracing::info!(peer = %peer.node_id, members = purged, "presence members of a departed node purged");
+        }
+    }
+
+    fn snapshot(&self) -> Vec<(Kind, Bytes)> {
+        vec![encode(&self.protocol.snapshot())]
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireMember {
+    id: String,
+    name: String,
+    info: String,
+}
+
+#[derive(Serialize, Deserialize)]
+enum WirePayload {
+    Raw(String),
+    Text(String),
+}
+
+#[derive(Serialize, Deserialize)]
+enum WireEvent {
+    MemberNew(WireMember),
+    MemberRemove(WireMember),
+    ChannelMemberNew(WireMember, String),
+    ChannelMemberRemove(WireMember, String),
+    Publish {
+        channel: String,
+        message: WirePayload,
+        member: WireMember,
+    },
+    Invitation {
+        channel: String,
+        inviter: WireMember,
+        target: String,
+        target_node: String,
+    },
+    Snapshot(Vec<(WireMember, Vec<String>)>),
+}
+
+fn wm(m: &Member) -> WireMember {
+    WireMember {
+        id: m.id.to_string(),
+        name: m.name.to_string(),
+        info: m.info.to_string(),
+    }
+}
+
+fn mm(w: WireMember) -> Member {
+    Member::new(w.id, w.name, w.info)
+}
+
+/// Encodes an event as (kind, payload).
+pub(crate) fn encode(event: &PresenceEvent) -> (Kind, Bytes) {
+    let (kind, wire) = match event {
+        PresenceEvent::MemberNew { member } => {
+            (Kind::PresenceDelta, WireEvent::MemberNew(wm(member)))
+        }
+        PresenceEvent::MemberRemove { member } => {
+            (Kind::PresenceDelta, WireEvent::MemberRemove(wm(member)))
+        }
+        PresenceEvent::ChannelMemberNew { member, channel } => (
+            Kind::PresenceDelta,
+            WireEvent::ChannelMemberNew(wm(member), channel.to_string()),
+        ),
+        PresenceEvent::ChannelMemberRemove { member, channel } => (
+            Kind::PresenceDelta,
+            WireEvent::ChannelMemberRemove(wm(member), channel.to_string()),
+        ),
+        PresenceEvent::Publish {
+            channel,
+            message,
+            member,
+        } => (
+            Kind::PresenceDelta,
+            WireEvent::Publish {
+                channel: channel.to_string(),
+                message: match message {
+                    Payload::Raw(s) => WirePayload::Raw(s.clone()),
+                    Payload::Text(s) => WirePayload::Text(s.clone()),
+                },
+                member: wm(member),
+            },
+        ),
+        PresenceEvent::Invitation {
+            channel,
+            inviter,
+            target,
+            target_node,
+        } => (
+            Kind::PresenceDelta,
+            WireEvent::Invitation {
+                channel: channel.to_string(),
+                inviter: wm(inviter),
+                target: target.to_string(),
+                target_node: target_node.to_string(),
+            },
+        ),
+        PresenceEvent::Snapshot { members } => (
+            Kind::PresenceSnapshot,
+            WireEvent::Snapshot(
+                members
+                    .iter()
+                    .map(|s| {
+                        (
+                            wm(&s.member),
+                            s.channels.iter().map(|c| c.to_string()).collect(),
+                        )
+                    })
+                    .collect(),
+            ),
+        ),
+    };
+    (
+        kind,
+        Bytes::from(postcard::to_stdvec(&wire).unwrap_or_default()),
+    )
+}
+
+/// Decodes a payload; `None` when it is not a presence event.
+pub(crate) fn decode(payload: &[u8]) -> Option<PresenceEvent> {
+    let wire: WireEvent = postcard::from_bytes(payload).ok()?;
+    Some(match wire {
+        WireEvent::MemberNew(m) => PresenceEvent::MemberNew { member: mm(m) },
+        WireEvent::MemberRemove(m) => PresenceEvent::MemberRemove { member: mm(m) },
+        WireEvent::ChannelMemberNew(m, c) => PresenceEvent::ChannelMemberNew {
+            member: mm(m),
+            channel: Arc::from(c),
+        },
+        WireEvent::ChannelMemberRemove(m, c) => PresenceEvent::ChannelMemberRemove {
+            member: mm(m),
+            channel: Arc::from(c),
+        },
+        WireEvent::Publish {
+            channel,
+            message,
+            member,
+        } => PresenceEvent::Publish {
+            channel: Arc::from(channel),
+            message: match message {
+                WirePayload::Raw(s) => Payload::Raw(s),
+                WirePayload::Text(s) => Payload::Text(s),
+            },
+            member: mm(member),
+        },
+        WireEvent::Invitation {
+            channel,
+            inviter,
+            target,
+            target_node,
+        } => PresenceEvent::Invitation {
+            channel: Arc::from(channel),
+            inviter: mm(inviter),
+            target: Arc::from(target),
+            target_node: Arc::from(target_node),
+        },
+        WireEvent::Snapshot(members) => PresenceEvent::Snapshot {
+            members: members
+                .into_iter()
+                .map(|(m, chans)| SnapshotMember {
+                    member: mm(m),
+                    channels: chans.into_iter().map(Arc::from).collect(),
+                })
+                .collect(),
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_event_round_trips() {
+        let m = Member::new("G1", "alice", "line\r\n");
+        let events = vec![
+            PresenceEvent::MemberNew { member: m.clone() },
+            PresenceEvent::MemberRemove { member: m.clone() },
+            PresenceEvent::ChannelMemberNew {
+                member: m.clone(),
+                channel: Arc::from("room"),
+            },
+            PresenceEvent::ChannelMemberRemove {
+                member: m.clone(),
+                channel: Arc::from("room"),
+            },
+            PresenceEvent::Publish {
+                channel: Arc::from(""),
+                message: Payload::Raw("{\"a\":1}".into()),
+                member: m.clone(),
+            },
+            PresenceEvent::Invitation {
+                channel: Arc::from("room"),
+                inviter: m.clone(),
+                target: Arc::from("G2"),
+                target_node: Arc::from("n2"),
+            },
+            PresenceEvent::Snapshot {
+                members: vec![SnapshotMember {
+                    member: m,
+                    channels: vec![Arc::from("a"), Arc::from("b")],
+                }],
+            },
+        ];
+        for e in events {
+            let (_, bytes) = encode(&e);
+            assert_eq!(decode(&bytes), Some(e));
+        }
+        assert_eq!(decode(b"\xff\xff\xff"), None);
+    }
+}

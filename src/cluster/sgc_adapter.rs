@@ -1,0 +1,445 @@
+//! The sgc protocol's side of the seam: [`SgcEvent`]s as envelope payloads, retained queues for
+//! newly seen peers. A publish travels as a small postcard header followed by the message value
+//! exactly as written JSON, so a receiving node never parses it and slices it out without a copy.
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+
+use super::Outlet;
+use super::adapter::Adapter;
+use super::envelope::{Envelope, Kind, Origin};
+use super::interest::{InterestMsg, InterestTable};
+use crate::protocol::sgc::{
+    PROTOCOL_NAME, QueueLevel, RetainedChannel, RetainedSnapshot, SgcBroadcast, SgcEvent,
+    SgcProtocol, SgcPublish, Targets,
+};
+use crate::relay::{InterestGate, InterestReady, Relay};
+
+/// How long a first local subscription waits for peers to acknowledge the new interest before it
+/// is confirmed anyway (a peer that does not answer in time is logged).
+const GATE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Relays an [`SgcProtocol`] through a cluster, with interest routing.
+pub struct SgcAdapter {
+    protocol: SgcProtocol,
+    routing: Arc<Routing>,
+}
+
+/// The interest table and the outlet, behind one mutex: sends happen under it so that an
+/// interest acknowledgment and the publishes routed by what it acknowledged leave in order.
+struct Routing {
+    /// This routing's own `Arc`, for timers that must not keep it alive.
+    me: Weak<Routing>,
+    state: Mutex<RoutingState>,
+}
+
+#[derive(Default)]
+struct RoutingState {
+    table: InterestTable,
+    outlet: Option<Arc<Outlet>>,
+}
+
+impl SgcAdapter {
+    /// An adapter for `protocol`.
+    pub fn new(protocol: SgcProtocol) -> Arc<Self> {
+        Arc::new(Self {
+            protocol,
+            routing: Arc::new_cyclic(|me| Routing {
+                me: me.clone(),
+                state: Mutex::new(RoutingState::default()),
+            }),
+        })
+    }
+}
+
+impl Relay<SgcEvent> for Routing {
+    fn relay(&self, event: &SgcEvent) {
+        let (kind, payload) = encode(event);
+        let st = self.state.lock();
+        let Some(outlet) = &st.outlet else {
+            return;
+        };
+        // Retained publishes go everywhere (every node keeps the queues); so do publishes and
+        // broadcasts to "" (every connection); a channel's live traffic only where it is wanted.
+        let routed = match event {
+            SgcEvent::Publish(p) if p.queue == QueueLevel::Level0 && !p.channel.is_empty() => {
+                Some(&p.channel)
+            }
+            SgcEvent::Broadcast(b) if !b.channel.is_empty() => Some(&b.channel),
+            _ => None,
+        };
+        match routed {
+            None => outlet.send_all(kind, payload),
+            Some(channel) => {
+                for peer in st.table.route(channel) {
+                    outlet.send_to(&peer, kind, payload.clone());
+                }
+            }
+        }
+    }
+}
+
+impl InterestGate for Routing {
+    fn channel_added(&self, channel: &str, ready: InterestReady) {
+        let token = {
+            let mut st = self.state.lock();
+            if st.outlet.is_none() {
+                drop(st);
+                ready();
+                return;
+            }
+            match st.table.open_gate(channel, ready) {
+                Err(ready) => {
+                    drop(st);
+                    ready();
+                    return;
+                }
+                Ok((msg, token)) => {
+                    let payload = encode_interest(&msg);
+                    if let Some(outlet) = &st.outlet {
+                        for peer in st.table.peers() {
+                            outlet.send_to(&peer, Kind::Interest, payload.clone());
+                        }
+                    }
+                    token
+                }
+            }
+        };
+        self.expire_later(token);
+    }
+
+    fn channel_removed(&self, channel: &str) {
+        let st = self.state.lock();
+        if let Some(outlet) = &st.outlet {
+            outlet.send_all(
+                Kind::Interest,
+                encode_interest(&InterestMsg::Remove(channel.to_owned())),
+            );
+        }
+    }
+}
+
+impl Routing {
+    fn expire_later(&self, token: u64) {
+        // The gate is opened by acknowledgments; this only bounds the wait.
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            if let Some(ready) = self.state.lock().table.expire(token) {
+                ready();
+            }
+            return;
+        };
+        let me = self.me.clone();
+        rt.spawn(async move {
+            tokio::time::sleep(GATE_TIMEOUT).await;
+            let Some(me) = me.upgrade() else {
+                return;
+            };
+            let ready = me.state.lock().table.expire(token);
+            if let Some(ready) = ready {
+                tracing::warn!(
+                    token,
+                    "peers did not acknowledge a new channel interest in time"
+                );
+                ready();
+            }
+        });
+    }
+}
+
+impl Adapter for SgcAdapter {
+    fn protocol_name(&self) -> &'static str {
+        PROTOCOL_NAME
+    }
+
+    fn attach(&self, outlet: Arc<Outlet>) {
+        self.routing.state.lock().outlet = Some(outlet);
+        self.protocol.attach_relay(self.routing.clone());
+        self.protocol.attach_interest_gate(self.routing.clone());
+    }
+
+    fn detach(&self) {
+        self.protocol.detach_relay();
+        self.routing.state.lock().outlet = None;
+        self.protocol.detach_interest_gate();
+    }
+
+    fn handles(&self, kind: Kind) -> bool {
+        matches!(
+            kind,
+            Kind::SgcPublish
+                | Kind::SgcBroadcast
+                | Kind::SgcClearQueue
+                | Kind::SgcRetainedSnapshot
+                | Kind::Interest
+        )
+    }
+
+    fn on_remote(&self, envelope: &Envelope) {
+        match envelope.kind {
+            Kind::SgcRetainedSnapshot => match decode_snapshot(&envelope.payload) {
+                Some(s) => self.protocol.import_retained(&s),
+                None => {
+                    tracing::warn!(origin = %envelope.origin.node_id, "undecodable retained snapshot dropped")
+                }
+            },
+            Kind::Interest => {
+                let Ok(msg) = postcard::from_bytes::<InterestMsg>(&envelope.payload) else {
+                    tracing::warn!(origin = %envelope.origin.node_id, "undecodable interest message dropped");
+                    return;
+                };
+                let opened = {
+                    let mut st = self.routing.state.lock();
+                    let (reply, opened) = st.table.receive(&envelope.origin.node_id, msg);
+                    if let (Some(reply), Some(outlet)) = (reply, &st.outlet) {
+                        outlet.send_to(
+                            &envelope.origin.node_id,
+                            Kind::Interest,
+                            encode_interest(&reply),
+                        );
+                    }
+                    opened
+                };
+                opened.into_iter().for_each(|ready| ready());
+            }
+            kind => match decode(kind, &envelope.payload) {
+                Some(event) => self.protocol.apply_remote(&event),
+                None => {
+                    tracing::warn!(origin = %envelope.origin.node_id, ?kind, "undecodable sgc envelope dropped")
+                }
+            },
+        }
+    }
+
+    fn peer_up(&self, peer: &Origin) {
+        self.routing.state.lock().table.peer_up(&peer.node_id);
+    }
+
+    fn peer_down(&self, peer: &Origin) {
+        let opened = self.routing.state.lock().table.peer_down(&peer.node_id);
+        opened.into_iter().for_each(|ready| ready());
+    }
+
+    fn snapshot(&self) -> Vec<(Kind, Bytes)> {
+        let interest: Vec<String> = self
+            .protocol
+            .local_interest()
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
+        let mut out = vec![(
+            Kind::Interest,
+            encode_interest(&InterestMsg::Full(interest)),
+        )];
+        let s = self.protocol.retained_snapshot();
+        if !s.channels.is_empty() {
+            out.push((Kind::SgcRetainedSnapshot, encode_snapshot(&s)));
+        }
+        out
+    }
+}
+
+fn encode_interest(msg: &InterestMsg) -> Bytes {
+    Bytes::from(postcard::to_stdvec(msg).unwrap_or_default())
+}
+
+#[derive(Serialize, Deserialize)]
+struct PublishHead<'a> {
+    channel: &'a str,
+    queue: u8,
+    include: Vec<&'a str>,
+    exclude: Vec<&'a str>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct BroadcastHead<'a> {
+    channel: &'a str,
+    qos: Option<&'a str>,
+    id: Option<&'a str>,
+    include: Vec<&'a str>,
+    exclude: Vec<&'a str>,
+}
+
+fn queue_code(q: QueueLevel) -> u8 {
+    match q {
+        QueueLevel::Level0 => 0,
+        QueueLevel::Level1 => 1,
+        QueueLevel::Level2 => 2,
+    }
+}
+
+fn queue_level(c: u8) -> QueueLevel {
+    match c {
+        1 => QueueLevel::Level1,
+        2 => QueueLevel::Level2,
+        _ => QueueLevel::Level0,
+    }
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+fn head_then(head: Vec<u8>, message: &Bytes) -> Bytes {
+    let mut out = BytesMut::with_capacity(head.len() + message.len());
+    out.extend_from_slice(&head);
+    out.extend_from_slice(message);
+    out.freeze()
+}
+
+/// Encodes an event as (kind, payload).
+pub(crate) fn encode(event: &SgcEvent) -> (Kind, Bytes) {
+    match event {
+        SgcEvent::Publish(p) => {
+            let head = PublishHead {
+                channel: &p.channel,
+                queue: queue_code(p.queue),
+                include: strs(&p.targets.include),
+                exclude: strs(&p.targets.exclude),
+            };
+            (
+                Kind::SgcPublish,
+                head_then(postcard::to_stdvec(&head).unwrap_or_default(), &p.message),
+            )
+        }
+        SgcEvent::Broadcast(b) => {
+            let head = BroadcastHead {
+                channel: &b.channel,
+                qos: b.qos.as_deref(),
+                id: b.id.as_deref(),
+                include: strs(&b.targets.include),
+                exclude: strs(&b.targets.exclude),
+            };
+            (
+                Kind::SgcBroadcast,
+                head_then(postcard::to_stdvec(&head).unwrap_or_default(), &b.message),
+            )
+        }
+        SgcEvent::ClearQueue { channel } => (
+            Kind::SgcClearQueue,
+            Bytes::from(postcard::to_stdvec(&**channel).unwrap_or_default()),
+        ),
+    }
+}
+
+fn targets(include: Vec<&str>, exclude: Vec<&str>) -> Targets {
+    Targets {
+        include: include.into_iter().map(str::to_owned).collect(),
+        exclude: exclude.into_iter().map(str::to_owned).collect(),
+    }
+}
+
+/// Decodes a payload of `kind`; `None` when it is not a valid sgc event.
+pub(crate) fn decode(kind: Kind, payload: &Bytes) -> Option<SgcEvent> {
+    match kind {
+        Kind::SgcPublish => {
+            let (head, rest) = postcard::take_from_bytes::<PublishHead<'_>>(payload).ok()?;
+            let message = payload.slice(payload.len() - rest.len()..);
+            Some(SgcEvent::Publish(SgcPublish {
+                channel: Arc::from(head.channel),
+                message,
+                queue: queue_level(head.queue),
+                targets: targets(head.include, head.exclude),
+            }))
+        }
+        Kind::SgcBroadcast => {
+            let (head, rest) = postcard::take_from_bytes::<BroadcastHead<'_>>(payload).ok()?;
+            let message = payload.slice(payload.len() - rest.len()..);
+            Some(SgcEvent::Broadcast(SgcBroadcast {
+                channel: Arc::from(head.channel),
+                message,
+                qos: head.qos.map(Arc::from),
+                id: head.id.map(Arc::from),
+                targets: targets(head.include, head.exclude),
+            }))
+        }
+        Kind::SgcClearQueue => {
+            let channel: &str = postcard::from_bytes(payload).ok()?;
+            Some(SgcEvent::ClearQueue {
+                channel: Arc::from(channel),
+            })
+        }
+        _ => None,
+    }
+}
+
+fn encode_snapshot(s: &RetainedSnapshot) -> Bytes {
+    let wire: Vec<(&str, Vec<&[u8]>)> = s
+        .channels
+        .iter()
+        .map(|c| {
+            (
+                c.channel.as_str(),
+                c.messages.iter().map(|m| &m[..]).collect(),
+            )
+        })
+        .collect();
+    Bytes::from(postcard::to_stdvec(&wire).unwrap_or_default())
+}
+
+fn decode_snapshot(payload: &[u8]) -> Option<RetainedSnapshot> {
+    let wire: Vec<(&str, Vec<&[u8]>)> = postcard::from_bytes(payload).ok()?;
+    Some(RetainedSnapshot {
+        channels: wire
+            .into_iter()
+            .map(|(c, ms)| RetainedChannel {
+                channel: c.to_owned(),
+                messages: ms.into_iter().map(Bytes::copy_from_slice).collect(),
+            })
+            .collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_round_trip_and_the_message_is_not_copied_apart_from_the_payload() {
+        let events = vec![
+            SgcEvent::Publish(SgcPublish {
+                channel: Arc::from("orders"),
+                message: Bytes::from_static(br#"{"id":42}"#),
+                queue: QueueLevel::Level2,
+                targets: Targets::only(["A"]),
+            }),
+            SgcEvent::Broadcast(SgcBroadcast {
+                channel: Arc::from(""),
+                message: Bytes::from_static(br#""hi""#),
+                qos: Some(Arc::from("qosLevel0")),
+                id: None,
+                targets: Targets::except(["B", "C"]),
+            }),
+            SgcEvent::ClearQueue {
+                channel: Arc::from("x"),
+            },
+        ];
+        for e in events {
+            let (kind, bytes) = encode(&e);
+            assert_eq!(decode(kind, &bytes), Some(e));
+        }
+        assert_eq!(
+            decode(Kind::SgcPublish, &Bytes::from_static(b"\xff\xff")),
+            None
+        );
+    }
+
+    #[test]
+    fn snapshot_round_trips() {
+        let s = RetainedSnapshot {
+            channels: vec![RetainedChannel {
+                channel: "a".into(),
+                messages: vec![
+                    Bytes::from_static(b"\"1\""),
+                    Bytes::from_static(b"{\"x\":2}"),
+                ],
+            }],
+        };
+        let back = decode_snapshot(&encode_snapshot(&s)).expect("decodes");
+        assert_eq!(back.channels.len(), 1);
+        assert_eq!(back.channels[0].messages, s.channels[0].messages);
+    }
+}

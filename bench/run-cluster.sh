@@ -2,7 +2,8 @@
 # Workload W on a 3-node cluster: the three nodes pinned together to one core (NODE_CPU, default
 # 0), the load generator on the other (LOADGEN_CPU, default 1); 900 sgc subscribers over 100
 # channels (9 per channel, 3 on each node), publishers on the first node, 100-byte payloads, at
-# 5 000 publishes/s and at saturation. Also the same load on a single node, for comparison.
+# 5 000 publishes/s and at saturation. Also the same load on a single node (cluster engine off),
+# for comparison.
 #
 #   bench/run-cluster.sh               W at 5 000/s and at saturation, and the single-node baseline
 #   bench/run-cluster.sh w-5k          only the runs whose names start with this
@@ -17,22 +18,20 @@ source "$(dirname "$0")/lib.sh"
 CLUSTER_PORT_BASE="${CLUSTER_PORT_BASE:-17400}"
 CLUSTER_SECRET="${CLUSTER_SECRET:-bench-secret}"
 
-# cluster_flags I: sets CLUSTER_FLAGS to the flags of node I (1..3): mesh on loopback, every
-# other node as a peer (a TOML array literal, as `--set` takes for lists).
+# cluster_flags I: sets CLUSTER_FLAGS to the flags of node I (1..3): mesh bound to loopback on
+# port CLUSTER_PORT_BASE+I, every other node as a peer, a shared secret (docs/configuration.md).
 cluster_flags() {
-    local i="$1" j peers=()
-    for j in 1 2 3; do
-        [[ $j == "$i" ]] || peers+=("\"127.0.0.1:$((CLUSTER_PORT_BASE + j))\"")
-    done
-    local joined
-    joined="$(IFS=,; echo "${peers[*]}")"
+    local i="$1" j
     CLUSTER_FLAGS=(
         --node-name "bench-$i"
-        --set cluster.engine=mesh
-        --set "cluster.mesh.listen=127.0.0.1:$((CLUSTER_PORT_BASE + i))"
-        --set "cluster.mesh.peers=[$joined]"
-        --set "cluster.mesh.secret=$CLUSTER_SECRET"
+        --cluster-engine mesh
+        --set cluster.mesh.bind=127.0.0.1
+        --cluster-port "$((CLUSTER_PORT_BASE + i))"
+        --cluster-secret "$CLUSTER_SECRET"
     )
+    for j in 1 2 3; do
+        [[ $j == "$i" ]] || CLUSTER_FLAGS+=(--peer "127.0.0.1:$((CLUSTER_PORT_BASE + j))")
+    done
 }
 
 W=(fanout --subscribers 900 --channels 100 --payload 100)
@@ -63,7 +62,7 @@ run_single() {
     shift
     wanted "$name" "${WANT[@]}" || return 0
     echo "== $name"
-    start_node "$name" || { stop_nodes; return 0; }
+    start_node "$name" --cluster-engine none || { stop_nodes; return 0; }
     loadgen "$name" "${W[@]}" "$@" "${WINDOW[@]}"
     stop_nodes
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Single-node benchmarks of wscluster: one fresh node per scenario, pinned to one core
-# (NODE_CPU, default 0), the load generator pinned to another (LOADGEN_CPU, default 1).
+# (NODE_CPU, default 0), the load generator pinned to another (LOADGEN_CPU, default 1). The nodes
+# run with the cluster engine off (NODE_FLAGS, default "--cluster-engine none").
 #
 #   bench/run.sh                       every scenario below
 #   bench/run.sh fanout-1k idle        only the scenarios whose names start with these
@@ -42,7 +43,8 @@ for entry in "${SCENARIOS[@]}"; do
     case "${args[0]}" in
         fanout | presence-fanout | presence-churn) args+=("${WINDOW[@]}") ;;
     esac
-    if ! start_node "$name"; then
+    read -r -a node_flags <<<"${NODE_FLAGS---cluster-engine none}"
+    if ! start_node "$name" "${node_flags[@]}"; then
         echo "!! $name: the node did not start"
         stop_nodes
         continue

@@ -99,7 +99,11 @@ impl Churn {
                     self.confirm_latency.record(now.saturating_sub(sent));
                 }
             }
-            Incoming::Error { code, text } => self.errors.add(&format!("{code} {text}")),
+            Incoming::Error { code, text } => {
+                // Errors go to the member whose operation failed: it may try again.
+                self.errors.add(&format!("{code} {text}"));
+                self.pending[me].store(false, Ordering::Release);
+            }
             _ => {}
         }
     }

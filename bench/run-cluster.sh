@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Workload W on a 3-node cluster: the three nodes pinned together to one core (NODE_CPU, default
+# 0), the load generator on the other (LOADGEN_CPU, default 1); 900 sgc subscribers over 100
+# channels (9 per channel, 3 on each node), publishers on the first node, 100-byte payloads, at
+# 5 000 publishes/s and at saturation. Also the same load on a single node (cluster engine off),
+# for comparison.
+#
+#   bench/run-cluster.sh               W at 5 000/s and at saturation, and the single-node baseline
+#   bench/run-cluster.sh w-5k          only the runs whose names start with this
+#
+# The load generator first probes until a publish on node 1 reaches subscribers on nodes 2 and 3;
+# if the nodes are not clustered it stops with that message instead of reporting loss.
+# cluster_flags below is how the nodes are told about each other: keep it in step with the
+# binary's options (docs/configuration.md).
+
+source "$(dirname "$0")/lib.sh"
+
+CLUSTER_PORT_BASE="${CLUSTER_PORT_BASE:-17400}"
+CLUSTER_SECRET="${CLUSTER_SECRET:-bench-secret}"
+
+# cluster_flags I: sets CLUSTER_FLAGS to the flags of node I (1..3): mesh bound to loopback on
+# port CLUSTER_PORT_BASE+I, every other node as a peer, a shared secret (docs/configuration.md).
+cluster_flags() {
+    local i="$1" j
+    CLUSTER_FLAGS=(
+        --node-name "bench-$i"
+        --cluster-engine mesh
+        --set cluster.mesh.bind=127.0.0.1
+        --cluster-port "$((CLUSTER_PORT_BASE + i))"
+        --cluster-secret "$CLUSTER_SECRET"
+    )
+    for j in 1 2 3; do
+        [[ $j == "$i" ]] || CLUSTER_FLAGS+=(--peer "127.0.0.1:$((CLUSTER_PORT_BASE + j))")
+    done
+}
+
+W=(fanout --subscribers 900 --channels 100 --payload 100)
+
+ulimit -n "$(ulimit -Hn)"
+header
+build
+echo
+run_w() {
+    local name="$1"
+    shift
+    wanted "$name" "${WANT[@]}" || return 0
+    echo "== $name"
+    local i
+    for i in 1 2 3; do
+        cluster_flags "$i"
+        if ! start_node "$name-node$i" "${CLUSTER_FLAGS[@]}"; then
+            echo "!! $name: node $i did not start (is the cluster in this build?)"
+            stop_nodes
+            return 0
+        fi
+    done
+    loadgen "$name" --publisher-url "${NODE_URLS[0]}" "${W[@]}" "$@" "${WINDOW[@]}"
+    stop_nodes
+}
+run_single() {
+    local name="$1"
+    shift
+    wanted "$name" "${WANT[@]}" || return 0
+    echo "== $name"
+    start_node "$name" --cluster-engine none || { stop_nodes; return 0; }
+    loadgen "$name" "${W[@]}" "$@" "${WINDOW[@]}"
+    stop_nodes
+}
+WANT=("$@")
+run_w w-5k --publishers 1 --rate 5000
+run_w w-max --publishers 4 --rate 0
+run_single w-single-node-5k --publishers 1 --rate 5000
+run_single w-single-node-max --publishers 4 --rate 0
+summary

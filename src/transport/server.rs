@@ -281,9 +281,11 @@ async fn handle_socket(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shar
         },
         cfg.max_outbox_bytes,
     );
+    // The request head is not needed for the connection's life.
+    drop(req);
     let ws = ServerBuilder::new()
         .limits(Limits::default().max_payload_len(Some(cfg.max_message_size)))
-        .serve(Prefixed::new(buf.freeze(), stream));
+        .serve(Prefixed::new(leftover(buf), stream));
     let heartbeat = cfg.heartbeat_interval().map(|interval| Heartbeat {
         interval,
         timeout: cfg.heartbeat_timeout(),
@@ -296,6 +298,17 @@ async fn handle_socket(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shar
     connection_task::run(ws, conn.clone(), protocol, heartbeat).await;
     shared.connections.lock().remove(conn.id());
     tracing::debug!(conn = conn.id(), "disconnected");
+}
+
+/// Bytes a client sent after its request head (it did not wait for the 101), kept for the
+/// WebSocket layer. Usually none: then the handshake buffer is freed now instead of living as long
+/// as the connection (an empty `Bytes` slice would still hold its allocation).
+fn leftover(buf: BytesMut) -> bytes::Bytes {
+    if buf.is_empty() {
+        bytes::Bytes::new()
+    } else {
+        bytes::Bytes::copy_from_slice(&buf)
+    }
 }
 
 async fn serve_http(stream: &mut TcpStream, req: &Request, peer: SocketAddr, shared: &Shared) {

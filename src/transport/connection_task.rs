@@ -114,8 +114,15 @@ where
     let mut next_ping = Instant::now() + heartbeat.map_or(far, |h| h.interval);
     let mut pong_deadline: Option<Instant> = None;
     let mut pong_seen = true;
+    // One timer for the connection's life, moved only when its deadline changes: registering a
+    // fresh timer on every pass of the loop would cost a timer-wheel insert and remove per frame.
+    let timer = tokio::time::sleep_until(next_ping);
+    tokio::pin!(timer);
     loop {
-        let timer = pong_deadline.map_or(next_ping, |d| d.min(next_ping));
+        let deadline = pong_deadline.map_or(next_ping, |d| d.min(next_ping));
+        if timer.deadline() != deadline {
+            timer.as_mut().reset(deadline);
+        }
         let closing = conn.outbox().is_closed();
         tokio::select! {
             biased;
@@ -125,7 +132,17 @@ where
                     let _ = Pin::new(&mut *ws).start_send(close_message(&reason));
                     return End::Closing;
                 }
-                unflushed = true;
+                // Usually the socket takes it at once: flush now rather than on another pass.
+                match poll_fn(|cx| Poll::Ready(Pin::new(&mut *ws).poll_flush(cx))).await {
+                    Poll::Ready(Ok(())) => {
+                        conn.outbox().written(std::mem::take(&mut in_flight));
+                    }
+                    Poll::Ready(Err(e)) => {
+                        tracing::debug!(conn = conn.id(), error = %e, "connection write failed");
+                        return End::Ended;
+                    }
+                    Poll::Pending => unflushed = true,
+                }
             }
             // A close asked for while a flush is stuck: loop so the arm above takes it.
             _ = conn.outbox().closed(), if unflushed && !closing => {}
@@ -151,7 +168,7 @@ where
                     Some(None) => return End::Ended,
                 }
             }
-            _ = tokio::time::sleep_until(timer) => {
+            _ = &mut timer => {
                 let now = Instant::now();
                 if let Some(deadline) = pong_deadline {
                     if pong_seen {

@@ -201,3 +201,38 @@ async fn a_departed_node_s_members_are_purged_everywhere_with_disconnect_frames(
         n.cluster.stop().await;
     }
 }
+
+#[tokio::test]
+async fn a_detached_protocol_behaves_as_a_single_node_again() {
+    let (a, b, c) = three_nodes().await;
+    let mut alice = PClient::member(a.server.local_addr(), "alice-id", "alice").await;
+    assert!(support::eventually(Duration::from_secs(5), || b.presence.member_count() == 1).await);
+    let mut bob = PClient::member(b.server.local_addr(), "bob-id", "bob").await;
+    alice
+        .expect(&member_frame("member@new", &m("bob-id", "bob", "")))
+        .await;
+    // b detaches Presence: its clients see the remote members leave, the others see b's members
+    // leave (no replica outlives the link), and b stops relaying.
+    b.cluster.detach("presence.esegece.com");
+    bob.expect(&member_frame("member@remove", &m("alice-id", "alice", "")))
+        .await;
+    alice
+        .expect(&member_frame("member@remove", &m("bob-id", "bob", "")))
+        .await;
+    bob.quiet().await;
+    assert_eq!(b.presence.member_count(), 1);
+    // A new member on b is not announced elsewhere; the cluster itself keeps running.
+    let _bella = PClient::member(b.server.local_addr(), "bella-id", "bella").await;
+    bob.expect(&member_frame("member@new", &m("bella-id", "bella", "")))
+        .await;
+    alice.quiet().await;
+    assert_eq!(
+        a.presence.member_count(),
+        1,
+        "alice only: neither bob nor bella"
+    );
+    assert_eq!(b.cluster.connected_peer_count(), 2);
+    for n in [&a, &b, &c] {
+        n.cluster.stop().await;
+    }
+}

@@ -31,6 +31,8 @@ pub struct PresenceAdapter {
     seen: Mutex<HashSet<Arc<str>>>,
     /// Peers whose snapshot is awaited, with the publishes and invitations held meanwhile.
     awaiting: Mutex<HashMap<Arc<str>, Vec<PresenceEvent>>>,
+    /// Where this protocol's events go while attached.
+    outlet: Mutex<Option<Arc<Outlet>>>,
 }
 
 impl PresenceAdapter {
@@ -40,6 +42,7 @@ impl PresenceAdapter {
             protocol,
             seen: Mutex::new(HashSet::new()),
             awaiting: Mutex::new(HashMap::new()),
+            outlet: Mutex::new(None),
         })
     }
 }
@@ -66,6 +69,7 @@ impl Adapter for PresenceAdapter {
     }
 
     fn attach(&self, outlet: Arc<Outlet>) {
+        *self.outlet.lock() = Some(outlet.clone());
         self.protocol
             .attach_relay(Arc::new(PresenceRelay { outlet }));
     }
@@ -73,6 +77,13 @@ impl Adapter for PresenceAdapter {
     fn detach(&self) {
         self.protocol.detach_relay();
         self.awaiting.lock().clear();
+        // Peers drop their replicas of this node's members: an empty snapshot says "none".
+        if let Some(outlet) = self.outlet.lock().take() {
+            let (kind, payload) = encode(&PresenceEvent::Snapshot {
+                members: Vec::new(),
+            });
+            outlet.send_all(kind, payload);
+        }
         let seen: Vec<Arc<str>> = self.seen.lock().drain().collect();
         for node in seen {
             self.protocol.purge_node(&node);

@@ -10,8 +10,8 @@
 use std::collections::HashSet;
 use std::net::SocketAddr;
 
-use futures_util::stream::{SplitSink, StreamExt};
 use futures_util::SinkExt;
+use futures_util::stream::{SplitSink, StreamExt};
 use http::{HeaderValue, Uri};
 use serde_json::Value;
 use tokio::net::TcpStream;

@@ -61,7 +61,10 @@ mod tests {
     #[test]
     fn one_value_is_every_percentile() {
         let d = Distribution::of(&[7.5]).unwrap_or_else(|| unreachable!());
-        assert_eq!((d.min, d.p50, d.p99, d.max, d.mean), (7.5, 7.5, 7.5, 7.5, 7.5));
+        assert_eq!(
+            (d.min, d.p50, d.p99, d.max, d.mean),
+            (7.5, 7.5, 7.5, 7.5, 7.5)
+        );
     }
 
     #[test]

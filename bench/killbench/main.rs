@@ -164,7 +164,9 @@ async fn bench(cli: &Cli) -> Result<(), String> {
     for i in 0..3 {
         nodes.push(Some(start_node(cli, &specs[i], i, &mut clients).await?));
     }
-    clients.sync(Instant::now() + secs(cli.setup_timeout)).await?;
+    clients
+        .sync(Instant::now() + secs(cli.setup_timeout))
+        .await?;
 
     let mut results = Vec::new();
     let mut round = 0;
@@ -180,7 +182,9 @@ async fn bench(cli: &Cli) -> Result<(), String> {
             let t0 = Instant::now();
             node.signal(signal)?;
             let done = clients
-                .pump_until(t0 + secs(cli.purge_timeout), |c| c.watched_still_known() == 0)
+                .pump_until(t0 + secs(cli.purge_timeout), |c| {
+                    c.watched_still_known() == 0
+                })
                 .await;
             let missing = clients.watched_still_known();
             let seen = clients.removals();
@@ -209,10 +213,15 @@ async fn bench(cli: &Cli) -> Result<(), String> {
                 }
             }
             if !node.reap(Instant::now() + Duration::from_secs(10)).await {
-                eprintln!("kb-{} did not exit within 10 s of SIG{signal}; killed", victim + 1);
+                eprintln!(
+                    "kb-{} did not exit within 10 s of SIG{signal}; killed",
+                    victim + 1
+                );
             }
             nodes[victim] = Some(start_node(cli, &specs[victim], victim, &mut clients).await?);
-            clients.sync(Instant::now() + secs(cli.setup_timeout)).await?;
+            clients
+                .sync(Instant::now() + secs(cli.setup_timeout))
+                .await?;
         }
         results.push((signal.clone(), tally));
     }
@@ -249,7 +258,16 @@ fn print_results(cli: &Cli, results: &[(String, Tally)]) {
     );
     println!(
         "{:<8} {:>6} {:>6} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} | {:>10}",
-        "signal", "rounds", "failed", "missing", "min", "p50", "p90", "p99", "max", "mean",
+        "signal",
+        "rounds",
+        "failed",
+        "missing",
+        "min",
+        "p50",
+        "p90",
+        "p99",
+        "max",
+        "mean",
         "first p50"
     );
     for (signal, t) in results {

@@ -76,7 +76,10 @@ impl Node {
             match Self::start_once(spec, deadline).await {
                 Ok(node) => return Ok(node),
                 Err(e) if Instant::now() + Duration::from_millis(200) < deadline => {
-                    eprintln!("killbench: node {} did not start ({e}); retrying", spec.name);
+                    eprintln!(
+                        "killbench: node {} did not start ({e}); retrying",
+                        spec.name
+                    );
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
                 Err(e) => return Err(format!("node {}: {e}", spec.name)),

@@ -125,7 +125,12 @@ pub(crate) async fn run(o: &FanoutOpts, r: &RunOpts) -> Result<Report, String> {
     let name = scenario_name(o.proto);
     let nodes = r.targets.len();
     let receiver_nodes = o.receiver_nodes.map_or(nodes, |n| n.clamp(1, nodes));
-    let layout = Layout::new(o.receivers, o.channels, o.channels_per_receiver, receiver_nodes);
+    let layout = Layout::new(
+        o.receivers,
+        o.channels,
+        o.channels_per_receiver,
+        receiver_nodes,
+    );
     let roles = roles(o, r, &layout)?;
     let mean_per_channel = (o.receivers * layout.per_sub) as f64 / layout.channels as f64;
     let limit = inflight_limit(o, mean_per_channel);

@@ -161,8 +161,8 @@ async fn bench(cli: &Cli) -> Result<(), String> {
 
     let mut clients = Clients::new();
     let mut nodes: Vec<Option<Node>> = Vec::new();
-    for i in 0..3 {
-        nodes.push(Some(start_node(cli, &specs[i], i, &mut clients).await?));
+    for (i, spec) in specs.iter().enumerate() {
+        nodes.push(Some(start_node(cli, spec, i, &mut clients).await?));
     }
     clients
         .sync(Instant::now() + secs(cli.setup_timeout))

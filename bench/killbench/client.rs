@@ -34,6 +34,10 @@ enum Seen {
     Remove(String),
     /// A `send@members` reply listing these member ids.
     Members(Vec<String>),
+    /// An `error@member@channel` frame (shown as it came).
+    Error(String),
+    /// The connection ended (how).
+    Closed(String),
 }
 
 /// A frame a reader saw: which client, what, when.
@@ -120,7 +124,12 @@ impl Clients {
         }
         let (tx, client) = (self.tx.clone(), self.list.len());
         let reader = tokio::spawn(async move {
-            while let Some(Ok(msg)) = stream.next().await {
+            let end = loop {
+                let msg = match stream.next().await {
+                    None => break "closed by the node".to_owned(),
+                    Some(Err(e)) => break format!("read: {e}"),
+                    Some(Ok(msg)) => msg,
+                };
                 let Some(text) = msg.as_text() else { continue };
                 if let Some(seen) = classify(text) {
                     let at = Instant::now();
@@ -128,7 +137,13 @@ impl Clients {
                         return;
                     }
                 }
-            }
+            };
+            let at = Instant::now();
+            let _ = tx.send(Event {
+                client,
+                seen: Seen::Closed(end),
+                at,
+            });
         });
         self.list.push(Client {
             node,
@@ -210,21 +225,37 @@ impl Clients {
                 self.get_members(i).await?;
             }
             let answered = |s: &Self| asked.iter().all(|&(i, n)| s.list[i].replies > n);
-            if !self.pump_until(deadline, answered).await {
-                return Err("send@members replies did not all arrive in time".to_owned());
-            }
-            if self.converged() {
+            let all_answered = self.pump_until(deadline, answered).await;
+            if all_answered && self.converged() {
                 return Ok(());
             }
             if Instant::now() >= deadline {
-                let all = self.all_members().len();
-                let short = self.live().filter(|c| c.known.len() != all).count();
-                return Err(format!(
-                    "{short} clients still do not list all {all} members"
-                ));
+                return Err(self.divergence());
             }
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
+    }
+
+    /// What the live clients' last `send@members` replies (and the broadcasts since) say, per
+    /// node, against the members that exist.
+    fn divergence(&self) -> String {
+        let all = self.all_members().len();
+        let mut per_node = std::collections::BTreeMap::<usize, Vec<usize>>::new();
+        for c in self.live() {
+            per_node.entry(c.node).or_default().push(c.known.len());
+        }
+        let nodes: Vec<String> = per_node
+            .into_iter()
+            .map(|(n, mut sizes)| {
+                sizes.sort_unstable();
+                sizes.dedup();
+                format!("clients of kb-{} list {sizes:?}", n + 1)
+            })
+            .collect();
+        format!(
+            "the members did not converge: {all} members exist; {}",
+            nodes.join("; ")
+        )
     }
 
     /// Sends `get@members` for every member (`""` channel) from client `i`.
@@ -291,6 +322,8 @@ impl Clients {
                 c.known = ids.into_iter().collect();
                 c.replies += 1;
             }
+            Seen::Error(frame) => eprintln!("killbench: client {} got {frame}", c.id),
+            Seen::Closed(how) => eprintln!("killbench: client {} lost: {how}", c.id),
         }
     }
 }
@@ -345,6 +378,7 @@ fn classify(text: &str) -> Option<Seen> {
         "sgc@presence@send@members" => Some(Seen::Members(
             v["members"].as_array()?.iter().filter_map(id).collect(),
         )),
+        "sgc@presence@error@member@channel" => Some(Seen::Error(text.to_owned())),
         _ => None,
     }
 }

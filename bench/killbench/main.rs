@@ -64,8 +64,12 @@ struct Cli {
     #[arg(long, default_value_t = 10.0)]
     purge_timeout: f64,
     /// Longest wait for a node to start and its members to be known everywhere, seconds.
-    #[arg(long, default_value_t = 30.0)]
+    #[arg(long, default_value_t = 10.0)]
     setup_timeout: f64,
+    /// On a failed setup, keep the nodes running this many seconds before stopping (to inspect
+    /// them).
+    #[arg(long, default_value_t = 0.0)]
+    hold_on_failure: f64,
     /// Hard limit on the whole run, seconds (exit code 2; nodes are killed).
     #[arg(long, default_value_t = 900.0)]
     max_run_time: f64,
@@ -82,6 +86,8 @@ struct Tally {
     failed: usize,
     /// (survivor client, member) removals never seen, over all rounds.
     missing: usize,
+    /// Restarts after which the members never converged (the cluster was started afresh).
+    unconverged: usize,
 }
 
 fn main() -> ExitCode {
@@ -160,13 +166,7 @@ async fn bench(cli: &Cli) -> Result<(), String> {
     );
 
     let mut clients = Clients::new();
-    let mut nodes: Vec<Option<Node>> = Vec::new();
-    for (i, spec) in specs.iter().enumerate() {
-        nodes.push(Some(start_node(cli, spec, i, &mut clients).await?));
-    }
-    clients
-        .sync(Instant::now() + secs(cli.setup_timeout))
-        .await?;
+    let mut nodes = start_cluster(cli, &specs, &mut clients).await?;
 
     let mut results = Vec::new();
     let mut round = 0;
@@ -219,14 +219,49 @@ async fn bench(cli: &Cli) -> Result<(), String> {
                 );
             }
             nodes[victim] = Some(start_node(cli, &specs[victim], victim, &mut clients).await?);
-            clients
-                .sync(Instant::now() + secs(cli.setup_timeout))
-                .await?;
+            if let Err(e) = clients.sync(Instant::now() + secs(cli.setup_timeout)).await {
+                // Not a purge measurement, but worth counting: the restarted node and the
+                // survivors never agreed on the members. Start a fresh cluster and go on.
+                tally.unconverged += 1;
+                eprintln!("killbench: after restarting kb-{}: {e}", victim + 1);
+                if cli.hold_on_failure > 0.0 {
+                    for (i, n) in nodes
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(i, n)| Some((i, n.as_ref()?)))
+                    {
+                        eprintln!("  kb-{}: pid {} ws {}", i + 1, n.pid(), n.ws);
+                    }
+                    eprintln!("killbench: holding the nodes {} s", cli.hold_on_failure);
+                    tokio::time::sleep(secs(cli.hold_on_failure)).await;
+                }
+                drop(nodes);
+                nodes = start_cluster(cli, &specs, &mut clients).await?;
+            }
         }
         results.push((signal.clone(), tally));
     }
     print_results(cli, &results);
     Ok(())
+}
+
+/// Forgets every client and starts the three nodes with their members, until every client lists
+/// every member.
+async fn start_cluster(
+    cli: &Cli,
+    specs: &[NodeSpec],
+    clients: &mut Clients,
+) -> Result<Vec<Option<Node>>, String> {
+    let mut nodes = Vec::new();
+    for (i, spec) in specs.iter().enumerate() {
+        clients.drop_node(i);
+        nodes.push(Some(start_node(cli, spec, i, clients).await?));
+    }
+    clients
+        .sync(Instant::now() + secs(cli.setup_timeout))
+        .await
+        .map_err(|e| format!("fresh cluster: {e}"))?;
+    Ok(nodes)
 }
 
 /// Starts node `index` and connects its members.
@@ -257,7 +292,7 @@ fn print_results(cli: &Cli, results: &[(String, Tally)]) {
         2 * cli.members
     );
     println!(
-        "{:<8} {:>6} {:>6} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} | {:>10}",
+        "{:<8} {:>6} {:>6} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} | {:>9} {:>11}",
         "signal",
         "rounds",
         "failed",
@@ -268,28 +303,35 @@ fn print_results(cli: &Cli, results: &[(String, Tally)]) {
         "p99",
         "max",
         "mean",
-        "first p50"
+        "first p50",
+        "unconverged"
     );
     for (signal, t) in results {
         let rounds = t.last_ms.len() + t.failed;
         let p50 = |v: &[f64]| Distribution::of(v).map_or(f64::NAN, |d| d.p50);
+        let head = format!(
+            "SIG{signal:<5} {rounds:>6} {:>6} {:>8}",
+            t.failed, t.missing
+        );
         match Distribution::of(&t.last_ms) {
             Some(d) => println!(
-                "SIG{signal:<5} {rounds:>6} {:>6} {:>8} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} | {:>10.2}",
-                t.failed,
-                t.missing,
+                "{head} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} | {:>9.2} {:>11}",
                 d.min,
                 d.p50,
                 d.p90,
                 d.p99,
                 d.max,
                 d.mean,
-                p50(&t.first_ms)
+                p50(&t.first_ms),
+                t.unconverged
             ),
-            None => println!(
-                "SIG{signal:<5} {rounds:>6} {:>6} {:>8} (no complete round)",
-                t.failed, t.missing
-            ),
+            None => println!("{head} (no complete round) | unconverged {}", t.unconverged),
         }
     }
+    println!(
+        "failed: rounds where some survivor client did not see some removal within {:.1} s \
+         (missing: those removals); unconverged: restarts after which the members were not \
+         listed everywhere within {:.1} s (a fresh cluster was started)",
+        cli.purge_timeout, cli.setup_timeout
+    );
 }

@@ -136,6 +136,11 @@ impl Node {
         Ok(node)
     }
 
+    /// Its process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Sends `signal` (`KILL` or `TERM`) with one `kill(2)` call.
     pub(crate) fn signal(&self, signal: &str) -> Result<(), String> {
         let sig = match signal {

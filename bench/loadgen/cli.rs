@@ -138,6 +138,10 @@ pub(crate) struct FanoutArgs {
     /// Channels each subscriber subscribes to.
     #[arg(long, default_value_t = 1)]
     channels_per_sub: usize,
+    /// Deal the subscribers only to the first N --url nodes (default: all). With
+    /// --publisher-url on another node, every delivery crosses the cluster.
+    #[arg(long)]
+    subscriber_nodes: Option<usize>,
     /// Publishing options.
     #[command(flatten)]
     publish: PublishArgs,
@@ -275,6 +279,7 @@ impl PublishArgs {
             max_inflight: self.max_inflight,
             max_inflight_deliveries: self.max_inflight_deliveries,
             probe_timeout: secs(self.probe_timeout),
+            receiver_nodes: None,
         }
     }
 }
@@ -282,8 +287,12 @@ impl PublishArgs {
 impl FanoutArgs {
     /// The `fanout` options.
     pub(crate) fn opts(&self) -> FanoutOpts {
-        self.publish
-            .fanout(Proto::Sgc, self.subscribers, self.channels_per_sub)
+        FanoutOpts {
+            receiver_nodes: self.subscriber_nodes,
+            ..self
+                .publish
+                .fanout(Proto::Sgc, self.subscribers, self.channels_per_sub)
+        }
     }
 }
 

@@ -64,6 +64,8 @@ pub(crate) struct FanoutOpts {
     pub(crate) max_inflight_deliveries: u64,
     /// Longest wait for the probe to reach every node (several nodes only).
     pub(crate) probe_timeout: Duration,
+    /// Receivers go only to the first this many nodes (`None`: all of them).
+    pub(crate) receiver_nodes: Option<usize>,
 }
 
 /// One client's part in the run.
@@ -122,7 +124,13 @@ fn scenario_name(proto: Proto) -> &'static str {
 pub(crate) async fn run(o: &FanoutOpts, r: &RunOpts) -> Result<Report, String> {
     let name = scenario_name(o.proto);
     let nodes = r.targets.len();
-    let layout = Layout::new(o.receivers, o.channels, o.channels_per_receiver, nodes);
+    let receiver_nodes = o.receiver_nodes.map_or(nodes, |n| n.clamp(1, nodes));
+    let layout = Layout::new(
+        o.receivers,
+        o.channels,
+        o.channels_per_receiver,
+        receiver_nodes,
+    );
     let roles = roles(o, r, &layout)?;
     let mean_per_channel = (o.receivers * layout.per_sub) as f64 / layout.channels as f64;
     let limit = inflight_limit(o, mean_per_channel);
@@ -545,6 +553,7 @@ mod tests {
             max_inflight,
             max_inflight_deliveries,
             probe_timeout: Duration::ZERO,
+            receiver_nodes: None,
         }
     }
 

@@ -4,8 +4,6 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
-
 use super::Outlet;
 use super::envelope::{Envelope, Kind, Origin};
 
@@ -34,6 +32,9 @@ pub trait Adapter: Send + Sync + 'static {
     /// A peer is gone: purge what it owned (its Presence members).
     fn peer_down(&self, peer: &Origin);
 
-    /// What a newly seen peer needs from this node (Presence members, retained queues).
-    fn snapshot(&self) -> Vec<(Kind, Bytes)>;
+    /// Sends `node` what a newly seen peer needs from this node (Presence members, retained
+    /// queues, channel interest), through `outlet`. It must be ordered with the adapter's own
+    /// events: an event sent before the snapshot is in it or older than it, and an event emitted
+    /// after the snapshot was taken is sent after it (the receiver relies on that order).
+    fn send_snapshot(&self, outlet: &Outlet, node: &str);
 }

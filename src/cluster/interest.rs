@@ -45,6 +45,9 @@ struct Gate {
 pub struct InterestTable {
     /// Peers that may need our publishes: `None` until their full set arrives (send them all).
     peers: HashMap<Arc<str>, Option<HashSet<String>>>,
+    /// Adds and removes received from a peer while its full set is awaited, in order: the set
+    /// may have been taken before some of them were sent, so they are applied on top of it.
+    early: HashMap<Arc<str>, Vec<(String, bool)>>,
     /// Peers that went down and when: they still get everything (the engine keeps it for replay
     /// should the link come back), are never waited for, and are forgotten after a while.
     down: HashMap<Arc<str>, Instant>,
@@ -65,12 +68,14 @@ impl InterestTable {
     /// A peer came up: its interest is unknown until its `Full` arrives.
     pub fn peer_up(&mut self, peer: &Arc<str>) {
         self.down.remove(peer);
+        self.early.remove(peer);
         self.peers.insert(peer.clone(), None);
     }
 
     /// A peer is gone: it is no longer waited for. Returns the gates that opened.
     pub fn peer_down(&mut self, peer: &str) -> Vec<InterestReady> {
         let now = Instant::now();
+        self.early.remove(peer);
         if let Some((name, _)) = self.peers.remove_entry(peer) {
             self.down.insert(name, now);
         }
@@ -115,20 +120,23 @@ impl InterestTable {
     ) -> (Option<InterestMsg>, Vec<InterestReady>) {
         match msg {
             InterestMsg::Full(channels) => {
-                self.peers
-                    .insert(peer.clone(), Some(channels.into_iter().collect()));
+                let mut set: HashSet<String> = channels.into_iter().collect();
+                for (channel, added) in self.early.remove(peer).unwrap_or_default() {
+                    if added {
+                        set.insert(channel);
+                    } else {
+                        set.remove(&channel);
+                    }
+                }
+                self.peers.insert(peer.clone(), Some(set));
                 (None, Vec::new())
             }
             InterestMsg::Add { channel, token } => {
-                if let Some(Some(set)) = self.peers.get_mut(peer) {
-                    set.insert(channel);
-                }
+                self.change(peer, channel, true);
                 (Some(InterestMsg::Ack(token)), Vec::new())
             }
             InterestMsg::Remove(channel) => {
-                if let Some(Some(set)) = self.peers.get_mut(peer) {
-                    set.remove(&channel);
-                }
+                self.change(peer, channel, false);
                 (None, Vec::new())
             }
             InterestMsg::Ack(token) => {
@@ -146,6 +154,25 @@ impl InterestTable {
                 };
                 (None, opened)
             }
+        }
+    }
+
+    fn change(&mut self, peer: &Arc<str>, channel: String, added: bool) {
+        match self.peers.get_mut(peer) {
+            Some(Some(set)) => {
+                if added {
+                    set.insert(channel);
+                } else {
+                    set.remove(&channel);
+                }
+            }
+            Some(None) => {
+                let early = self.early.entry(peer.clone()).or_default();
+                if early.len() < 100_000 {
+                    early.push((channel, added));
+                }
+            }
+            None => {}
         }
     }
 
@@ -226,6 +253,26 @@ mod tests {
         t.peer_up(&b);
         t.receive(&b, InterestMsg::Full(vec![]));
         assert!(t.route("x").is_empty());
+    }
+
+    #[test]
+    fn changes_received_before_a_stale_full_set_are_applied_on_top_of_it() {
+        let mut t = InterestTable::default();
+        let b: Arc<str> = Arc::from("b");
+        t.peer_up(&b);
+        // The set was taken before "x" was added and "y" removed, but arrives after both.
+        t.receive(
+            &b,
+            InterestMsg::Add {
+                channel: "x".into(),
+                token: 1,
+            },
+        );
+        t.receive(&b, InterestMsg::Remove("y".into()));
+        t.receive(&b, InterestMsg::Full(vec!["y".into(), "z".into()]));
+        assert_eq!(t.route("x"), vec![b.clone()]);
+        assert!(t.route("y").is_empty());
+        assert_eq!(t.route("z"), vec![b.clone()]);
     }
 
     #[test]

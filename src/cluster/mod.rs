@@ -161,9 +161,7 @@ impl Cluster {
         if let Some(b) = running {
             for peer in live_peers(&b) {
                 adapter.peer_up(&peer);
-                for (kind, payload) in adapter.snapshot() {
-                    b.send_to(&peer.node_id, kind, payload);
-                }
+                adapter.send_snapshot(&self.inner.outlet, &peer.node_id);
                 b.send_to(&peer.node_id, Kind::SnapshotRequest, Bytes::new());
             }
         }
@@ -203,8 +201,13 @@ impl Cluster {
         }
         let backplane = match self.inner.config.engine {
             EngineKind::None => return Ok(()),
+            // The outlet is set before any link can form: a peer that links at once must find
+            // it, or its snapshot request (and ours) would be dropped for good.
             EngineKind::Mesh => Backplane::Mesh(
-                MeshEngine::start(self.inner.config.mesh_settings(), origin, handler).await?,
+                MeshEngine::start_with(self.inner.config.mesh_settings(), origin, handler, |m| {
+                    *self.inner.outlet.backplane.write() = Some(Backplane::Mesh(m.clone()));
+                })
+                .await?,
             ),
         };
         *self.inner.outlet.backplane.write() = Some(backplane.clone());
@@ -276,9 +279,7 @@ fn live_peers(b: &Backplane) -> Vec<Origin> {
 /// Sends every adapter's snapshot to `node`.
 fn send_snapshots(inner: &Inner, adapters: &[Arc<dyn Adapter>], node: &str) {
     for a in adapters {
-        for (kind, payload) in a.snapshot() {
-            inner.outlet.send_to(node, kind, payload);
-        }
+        a.send_snapshot(&inner.outlet, node);
     }
 }
 

@@ -33,6 +33,9 @@ pub struct PresenceAdapter {
     awaiting: Mutex<HashMap<Arc<str>, Vec<PresenceEvent>>>,
     /// Where this protocol's events go while attached.
     outlet: Mutex<Option<Arc<Outlet>>>,
+    /// Held while a relay event is sent and while a snapshot is taken and sent, so a change is
+    /// either in a snapshot or sent after it, never sent before a snapshot that misses it.
+    send_lock: Arc<Mutex<()>>,
 }
 
 impl PresenceAdapter {
@@ -43,17 +46,20 @@ impl PresenceAdapter {
             seen: Mutex::new(HashSet::new()),
             awaiting: Mutex::new(HashMap::new()),
             outlet: Mutex::new(None),
+            send_lock: Arc::new(Mutex::new(())),
         })
     }
 }
 
 struct PresenceRelay {
     outlet: Arc<Outlet>,
+    send_lock: Arc<Mutex<()>>,
 }
 
 impl Relay<PresenceEvent> for PresenceRelay {
     fn relay(&self, event: &PresenceEvent) {
         let (kind, payload) = encode(event);
+        let _ordered = self.send_lock.lock();
         match event {
             PresenceEvent::Invitation { target_node, .. } => {
                 self.outlet.send_to(target_node, kind, payload)
@@ -70,8 +76,10 @@ impl Adapter for PresenceAdapter {
 
     fn attach(&self, outlet: Arc<Outlet>) {
         *self.outlet.lock() = Some(outlet.clone());
-        self.protocol
-            .attach_relay(Arc::new(PresenceRelay { outlet }));
+        self.protocol.attach_relay(Arc::new(PresenceRelay {
+            outlet,
+            send_lock: self.send_lock.clone(),
+        }));
     }
 
     fn detach(&self) {
@@ -150,8 +158,10 @@ impl Adapter for PresenceAdapter {
         }
     }
 
-    fn snapshot(&self) -> Vec<(Kind, Bytes)> {
-        vec![encode(&self.protocol.snapshot())]
+    fn send_snapshot(&self, outlet: &Outlet, node: &str) {
+        let _ordered = self.send_lock.lock();
+        let (kind, payload) = encode(&self.protocol.snapshot());
+        outlet.send_to(node, kind, payload);
     }
 }
 

@@ -247,22 +247,26 @@ impl Adapter for SgcAdapter {
         opened.into_iter().for_each(|ready| ready());
     }
 
-    fn snapshot(&self) -> Vec<(Kind, Bytes)> {
+    fn send_snapshot(&self, outlet: &Outlet, node: &str) {
+        // Taken before the routing lock (the interest set is read under the protocol's interest
+        // mutex, which is held while the routing lock is taken elsewhere); a receiver applies the
+        // interest changes it got while waiting for this set on top of it (`InterestTable`).
         let interest: Vec<String> = self
             .protocol
             .local_interest()
             .iter()
             .map(|c| c.to_string())
             .collect();
-        let mut out = vec![(
+        let retained = self.protocol.retained_snapshot();
+        let _ordered = self.routing.state.lock();
+        outlet.send_to(
+            node,
             Kind::Interest,
             encode_interest(&InterestMsg::Full(interest)),
-        )];
-        let s = self.protocol.retained_snapshot();
-        if !s.channels.is_empty() {
-            out.push((Kind::SgcRetainedSnapshot, encode_snapshot(&s)));
+        );
+        if !retained.channels.is_empty() {
+            outlet.send_to(node, Kind::SgcRetainedSnapshot, encode_snapshot(&retained));
         }
-        out
     }
 }
 

@@ -150,6 +150,18 @@ impl MeshEngine {
         me: Origin,
         handler: Arc<dyn EngineHandler>,
     ) -> Result<Self> {
+        Self::start_with(cfg, me, handler, |_| {}).await
+    }
+
+    /// Like [`MeshEngine::start`], calling `before_links(&engine)` once the port is bound and
+    /// before any link can form: whatever the handler needs to answer a peer (e.g. the outlet it
+    /// sends through) must exist before the first peer shows up.
+    pub async fn start_with(
+        cfg: MeshConfig,
+        me: Origin,
+        handler: Arc<dyn EngineHandler>,
+        before_links: impl FnOnce(&MeshEngine),
+    ) -> Result<Self> {
         let listener = TcpListener::bind(cfg.listen())
             .await
             .map_err(|source| Error::Bind {
@@ -201,13 +213,17 @@ impl MeshEngine {
                 }
             }
         });
+        let engine = Self {
+            shared: shared.clone(),
+        };
+        before_links(&engine);
         tokio::spawn(link::accept_loop(shared.clone(), listener));
         tokio::spawn(ticker(shared.clone()));
         for addr in &shared.cfg.peers {
             let _ = shared.dial_tx.send(addr.clone());
         }
         tracing::info!(node = %shared.me.node_id, %local_addr, "mesh listening");
-        Ok(Self { shared })
+        Ok(engine)
     }
 
     /// The address the cluster port is bound to.

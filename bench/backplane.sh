@@ -31,21 +31,6 @@ SECONDS_MEASURED="${SECONDS_MEASURED:-5}"
 LOAD=(fanout --subscribers 900 --channels 100 --payload 100 --publishers 1
     --warmup 0 --duration "$SECONDS_MEASURED")
 
-# Waits while another heavy process (build, test, node, load generator) runs on this machine.
-wait_quiet() {
-    local busy waited=0
-    while busy="$(ps -eo pid=,comm= | awk '$2 ~ /^(cargo|rustc|clippy-driver|cc1.*|ld|rust-lld|wscluster.*)$/')"; [[ -n "$busy" ]]; do
-        if ((waited >= 600)); then
-            echo "!! still busy after 600 s, measuring anyway:"; echo "$busy"
-            return 0
-        fi
-        echo "waiting for other heavy processes (${waited}s):" $busy
-        sleep 10
-        waited=$((waited + 10))
-    done
-    ((waited == 0)) || echo "(waited ${waited}s for the machine to be quiet)"
-}
-
 # node_flags I IR: NODE_FLAGS of node I (1..3), interest routing IR (true/false).
 node_flags() {
     local i="$1" j

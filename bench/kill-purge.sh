@@ -13,21 +13,6 @@ source "$(dirname "$0")/lib.sh"
 ROUNDS="${ROUNDS:-30}"
 MEMBERS="${MEMBERS:-50}"
 
-# Waits while another heavy process (build, test, node, load generator) runs on this machine.
-wait_quiet() {
-    local busy waited=0
-    while busy="$(ps -eo pid=,comm= | awk '$2 ~ /^(cargo|rustc|clippy-driver|cc1.*|ld|rust-lld|wscluster.*)$/')"; [[ -n "$busy" ]]; do
-        if ((waited >= 600)); then
-            echo "!! still busy after 600 s, measuring anyway:"; echo "$busy"
-            return 0
-        fi
-        echo "waiting for other heavy processes (${waited}s):" $busy
-        sleep 10
-        waited=$((waited + 10))
-    done
-    ((waited == 0)) || echo "(waited ${waited}s for the machine to be quiet)"
-}
-
 ulimit -n "$(ulimit -Hn)"
 header
 show cargo build --release --bin wscluster --bin wscluster-killbench

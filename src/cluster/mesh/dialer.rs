@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::Shared;
-use super::link::{self, LinkError};
+use super::handshake::{self, LinkError};
+use super::link;
 
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
@@ -56,7 +57,7 @@ pub(crate) async fn dial_loop(shared: Arc<Shared>, addr: String) {
                 _ = changed => {}
             }
         }
-        match link::dial(&shared, &addr).await {
+        match handshake::dial(&shared, &addr).await {
             Ok((est, rd, wr)) => {
                 attempt = 0;
                 settle(&shared, &addr);

@@ -1,55 +1,21 @@
-//! One mesh link: the authenticated handshake (both roles), then a reader loop (this task) and a
+//! One mesh link once its handshake (`handshake.rs`) succeeded: a reader loop (this task) and a
 //! writer task that drains the link's bounded queue.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use bytes::Bytes;
 use tokio::io::{AsyncWriteExt, BufWriter};
+use tokio::net::TcpListener;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::{TcpListener, TcpStream};
 
-use super::auth::{self, Role, Transcript};
+use super::handshake::{CLOSE_GRACE, Established, LinkError, accept_handshake, advertised};
 use super::queue::LinkQueue;
 use super::replay::{Arrival, InboundSequence, ReplayWindow};
-use super::wire::{self, HandshakeMsg, LINK_PROTOCOL, Resume, WireFrame};
+use super::wire::{self, WireFrame};
 use super::{DialTarget, LinkSlot, Peer, Report, Shared};
 use crate::cluster::envelope::{Envelope, Kind, Origin};
-
-/// Why a link could not be established.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum LinkError {
-    #[error("I/O: {0}")]
-    Io(#[from] std::io::Error),
-    #[error("handshake timed out")]
-    Timeout,
-    #[error("peer closed during the handshake")]
-    Closed,
-    #[error("unexpected handshake message")]
-    Unexpected,
-    #[error("refused by peer: {0}")]
-    RefusedByPeer(String),
-    #[error("refused: {0}")]
-    Refused(String),
-    #[error("dialled ourselves")]
-    SelfDial,
-}
-
-/// How long a closing link may take to flush what it still has to send.
-const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
-
-/// The refusal reason an acceptor gives a node that dialled itself (an address gossiped back).
-const SELF_DIAL: &str = "self";
-
-/// What a successful handshake established.
-pub(crate) struct Established {
-    pub(crate) peer: Origin,
-    pub(crate) listen: Option<String>,
-    pub(crate) peer_resume: Option<Resume>,
-    pub(crate) dialer: Arc<str>,
-}
 
 pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
     let mut stop = shared.stop.subscribe();
@@ -90,206 +56,6 @@ pub(crate) fn log_refusal(shared: &Shared, addr: &str, e: &LinkError) {
             tracing::warn!(%addr, error = %e, "mesh link refused");
         }
         _ => tracing::debug!(%addr, error = %e, "mesh link failed"),
-    }
-}
-
-async fn send_msg(wr: &mut OwnedWriteHalf, msg: &HandshakeMsg) -> Result<(), LinkError> {
-    wire::write_frames(wr, [WireFrame::whole(msg.encode())]).await?;
-    wr.flush().await?;
-    Ok(())
-}
-
-async fn recv_msg(rd: &mut OwnedReadHalf) -> Result<HandshakeMsg, LinkError> {
-    let frame = wire::read_frame(rd, 64 * 1024)
-        .await?
-        .ok_or(LinkError::Closed)?;
-    HandshakeMsg::decode(&frame).ok_or(LinkError::Unexpected)
-}
-
-async fn refuse(wr: &mut OwnedWriteHalf, reason: &str) -> LinkError {
-    let _ = send_msg(
-        wr,
-        &HandshakeMsg::Refuse {
-            reason: reason.to_owned(),
-        },
-    )
-    .await;
-    LinkError::Refused(reason.to_owned())
-}
-
-fn resume_for(shared: &Shared, node_id: &str, incarnation: u64) -> Option<Resume> {
-    let st = shared.state.lock();
-    st.peers
-        .get(node_id)
-        .filter(|p| p.incarnation == incarnation)
-        .map(|p| Resume {
-            incarnation,
-            last_seq: p.inbound.last(),
-        })
-}
-
-fn advertised(shared: &Shared) -> String {
-    if shared.cfg.advertise.is_empty() {
-        shared.local_addr.to_string()
-    } else {
-        shared.cfg.advertise.clone()
-    }
-}
-
-pub(crate) async fn dial_handshake(
-    shared: &Shared,
-    rd: &mut OwnedReadHalf,
-    wr: &mut OwnedWriteHalf,
-) -> Result<Established, LinkError> {
-    let nonce = auth::new_nonce();
-    send_msg(
-        wr,
-        &HandshakeMsg::Hello {
-            protocol: LINK_PROTOCOL.into(),
-            cluster: shared.cfg.cluster_name.clone(),
-            node_id: shared.me.node_id.to_string(),
-            incarnation: shared.me.incarnation,
-            listen: Some(advertised(shared)),
-            nonce,
-        },
-    )
-    .await?;
-    let (node_id, incarnation, listen, their_nonce, proof, resume) = match recv_msg(rd).await? {
-        HandshakeMsg::Welcome {
-            node_id,
-            incarnation,
-            listen,
-            nonce,
-            proof,
-            resume,
-        } => (node_id, incarnation, listen, nonce, proof, resume),
-        HandshakeMsg::Refuse { reason } if reason == SELF_DIAL => return Err(LinkError::SelfDial),
-        HandshakeMsg::Refuse { reason } => return Err(LinkError::RefusedByPeer(reason)),
-        _ => return Err(LinkError::Unexpected),
-    };
-    if *node_id == *shared.me.node_id {
-        let _ = refuse(wr, "same node id").await;
-        return Err(LinkError::SelfDial);
-    }
-    let t = Transcript {
-        cluster: &shared.cfg.cluster_name,
-        dialer_id: &shared.me.node_id,
-        acceptor_id: &node_id,
-        dialer_nonce: &nonce,
-        acceptor_nonce: &their_nonce,
-    };
-    let secret = shared.cfg.secret.as_bytes();
-    if !auth::verify(secret, Role::Acceptor, &t, &proof) {
-        return Err(refuse(wr, "authentication failed: wrong cluster secret").await);
-    }
-    let my_proof = auth::proof(secret, Role::Dialer, &t);
-    let my_resume = resume_for(shared, &node_id, incarnation);
-    send_msg(
-        wr,
-        &HandshakeMsg::Proof {
-            proof: my_proof,
-            resume: my_resume,
-        },
-    )
-    .await?;
-    match recv_msg(rd).await? {
-        HandshakeMsg::Ready => {}
-        HandshakeMsg::Refuse { reason } => return Err(LinkError::RefusedByPeer(reason)),
-        _ => return Err(LinkError::Unexpected),
-    }
-    Ok(Established {
-        peer: Origin {
-            node_id: Arc::from(node_id),
-            incarnation,
-        },
-        listen,
-        peer_resume: resume,
-        dialer: shared.me.node_id.clone(),
-    })
-}
-
-async fn accept_handshake(
-    shared: &Shared,
-    rd: &mut OwnedReadHalf,
-    wr: &mut OwnedWriteHalf,
-    remote: SocketAddr,
-) -> Result<Established, LinkError> {
-    let (protocol, cluster, node_id, incarnation, listen, their_nonce) = match recv_msg(rd).await? {
-        HandshakeMsg::Hello {
-            protocol,
-            cluster,
-            node_id,
-            incarnation,
-            listen,
-            nonce,
-        } => (protocol, cluster, node_id, incarnation, listen, nonce),
-        _ => return Err(refuse(wr, "expected a hello").await),
-    };
-    if protocol != LINK_PROTOCOL {
-        return Err(refuse(wr, &format!("unsupported link protocol {protocol}")).await);
-    }
-    if cluster != shared.cfg.cluster_name {
-        return Err(refuse(wr, &format!("wrong cluster name {cluster:?}")).await);
-    }
-    if *node_id == *shared.me.node_id && incarnation == shared.me.incarnation {
-        let _ = send_msg(
-            wr,
-            &HandshakeMsg::Refuse {
-                reason: SELF_DIAL.into(),
-            },
-        )
-        .await;
-        return Err(LinkError::SelfDial);
-    }
-    if node_id.is_empty() || node_id.len() > 255 || *node_id == *shared.me.node_id {
-        return Err(refuse(wr, "unusable or duplicate node id").await);
-    }
-    let nonce = auth::new_nonce();
-    let t = Transcript {
-        cluster: &shared.cfg.cluster_name,
-        dialer_id: &node_id,
-        acceptor_id: &shared.me.node_id,
-        dialer_nonce: &their_nonce,
-        acceptor_nonce: &nonce,
-    };
-    let secret = shared.cfg.secret.as_bytes();
-    send_msg(
-        wr,
-        &HandshakeMsg::Welcome {
-            node_id: shared.me.node_id.to_string(),
-            incarnation: shared.me.incarnation,
-            listen: Some(advertised(shared)),
-            nonce,
-            proof: auth::proof(secret, Role::Acceptor, &t),
-            resume: resume_for(shared, &node_id, incarnation),
-        },
-    )
-    .await?;
-    let (proof, resume) = match recv_msg(rd).await? {
-        HandshakeMsg::Proof { proof, resume } => (proof, resume),
-        HandshakeMsg::Refuse { reason } => return Err(LinkError::RefusedByPeer(reason)),
-        _ => return Err(LinkError::Unexpected),
-    };
-    if !auth::verify(secret, Role::Dialer, &t, &proof) {
-        return Err(refuse(wr, "authentication failed: wrong cluster secret").await);
-    }
-    send_msg(wr, &HandshakeMsg::Ready).await?;
-    Ok(Established {
-        peer: Origin {
-            node_id: Arc::from(node_id.as_str()),
-            incarnation,
-        },
-        listen: listen.map(|l| reachable(&l, remote)),
-        peer_resume: resume,
-        dialer: Arc::from(node_id),
-    })
-}
-
-/// An advertised `0.0.0.0:port` (or `[::]:port`) is reached at the address the peer came from.
-fn reachable(listen: &str, remote: SocketAddr) -> String {
-    match listen.parse::<SocketAddr>() {
-        Ok(a) if a.ip().is_unspecified() => SocketAddr::new(remote.ip(), a.port()).to_string(),
-        _ => listen.to_owned(),
     }
 }
 
@@ -637,21 +403,4 @@ fn learn(shared: &Arc<Shared>, addrs: Vec<String>) {
     for a in fresh {
         let _ = shared.dial_tx.send(a);
     }
-}
-
-/// Dials `addr` once: connect, handshake.
-pub(crate) async fn dial(
-    shared: &Shared,
-    addr: &str,
-) -> Result<(Established, OwnedReadHalf, OwnedWriteHalf), LinkError> {
-    let go = async {
-        let stream = TcpStream::connect(addr).await?;
-        let _ = stream.set_nodelay(true);
-        let (mut rd, mut wr) = stream.into_split();
-        let est = dial_handshake(shared, &mut rd, &mut wr).await?;
-        Ok::<_, LinkError>((est, rd, wr))
-    };
-    tokio::time::timeout(shared.cfg.handshake_timeout(), go)
-        .await
-        .unwrap_or(Err(LinkError::Timeout))
 }

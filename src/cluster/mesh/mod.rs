@@ -9,11 +9,13 @@
 //! - [`auth`]: challenge-response proofs of the shared secret;
 //! - [`wire`]: length-prefixed frames and handshake messages;
 //! - [`replay`]: the replay window and inbound sequence (sans I/O);
-//! - `link`: handshake and the reader/writer of one link; `dialer`: redial with backoff.
+//! - `handshake`: the authenticated link handshake; `link`: the reader/writer of one link;
+//!   `queue`: its bounded send queue; `dialer`: redial with backoff.
 
 pub mod auth;
 mod config;
 mod dialer;
+mod handshake;
 mod link;
 mod queue;
 pub mod replay;

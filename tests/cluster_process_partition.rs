@@ -30,22 +30,22 @@ struct ProxiedPair {
 
 impl ProxiedPair {
     async fn start() -> Self {
-        let (port_a, port_b) = (free_port(), free_port());
-        let proxy_a = Proxy::start(SocketAddr::from(([127, 0, 0, 1], port_a))).await;
-        let proxy_b = Proxy::start(SocketAddr::from(([127, 0, 0, 1], port_b))).await;
+        // Proxies first (their ports are held from now on), nodes on ephemeral ports advertising
+        // them, then each proxy learns its node's port.
+        let proxy_a = Proxy::start_deferred().await;
+        let proxy_b = Proxy::start_deferred().await;
         let a = NodeProcess::start(
-            NodeArgs::new("a")
-                .cluster_port(port_a)
-                .set(&format!("cluster.mesh.advertise={}", proxy_a.addr())),
+            NodeArgs::new("a").set(&format!("cluster.mesh.advertise={}", proxy_a.addr())),
         )
         .await;
+        proxy_a.set_target(a.mesh);
         let b = NodeProcess::start(
             NodeArgs::new("b")
-                .cluster_port(port_b)
                 .set(&format!("cluster.mesh.advertise={}", proxy_b.addr()))
                 .peer(proxy_a.addr()),
         )
         .await;
+        proxy_b.set_target(b.mesh);
         wait_linked(&[&a, &b]).await;
         Self {
             a,
@@ -70,14 +70,6 @@ impl ProxiedPair {
         self.proxy_a.restore();
         self.proxy_b.restore();
     }
-}
-
-/// A loopback port that was free a moment ago (the node binds it right after).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 async fn subscriber(addr: SocketAddr, channel: &str) -> WsClient {

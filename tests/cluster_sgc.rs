@@ -309,16 +309,11 @@ async fn channel_traffic_crosses_only_to_nodes_with_subscribers() {
 async fn a_slow_interest_announcement_delays_the_confirmation_not_the_message() {
     // node1 reaches node2 only through a proxy that delays node1 -> node2 traffic, so node1's
     // interest announcement arrives late; node2's publisher must still reach node1's subscriber.
-    let free_port = || {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
-        l.local_addr().unwrap_or_else(|e| panic!("{e}"))
-    };
-    let node2_addr = free_port();
-    let to_node2 = proxy::Proxy::start(node2_addr).await;
+    let to_node2 = proxy::Proxy::start_deferred().await;
     let mut c2 = mesh_config(vec![]);
-    c2.mesh.port = node2_addr.port();
     c2.mesh.advertise = to_node2.addr().to_string();
     let n2 = node_with("node2", c2).await;
+    to_node2.set_target(seed(&n2).parse().unwrap_or_else(|e| panic!("{e}")));
     let mut c1 = mesh_config(vec![to_node2.addr().to_string()]);
     // Nothing listens there: node2 cannot dial node1 around the proxy.
     c1.mesh.advertise = "127.0.0.1:1".into();

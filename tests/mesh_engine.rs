@@ -173,20 +173,14 @@ async fn a_cut_link_restored_within_the_window_loses_and_duplicates_nothing() {
     support::init_logs();
     // a <-> b only through proxies in both directions (each advertises the proxy in front of
     // it), so a cut really separates them.
-    let free_port = || {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
-        l.local_addr().unwrap_or_else(|e| panic!("{e}"))
-    };
-    let (a_addr, b_addr) = (free_port(), free_port());
+    // Proxies first (their ports are held), engines on ephemeral ports advertising them.
     let rec_a = Arc::new(Recorder::default());
     let rec_b = Arc::new(Recorder::default());
-    let to_a = proxy::Proxy::start(a_addr).await;
-    let to_b = proxy::Proxy::start(b_addr).await;
+    let to_a = proxy::Proxy::start_deferred().await;
+    let to_b = proxy::Proxy::start_deferred().await;
     let mut a_cfg = cfg(vec![], "s");
-    a_cfg.port = a_addr.port();
     a_cfg.advertise = to_a.addr().to_string();
     let mut b_cfg = cfg(vec![to_a.addr().to_string()], "s");
-    b_cfg.port = b_addr.port();
     b_cfg.advertise = to_b.addr().to_string();
     let a = MeshEngine::start(
         a_cfg,
@@ -198,6 +192,7 @@ async fn a_cut_link_restored_within_the_window_loses_and_duplicates_nothing() {
     )
     .await
     .unwrap_or_else(|e| panic!("{e}"));
+    to_a.set_target(a.local_addr());
     let b = MeshEngine::start(
         b_cfg,
         Origin {
@@ -208,6 +203,7 @@ async fn a_cut_link_restored_within_the_window_loses_and_duplicates_nothing() {
     )
     .await
     .unwrap_or_else(|e| panic!("{e}"));
+    to_b.set_target(b.local_addr());
     assert!(
         support::eventually(WAIT, || a.connected_peer_count() == 1
             && b.connected_peer_count() == 1)

@@ -14,6 +14,7 @@ use tokio::sync::watch;
 /// A running proxy.
 pub struct Proxy {
     addr: SocketAddr,
+    target: Arc<parking_lot::Mutex<Option<SocketAddr>>>,
     cut: Arc<AtomicBool>,
     generation: watch::Sender<u64>,
     connections: Arc<AtomicU64>,
@@ -23,6 +24,15 @@ pub struct Proxy {
 impl Proxy {
     /// Starts a proxy on an ephemeral loopback port forwarding to `target`.
     pub async fn start(target: SocketAddr) -> Self {
+        let p = Self::start_deferred().await;
+        p.set_target(target);
+        p
+    }
+
+    /// Starts a proxy whose target is set later ([`Proxy::set_target`]): its address can be handed
+    /// to the process it fronts before that process has bound its own (ephemeral) port. Until
+    /// then, connections are closed at once.
+    pub async fn start_deferred() -> Self {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .unwrap_or_else(|e| panic!("proxy bind: {e}"));
@@ -37,17 +47,20 @@ impl Proxy {
             connections.clone(),
             delay_ms.clone(),
         );
+        let target = Arc::new(parking_lot::Mutex::new(None::<SocketAddr>));
+        let t = target.clone();
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
-                if c.load(Ordering::SeqCst) {
+                let to = *t.lock();
+                let Some(to) = to.filter(|_| !c.load(Ordering::SeqCst)) else {
                     drop(client);
                     continue;
-                }
+                };
                 n.fetch_add(1, Ordering::SeqCst);
                 let mut gen_rx = g.subscribe();
                 let d = d.clone();
                 tokio::spawn(async move {
-                    let Ok(server) = TcpStream::connect(target).await else {
+                    let Ok(server) = TcpStream::connect(to).await else {
                         return;
                     };
                     let (mut cr, mut cw) = client.into_split();
@@ -93,11 +106,17 @@ impl Proxy {
         });
         Self {
             addr,
+            target,
             cut,
             generation,
             connections,
             delay_ms,
         }
+    }
+
+    /// Where connections are forwarded from now on.
+    pub fn set_target(&self, target: SocketAddr) {
+        *self.target.lock() = Some(target);
     }
 
     /// The proxy's address.

@@ -12,7 +12,9 @@
 //! - [`hub`]: channels → local subscribers; a publish is encoded once and the same bytes are queued
 //!   to every subscriber.
 //! - [`relay`]: the seam to the cluster: protocols emit events other nodes must replay and accept
-//!   events from them.
+//!   events from them; the interest gate.
+//! - [`cluster`]: the [`cluster::Cluster`] component and its protocol adapters, the inter-node
+//!   [`cluster::envelope`], sans-I/O membership and interest routing, and the `mesh` engine.
 //! - [`config`]: every option and its default.
 //!
 //! ## Embedding
@@ -42,6 +44,7 @@ pub mod protocol;
 pub mod relay;
 pub mod transport;
 
+pub use cluster::{Cluster, ClusterConfig, PresenceAdapter, SgcAdapter};
 pub use config::Config;
 pub use error::{Error, Result};
 pub use protocol::presence::PresenceProtocol;

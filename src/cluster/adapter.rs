@@ -24,7 +24,7 @@ pub trait Adapter: Send + Sync + 'static {
     /// Applies an envelope from another node.
     fn on_remote(&self, envelope: &Envelope);
 
-    /// A peer (this incarnation of it) is live; called before [`Adapter::snapshot`] is sent to it.
+    /// A peer (this incarnation of it) is live; called before [`Adapter::send_snapshot`] is sent to it.
     fn peer_up(&self, peer: &Origin) {
         let _ = peer;
     }

@@ -269,8 +269,11 @@ async fn read_loop(
     shared: &Arc<Shared>,
     peer: &Origin,
     link: &LinkSlot,
-    mut rd: OwnedReadHalf,
+    rd: OwnedReadHalf,
 ) -> bool {
+    // Buffered: a frame is a length prefix and a body, and many frames arrive together; one read
+    // call takes them all instead of two per frame.
+    let mut rd = tokio::io::BufReader::with_capacity(64 * 1024, rd);
     let mut stop = shared.stop.subscribe();
     let mut since_ack = 0u32;
     loop {

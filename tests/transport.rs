@@ -172,8 +172,10 @@ fn first_conn(server: &wscluster::ServerHandle) -> Option<Connection> {
 #[tokio::test]
 async fn silent_client_is_dropped_by_heartbeat() {
     let mut cfg = test_server_config();
+    // Pings every 50 ms; a connection silent for 400 ms after a ping is dropped (a margin wide
+    // enough for a loaded machine, and the well-behaved client below spans several intervals).
     cfg.heartbeat_interval_ms = 50;
-    cfg.heartbeat_timeout_ms = 100;
+    cfg.heartbeat_timeout_ms = 400;
     let server = echo_server(cfg).await;
     // A raw TCP client that upgrades and then never reads nor answers pings.
     let mut s = tokio::net::TcpStream::connect(server.local_addr())

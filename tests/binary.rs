@@ -6,10 +6,9 @@
 
 mod support;
 
-use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -31,39 +30,14 @@ impl Node {
     /// Starts the binary with `args` and, of the `WSCLUSTER_…` variables, only `env`. The cluster
     /// port is an ephemeral loopback one, so tests never collide on the default 5410.
     fn start(args: &[&str], env: &[(&str, &str)]) -> Node {
-        let stderr = tempfile::NamedTempFile::new().unwrap_or_else(|e| panic!("{e}"));
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_wscluster"));
-        for (k, _) in std::env::vars_os() {
-            if k.to_string_lossy().starts_with("WSCLUSTER_") {
-                cmd.env_remove(k);
-            }
-        }
-        cmd.args([
+        let mut all = vec![
             "--set",
             "cluster.mesh.bind=127.0.0.1",
             "--set",
             "cluster.mesh.port=0",
-        ])
-        .args(args)
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(stderr.reopen().unwrap_or_else(|e| panic!("{e}")));
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start wscluster: {e}"));
-        let out = child.stdout.take();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            if let Some(out) = out {
-                for line in BufReader::new(out).lines() {
-                    let Ok(line) = line else { break };
-                    if tx.send(line).is_err() {
-                        break;
-                    }
-                }
-            }
-        });
+        ];
+        all.extend_from_slice(args);
+        let (child, rx, stderr) = support::process::spawn(&all, env);
         Node {
             child,
             stdout: rx,

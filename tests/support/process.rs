@@ -161,7 +161,7 @@ pub struct NodeProcess {
 impl NodeProcess {
     /// Starts a node and waits until it printed both its WebSocket and its mesh address.
     pub async fn start(args: NodeArgs) -> Self {
-        let (child, stdout, stderr) = spawn(&args.to_args());
+        let (child, stdout, stderr) = spawn(&args.to_args(), &[]);
         let mut node = Self {
             name: args.name.clone(),
             child,
@@ -326,11 +326,13 @@ impl Drop for NodeProcess {
     }
 }
 
-type Spawned = (Child, mpsc::Receiver<String>, tempfile::NamedTempFile);
+/// A started `wscluster` process, its standard output lines, and the file holding its standard error.
+pub type Spawned = (Child, mpsc::Receiver<String>, tempfile::NamedTempFile);
 
-/// Starts the binary with `args`, none of the caller's `WSCLUSTER_…` variables, standard output
-/// read line by line by a thread (so the pipe never fills) and standard error into a temp file.
-fn spawn(args: &[String]) -> Spawned {
+/// Starts the binary with `args`, of the caller's `WSCLUSTER_…` variables only `env`, standard
+/// output read line by line by a thread (so the pipe never fills) and standard error into a temp
+/// file.
+pub fn spawn<S: AsRef<std::ffi::OsStr>>(args: &[S], env: &[(&str, &str)]) -> Spawned {
     let stderr = tempfile::NamedTempFile::new().unwrap_or_else(|e| panic!("{e}"));
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_wscluster"));
     for (k, _) in std::env::vars_os() {
@@ -339,6 +341,7 @@ fn spawn(args: &[String]) -> Spawned {
         }
     }
     cmd.args(args)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(stderr.reopen().unwrap_or_else(|e| panic!("{e}")));

@@ -74,14 +74,6 @@ impl Kind {
             _ => return None,
         })
     }
-
-    /// Whether envelopes of this kind carry a sequence number that receivers track.
-    pub fn is_sequenced(self) -> bool {
-        !matches!(
-            self,
-            Kind::Hello | Kind::Heartbeat | Kind::Ack | Kind::Superseded
-        )
-    }
 }
 
 /// Who sent an envelope: a node and the incarnation (process start) it belongs to.

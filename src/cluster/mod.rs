@@ -187,6 +187,9 @@ impl Cluster {
         if self.inner.running.lock().is_some() {
             return Ok(());
         }
+        self.inner
+            .quiet_stop
+            .store(false, std::sync::atomic::Ordering::SeqCst);
         let origin = Origin {
             node_id: self.inner.node_id.clone(),
             incarnation: fastrand::u64(1..),
@@ -222,10 +225,9 @@ impl Cluster {
         self.inner
             .quiet_stop
             .store(true, std::sync::atomic::Ordering::SeqCst);
+        // The flag stays set until the next `start`: links the peers close in answer to our bye
+        // report "link closed" (not a local stop), possibly after `stop` has returned.
         self.stop().await;
-        self.inner
-            .quiet_stop
-            .store(false, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Says bye to the peers and stops the backplane; the WebSocket server keeps serving as a
@@ -333,8 +335,7 @@ impl EngineHandler for Handler {
         let Some(inner) = self.inner.upgrade() else {
             return;
         };
-        let quiet = reason == DownReason::LocalStop
-            && inner.quiet_stop.load(std::sync::atomic::Ordering::SeqCst);
+        let quiet = inner.quiet_stop.load(std::sync::atomic::Ordering::SeqCst);
         let adapters = inner.adapters.read().clone();
         for a in adapters.iter().filter(|_| !quiet) {
             a.peer_down(peer);

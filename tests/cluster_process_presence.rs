@@ -24,9 +24,8 @@ fn member_ids(reply: &serde_json::Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-#[tokio::test]
-async fn members_channels_publishes_and_rosters_cross_processes_with_local_scopes() {
-    let nodes = start_cluster(&["a", "b", "c"]).await;
+async fn members_channels_publishes_and_rosters_cross_processes_with_local_scopes(bp: Backplane) {
+    let nodes = start_cluster_on(&bp, &["a", "b", "c"], |a| a).await;
     let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
     let mut sync = Syncer::new(&[a, b, c]).await;
     let (alice_m, bob_m, carol_m) = (
@@ -165,9 +164,8 @@ async fn members_channels_publishes_and_rosters_cross_processes_with_local_scope
     lurker.quiet().await;
 }
 
-#[tokio::test]
-async fn member_ids_are_unique_across_processes() {
-    let nodes = start_cluster(&["a", "b"]).await;
+async fn member_ids_are_unique_across_processes(bp: Backplane) {
+    let nodes = start_cluster_on(&bp, &["a", "b"], |a| a).await;
     let (a, b) = (&nodes[0], &nodes[1]);
     let mut sync = Syncer::new(&[a, b]).await;
     let mut alice = PClient::member(a.ws, "same-id", "alice").await;
@@ -186,9 +184,8 @@ async fn member_ids_are_unique_across_processes() {
 /// A fourth process started while members exist: its clients see the union at once (snapshots),
 /// and the existing clients see nothing but the newcomer's own members (no flap of anybody while
 /// the new links settle, duplicate dials included).
-#[tokio::test]
-async fn a_process_started_later_gets_the_union_and_nobody_sees_a_flap() {
-    let mut nodes = start_cluster(&["a", "b", "c"]).await;
+async fn a_process_started_later_gets_the_union_and_nobody_sees_a_flap(bp: Backplane) {
+    let mut nodes = start_cluster_on(&bp, &["a", "b", "c"], |a| a).await;
     let mut sync = Syncer::new(&nodes.iter().collect::<Vec<_>>()).await;
     let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
     let (alice_m, bob_m, carol_m) = (
@@ -221,7 +218,7 @@ async fn a_process_started_later_gets_the_union_and_nobody_sees_a_flap() {
     sync.flush_from("a").await;
 
     // d knows only c; it learns a and b from c and links with everyone.
-    let d = NodeProcess::start(NodeArgs::new("d").peer(nodes[2].mesh)).await;
+    let d = NodeProcess::start(bp.args("d", Some(&nodes[2]))).await;
     nodes.push(d);
     wait_linked(&nodes.iter().collect::<Vec<_>>()).await;
     let d = &nodes[3];
@@ -263,3 +260,9 @@ async fn a_process_started_later_gets_the_union_and_nobody_sees_a_flap() {
         assert!(downs.is_empty(), "{} logged {downs:?}", n.name);
     }
 }
+
+on_every_backplane!(
+    members_channels_publishes_and_rosters_cross_processes_with_local_scopes,
+    member_ids_are_unique_across_processes,
+    a_process_started_later_gets_the_union_and_nobody_sees_a_flap,
+);

@@ -29,9 +29,8 @@ fn from_origin(frames: &[String], tag: &str) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test]
-async fn publishes_reach_every_process_once_in_order_and_never_non_subscribers() {
-    let nodes = start_cluster(&["a", "b", "c"]).await;
+async fn publishes_reach_every_process_once_in_order_and_never_non_subscribers(bp: Backplane) {
+    let nodes = start_cluster_on(&bp, &["a", "b", "c"], |a| a).await;
     let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
     let mut subs = [
         subscriber(a.ws, "orders").await,
@@ -102,9 +101,8 @@ async fn publishes_reach_every_process_once_in_order_and_never_non_subscribers()
     member_b.quiet().await;
 }
 
-#[tokio::test]
-async fn broadcasts_reach_every_sgc_connection_on_every_process() {
-    let nodes = start_cluster(&["a", "b", "c"]).await;
+async fn broadcasts_reach_every_sgc_connection_on_every_process(bp: Backplane) {
+    let nodes = start_cluster_on(&bp, &["a", "b", "c"], |a| a).await;
     let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
     let mut sync = Syncer::new(&[a, b, c]).await;
     let mut plain: Vec<WsClient> = Vec::new();
@@ -141,9 +139,8 @@ async fn broadcasts_reach_every_sgc_connection_on_every_process() {
     member_b.quiet().await;
 }
 
-#[tokio::test]
-async fn retained_queues_replay_on_any_process_and_to_a_process_started_later() {
-    let mut nodes = start_cluster(&["a", "b", "c"]).await;
+async fn retained_queues_replay_on_any_process_and_to_a_process_started_later(bp: Backplane) {
+    let mut nodes = start_cluster_on(&bp, &["a", "b", "c"], |a| a).await;
     let mut sync = Syncer::new(&nodes.iter().collect::<Vec<_>>()).await;
     let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
     let (mut publisher, _) = WsClient::sgc(a.ws).await;
@@ -169,7 +166,7 @@ async fn retained_queues_replay_on_any_process_and_to_a_process_started_later() 
 
     // A fourth process, started afterwards and given only b, gets the retained queues in the
     // snapshots its peers send when it links (each of them sends one: no duplicates allowed).
-    let d = NodeProcess::start(NodeArgs::new("d").peer(b.mesh)).await;
+    let d = NodeProcess::start(bp.args("d", Some(b))).await;
     nodes.push(d);
     wait_linked(&nodes.iter().collect::<Vec<_>>()).await;
     let d = &nodes[3];
@@ -190,3 +187,9 @@ async fn retained_queues_replay_on_any_process_and_to_a_process_started_later() 
     late_b.expect(&s5("log", "\"three\"")).await;
     late_b.barrier().await;
 }
+
+on_every_backplane!(
+    publishes_reach_every_process_once_in_order_and_never_non_subscribers,
+    broadcasts_reach_every_sgc_connection_on_every_process,
+    retained_queues_replay_on_any_process_and_to_a_process_started_later,
+);

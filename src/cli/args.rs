@@ -38,8 +38,8 @@ pub(crate) struct Args {
     #[arg(long, value_name = "FORMAT", value_parser = ["human", "json"])]
     pub(crate) log_format: Option<String>,
 
-    /// Cluster engine: none or mesh (cluster.engine) [default: mesh]
-    #[arg(long, value_name = "ENGINE", value_parser = ["none", "mesh"])]
+    /// Cluster engine: none, mesh or redis (cluster.engine) [default: mesh]
+    #[arg(long, value_name = "ENGINE", value_parser = ["none", "mesh", "redis"])]
     pub(crate) cluster_engine: Option<String>,
 
     /// The mesh cluster port; 0 picks a free one (cluster.mesh.port) [default: 5410]
@@ -57,6 +57,29 @@ pub(crate) struct Args {
     /// The cluster's name; nodes of other clusters are refused (cluster.name) [default: wscluster]
     #[arg(long, value_name = "NAME")]
     pub(crate) cluster_name: Option<String>,
+
+    /// Redis URL, redis://[USER:PASSWORD@]HOST:PORT/DB or rediss://... for TLS; wins over
+    /// --redis-host/--redis-port (cluster.redis.url)
+    #[arg(long, value_name = "URL")]
+    pub(crate) redis_url: Option<String>,
+
+    /// Redis host (cluster.redis.host) [default: 127.0.0.1]
+    #[arg(long, value_name = "HOST")]
+    pub(crate) redis_host: Option<String>,
+
+    /// Redis port (cluster.redis.port) [default: 6379]
+    #[arg(long, value_name = "PORT")]
+    pub(crate) redis_port: Option<String>,
+
+    /// The shared Redis channel, also the prefix of the engine's other Redis channels
+    /// (cluster.redis.channel) [default: wscluster]
+    #[arg(long, value_name = "NAME")]
+    pub(crate) redis_channel: Option<String>,
+
+    /// Redis routing: shared (one Redis channel) or channel (a Redis channel per channel)
+    /// (cluster.redis.routing) [default: shared]
+    #[arg(long, value_name = "MODE", value_parser = ["shared", "channel"])]
+    pub(crate) redis_routing: Option<String>,
 
     /// Set any option by its file key, e.g. --set server.max_message_size=65536 (repeatable;
     /// applied before the flags above)
@@ -101,6 +124,11 @@ impl Args {
             ("--cluster-port", "cluster.mesh.port", &self.cluster_port),
             ("--cluster-secret", "cluster.secret", &self.cluster_secret),
             ("--cluster-name", "cluster.name", &self.cluster_name),
+            ("--redis-url", "cluster.redis.url", &self.redis_url),
+            ("--redis-host", "cluster.redis.host", &self.redis_host),
+            ("--redis-port", "cluster.redis.port", &self.redis_port),
+            ("--redis-channel", "cluster.redis.channel", &self.redis_channel),
+            ("--redis-routing", "cluster.redis.routing", &self.redis_routing),
         ] {
             if let Some(v) = value {
                 sources

@@ -54,6 +54,17 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
             config.cluster.name
         );
     }
+    if config.cluster.engine == EngineKind::Redis {
+        println!(
+            "wscluster cluster redis at {} on channel {} ({} routing)",
+            config.cluster.redis.display_address(),
+            config.cluster.redis.channel,
+            match config.cluster.redis.routing {
+                wscluster::cluster::redis::RedisRouting::Shared => "shared",
+                wscluster::cluster::redis::RedisRouting::Channel => "per-channel",
+            }
+        );
+    }
     let _ = std::io::stdout().flush();
 
     let signal = stop.next().await;

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::mesh::MeshConfig;
+use super::redis::RedisConfig;
 
 /// Which backplane links the nodes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -14,6 +15,8 @@ pub enum EngineKind {
     /// TCP links between nodes, no infrastructure.
     #[default]
     Mesh,
+    /// Redis Pub/Sub.
+    Redis,
 }
 
 impl std::str::FromStr for EngineKind {
@@ -22,8 +25,9 @@ impl std::str::FromStr for EngineKind {
         match s.to_ascii_lowercase().as_str() {
             "none" => Ok(EngineKind::None),
             "mesh" => Ok(EngineKind::Mesh),
+            "redis" => Ok(EngineKind::Redis),
             other => Err(format!(
-                "unknown cluster engine {other:?} (expected none or mesh)"
+                "unknown cluster engine {other:?} (expected none, mesh or redis)"
             )),
         }
     }
@@ -33,7 +37,7 @@ impl std::str::FromStr for EngineKind {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClusterConfig {
-    /// `none` (a single node) or `mesh` (default).
+    /// `none` (a single node), `mesh` (default) or `redis`.
     pub engine: EngineKind,
     /// The cluster's name: nodes of another cluster are refused.
     pub name: String,
@@ -44,11 +48,14 @@ pub struct ClusterConfig {
     pub peer_timeout_ms: u64,
     /// Interval between heartbeats, in milliseconds.
     pub heartbeat_interval_ms: u64,
-    /// Send a channel's live sgc traffic only to nodes with subscribers for it (off: to every
-    /// node; kept for comparison and for clusters where every node subscribes to everything).
+    /// Mesh: send a channel's live sgc traffic only to nodes with subscribers for it (off: to
+    /// every node; kept for comparison and for clusters where every node subscribes to
+    /// everything). The Redis engine has its own choice: `cluster.redis.routing`.
     pub interest_routing: bool,
     /// The mesh engine (`[cluster.mesh]`).
     pub mesh: MeshConfig,
+    /// The Redis engine (`[cluster.redis]`).
+    pub redis: RedisConfig,
 }
 
 impl Default for ClusterConfig {
@@ -61,6 +68,7 @@ impl Default for ClusterConfig {
             heartbeat_interval_ms: 1_000,
             interest_routing: true,
             mesh: MeshConfig::default(),
+            redis: RedisConfig::default(),
         }
     }
 }
@@ -89,6 +97,24 @@ impl ClusterConfig {
         }
     }
 
+    /// A Redis cluster through `redis-server` on `127.0.0.1:port`, sharing Redis channel `channel`.
+    pub fn local_redis(port: u16, channel: &str) -> Self {
+        Self {
+            engine: EngineKind::Redis,
+            redis: RedisConfig::local(port, channel),
+            ..Self::default()
+        }
+    }
+
+    /// The Redis settings with the engine-independent options filled in.
+    pub fn redis_settings(&self) -> RedisConfig {
+        RedisConfig {
+            peer_timeout_ms: self.peer_timeout_ms,
+            heartbeat_interval_ms: self.heartbeat_interval_ms,
+            ..self.redis.clone()
+        }
+    }
+
     /// Checks values that would make the cluster unusable.
     pub fn validate(&self) -> Result<(), String> {
         if self.name.is_empty() || self.name.len() > 255 {
@@ -102,6 +128,14 @@ impl ClusterConfig {
         }
         if self.mesh.max_frame_bytes < 1024 {
             return Err("cluster.mesh.max_frame_bytes must be at least 1024".into());
+        }
+        if self.engine == EngineKind::Redis {
+            if self.redis.channel.is_empty() {
+                return Err("cluster.redis.channel must not be empty".into());
+            }
+            if let Err(e) = self.redis.client() {
+                return Err(e.to_string());
+            }
         }
         Ok(())
     }

@@ -5,7 +5,8 @@
 //!   `connected_peer_count`, and [`ClusterEvent`]s.
 //! - [`envelope`]: the versioned binary frame every engine carries.
 //! - [`membership`]: who is alive, sans I/O.
-//! - [`engine`]: what an engine hands back; [`mesh`]: the TCP mesh engine.
+//! - [`engine`]: what an engine hands back; [`mesh`]: the TCP mesh engine; [`redis`]: the Redis
+//!   Pub/Sub engine.
 //! - `adapter`: how one protocol's relay events become envelopes and back.
 
 mod adapter;
@@ -16,8 +17,10 @@ pub mod interest;
 pub mod membership;
 pub mod mesh;
 mod presence_adapter;
+pub mod redis;
 mod sgc_adapter;
 
+use std::collections::HashSet;
 use std::sync::{Arc, Weak};
 
 use bytes::Bytes;
@@ -31,9 +34,11 @@ use envelope::{Envelope, Kind, Origin};
 use membership::DownReason;
 use mesh::MeshEngine;
 pub use presence_adapter::PresenceAdapter;
+use redis::{RedisEngine, RedisRouting};
 pub use sgc_adapter::SgcAdapter;
 
 use crate::error::Result;
+use crate::relay::InterestReady;
 
 /// Something observable about the cluster (also logged by the binary).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,28 +72,118 @@ pub enum ClusterEvent {
 #[derive(Clone, Debug)]
 pub(crate) enum Backplane {
     Mesh(MeshEngine),
+    Redis(RedisEngine),
 }
 
 impl Backplane {
     fn send_all(&self, kind: Kind, payload: Bytes) {
         match self {
             Backplane::Mesh(m) => m.send_all(kind, payload),
+            Backplane::Redis(r) => r.send_all(kind, payload),
         }
     }
     fn send_to(&self, node: &str, kind: Kind, payload: Bytes) {
         match self {
             Backplane::Mesh(m) => m.send_to(node, kind, payload),
+            Backplane::Redis(r) => r.send_to(node, kind, payload),
+        }
+    }
+    fn live_peers(&self) -> Vec<Origin> {
+        match self {
+            Backplane::Mesh(m) => m.live_peers(),
+            Backplane::Redis(r) => r.live_peers(),
+        }
+    }
+    fn ready(&self) -> bool {
+        match self {
+            Backplane::Mesh(m) => m.ready(),
+            Backplane::Redis(r) => r.ready(),
+        }
+    }
+    fn connected_peer_count(&self) -> usize {
+        match self {
+            Backplane::Mesh(m) => m.connected_peer_count(),
+            Backplane::Redis(r) => r.connected_peer_count(),
+        }
+    }
+    async fn stop(&self) {
+        match self {
+            Backplane::Mesh(m) => m.stop().await,
+            Backplane::Redis(r) => r.stop().await,
         }
     }
 }
 
+/// How the backplane wants a protocol's per-channel traffic addressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChannelRouting {
+    /// Peer by peer (`send_to`): the protocol may route by the interest peers declare (mesh).
+    PerPeer,
+    /// One send reaches every node cheaply (`send_all`): route nothing (Redis, shared channel).
+    Broadcast,
+    /// The engine routes by channel itself ([`Outlet::send_channel`]); the protocol declares the
+    /// channels it has local subscribers for ([`Outlet::channel_added`]) (Redis, per-channel).
+    Engine,
+}
+
 /// Where adapters send: the running backplane, or nothing while stopped.
-#[derive(Default, Debug)]
+#[derive(Debug)]
 pub struct Outlet {
     backplane: RwLock<Option<Backplane>>,
+    routing: ChannelRouting,
+    /// The channels with local subscribers, when the engine routes by channel (kept across
+    /// stops and starts: a started engine subscribes to all of them).
+    channels: Arc<Mutex<HashSet<Arc<str>>>>,
 }
 
 impl Outlet {
+    fn new(routing: ChannelRouting) -> Self {
+        Self {
+            backplane: RwLock::new(None),
+            routing,
+            channels: Arc::default(),
+        }
+    }
+
+    /// How per-channel traffic should be addressed.
+    pub fn channel_routing(&self) -> ChannelRouting {
+        self.routing
+    }
+
+    /// Sends to the nodes that want channel `channel`'s traffic (all of them unless the engine
+    /// routes by channel); dropped while the cluster is stopped.
+    pub fn send_channel(&self, channel: &str, kind: Kind, payload: Bytes) {
+        match &*self.backplane.read() {
+            Some(Backplane::Redis(r)) => r.send_channel(channel, kind, payload),
+            Some(b) => b.send_all(kind, payload),
+            None => {}
+        }
+    }
+
+    /// This node has its first local subscriber for `channel` (engine routing): `ready` runs once
+    /// the engine delivers the channel's traffic here (at once when stopped).
+    pub fn channel_added(&self, channel: &str, ready: InterestReady) {
+        if self.routing != ChannelRouting::Engine {
+            return ready();
+        }
+        self.channels.lock().insert(Arc::from(channel));
+        match &*self.backplane.read() {
+            Some(Backplane::Redis(r)) => r.subscribe_channel(channel, ready),
+            _ => ready(),
+        }
+    }
+
+    /// This node's last local subscriber for `channel` left (engine routing).
+    pub fn channel_removed(&self, channel: &str) {
+        if self.routing != ChannelRouting::Engine {
+            return;
+        }
+        self.channels.lock().remove(channel);
+        if let Some(Backplane::Redis(r)) = &*self.backplane.read() {
+            r.unsubscribe_channel(channel);
+        }
+    }
+
     /// Sends to every other node; dropped while the cluster is stopped.
     pub fn send_all(&self, kind: Kind, payload: Bytes) {
         if let Some(b) = &*self.backplane.read() {
@@ -134,11 +229,17 @@ impl Cluster {
     /// A stopped cluster for node `node_id` with these options.
     pub fn new(node_id: impl Into<Arc<str>>, config: ClusterConfig) -> Self {
         let (events, _) = broadcast::channel(1024);
+        let channel_routing = |c: &ClusterConfig| match (c.engine, c.redis.routing) {
+            (EngineKind::Redis, RedisRouting::Channel) => ChannelRouting::Engine,
+            (EngineKind::Redis, RedisRouting::Shared) => ChannelRouting::Broadcast,
+            _ => ChannelRouting::PerPeer,
+        };
+        let outlet = Outlet::new(channel_routing(&config));
         Self {
             inner: Arc::new(Inner {
                 config,
                 node_id: node_id.into(),
-                outlet: Arc::new(Outlet::default()),
+                outlet: Arc::new(outlet),
                 running: Mutex::new(None),
                 adapters: RwLock::new(Vec::new()),
                 events,
@@ -159,7 +260,7 @@ impl Cluster {
         // Peers already live get this protocol's snapshot now.
         let running = self.inner.running.lock().clone();
         if let Some(b) = running {
-            for peer in live_peers(&b) {
+            for peer in b.live_peers() {
                 adapter.peer_up(&peer);
                 adapter.send_snapshot(&self.inner.outlet, &peer.node_id);
                 b.send_to(&peer.node_id, Kind::SnapshotRequest, Bytes::new());
@@ -212,6 +313,18 @@ impl Cluster {
                 })
                 .await?,
             ),
+            EngineKind::Redis => Backplane::Redis(
+                RedisEngine::start_with(
+                    self.inner.config.redis_settings(),
+                    origin,
+                    handler,
+                    self.inner.outlet.channels.clone(),
+                    |r| {
+                        *self.inner.outlet.backplane.write() = Some(Backplane::Redis(r.clone()));
+                    },
+                )
+                .await?,
+            ),
         };
         *self.inner.outlet.backplane.write() = Some(backplane.clone());
         *self.inner.running.lock() = Some(backplane);
@@ -235,46 +348,59 @@ impl Cluster {
     pub async fn stop(&self) {
         let running = self.inner.running.lock().take();
         *self.inner.outlet.backplane.write() = None;
-        if let Some(Backplane::Mesh(m)) = running {
-            m.stop().await;
+        if let Some(b) = running {
+            b.stop().await;
         }
     }
 
-    /// Mesh: listening and every configured peer linked or its first dial settled. False when
-    /// stopped or when the engine is `none`.
+    /// Mesh: listening and every configured peer linked or its first dial settled. Redis:
+    /// subscription confirmed and publishing connection up. False when stopped or when the
+    /// engine is `none`.
     pub fn ready(&self) -> bool {
-        match &*self.inner.running.lock() {
-            Some(Backplane::Mesh(m)) => m.ready(),
-            None => false,
-        }
-    }
-
-    /// Live authenticated peers.
-    pub fn connected_peer_count(&self) -> usize {
-        match &*self.inner.running.lock() {
-            Some(Backplane::Mesh(m)) => m.connected_peer_count(),
-            None => 0,
-        }
-    }
-
-    /// The mesh engine, when running with it (its address and counters).
-    pub fn mesh(&self) -> Option<MeshEngine> {
         self.inner
             .running
             .lock()
             .as_ref()
-            .map(|Backplane::Mesh(m)| m.clone())
+            .is_some_and(Backplane::ready)
+    }
+
+    /// Live authenticated mesh links, or live nodes seen through Redis.
+    pub fn connected_peer_count(&self) -> usize {
+        self.inner
+            .running
+            .lock()
+            .as_ref()
+            .map_or(0, Backplane::connected_peer_count)
+    }
+
+    /// The mesh engine, when running with it (its address and counters).
+    pub fn mesh(&self) -> Option<MeshEngine> {
+        match &*self.inner.running.lock() {
+            Some(Backplane::Mesh(m)) => Some(m.clone()),
+            _ => None,
+        }
+    }
+
+    /// The Redis engine, when running with it (its counters and last error).
+    pub fn redis(&self) -> Option<RedisEngine> {
+        match &*self.inner.running.lock() {
+            Some(Backplane::Redis(r)) => Some(r.clone()),
+            _ => None,
+        }
+    }
+
+    /// The live peers of the running backplane (none while stopped).
+    pub fn live_peers(&self) -> Vec<Origin> {
+        self.inner
+            .running
+            .lock()
+            .as_ref()
+            .map_or_else(Vec::new, Backplane::live_peers)
     }
 
     /// Subscribes to cluster events (peer connected/disconnected, messages).
     pub fn events(&self) -> broadcast::Receiver<ClusterEvent> {
         self.inner.events.subscribe()
-    }
-}
-
-fn live_peers(b: &Backplane) -> Vec<Origin> {
-    match b {
-        Backplane::Mesh(m) => m.live_peers(),
     }
 }
 

@@ -9,7 +9,7 @@ use bytes::{Bytes, BytesMut};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
-use super::Outlet;
+use super::{ChannelRouting, Outlet};
 use super::adapter::Adapter;
 use super::envelope::{Envelope, Kind, Origin};
 use super::interest::{InterestMsg, InterestTable};
@@ -87,26 +87,29 @@ impl Relay<SgcEvent> for Routing {
         // Retained publishes go everywhere (every node keeps the queues); so do publishes and
         // broadcasts to "" (every connection); a channel's live traffic only where it is wanted.
         let routed = match event {
-            _ if self.mode == Mode::Everything => None,
             SgcEvent::Publish(p) if p.queue == QueueLevel::Level0 && !p.channel.is_empty() => {
                 Some(&p.channel)
             }
             SgcEvent::Broadcast(b) if !b.channel.is_empty() => Some(&b.channel),
             _ => None,
         };
-        match routed {
-            None => outlet.send_all(kind, payload),
-            Some(channel) => {
+        match (routed, outlet.channel_routing()) {
+            (Some(channel), ChannelRouting::PerPeer) if self.mode == Mode::Interest => {
                 for peer in st.table.route(channel) {
                     outlet.send_to(&peer, kind, payload.clone());
                 }
             }
+            (Some(channel), ChannelRouting::Engine) => outlet.send_channel(channel, kind, payload),
+            _ => outlet.send_all(kind, payload),
         }
     }
 }
 
 impl InterestGate for Routing {
     fn channel_added(&self, channel: &str, ready: InterestReady) {
+        if let Some(outlet) = self.engine_outlet() {
+            return outlet.channel_added(channel, ready);
+        }
         let token = {
             let mut st = self.state.lock();
             if st.outlet.is_none() {
@@ -135,6 +138,9 @@ impl InterestGate for Routing {
     }
 
     fn channel_removed(&self, channel: &str) {
+        if let Some(outlet) = self.engine_outlet() {
+            return outlet.channel_removed(channel);
+        }
         let st = self.state.lock();
         if let Some(outlet) = &st.outlet {
             outlet.send_all(
@@ -146,6 +152,26 @@ impl InterestGate for Routing {
 }
 
 impl Routing {
+    /// The outlet, when its engine routes channels itself (then interest is the engine's).
+    fn engine_outlet(&self) -> Option<Arc<Outlet>> {
+        let st = self.state.lock();
+        st.outlet
+            .as_ref()
+            .filter(|o| o.channel_routing() == ChannelRouting::Engine)
+            .cloned()
+    }
+
+    /// Whether interest is exchanged with peers (mesh interest routing).
+    fn per_peer_interest(&self) -> bool {
+        self.mode == Mode::Interest
+            && self
+                .state
+                .lock()
+                .outlet
+                .as_ref()
+                .is_some_and(|o| o.channel_routing() == ChannelRouting::PerPeer)
+    }
+
     fn expire_later(&self, token: u64) {
         // The gate is opened by acknowledgments; this only bounds the wait.
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
@@ -178,9 +204,16 @@ impl Adapter for SgcAdapter {
     }
 
     fn attach(&self, outlet: Arc<Outlet>) {
-        self.routing.state.lock().outlet = Some(outlet);
+        let routing = outlet.channel_routing();
+        self.routing.state.lock().outlet = Some(outlet.clone());
         self.protocol.attach_relay(self.routing.clone());
-        if self.routing.mode == Mode::Interest {
+        if routing == ChannelRouting::Engine {
+            self.protocol.attach_interest_gate(self.routing.clone());
+            // Channels that already have subscribers (the gate only hears of new ones).
+            for channel in self.protocol.local_interest() {
+                outlet.channel_added(&channel, Box::new(|| {}));
+            }
+        } else if self.routing.per_peer_interest() {
             self.protocol.attach_interest_gate(self.routing.clone());
         }
     }
@@ -258,12 +291,15 @@ impl Adapter for SgcAdapter {
             .map(|c| c.to_string())
             .collect();
         let retained = self.protocol.retained_snapshot();
+        let per_peer = self.routing.per_peer_interest();
         let _ordered = self.routing.state.lock();
-        outlet.send_to(
-            node,
-            Kind::Interest,
-            encode_interest(&InterestMsg::Full(interest)),
-        );
+        if per_peer {
+            outlet.send_to(
+                node,
+                Kind::Interest,
+                encode_interest(&InterestMsg::Full(interest)),
+            );
+        }
         if !retained.channels.is_empty() {
             outlet.send_to(node, Kind::SgcRetainedSnapshot, encode_snapshot(&retained));
         }

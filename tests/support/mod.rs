@@ -15,6 +15,7 @@ use tokio_websockets::{ClientBuilder, MaybeTlsStream, Message, WebSocketStream};
 use wscluster::config::ServerConfig;
 
 pub mod process;
+pub mod redis;
 pub mod sgc;
 
 /// How long a test waits for an expected frame before failing.

@@ -43,6 +43,8 @@ pub struct NodeArgs {
     peers: Vec<String>,
     sets: Vec<String>,
     log_level: String,
+    /// Redis port and routing, when the node uses the Redis engine.
+    redis: Option<(u16, String)>,
 }
 
 impl NodeArgs {
@@ -61,7 +63,15 @@ impl NodeArgs {
                 "cluster.peer_timeout_ms=5000".to_owned(),
             ],
             log_level: "info".to_owned(),
+            redis: None,
         }
+    }
+
+    /// Uses the Redis engine through `redis-server` on 127.0.0.1:`port`, with `routing` (`shared`
+    /// or `channel`); the Redis channel is unique per server, so tests never share one.
+    pub fn redis(mut self, port: u16, routing: &str) -> Self {
+        self.redis = Some((port, routing.to_owned()));
+        self
     }
 
     /// Dials `addr` (a mesh address) at start.
@@ -124,6 +134,22 @@ impl NodeArgs {
             a.push("--peer".into());
             a.push(p.clone());
         }
+        if let Some((port, routing)) = &self.redis {
+            for x in [
+                "--cluster-engine",
+                "redis",
+                "--redis-port",
+                &port.to_string(),
+                "--redis-channel",
+                &format!("wsc-test-{port}"),
+                "--redis-routing",
+                routing,
+                "--set",
+                "cluster.redis.reconnect_max_ms=500",
+            ] {
+                a.push(x.to_owned());
+            }
+        }
         for s in &self.sets {
             a.push("--set".into());
             a.push(s.clone());
@@ -154,12 +180,13 @@ pub struct NodeProcess {
     stderr: tempfile::NamedTempFile,
     /// The WebSocket address it printed.
     pub ws: SocketAddr,
-    /// The mesh address it printed.
+    /// The mesh address it printed (0.0.0.0:0 on the Redis engine).
     pub mesh: SocketAddr,
 }
 
 impl NodeProcess {
-    /// Starts a node and waits until it printed both its WebSocket and its mesh address.
+    /// Starts a node and waits until it printed both its WebSocket and its mesh address (or, on
+    /// the Redis engine, its Redis line).
     pub async fn start(args: NodeArgs) -> Self {
         let (child, stdout, stderr) = spawn(&args.to_args(), &[]);
         let mut node = Self {
@@ -172,13 +199,19 @@ impl NodeProcess {
         };
         let deadline = Instant::now() + PROCESS_WAIT;
         let (mut ws, mut mesh) = (None, None);
-        while ws.is_none() || mesh.is_none() {
+        if args.redis.is_some() {
+            mesh = Some(SocketAddr::from(([0, 0, 0, 0], 0)));
+        }
+        let mut redis_line = args.redis.is_none();
+        while ws.is_none() || mesh.is_none() || !redis_line {
             match node.stdout.try_recv() {
                 Ok(line) => {
                     if let Some(rest) = line.strip_prefix("wscluster listening on ws://") {
                         ws = rest.split(' ').next().and_then(|a| a.parse().ok());
                     } else if let Some(rest) = line.strip_prefix("wscluster cluster mesh on ") {
                         mesh = rest.split(' ').next().and_then(|a| a.parse().ok());
+                    } else if line.starts_with("wscluster cluster redis at ") {
+                        redis_line = true;
                     }
                 }
                 Err(mpsc::TryRecvError::Disconnected) => {
@@ -376,6 +409,72 @@ pub async fn wait_linked(nodes: &[&NodeProcess]) {
         })
         .await;
     }
+}
+
+/// Which engine a test's nodes use.
+#[derive(Clone)]
+pub enum Backplane {
+    /// TCP mesh links (the default engine).
+    Mesh,
+    /// A `redis-server` of the test's own, with a routing (`shared` or `channel`).
+    Redis(std::sync::Arc<super::redis::RedisServer>, &'static str),
+}
+
+impl Backplane {
+    /// The Redis engine on a fresh `redis-server`, with `routing`.
+    pub async fn redis(routing: &'static str) -> Self {
+        Backplane::Redis(
+            std::sync::Arc::new(super::redis::RedisServer::start().await),
+            routing,
+        )
+    }
+
+    /// Node `name`'s arguments on this engine; `seed` is a node to dial (mesh only).
+    pub fn args(&self, name: &str, seed: Option<&NodeProcess>) -> NodeArgs {
+        match self {
+            Backplane::Mesh => {
+                let a = NodeArgs::new(name);
+                match seed {
+                    Some(s) => a.peer(s.mesh),
+                    None => a,
+                }
+            }
+            Backplane::Redis(server, routing) => NodeArgs::new(name).redis(server.port(), routing),
+        }
+    }
+}
+
+/// Declares, for each listed `async fn name(bp: Backplane)` scenario, one test per engine:
+/// `mesh::name`, `redis_shared::name` and `redis_channel::name`.
+#[macro_export]
+macro_rules! on_every_backplane {
+    ($($name:ident),* $(,)?) => {
+        mod mesh {
+            $( #[tokio::test] async fn $name() { super::$name($crate::support::process::Backplane::Mesh).await } )*
+        }
+        mod redis_shared {
+            $( #[tokio::test] async fn $name() { super::$name($crate::support::process::Backplane::redis("shared").await).await } )*
+        }
+        mod redis_channel {
+            $( #[tokio::test] async fn $name() { super::$name($crate::support::process::Backplane::redis("channel").await).await } )*
+        }
+    };
+}
+
+/// Starts nodes `names` on `bp` (mesh: the first one is the seed the others dial), each node's
+/// arguments adjusted by `adjust`, and waits until every node sees every other.
+pub async fn start_cluster_on(
+    bp: &Backplane,
+    names: &[&str],
+    adjust: impl Fn(NodeArgs) -> NodeArgs,
+) -> Vec<NodeProcess> {
+    let mut nodes: Vec<NodeProcess> = Vec::new();
+    for name in names {
+        let args = adjust(bp.args(name, nodes.first()));
+        nodes.push(NodeProcess::start(args).await);
+    }
+    wait_linked(&nodes.iter().collect::<Vec<_>>()).await;
+    nodes
 }
 
 /// Starts nodes `names` (the first one is the seed the others dial) and waits for the full mesh.

@@ -1,0 +1,185 @@
+//! A real `redis-server` per test, on an ephemeral loopback port, killed when dropped.
+//!
+//! `scripts/test.sh` installs Debian's `redis-server` when it is missing; `REDIS_SERVER` may name
+//! another binary. Nothing here assumes a Redis is already running.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long `redis-server` may take to accept connections.
+const START_WAIT: Duration = Duration::from_secs(10);
+
+/// The `redis-server` binary.
+pub fn redis_server_binary() -> String {
+    std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".to_owned())
+}
+
+/// A running `redis-server` on 127.0.0.1.
+pub struct RedisServer {
+    child: Option<Child>,
+    port: u16,
+    password: Option<String>,
+    log: tempfile::NamedTempFile,
+}
+
+fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("cannot bind: {e}"));
+    l.local_addr()
+        .unwrap_or_else(|e| panic!("no local address: {e}"))
+        .port()
+}
+
+impl RedisServer {
+    /// A server without a password.
+    pub async fn start() -> Self {
+        Self::start_with(None).await
+    }
+
+    /// A server that requires `password` (`requirepass`), when given.
+    pub async fn start_with(password: Option<&str>) -> Self {
+        let mut s = Self {
+            child: None,
+            port: free_port(),
+            password: password.map(str::to_owned),
+            log: tempfile::NamedTempFile::new().unwrap_or_else(|e| panic!("{e}")),
+        };
+        s.launch().await;
+        s
+    }
+
+    async fn launch(&mut self) {
+        let mut cmd = Command::new(redis_server_binary());
+        cmd.args([
+            "--port",
+            &self.port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--protected-mode",
+            "no",
+            "--loglevel",
+            "warning",
+            "--logfile",
+            "",
+        ]);
+        if let Some(p) = &self.password {
+            cmd.args(["--requirepass", p]);
+        }
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(self.log.reopen().unwrap_or_else(|e| panic!("{e}")))
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start {} ({e}): run scripts/test.sh, which installs it",
+                    redis_server_binary()
+                )
+            });
+        self.child = Some(child);
+        let deadline = Instant::now() + START_WAIT;
+        loop {
+            if self.ping().await.is_ok() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "redis-server on port {} did not answer within {START_WAIT:?}: {}",
+                self.port,
+                std::fs::read_to_string(self.log.path()).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Its port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `redis://` URL for a client (with the password when there is one).
+    pub fn url(&self) -> String {
+        match &self.password {
+            Some(p) => format!("redis://:{p}@127.0.0.1:{}/", self.port),
+            None => format!("redis://127.0.0.1:{}/", self.port),
+        }
+    }
+
+    async fn connection(&self) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
+        redis::Client::open(self.url())?
+            .get_multiplexed_async_connection()
+            .await
+    }
+
+    async fn ping(&self) -> redis::RedisResult<()> {
+        let mut c = self.connection().await?;
+        redis::cmd("PING").query_async::<String>(&mut c).await?;
+        Ok(())
+    }
+
+    /// Runs one command and returns its reply.
+    pub async fn query<T: redis::FromRedisValue>(&self, args: &[&str]) -> T {
+        let mut c = self
+            .connection()
+            .await
+            .unwrap_or_else(|e| panic!("cannot connect to redis: {e}"));
+        let mut cmd = redis::cmd(args[0]);
+        for a in &args[1..] {
+            cmd.arg(*a);
+        }
+        cmd.query_async(&mut c)
+            .await
+            .unwrap_or_else(|e| panic!("redis {args:?}: {e}"))
+    }
+
+    /// Publishes raw bytes on a Redis channel (for hostile-input tests).
+    pub async fn publish(&self, channel: &str, payload: &[u8]) -> i64 {
+        let mut c = self
+            .connection()
+            .await
+            .unwrap_or_else(|e| panic!("cannot connect to redis: {e}"));
+        redis::cmd("PUBLISH")
+            .arg(channel)
+            .arg(payload)
+            .query_async(&mut c)
+            .await
+            .unwrap_or_else(|e| panic!("redis PUBLISH: {e}"))
+    }
+
+    /// How many clients are subscribed to `channel` (PUBSUB NUMSUB).
+    pub async fn subscribers(&self, channel: &str) -> i64 {
+        let (_, n): (String, i64) = self.query(&["PUBSUB", "NUMSUB", channel]).await;
+        n
+    }
+
+    /// The Redis channels with at least one subscriber, sorted.
+    pub async fn channels(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.query(&["PUBSUB", "CHANNELS"]).await;
+        v.sort();
+        v
+    }
+
+    /// Kills the process (SIGKILL): every connection drops at once.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts it again on the same port (after [`RedisServer::kill`]).
+    pub async fn restart(&mut self) {
+        self.kill();
+        self.launch().await;
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

@@ -1,5 +1,6 @@
 //! Node failures with real `wscluster` processes: SIGKILL, restart under the same name, a frozen
-//! process replaced by a new incarnation, SIGTERM, and a node with the wrong cluster secret.
+//! process replaced by a new incarnation, SIGTERM (each on the mesh and on both Redis routings),
+//! and a node with the wrong cluster secret.
 //!
 //! What the surviving clients receive is checked frame by frame: a departed node's members leave
 //! with exactly the frames a local disconnect produces (`channel@member@remove` to each channel's
@@ -131,9 +132,10 @@ fn incarnation_of(node: &NodeProcess, peer: &str) -> u64 {
         .unwrap_or_else(|| panic!("{} never saw {peer}", node.name))
 }
 
-#[tokio::test]
-async fn a_sigkilled_process_s_members_leave_everywhere_at_once_with_disconnect_frames() {
-    let mut nodes = start_cluster(&["a", "b", "c"]).await;
+async fn a_sigkilled_process_s_members_leave_everywhere_at_once_with_disconnect_frames(
+    bp: Backplane,
+) {
+    let mut nodes = start_cluster_on(&bp, &["a", "b", "c"], |a| a).await;
     let mut sync = Syncer::new(&nodes.iter().collect::<Vec<_>>()).await;
     let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
     let mut alice = join_member(&mut sync, a, "alice", &mut []).await;
@@ -197,13 +199,16 @@ async fn a_sigkilled_process_s_members_leave_everywhere_at_once_with_disconnect_
     );
     // dave is in no channel: member@remove only (a disconnect's channel frames are scoped).
     assert_interleaving("dave", &got_d, &[&[bob_out], &[bert_out]]);
-    assert!(
-        took < PURGE_WITHIN,
-        "purge took {took:?} after SIGKILL (a closed link must be detected at once)"
-    );
+    // The mesh sees the closed link at once; through Redis, the silence is noticed after the
+    // peer timeout.
+    let (within, reason) = match bp {
+        Backplane::Mesh => (PURGE_WITHIN, "link closed"),
+        Backplane::Redis(..) => (REDIS_PEER_TIMEOUT + Duration::from_secs(1), "peer timeout"),
+    };
+    assert!(took < within, "purge took {took:?} after SIGKILL");
     let (a, c) = (&nodes[0], &nodes[2]);
     for n in [a, c] {
-        assert_eq!(down_reason(n, "b", b_incarnation).await, "link closed");
+        assert_eq!(down_reason(n, "b", b_incarnation).await, reason);
     }
 
     // Nothing more, and no ghost anywhere.
@@ -231,9 +236,10 @@ async fn a_sigkilled_process_s_members_leave_everywhere_at_once_with_disconnect_
     }
 }
 
-#[tokio::test]
-async fn a_process_restarted_under_the_same_name_does_not_bring_back_its_old_members() {
-    let mut nodes = start_cluster(&["a", "b", "c"]).await;
+async fn a_process_restarted_under_the_same_name_does_not_bring_back_its_old_members(
+    bp: Backplane,
+) {
+    let mut nodes = start_cluster_on(&bp, &["a", "b", "c"], |a| a).await;
     let mut sync = Syncer::new(&nodes.iter().collect::<Vec<_>>()).await;
     let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
     let mut alice = join_member(&mut sync, a, "alice", &mut []).await;
@@ -251,12 +257,11 @@ async fn a_process_restarted_under_the_same_name_does_not_bring_back_its_old_mem
     carol.expect(&mr("bob")).await;
 
     // Same name, same ports, a new process (a new incarnation).
-    let b2 = NodeProcess::start(
-        NodeArgs::new("b")
-            .listen(old_ws)
-            .cluster_port(old_mesh.port())
-            .peer(nodes[0].mesh),
-    )
+    let args = bp.args("b", Some(&nodes[0])).listen(old_ws);
+    let b2 = NodeProcess::start(match bp {
+        Backplane::Mesh => args.cluster_port(old_mesh.port()),
+        Backplane::Redis(..) => args,
+    })
     .await;
     assert_eq!((b2.ws, b2.mesh), (old_ws, old_mesh), "same ports");
     nodes[1] = b2;
@@ -284,9 +289,8 @@ async fn a_process_restarted_under_the_same_name_does_not_bring_back_its_old_mem
 /// A process that stops answering (SIGSTOP: its links stay open) and is replaced by a new process
 /// with the same name: the new incarnation's hello purges the old members at once, long before the
 /// (here 30 s) peer timeout.
-#[tokio::test]
-async fn a_new_incarnation_replaces_a_frozen_process_at_once() {
-    let mut nodes = start_cluster_with(&["a", "b", "c"], |args| {
+async fn a_new_incarnation_replaces_a_frozen_process_at_once(bp: Backplane) {
+    let mut nodes = start_cluster_on(&bp, &["a", "b", "c"], |args| {
         args.set("cluster.peer_timeout_ms=30000")
     })
     .await;
@@ -303,9 +307,8 @@ async fn a_new_incarnation_replaces_a_frozen_process_at_once() {
 
     let started = Instant::now();
     let b2 = NodeProcess::start(
-        NodeArgs::new("b")
-            .set("cluster.peer_timeout_ms=30000")
-            .peer(nodes[0].mesh),
+        bp.args("b", Some(&nodes[0]))
+            .set("cluster.peer_timeout_ms=30000"),
     )
     .await;
     let ((got_a, at_a), (got_c, at_c)) =
@@ -334,9 +337,8 @@ async fn a_new_incarnation_replaces_a_frozen_process_at_once() {
     alice.quiet().await;
 }
 
-#[tokio::test]
-async fn sigterm_says_bye_purges_at_once_closes_clients_with_1001_and_exits_0() {
-    let mut nodes = start_cluster_with(&["a", "b", "c"], |args| {
+async fn sigterm_says_bye_purges_at_once_closes_clients_with_1001_and_exits_0(bp: Backplane) {
+    let mut nodes = start_cluster_on(&bp, &["a", "b", "c"], |args| {
         args.set("cluster.peer_timeout_ms=30000")
     })
     .await;
@@ -515,3 +517,10 @@ async fn a_restarted_seed_is_redialed_by_the_others() {
     bob.quiet().await;
     carol.quiet().await;
 }
+
+on_every_backplane!(
+    a_sigkilled_process_s_members_leave_everywhere_at_once_with_disconnect_frames,
+    a_process_restarted_under_the_same_name_does_not_bring_back_its_old_members,
+    a_new_incarnation_replaces_a_frozen_process_at_once,
+    sigterm_says_bye_purges_at_once_closes_clients_with_1001_and_exits_0,
+);

@@ -127,8 +127,16 @@ impl Args {
             ("--redis-url", "cluster.redis.url", &self.redis_url),
             ("--redis-host", "cluster.redis.host", &self.redis_host),
             ("--redis-port", "cluster.redis.port", &self.redis_port),
-            ("--redis-channel", "cluster.redis.channel", &self.redis_channel),
-            ("--redis-routing", "cluster.redis.routing", &self.redis_routing),
+            (
+                "--redis-channel",
+                "cluster.redis.channel",
+                &self.redis_channel,
+            ),
+            (
+                "--redis-routing",
+                "cluster.redis.routing",
+                &self.redis_routing,
+            ),
         ] {
             if let Some(v) = value {
                 sources

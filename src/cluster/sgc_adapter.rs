@@ -9,10 +9,10 @@ use bytes::{Bytes, BytesMut};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
-use super::{ChannelRouting, Outlet};
 use super::adapter::Adapter;
 use super::envelope::{Envelope, Kind, Origin};
 use super::interest::{InterestMsg, InterestTable};
+use super::{ChannelRouting, Outlet};
 use crate::protocol::sgc::{
     PROTOCOL_NAME, QueueLevel, RetainedChannel, RetainedSnapshot, SgcBroadcast, SgcEvent,
     SgcProtocol, SgcPublish, Targets,

@@ -411,6 +411,10 @@ pub async fn wait_linked(nodes: &[&NodeProcess]) {
     }
 }
 
+/// The peer timeout of test nodes on the Redis engine (a SIGKILLed node is noticed by silence
+/// there, not by a closed link): long enough for a loaded machine, short enough for the tests.
+pub const REDIS_PEER_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Which engine a test's nodes use.
 #[derive(Clone)]
 pub enum Backplane {
@@ -439,7 +443,12 @@ impl Backplane {
                     None => a,
                 }
             }
-            Backplane::Redis(server, routing) => NodeArgs::new(name).redis(server.port(), routing),
+            Backplane::Redis(server, routing) => NodeArgs::new(name)
+                .redis(server.port(), routing)
+                .set(&format!(
+                    "cluster.peer_timeout_ms={}",
+                    REDIS_PEER_TIMEOUT.as_millis()
+                )),
         }
     }
 }

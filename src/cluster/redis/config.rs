@@ -251,7 +251,13 @@ mod tests {
             ..RedisConfig::default()
         };
         assert!(c.uses_tls());
-        assert!(c.connection_info().unwrap().addr().to_string().contains("7000"));
+        assert!(
+            c.connection_info()
+                .unwrap()
+                .addr()
+                .to_string()
+                .contains("7000")
+        );
         let url_tls = RedisConfig {
             url: "rediss://h:1/0".into(),
             ..RedisConfig::default()
@@ -265,7 +271,12 @@ mod tests {
             url: "http://nope".into(),
             ..RedisConfig::default()
         };
-        assert!(c.client().unwrap_err().to_string().contains("invalid redis address"));
+        assert!(
+            c.client()
+                .unwrap_err()
+                .to_string()
+                .contains("invalid redis address")
+        );
     }
 
     #[test]

@@ -417,7 +417,11 @@ impl Shared {
         }
         if payload.len() > self.cfg.max_message_bytes {
             self.stats.malformed.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(channel, len = payload.len(), "oversize envelope from redis dropped");
+            tracing::debug!(
+                channel,
+                len = payload.len(),
+                "oversize envelope from redis dropped"
+            );
             return;
         }
         let envelope = match Envelope::decode(Bytes::copy_from_slice(payload)) {

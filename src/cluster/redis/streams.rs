@@ -209,11 +209,19 @@ mod tests {
         assert_eq!(seen.accept(&x, "s", 5), 0, "baseline");
         assert_eq!(seen.accept(&x, "s", 6), 0);
         assert_eq!(seen.accept(&x, "s", 9), 2);
-        assert_eq!(seen.accept(&x, "t", 1), 0, "another stream has its own numbers");
+        assert_eq!(
+            seen.accept(&x, "t", 1),
+            0,
+            "another stream has its own numbers"
+        );
         assert_eq!(seen.accept(&x, "s", 1), 0, "the sender started over");
         assert_eq!(seen.accept(&x, "s", 2), 0);
         assert_eq!(seen.accept(&x, "s", 0), 0, "unsequenced");
-        assert_eq!(seen.accept(&o("x", 2), "s", 7), 0, "a new incarnation starts fresh");
+        assert_eq!(
+            seen.accept(&o("x", 2), "s", 7),
+            0,
+            "a new incarnation starts fresh"
+        );
         seen.forget_stream("s");
         assert_eq!(seen.accept(&o("x", 2), "s", 20), 0);
         seen.forget_origin("x");

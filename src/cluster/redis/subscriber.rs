@@ -52,13 +52,7 @@ async fn connect(shared: &Shared) -> Result<(Sink, Stream), String> {
         shared.names.shared().to_string(),
         shared.names.node(&shared.me.node_id),
     ];
-    names.extend(
-        shared
-            .keys
-            .lock()
-            .iter()
-            .map(|k| shared.names.channel(k)),
-    );
+    names.extend(shared.keys.lock().iter().map(|k| shared.names.channel(k)));
     for chunk in names.chunks(SUBSCRIBE_CHUNK) {
         tokio::time::timeout(shared.cfg.response_timeout(), sink.subscribe(chunk))
             .await
@@ -69,7 +63,10 @@ async fn connect(shared: &Shared) -> Result<(Sink, Stream), String> {
 }
 
 /// The subscriber task: connect, subscribe, receive until the connection is lost, repeat.
-pub(crate) async fn subscriber(shared: Arc<Shared>, mut commands: mpsc::UnboundedReceiver<Command>) {
+pub(crate) async fn subscriber(
+    shared: Arc<Shared>,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+) {
     let mut stop = shared.stop.subscribe();
     let mut failures: u32 = 0;
     let mut connected_before = false;

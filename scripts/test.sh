@@ -6,6 +6,9 @@
 # What the tests need besides Rust:
 #   kosoku 0.1.0 (PyPI)  the Autobahn conformance runner used by tests/autobahn.rs; installed into a
 #                        project-local venv (target/tools/venv) and exported as KOSOKU.
+#   redis-server         Debian's package, for the Redis engine's tests (tests/redis_engine.rs and the
+#                        redis_* tests of tests/cluster_process_*.rs); each test starts its own
+#                        server on an ephemeral port. REDIS_SERVER may name another binary.
 # To add a tool: write an ensure_<tool> function next to ensure_kosoku (apt packages go through
 # apt_install, e.g. `command -v redis-server >/dev/null || apt_install redis-server`) and call it in
 # main.
@@ -106,10 +109,23 @@ WRAP
     say "kosoku: $KOSOKU"
 }
 
+# redis-server from Debian when missing (the tests start it themselves; the package's own service,
+# if the install starts one, is not used).
+ensure_redis() {
+    if [ -n "${REDIS_SERVER:-}" ]; then
+        "$REDIS_SERVER" --version >/dev/null 2>&1 || die "REDIS_SERVER=$REDIS_SERVER does not run"
+    elif ! command -v redis-server >/dev/null 2>&1; then
+        apt_install redis-server
+        command -v redis-server >/dev/null 2>&1 || die "redis-server was installed but is not on PATH"
+    fi
+    say "redis-server: $(${REDIS_SERVER:-redis-server} --version)"
+}
+
 main() {
     command -v cargo >/dev/null 2>&1 || die "cargo not found: install Rust (https://rustup.rs)"
     cd "$ROOT"
     ensure_kosoku
+    ensure_redis
     # Doc examples first, so the last lines are the summaries of the unit and integration tests.
     cargo test --doc
     cargo test --all-targets --no-fail-fast

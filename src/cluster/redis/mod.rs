@@ -389,15 +389,18 @@ impl Shared {
             }
             return;
         }
-        let Some(error) = error else { return };
+        let Some(mut error) = error else { return };
         let auth = error.contains("WRONGPASS")
             || error.contains("NOAUTH")
             || error.contains("AuthenticationFailed")
             || error.contains("invalid password");
+        if auth {
+            error = format!("redis authentication failed: {error}");
+        }
         let new_kind = st.last_error.as_deref() != Some(error.as_str());
         if was || new_kind {
             if auth {
-                tracing::error!(%redis, %error, "{what} refused: redis authentication failed (check cluster.redis.username/password); serving local clients only, retrying");
+                tracing::error!(%redis, %error, "{what} refused: check cluster.redis.username and password; serving local clients only, retrying");
             } else {
                 tracing::warn!(%redis, %error, "{what} lost: serving local clients only, reconnecting with backoff");
             }

@@ -125,7 +125,7 @@ async fn receive(
                 None => return Some("redis subscription connection closed".into()),
             },
             cmd = commands.recv() => {
-                let Some(cmd) = cmd else { return None };
+                let cmd = cmd?;
                 let mut batch = vec![cmd];
                 while batch.len() < SUBSCRIBE_CHUNK {
                     match commands.try_recv() {

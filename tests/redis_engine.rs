@@ -1,0 +1,412 @@
+//! The Redis engine against a real `redis-server` (each test starts its own on an ephemeral
+//! port): nodes meet through Redis, survive Redis going away (a killed subscription, a restarted
+//! server), count what Redis lost, route per channel when asked, refuse a wrong password clearly
+//! while serving local clients, and drop garbage published on their channels.
+//!
+//! The cross-node sgc and Presence scenarios, SIGKILL, SIGTERM and restarts run on Redis too: see
+//! the `redis_shared::` and `redis_channel::` tests of `cluster_process_*.rs`.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use support::redis::RedisServer;
+use support::sgc::*;
+use support::{WsClient, eventually};
+use wscluster::cluster::redis::{RedisEngine, RedisRouting};
+use wscluster::cluster::{Cluster, ClusterConfig, SgcAdapter};
+use wscluster::protocol::sgc::{SgcConfig, SgcProtocol};
+use wscluster::{Server, ServerHandle};
+
+/// Long enough for any wait on a loaded machine.
+const WAIT: Duration = Duration::from_secs(10);
+
+struct Node {
+    server: ServerHandle,
+    cluster: Cluster,
+}
+
+impl Node {
+    fn engine(&self) -> RedisEngine {
+        self.cluster
+            .redis()
+            .unwrap_or_else(|| panic!("not running on redis"))
+    }
+
+    async fn client(&self, channel: &str) -> WsClient {
+        let (mut c, _) = WsClient::sgc(self.server.local_addr()).await;
+        c.subscribe(channel).await;
+        c
+    }
+}
+
+fn config(redis: &RedisServer, routing: RedisRouting) -> ClusterConfig {
+    let mut c = ClusterConfig::local_redis(redis.port(), &format!("t{}", redis.port()));
+    c.heartbeat_interval_ms = 100;
+    c.peer_timeout_ms = 2_000;
+    c.redis.routing = routing;
+    c.redis.reconnect_min_ms = 50;
+    c.redis.reconnect_max_ms = 300;
+    c
+}
+
+async fn node_with(name: &str, config: ClusterConfig) -> Node {
+    support::init_logs();
+    let sgc = SgcProtocol::new(SgcConfig::default());
+    let server = Server::new(support::test_server_config())
+        .protocol(Arc::new(sgc.clone()))
+        .bind()
+        .await
+        .unwrap_or_else(|e| panic!("bind: {e}"));
+    let cluster = Cluster::new(name, config);
+    cluster.attach(SgcAdapter::new(sgc));
+    cluster
+        .start()
+        .await
+        .unwrap_or_else(|e| panic!("cluster start: {e}"));
+    Node { server, cluster }
+}
+
+async fn nodes(redis: &RedisServer, routing: RedisRouting, names: &[&str]) -> Vec<Node> {
+    let mut v = Vec::new();
+    for n in names {
+        v.push(node_with(n, config(redis, routing)).await);
+    }
+    meet(&v).await;
+    v
+}
+
+/// Waits until every node is ready and sees every other.
+async fn meet(nodes: &[Node]) {
+    let want = nodes.len() - 1;
+    assert!(
+        eventually(WAIT, || nodes.iter().all(
+            |n| n.cluster.ready() && n.cluster.connected_peer_count() == want
+        ))
+        .await,
+        "nodes did not meet through redis"
+    );
+}
+
+fn get(c: &std::sync::atomic::AtomicU64) -> u64 {
+    c.load(Ordering::Relaxed)
+}
+
+#[tokio::test]
+async fn nodes_meet_through_redis_and_a_publish_arrives_once_everywhere() {
+    let redis = RedisServer::start().await;
+    let v = nodes(&redis, RedisRouting::Shared, &["a", "b", "c"]).await;
+    let mut subs = Vec::new();
+    for n in &v {
+        subs.push(n.client("news").await);
+    }
+    let (mut publisher, _) = WsClient::sgc(v[0].server.local_addr()).await;
+    publisher
+        .send(&delphi::publish("\"hello\"", "news", "queueLevel0"))
+        .await;
+    for s in &mut subs {
+        s.expect(&s5("news", "\"hello\"")).await;
+    }
+    // Exactly once: nodes drop their own envelopes (Redis echoes them) and nothing else came.
+    for s in &mut subs {
+        s.barrier().await;
+    }
+    // Redis channels in use: the shared one and one per node.
+    let p = redis.port();
+    assert_eq!(
+        redis.channels().await,
+        [
+            format!("t{p}"),
+            format!("t{p}:node:a"),
+            format!("t{p}:node:b"),
+            format!("t{p}:node:c"),
+        ]
+    );
+    assert_eq!(get(&v[1].engine().stats().gaps), 0);
+}
+
+#[tokio::test]
+async fn a_killed_subscription_is_rebuilt_and_what_it_missed_is_counted() {
+    let redis = RedisServer::start().await;
+    let v = nodes(&redis, RedisRouting::Shared, &["a", "b"]).await;
+    let mut sub_b = v[1].client("feed").await;
+    let (mut pub_a, _) = WsClient::sgc(v[0].server.local_addr()).await;
+    let b = v[1].engine();
+    let b = b.stats();
+
+    // Every subscription connection dies; a keeps publishing until b has rebuilt its own.
+    let killed: i64 = redis.query(&["CLIENT", "KILL", "TYPE", "pubsub"]).await;
+    assert_eq!(killed, 2);
+    let mut sent = 0;
+    while get(&b.reconnects) == 0 || !v[1].cluster.ready() {
+        pub_a
+            .send(&delphi::publish(&format!("{sent}"), "feed", "queueLevel0"))
+            .await;
+        pub_a.barrier().await;
+        sent += 1;
+        assert!(sent < 10_000, "b never resubscribed");
+    }
+    // Delivery resumes: a marker published now arrives, after whatever survived, in order.
+    pub_a
+        .send(&delphi::publish("\"after\"", "feed", "queueLevel0"))
+        .await;
+    let mut got = Vec::new();
+    loop {
+        let f = sub_b.recv().await;
+        if f == s5("feed", "\"after\"") {
+            break;
+        }
+        got.push(f);
+    }
+    let numbers: Vec<u64> = got
+        .iter()
+        .map(|f| {
+            let v: serde_json::Value = serde_json::from_str(f).unwrap_or_default();
+            v["params"]["message"]
+                .as_str()
+                .and_then(|m| m.parse().ok())
+                .unwrap_or_else(|| panic!("unexpected frame {f}"))
+        })
+        .collect();
+    assert!(
+        numbers.windows(2).all(|w| w[0] < w[1]),
+        "in order: {numbers:?}"
+    );
+    // What b did not get was lost while it was away, and counted (heartbeats lost count too).
+    let missed = sent - numbers.len() as u64;
+    assert!(missed > 0, "a publish was in flight while b was away");
+    assert!(
+        get(&b.gaps) >= missed,
+        "gaps {} < missed {missed}",
+        get(&b.gaps)
+    );
+    assert!(
+        get(&b.resyncs) >= 1,
+        "a loss on the shared stream resynchronises"
+    );
+}
+
+#[tokio::test]
+async fn a_restarted_redis_is_survived_local_delivery_goes_on_and_the_cluster_comes_back() {
+    let mut redis = RedisServer::start().await;
+    let v = nodes(&redis, RedisRouting::Shared, &["a", "b"]).await;
+    let mut local_a = v[0].client("feed").await;
+    let mut sub_b = v[1].client("feed").await;
+    let (mut pub_a, _) = WsClient::sgc(v[0].server.local_addr()).await;
+
+    redis.kill();
+    assert!(
+        eventually(WAIT, || v.iter().all(|n| !n.cluster.ready())).await,
+        "ready must turn false while redis is away"
+    );
+    // Redis is down: a's own subscribers are served at once.
+    for i in 0..20 {
+        pub_a
+            .send(&delphi::publish(
+                &format!("\"down-{i}\""),
+                "feed",
+                "queueLevel0",
+            ))
+            .await;
+        local_a.expect(&s5("feed", &format!("\"down-{i}\""))).await;
+    }
+
+    redis.restart().await;
+    meet(&v).await;
+    pub_a
+        .send(&delphi::publish("\"back\"", "feed", "queueLevel0"))
+        .await;
+    local_a.expect(&s5("feed", "\"back\"")).await;
+    // b receives "back"; before it, at most the messages a published while Redis was down (a
+    // keeps them queued, within its cap, until it can publish again), in order.
+    let mut before = Vec::new();
+    loop {
+        let f = sub_b.recv().await;
+        if f == s5("feed", "\"back\"") {
+            break;
+        }
+        before.push(f);
+    }
+    let expected: Vec<String> = (0..20)
+        .map(|i| s5("feed", &format!("\"down-{i}\"")))
+        .collect();
+    let positions: Vec<Option<usize>> = before
+        .iter()
+        .map(|f| expected.iter().position(|e| e == f))
+        .collect();
+    assert!(
+        positions.iter().all(Option::is_some) && positions.windows(2).all(|w| w[0] < w[1]),
+        "unexpected frames before \"back\": {before:?}"
+    );
+    for n in &v {
+        assert!(get(&n.engine().stats().reconnects) >= 1);
+    }
+    sub_b.barrier().await;
+}
+
+#[tokio::test]
+async fn per_channel_routing_subscribes_only_where_there_are_subscribers() {
+    let redis = RedisServer::start().await;
+    let v = nodes(&redis, RedisRouting::Channel, &["a", "b"]).await;
+    let p = redis.port();
+    let x = format!("t{p}:ch:x");
+    assert_eq!(redis.subscribers(&x).await, 0);
+    // b's first subscriber of x is acknowledged once Redis has b subscribed to x.
+    let mut sub_b = v[1].client("x").await;
+    assert_eq!(redis.subscribers(&x).await, 1);
+    let mut second_b = v[1].client("x").await;
+    assert_eq!(
+        redis.subscribers(&x).await,
+        1,
+        "one Redis subscription per node"
+    );
+
+    let b = v[1].engine();
+    let b = b.stats();
+    let before = get(&b.envelopes_in);
+    let (mut pub_a, _) = WsClient::sgc(v[0].server.local_addr()).await;
+    // y has no subscriber anywhere: it never leaves a's Redis channel for y.
+    pub_a
+        .send(&delphi::publish("\"to-y\"", "y", "queueLevel0"))
+        .await;
+    pub_a
+        .send(&delphi::publish("\"to-x\"", "x", "queueLevel0"))
+        .await;
+    sub_b.expect(&s5("x", "\"to-x\"")).await;
+    second_b.expect(&s5("x", "\"to-x\"")).await;
+    let heartbeats_at_most = 2 * (WAIT.as_millis() / 100) as u64;
+    let received = get(&b.envelopes_in) - before;
+    assert!(received >= 1 && received <= 1 + heartbeats_at_most);
+
+    // The last local subscriber leaves: so does the node's Redis subscription.
+    sub_b.send(&delphi::unsubscribe("x")).await;
+    sub_b.expect(&s4("x", Some("qosLevel0"), None)).await;
+    assert_eq!(redis.subscribers(&x).await, 1);
+    second_b.send(&delphi::unsubscribe("x")).await;
+    second_b.expect(&s4("x", Some("qosLevel0"), None)).await;
+    let (redis_ref, name) = (&redis, x.clone());
+    let mut gone = false;
+    for _ in 0..200 {
+        if redis_ref.subscribers(&name).await == 0 {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(gone, "b left {x}");
+    // Retained publishes go to every node (every node keeps the queues), whatever the routing:
+    // a's retained publish to z travels ahead of its publish to "sync" (one connection each way,
+    // so Redis keeps a's order across its channels), which b's subscriber waits for.
+    let mut sync_b = v[1].client("sync").await;
+    pub_a
+        .send(&delphi::publish("\"kept\"", "z", "queueLevel1"))
+        .await;
+    pub_a
+        .send(&delphi::publish("\"flush\"", "sync", "queueLevel0"))
+        .await;
+    sync_b.expect(&s5("sync", "\"flush\"")).await;
+    let mut late = v[1].client("z").await;
+    late.expect(&s5("z", "\"kept\"")).await;
+    late.barrier().await;
+}
+
+#[tokio::test]
+async fn a_wrong_password_is_a_clear_error_and_the_node_serves_locally() {
+    let redis = RedisServer::start_with(Some("right")).await;
+    let mut c = config(&redis, RedisRouting::Shared);
+    c.redis.password = "wrong".into();
+    let n = node_with("a", c).await;
+    assert!(
+        eventually(WAIT, || n
+            .cluster
+            .redis()
+            .and_then(|r| r.last_error())
+            .is_some_and(|e| e.contains("redis authentication failed")))
+        .await,
+        "last error: {:?}",
+        n.cluster.redis().and_then(|r| r.last_error())
+    );
+    assert!(!n.cluster.ready());
+    let mut sub = n.client("local").await;
+    let (mut publisher, _) = WsClient::sgc(n.server.local_addr()).await;
+    publisher
+        .send(&delphi::publish("\"still served\"", "local", "queueLevel0"))
+        .await;
+    sub.expect(&s5("local", "\"still served\"")).await;
+
+    // With the right password the same node joins once restarted.
+    n.cluster.stop().await;
+    let mut good = config(&redis, RedisRouting::Shared);
+    good.redis.password = "right".into();
+    let a = node_with("a2", good.clone()).await;
+    let b = node_with("b2", good).await;
+    meet(&[a, b]).await;
+}
+
+#[tokio::test]
+async fn garbage_on_the_cluster_s_redis_channels_is_dropped_and_counted() {
+    let redis = RedisServer::start().await;
+    let v = nodes(&redis, RedisRouting::Shared, &["a", "b"]).await;
+    let p = redis.port();
+    let b = v[1].engine();
+    let b = b.stats();
+    for (channel, payload) in [
+        (format!("t{p}"), b"not an envelope".to_vec()),
+        (format!("t{p}"), vec![]),
+        (format!("t{p}"), vec![1, 99, 0, 0]),
+        (format!("t{p}:node:b"), vec![0xff; 64]),
+        (format!("t{p}"), vec![9; 200]),
+    ] {
+        redis.publish(&channel, &payload).await;
+    }
+    assert!(
+        eventually(WAIT, || get(&b.malformed) >= 5).await,
+        "malformed: {}",
+        get(&b.malformed)
+    );
+    // The cluster carries on.
+    let mut sub_b = v[1].client("after").await;
+    let (mut pub_a, _) = WsClient::sgc(v[0].server.local_addr()).await;
+    pub_a
+        .send(&delphi::publish("\"fine\"", "after", "queueLevel0"))
+        .await;
+    sub_b.expect(&s5("after", "\"fine\"")).await;
+    meet(&v).await;
+}
+
+#[tokio::test]
+async fn the_binary_logs_a_refused_password_once_and_serves_locally() {
+    use support::process::{NodeArgs, NodeProcess};
+    let redis = RedisServer::start_with(Some("right")).await;
+    let node = NodeProcess::start(
+        NodeArgs::new("a")
+            .redis(redis.port(), "shared")
+            .set("cluster.redis.password=\"wrong\"")
+            .set("cluster.redis.reconnect_max_ms=100"),
+    )
+    .await;
+    let refused = |n: &NodeProcess| {
+        n.logs()
+            .into_iter()
+            .filter(|v| {
+                v["level"] == "ERROR"
+                    && v["fields"]["error"]
+                        .as_str()
+                        .is_some_and(|e| e.contains("redis authentication failed"))
+            })
+            .count()
+    };
+    node.wait_log("the refused password", |n| refused(n) >= 1)
+        .await;
+    let (mut sub, _) = WsClient::sgc(node.ws).await;
+    sub.subscribe("local").await;
+    let (mut publisher, _) = WsClient::sgc(node.ws).await;
+    publisher
+        .send(&delphi::publish("\"served\"", "local", "queueLevel0"))
+        .await;
+    sub.expect(&s5("local", "\"served\"")).await;
+    // Retried every 100 ms meanwhile, but logged once per connection (publisher, subscriber).
+    assert!(refused(&node) <= 2, "{}", node.stderr());
+}

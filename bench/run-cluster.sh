@@ -7,6 +7,9 @@
 #
 #   bench/run-cluster.sh               W at 5 000/s and at saturation, and the single-node baseline
 #   bench/run-cluster.sh w-5k          only the runs whose names start with this
+#   ENGINE=redis bench/run-cluster.sh  the same through Redis: a redis-server of its own (free port,
+#                                      pinned to NODE_CPU with the nodes, its CPU time counted as
+#                                      server time); REDIS_ROUTING=shared (default) or channel
 #
 # The load generator first probes until a publish on node 1 reaches subscribers on nodes 2 and 3;
 # if the nodes are not clustered it stops with that message instead of reporting loss.
@@ -17,11 +20,41 @@ source "$(dirname "$0")/lib.sh"
 
 CLUSTER_PORT_BASE="${CLUSTER_PORT_BASE:-17400}"
 CLUSTER_SECRET="${CLUSTER_SECRET:-bench-secret}"
+ENGINE="${ENGINE:-mesh}"
+REDIS_ROUTING="${REDIS_ROUTING:-shared}"
+REDIS_PORT=""
+REDIS_PID=""
+
+# start_redis: a redis-server on a free loopback port, pinned to NODE_CPU.
+start_redis() {
+    REDIS_PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+    show taskset -c "$NODE_CPU" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no
+    taskset -c "$NODE_CPU" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" \
+        --appendonly no --loglevel warning >"$BENCH_OUT/redis.out" 2>&1 &
+    REDIS_PID=$!
+    for _ in $(seq 100); do
+        redis_up && break
+        sleep 0.05
+    done
+    redis_up || { echo "!! redis-server did not start"; cat "$BENCH_OUT/redis.out"; return 1; }
+    echo "redis-server: pid $REDIS_PID, port $REDIS_PORT"
+}
+redis_up() { (exec 3<>"/dev/tcp/127.0.0.1/$REDIS_PORT") 2>/dev/null; }
 
 # cluster_flags I: sets CLUSTER_FLAGS to the flags of node I (1..3): mesh bound to loopback on
 # port CLUSTER_PORT_BASE+I, every other node as a peer, a shared secret (docs/configuration.md).
 cluster_flags() {
     local i="$1" j
+    if [[ $ENGINE == redis ]]; then
+        CLUSTER_FLAGS=(
+            --node-name "bench-$i"
+            --cluster-engine redis
+            --redis-port "$REDIS_PORT"
+            --redis-channel bench
+            --redis-routing "$REDIS_ROUTING"
+        )
+        return
+    fi
     CLUSTER_FLAGS=(
         --node-name "bench-$i"
         --cluster-engine mesh
@@ -46,6 +79,9 @@ run_w() {
     wanted "$name" "${WANT[@]}" || return 0
     echo "== $name"
     local i
+    if [[ $ENGINE == redis ]]; then
+        start_redis || return 0
+    fi
     for i in 1 2 3; do
         cluster_flags "$i"
         if ! start_node "$name-node$i" "${CLUSTER_FLAGS[@]}"; then
@@ -54,6 +90,8 @@ run_w() {
             return 0
         fi
     done
+    # Redis counts as server time: its PID is measured with the nodes' (and stopped with them).
+    [[ -n $REDIS_PID ]] && NODE_PIDS+=("$REDIS_PID") && REDIS_PID=""
     loadgen "$name" --publisher-url "${NODE_URLS[0]}" "${W[@]}" "$@" "${WINDOW[@]}"
     stop_nodes
 }
@@ -67,8 +105,11 @@ run_single() {
     stop_nodes
 }
 WANT=("$@")
-run_w w-5k --publishers 1 --rate 5000
-run_w w-max --publishers 4 --rate 0
+PREFIX=""
+[[ $ENGINE == redis ]] && PREFIX="redis-$REDIS_ROUTING-"
+run_w "${PREFIX}w-5k" --publishers 1 --rate 5000
+run_w "${PREFIX}w-max" --publishers 4 --rate 0
+[[ $ENGINE == redis ]] && { summary; exit 0; }
 run_single w-single-node-5k --publishers 1 --rate 5000
 run_single w-single-node-max --publishers 4 --rate 0
 summary

@@ -44,11 +44,20 @@ impl RedisServer {
             password: password.map(str::to_owned),
             log: tempfile::NamedTempFile::new().unwrap_or_else(|e| panic!("{e}")),
         };
-        s.launch().await;
-        s
+        // The free port may be taken by another test's process before redis-server binds it:
+        // then redis-server exits, and another port is tried.
+        for _ in 0..20 {
+            if s.launch().await {
+                return s;
+            }
+            s.port = free_port();
+        }
+        panic!("redis-server could not bind a free port in 20 attempts");
     }
 
-    async fn launch(&mut self) {
+    /// Starts the process on `self.port` and waits until it answers; false if it exited (its
+    /// port was taken).
+    async fn launch(&mut self) -> bool {
         let mut cmd = Command::new(redis_server_binary());
         cmd.args([
             "--port",
@@ -84,7 +93,13 @@ impl RedisServer {
         let deadline = Instant::now() + START_WAIT;
         loop {
             if self.ping().await.is_ok() {
-                return;
+                return true;
+            }
+            if let Some(c) = self.child.as_mut()
+                && let Ok(Some(_)) = c.try_wait()
+            {
+                self.child = None;
+                return false;
             }
             assert!(
                 Instant::now() < deadline,
@@ -174,7 +189,15 @@ impl RedisServer {
     /// Starts it again on the same port (after [`RedisServer::kill`]).
     pub async fn restart(&mut self) {
         self.kill();
-        self.launch().await;
+        let deadline = Instant::now() + START_WAIT;
+        while !self.launch().await {
+            assert!(
+                Instant::now() < deadline,
+                "port {} stayed taken: redis-server cannot restart on it",
+                self.port
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 }
 

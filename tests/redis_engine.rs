@@ -6,6 +6,7 @@
 //! The cross-node sgc and Presence scenarios, SIGKILL, SIGTERM and restarts run on Redis too: see
 //! the `redis_shared::` and `redis_channel::` tests of `cluster_process_*.rs`.
 
+mod presence_support;
 mod support;
 
 use std::sync::Arc;
@@ -409,4 +410,53 @@ async fn the_binary_logs_a_refused_password_once_and_serves_locally() {
     sub.expect(&s5("local", "\"served\"")).await;
     // Retried every 100 ms meanwhile, but logged once per connection (publisher, subscriber).
     assert!(refused(&node) <= 2, "{}", node.stderr());
+}
+
+/// With probing off, a SIGKILLed node is found dead by its silence: its members are purged on the
+/// survivors within the peer timeout plus a second.
+#[tokio::test]
+async fn without_probes_a_killed_node_is_purged_after_the_peer_timeout() {
+    use support::process::{Backplane, NodeProcess, REDIS_PEER_TIMEOUT, start_cluster_on};
+    let bp = Backplane::redis("shared").await;
+    let mut nodes = start_cluster_on(&bp, &["a", "b"], |a| {
+        a.set("cluster.redis.probe_interval_ms=0")
+    })
+    .await;
+    let mut watcher = presence_support::PClient::member(nodes[0].ws, "watcher", "w").await;
+    watcher.quiet().await;
+    let mut gone = presence_support::PClient::member(nodes[1].ws, "gone", "g").await;
+    gone.quiet().await;
+    watcher
+        .expect(&presence_support::member_frame(
+            "member@new",
+            &presence_support::m("gone", "g", ""),
+        ))
+        .await;
+    let killed_at = std::time::Instant::now();
+    nodes[1].kill();
+    let frame =
+        presence_support::member_frame("member@remove", &presence_support::m("gone", "g", ""));
+    loop {
+        let f = watcher.recv().await;
+        if f == frame {
+            break;
+        }
+    }
+    let took = killed_at.elapsed();
+    eprintln!("SIGKILL -> purge without probes: {took:?}");
+    assert!(
+        took >= REDIS_PEER_TIMEOUT / 2,
+        "purged by silence, not sooner: {took:?}"
+    );
+    assert!(
+        took < REDIS_PEER_TIMEOUT + Duration::from_secs(1),
+        "{took:?}"
+    );
+    let a: &NodeProcess = &nodes[0];
+    a.wait_log("b down by timeout", |n| {
+        n.peer_events()
+            .iter()
+            .any(|e| !e.up && e.peer == "b" && e.reason == "peer timeout")
+    })
+    .await;
 }

@@ -29,6 +29,8 @@ pub enum DownReason {
     Restarted,
     /// This node stopped its backplane: every peer is out of reach.
     LocalStop,
+    /// Redis: its subscription connection is gone (the process died, or lost Redis).
+    Unsubscribed,
 }
 
 impl std::fmt::Display for DownReason {
@@ -39,6 +41,7 @@ impl std::fmt::Display for DownReason {
             DownReason::Bye => "bye",
             DownReason::Restarted => "restarted with a new incarnation",
             DownReason::LocalStop => "local backplane stopped",
+            DownReason::Unsubscribed => "its redis subscription is gone",
         })
     }
 }
@@ -121,6 +124,12 @@ impl Membership {
     /// The link to `node_id` closed (mesh): it is down at once.
     pub fn link_closed(&mut self, node_id: &str) -> Vec<PeerChange> {
         self.down(node_id, None, DownReason::LinkClosed)
+    }
+
+    /// `origin` (this incarnation) is gone for `reason`, as an engine observed it; it comes back
+    /// when it is heard again.
+    pub fn departed(&mut self, origin: &Origin, reason: DownReason) -> Vec<PeerChange> {
+        self.down(&origin.node_id, Some(origin.incarnation), reason)
     }
 
     /// `origin` said bye: it is down at once and that incarnation never comes back.

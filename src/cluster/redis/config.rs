@@ -71,6 +71,10 @@ pub struct RedisConfig {
     pub queue_bytes: usize,
     /// Largest envelope accepted from Redis, in bytes; larger ones are dropped and counted.
     pub max_message_bytes: usize,
+    /// How often Redis is asked whether each live peer still has its subscription (`PUBSUB
+    /// NUMSUB`), in milliseconds: a peer without one on two probes in a row (a killed process) is
+    /// down at once instead of after `peer_timeout`. 0 turns probing off.
+    pub probe_interval_ms: u64,
     /// A node silent this long is dead, in milliseconds (from `[cluster]`).
     #[serde(skip)]
     pub peer_timeout_ms: u64,
@@ -98,6 +102,7 @@ impl Default for RedisConfig {
             reconnect_max_ms: 5_000,
             queue_bytes: 64 * 1024 * 1024,
             max_message_bytes: 16 * 1024 * 1024,
+            probe_interval_ms: 200,
             peer_timeout_ms: 3_000,
             heartbeat_interval_ms: 1_000,
         }
@@ -204,6 +209,9 @@ impl RedisConfig {
     }
     pub(crate) fn response_timeout(&self) -> Duration {
         Duration::from_millis(self.response_timeout_ms.max(1))
+    }
+    pub(crate) fn probe_interval(&self) -> Duration {
+        Duration::from_millis(self.probe_interval_ms.max(1))
     }
     pub(crate) fn peer_timeout(&self) -> Duration {
         Duration::from_millis(self.peer_timeout_ms.max(1))

@@ -14,9 +14,11 @@
 //! resynchronise with the origin (snapshots both ways).
 //!
 //! - [`config`]: the options; [`streams`]: channel names and sequence numbers (sans I/O);
-//! - `publisher`: the writer task; `subscriber`: the Pub/Sub task.
+//! - `publisher`: the writer task; `subscriber`: the Pub/Sub task; `prober`: fast detection of a
+//!   peer whose Redis subscription is gone (a killed process).
 
 pub mod config;
+mod prober;
 mod publisher;
 pub mod streams;
 mod subscriber;
@@ -144,6 +146,8 @@ pub(crate) struct Shared {
     stop: watch::Sender<bool>,
     report_lock: Mutex<()>,
     stats: RedisStats,
+    /// A clone of the publishing connection while it is up (the prober's queries share it).
+    probe_connection: Mutex<Option<redis::aio::MultiplexedConnection>>,
 }
 
 impl RedisEngine {
@@ -190,6 +194,7 @@ impl RedisEngine {
             stop,
             report_lock: Mutex::new(()),
             stats: RedisStats::default(),
+            probe_connection: Mutex::new(None),
         });
         let engine = Self {
             shared: shared.clone(),
@@ -198,6 +203,9 @@ impl RedisEngine {
         tokio::spawn(publisher::writer(shared.clone(), queue_rx));
         tokio::spawn(subscriber::subscriber(shared.clone(), commands_rx));
         tokio::spawn(ticker(shared.clone()));
+        if shared.cfg.probe_interval_ms > 0 {
+            tokio::spawn(prober::prober(shared.clone()));
+        }
         tracing::info!(
             node = %shared.me.node_id,
             redis = %shared.cfg.display_address(),

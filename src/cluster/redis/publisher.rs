@@ -119,6 +119,7 @@ pub(crate) async fn writer(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<
         if conn.is_none() {
             match connect(&shared).await {
                 Ok(c) => {
+                    *shared.probe_connection.lock() = Some(c.clone());
                     conn = Some(c);
                     failures = 0;
                     shared.set_publisher_up(true, None);
@@ -175,6 +176,7 @@ pub(crate) async fn writer(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<
                     shared.stats.add_publish_errors(count);
                     tracing::warn!(error = %e, envelopes = count, "redis publish failed: envelopes dropped");
                     shared.set_publisher_up(false, Some(e.to_string()));
+                    *shared.probe_connection.lock() = None;
                     conn = None;
                 }
             }

@@ -410,7 +410,8 @@ impl Shared {
             if auth {
                 tracing::error!(%redis, %error, "{what} refused: check cluster.redis.username and password; serving local clients only, retrying");
             } else {
-                tracing::warn!(%redis, %error, "{what} lost: serving local clients only, reconnecting with backoff");
+                let state = if was { "lost" } else { "unavailable" };
+                tracing::warn!(%redis, %error, "{what} {state}: serving local clients only, reconnecting with backoff");
             }
         }
         st.last_error = Some(error);

@@ -384,7 +384,7 @@ async fn the_binary_logs_a_refused_password_once_and_serves_locally() {
     let node = NodeProcess::start(
         NodeArgs::new("a")
             .redis(redis.port(), "shared")
-            .set("cluster.redis.password=\"wrong\"")
+            .set("cluster.redis.password=wrong")
             .set("cluster.redis.reconnect_max_ms=100"),
     )
     .await;

@@ -69,7 +69,7 @@ pub(crate) struct Node {
 
 impl Node {
     /// Starts a node and waits (until `deadline`) for `wscluster listening on ws://ADDR …` and
-    /// `wscluster cluster mesh on …` on its stdout. Retries a node that exits at start (its fixed
+    /// `wscluster cluster mesh on …` (or `… redis at …`) on its stdout. Retries a node that exits at start (its fixed
     /// mesh port may still be held by its previous incarnation's sockets for a moment).
     pub(crate) async fn start(spec: &NodeSpec, deadline: Instant) -> Result<Self, String> {
         loop {
@@ -126,7 +126,9 @@ impl Node {
                 Ok(Some(line)) => {
                     if let Some(rest) = line.strip_prefix("wscluster listening on ws://") {
                         ws = rest.split(' ').next().and_then(|a| a.parse().ok());
-                    } else if line.starts_with("wscluster cluster mesh on ") {
+                    } else if line.starts_with("wscluster cluster mesh on ")
+                        || line.starts_with("wscluster cluster redis at ")
+                    {
                         mesh = true;
                     }
                 }

@@ -15,7 +15,9 @@ pub mod envelope;
 pub mod interest;
 pub mod membership;
 pub mod mesh;
+pub mod peers;
 mod presence_adapter;
+pub mod query;
 mod sgc_adapter;
 
 use std::sync::{Arc, Weak};
@@ -30,7 +32,9 @@ use engine::EngineHandler;
 use envelope::{Envelope, Kind, Origin};
 use membership::DownReason;
 use mesh::MeshEngine;
+pub use peers::{PeerState, PeerStatus};
 pub use presence_adapter::PresenceAdapter;
+pub use query::{QueryOutcome, QueryResponder};
 pub use sgc_adapter::SgcAdapter;
 
 use crate::error::Result;
@@ -113,6 +117,8 @@ struct Inner {
     events: broadcast::Sender<ClusterEvent>,
     /// Set by `shutdown`: a local stop does not purge remote members locally.
     quiet_stop: std::sync::atomic::AtomicBool,
+    /// Questions to other nodes in flight, and this node's responder.
+    queries: query::Queries,
 }
 
 /// The cluster component. Cheap to clone.
@@ -143,6 +149,7 @@ impl Cluster {
                 adapters: RwLock::new(Vec::new()),
                 events,
                 quiet_stop: std::sync::atomic::AtomicBool::new(false),
+                queries: query::Queries::default(),
             }),
         }
     }
@@ -270,6 +277,51 @@ impl Cluster {
     pub fn events(&self) -> broadcast::Receiver<ClusterEvent> {
         self.inner.events.subscribe()
     }
+
+    /// The configured engine.
+    pub fn engine(&self) -> EngineKind {
+        self.inner.config.engine
+    }
+
+    /// Every peer the running engine knows, with its state (empty when stopped).
+    pub fn peers(&self) -> Vec<PeerStatus> {
+        let running = self.inner.running.lock().clone();
+        match running {
+            Some(Backplane::Mesh(m)) => m.peer_statuses(),
+            #[allow(unreachable_patterns)]
+            Some(b) => live_peers(&b)
+                .into_iter()
+                .map(|o| PeerStatus {
+                    node_id: Some(o.node_id),
+                    address: None,
+                    incarnation: Some(o.incarnation),
+                    state: PeerState::Linked,
+                    unacked_frames: 0,
+                    unacked_bytes: 0,
+                })
+                .collect(),
+            None => Vec::new(),
+        }
+    }
+
+    /// Sets what this node answers to other nodes' [`Cluster::query`] questions (`None`: empty
+    /// answers).
+    pub fn answer_queries(&self, responder: Option<QueryResponder>) {
+        self.inner.queries.set_responder(responder);
+    }
+
+    /// Asks every live peer `question` and gathers the answers that arrive within `deadline`
+    /// (see [`query`]). Answers at once when there is no peer.
+    pub async fn query(&self, question: &[u8], deadline: std::time::Duration) -> QueryOutcome {
+        let running = self.inner.running.lock().clone();
+        let peers: Vec<Arc<str>> = running
+            .map(|b| live_peers(&b).into_iter().map(|o| o.node_id).collect())
+            .unwrap_or_default();
+        self.inner
+            .queries
+            .ask(&self.inner.outlet, peers, question, deadline)
+            .await
+    }
 }
 
 fn live_peers(b: &Backplane) -> Vec<Origin> {
@@ -299,6 +351,11 @@ impl EngineHandler for Handler {
             let adapters = inner.adapters.read().clone();
             send_snapshots(&inner, &adapters, &envelope.origin.node_id);
             return;
+        }
+        match envelope.kind {
+            Kind::Query => return inner.queries.on_query(&inner.outlet, &envelope),
+            Kind::QueryReply => return inner.queries.on_reply(&envelope),
+            _ => {}
         }
         let _ = inner.events.send(ClusterEvent::Message {
             origin: envelope.origin.node_id.clone(),
@@ -340,6 +397,7 @@ impl EngineHandler for Handler {
         for a in adapters.iter().filter(|_| !quiet) {
             a.peer_down(peer);
         }
+        inner.queries.peer_gone(&peer.node_id);
         let _ = inner.events.send(ClusterEvent::PeerDisconnected {
             node_id: peer.node_id.clone(),
             reason,

@@ -101,7 +101,10 @@ fn bearer(header: &str) -> Option<&str> {
 /// Constant-time equality (of the digests: neither content nor length shows in the timing).
 fn same(a: &str, b: &str) -> bool {
     let (da, db) = (Sha256::digest(a.as_bytes()), Sha256::digest(b.as_bytes()));
-    da.iter().zip(db.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    da.iter()
+        .zip(db.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
 }
 
 #[cfg(test)]
@@ -128,8 +131,14 @@ mod tests {
     #[test]
     fn with_a_token_every_port_needs_it() {
         for l in [Listener::WebSocket, Listener::Admin] {
-            assert_eq!(check(Guard::Admin, l, "s3cret", Some("Bearer s3cret")), Ok(()));
-            assert_eq!(check(Guard::Admin, l, "s3cret", Some("bearer  s3cret ")), Ok(()));
+            assert_eq!(
+                check(Guard::Admin, l, "s3cret", Some("Bearer s3cret")),
+                Ok(())
+            );
+            assert_eq!(
+                check(Guard::Admin, l, "s3cret", Some("bearer  s3cret ")),
+                Ok(())
+            );
             for bad in [
                 None,
                 Some(""),

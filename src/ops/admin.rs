@@ -93,7 +93,12 @@ pub(super) fn publish(ops: &Ops, body: &[u8]) -> HttpResponse {
                 ));
             }
         };
-        let n = sgc.publish(&message_text(&b.message), &b.channel, queue, &Targets::all());
+        let n = sgc.publish(
+            &message_text(&b.message),
+            &b.channel,
+            queue,
+            &Targets::all(),
+        );
         tracing::info!(channel = %b.channel, queue = queue.as_str(), local = n, "admin publish");
         Ok(json(
             200,
@@ -192,7 +197,7 @@ pub(super) fn peer_json(p: &PeerStatus) -> serde_json::Value {
     serde_json::json!({
         "node_id": p.node_id.as_deref(),
         "address": p.address,
-        "incarnation": p.incarnation,
+        "incarnation": p.incarnation.map(|i| i.to_string()),
         "state": p.state.as_str(),
         "unacked_frames": p.unacked_frames,
         "unacked_bytes": p.unacked_bytes,
@@ -269,7 +274,10 @@ pub(super) fn connections(ops: &Ops, query: &str) -> HttpResponse {
                 .as_ref()
                 .and_then(|p| p.member_of(c))
                 .map(|m| m.id.to_string());
-            let subscriptions = ops.sgc.as_ref().map_or(0, |s| s.subscriptions(c.id()).len());
+            let subscriptions = ops
+                .sgc
+                .as_ref()
+                .map_or(0, |s| s.subscriptions(c.id()).len());
             serde_json::json!({
                 "id": c.id(),
                 "protocol": c.protocol(),

@@ -239,7 +239,10 @@ mod tests {
             ready: true,
             connections: 2,
             sgc_subscriptions: channels.iter().map(|c| c.1).sum(),
-            channels: channels.iter().map(|(n, c)| ((*n).to_owned(), *c)).collect(),
+            channels: channels
+                .iter()
+                .map(|(n, c)| ((*n).to_owned(), *c))
+                .collect(),
             channels_total: channels.len() as u64,
             ..NodeStats::default()
         }

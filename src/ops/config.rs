@@ -86,7 +86,11 @@ impl AdminConfig {
         if self.query_timeout_ms == 0 {
             return Err(("admin.query_timeout_ms", "must be greater than 0".into()));
         }
-        if self.token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        if self
+            .token
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+        {
             return Err((
                 "admin.token",
                 "must not contain spaces or control characters".into(),

@@ -202,8 +202,11 @@ impl Ops {
         let node = self.node_id();
         let outcome = match self.cluster() {
             Some(c) => {
-                c.query(&census::encode(&Question::Stats), self.admin.query_timeout())
-                    .await
+                c.query(
+                    &census::encode(&Question::Stats),
+                    self.admin.query_timeout(),
+                )
+                .await
             }
             None => Default::default(),
         };
@@ -262,8 +265,9 @@ impl Ops {
             Err(miss) => {
                 let resp = match miss {
                     Miss::NotFound => route::error(404, "no such route (GET / lists them)"),
-                    Miss::Method(allow) => route::error(405, &format!("use {allow}"))
-                        .with_header("Allow", allow),
+                    Miss::Method(allow) => {
+                        route::error(405, &format!("use {allow}")).with_header("Allow", allow)
+                    }
                     Miss::BadPath => route::error(400, "invalid percent-encoding in the path"),
                 };
                 count("none", resp.status);

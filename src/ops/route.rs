@@ -178,9 +178,15 @@ mod tests {
     fn routes_match_with_their_method() {
         assert_eq!(Route::parse("GET", "/health"), Ok(Route::Health));
         assert_eq!(Route::parse("POST", "/health"), Err(Miss::Method("GET")));
-        assert_eq!(Route::parse("GET", "/admin/publish"), Err(Miss::Method("POST")));
+        assert_eq!(
+            Route::parse("GET", "/admin/publish"),
+            Err(Miss::Method("POST"))
+        );
         assert_eq!(Route::parse("GET", "/nope"), Err(Miss::NotFound));
-        assert_eq!(Route::parse("GET", "/admin/connections//disconnect"), Err(Miss::NotFound));
+        assert_eq!(
+            Route::parse("GET", "/admin/connections//disconnect"),
+            Err(Miss::NotFound)
+        );
         assert_eq!(
             Route::parse("GET", "/admin/presence/channels/room%2F1%20a/members"),
             Ok(Route::PresenceMembers("room/1 a".into()))
@@ -197,7 +203,10 @@ mod tests {
             Route::parse("GET", "/admin/presence/channels/%ff/members"),
             Err(Miss::BadPath)
         );
-        assert_eq!(Route::parse("GET", "/admin/presence/channels/%/members"), Err(Miss::BadPath));
+        assert_eq!(
+            Route::parse("GET", "/admin/presence/channels/%/members"),
+            Err(Miss::BadPath)
+        );
     }
 
     #[test]

@@ -270,11 +270,10 @@ mod tests {
     fn head(text: &str) -> (Request, BytesMut) {
         let mut buf = BytesMut::from(text.as_bytes());
         let mut rd: &[u8] = &[];
-        let req = futures_util::FutureExt::now_or_never(handshake::read_head(
-            &mut rd, &mut buf, 4096,
-        ))
-        .and_then(Result::ok)
-        .unwrap_or_else(|| panic!("unparsed: {text}"));
+        let req =
+            futures_util::FutureExt::now_or_never(handshake::read_head(&mut rd, &mut buf, 4096))
+                .and_then(Result::ok)
+                .unwrap_or_else(|| panic!("unparsed: {text}"));
         (req, buf)
     }
 

@@ -41,10 +41,12 @@ impl std::fmt::Debug for HttpServer {
 impl HttpServer {
     /// Binds `addr` and answers every request with `handler`. Returns once the port is open.
     pub async fn bind(addr: SocketAddr, handler: Arc<dyn HttpHandler>) -> Result<Self> {
-        let listener = TcpListener::bind(addr).await.map_err(|source| Error::Bind {
-            addr: addr.to_string(),
-            source,
-        })?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| Error::Bind {
+                addr: addr.to_string(),
+                source,
+            })?;
         let local_addr = listener.local_addr()?;
         let (stop, stop_rx) = watch::channel(false);
         let accept = tokio::spawn(accept_loop(listener, handler, stop_rx));

@@ -6,6 +6,8 @@
 # What the tests need besides Rust:
 #   kosoku 0.1.0 (PyPI)  the Autobahn conformance runner used by tests/autobahn.rs; installed into a
 #                        project-local venv (target/tools/venv) and exported as KOSOKU.
+#   chromium (Debian)    the headless browser of tests/ops_status_page.rs (the status page test);
+#                        installed with apt when missing and exported as CHROMIUM.
 # To add a tool: write an ensure_<tool> function next to ensure_kosoku (apt packages go through
 # apt_install, e.g. `command -v redis-server >/dev/null || apt_install redis-server`) and call it in
 # main.
@@ -106,10 +108,25 @@ WRAP
     say "kosoku: $KOSOKU"
 }
 
+# Debian's chromium for the status page test; CHROMIUM, when set, names another browser.
+ensure_chromium() {
+    if [ -n "${CHROMIUM:-}" ] && [ -x "$CHROMIUM" ]; then
+        :
+    elif command -v chromium >/dev/null 2>&1; then
+        CHROMIUM=$(command -v chromium)
+    else
+        apt_install chromium
+        CHROMIUM=$(command -v chromium) || die "chromium was installed but is not on PATH"
+    fi
+    export CHROMIUM
+    say "chromium: $CHROMIUM"
+}
+
 main() {
     command -v cargo >/dev/null 2>&1 || die "cargo not found: install Rust (https://rustup.rs)"
     cd "$ROOT"
     ensure_kosoku
+    ensure_chromium
     # Doc examples first, so the last lines are the summaries of the unit and integration tests.
     cargo test --doc
     cargo test --all-targets --no-fail-fast

@@ -2,7 +2,7 @@
 //! missing), metrics, the admin API (publish and broadcast reaching WebSocket clients on other
 //! nodes frame by frame, cluster-wide channel counts, Presence members, peers, connections,
 //! disconnect on any node), the status JSON, and every refusal (401, 403, 404, 405, 400, 411,
-//! 413). The binary's own recorder is checked with real processes at the end.
+//! 413). The binary's own wiring is checked with real processes in `tests/ops_binary.rs`.
 
 mod ops_support;
 mod presence_support;
@@ -555,46 +555,4 @@ async fn peers_and_status_json_describe_the_cluster() {
         assert!(tokio::time::Instant::now() < deadline, "{s}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-/// The binary installs the Prometheus recorder, serves the routes on its WebSocket port and
-/// answers the other nodes' questions.
-#[tokio::test]
-async fn the_binary_serves_metrics_and_the_admin_api() {
-    use support::process::{NodeArgs, NodeProcess, wait_linked};
-    let args = |name: &str| NodeArgs::new(name).set(&format!("admin.token={TOKEN}"));
-    let a = NodeProcess::start(args("pa")).await;
-    let b = NodeProcess::start(args("pb").peer(a.mesh)).await;
-    wait_linked(&[&a, &b]).await;
-    let r = request(a.ws, "GET", "/health", None, None).await;
-    assert_eq!(r.status, 200);
-    let m = request(a.ws, "GET", "/metrics", None, None).await.body;
-    assert!(
-        m.contains("wscluster_http_requests_total{route=\"health\",status=\"200\"} 1"),
-        "{m}"
-    );
-    assert!(
-        m.contains("# TYPE wscluster_http_requests_total counter"),
-        "{m}"
-    );
-    assert!(m.contains("\nwscluster_peers 1\n"), "{m}");
-    assert!(m.contains("\nwscluster_ready 1\n"), "{m}");
-    let r = request(b.ws, "GET", "/admin/channels", None, None).await;
-    assert_eq!(r.status, 401);
-    let v = get(b.ws, "/admin/channels").await.json();
-    let answers: Vec<(Value, Value)> = v["nodes"]
-        .as_array()
-        .map(|n| {
-            n.iter()
-                .map(|n| (n["node"].clone(), n["answer"].clone()))
-                .collect()
-        })
-        .unwrap_or_default();
-    assert_eq!(
-        answers,
-        vec![
-            (json!("pb"), json!("answered")),
-            (json!("pa"), json!("answered"))
-        ]
-    );
 }

@@ -62,7 +62,7 @@ fn describe() {
     );
 }
 
-/// Drains histogram samples every [`UPKEEP_INTERVAL`] (without it they pile up between scrapes).
+/// Drains histogram samples every 5 seconds (without it they pile up between scrapes).
 /// Needs a tokio runtime; the task lives as long as the runtime.
 pub fn spawn_upkeep(handle: PrometheusHandle) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {

@@ -22,7 +22,7 @@ use wscluster::{Server, ServerHandle};
 use crate::support::{self, eventually};
 
 /// The admin token most tests configure.
-pub const TOKEN: &str = "t0ken-for-tests";
+pub const TOKEN: &str = "t0ken+for/tests";
 
 /// How a test node is set up.
 #[derive(Clone)]

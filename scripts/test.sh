@@ -9,6 +9,8 @@
 #   redis-server         Debian's package, for the Redis engine's tests (tests/redis_engine.rs and the
 #                        redis_* tests of tests/cluster_process_*.rs); each test starts its own
 #                        server on an ephemeral port. REDIS_SERVER may name another binary.
+#   chromium (Debian)    the headless browser of tests/ops_status_page.rs (the status page test);
+#                        installed with apt when missing and exported as CHROMIUM.
 # To add a tool: write an ensure_<tool> function next to ensure_kosoku (apt packages go through
 # apt_install, e.g. `command -v redis-server >/dev/null || apt_install redis-server`) and call it in
 # main.
@@ -121,11 +123,26 @@ ensure_redis() {
     say "redis-server: $(${REDIS_SERVER:-redis-server} --version)"
 }
 
+# Debian's chromium for the status page test; CHROMIUM, when set, names another browser.
+ensure_chromium() {
+    if [ -n "${CHROMIUM:-}" ] && [ -x "$CHROMIUM" ]; then
+        :
+    elif command -v chromium >/dev/null 2>&1; then
+        CHROMIUM=$(command -v chromium)
+    else
+        apt_install chromium
+        CHROMIUM=$(command -v chromium) || die "chromium was installed but is not on PATH"
+    fi
+    export CHROMIUM
+    say "chromium: $CHROMIUM"
+}
+
 main() {
     command -v cargo >/dev/null 2>&1 || die "cargo not found: install Rust (https://rustup.rs)"
     cd "$ROOT"
     ensure_kosoku
     ensure_redis
+    ensure_chromium
     # Doc examples first, so the last lines are the summaries of the unit and integration tests.
     cargo test --doc
     cargo test --all-targets --no-fail-fast

@@ -13,6 +13,7 @@ mod layers;
 pub use layers::{ENV_ALIASES, ENV_PREFIX, Sources};
 
 pub use crate::cluster::{ClusterConfig, EngineKind};
+pub use crate::ops::{AdminConfig, HttpConfig};
 pub use crate::protocol::presence::PresenceConfig;
 pub use crate::protocol::sgc::SgcConfig;
 pub use crate::transport::auth::AuthConfig;
@@ -33,6 +34,10 @@ pub struct Config {
     pub presence: PresenceConfig,
     /// The cluster: engine, name, secret, failure detection, engine sections.
     pub cluster: ClusterConfig,
+    /// Where the operations routes (health, metrics, admin API, status page) are served.
+    pub http: HttpConfig,
+    /// How the admin routes are protected.
+    pub admin: AdminConfig,
 }
 
 /// Identity and logging of the node.
@@ -184,6 +189,9 @@ impl Config {
         let invalid = |key, message: String| Err(ConfigError::Invalid { key, message });
         if let Err(message) = self.cluster.validate() {
             return invalid("cluster", message);
+        }
+        if let Err((key, message)) = self.http.validate().and_then(|()| self.admin.validate()) {
+            return invalid(key, message);
         }
         if !LOG_FORMATS.contains(&self.node.log_format.as_str()) {
             return invalid(

@@ -16,6 +16,8 @@
 //! - [`cluster`]: the [`cluster::Cluster`] component and its protocol adapters, the inter-node
 //!   [`cluster::envelope`], sans-I/O membership and interest routing, and the `mesh` engine.
 //! - [`config`]: every option and its default.
+//! - [`ops`]: the operations surface: health, readiness, Prometheus metrics, the JSON admin API and
+//!   the status page, served over HTTP on the WebSocket port or a separate admin port.
 //!
 //! ## Embedding
 //!
@@ -40,6 +42,7 @@ pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod hub;
+pub mod ops;
 pub mod protocol;
 pub mod relay;
 pub mod transport;

@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use wscluster::cluster::{Cluster, EngineKind, PresenceAdapter, SgcAdapter};
+use wscluster::ops::{self, Listener, Ops};
+use wscluster::transport::HttpServer;
 use wscluster::{Config, PresenceProtocol, Server, SgcProtocol};
 
 /// Raises the soft limit of open files to the hard limit: each connection is a file descriptor, and
@@ -29,13 +31,21 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     let mut stop = Signals::new().context("cannot install signal handlers")?;
     let sgc = SgcProtocol::new(config.sgc.clone());
     let presence = PresenceProtocol::new(config.presence.clone());
-    let server = Server::new(config.server.clone())
+    let ops = operations(&config, &sgc, &presence);
+    let mut server = Server::new(config.server.clone())
         .protocol(Arc::new(sgc.clone()))
         .protocol(Arc::new(presence.clone()))
-        .auth(config.auth.clone())
-        .bind()
-        .await
-        .context("cannot start the WebSocket server")?;
+        .auth(config.auth.clone());
+    if config.http.on_websocket_port {
+        server = server.http(ops.handler(Listener::WebSocket));
+    }
+    let server = Arc::new(
+        server
+            .bind()
+            .await
+            .context("cannot start the WebSocket server")?,
+    );
+    ops.attach_server(&server);
     let addr = server.local_addr();
     let name = config.node.effective_name(addr.port());
     let cluster = Cluster::new(name.as_str(), config.cluster.clone());
@@ -45,6 +55,15 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     ));
     cluster.attach(PresenceAdapter::new(presence));
     cluster.start().await.context("cannot start the cluster")?;
+    ops.attach_cluster(&cluster);
+    let admin = match config.http.admin_addr().map_err(anyhow::Error::msg)? {
+        Some(a) => Some(
+            HttpServer::bind(a, ops.handler(Listener::Admin))
+                .await
+                .context("cannot start the admin HTTP listener")?,
+        ),
+        None => None,
+    };
     tracing::info!(%addr, node = %name, "node started");
     println!("wscluster listening on ws://{addr} (node {name})");
     if let (EngineKind::Mesh, Some(mesh)) = (config.cluster.engine, cluster.mesh()) {
@@ -65,10 +84,14 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
             }
         );
     }
+    if let Some(a) = &admin {
+        println!("wscluster admin on http://{}", a.local_addr());
+    }
     let _ = std::io::stdout().flush();
 
     let signal = stop.next().await;
     tracing::info!(signal, "shutting down");
+    ops.drain();
     // Bye first: peers purge this node's members at once. The node's own clients are about to be
     // closed, so they are not shown the remote members leaving.
     cluster.shutdown().await;
@@ -79,8 +102,27 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
             anyhow::bail!("interrupted during shutdown by {signal}");
         }
     }
+    if let Some(a) = &admin {
+        a.shutdown().await;
+    }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The operations surface: Prometheus recorder (the binary owns the process-wide one), health,
+/// readiness, admin API and status page (docs/operations.md).
+fn operations(config: &Config, sgc: &SgcProtocol, presence: &PresenceProtocol) -> Arc<Ops> {
+    let mut o = Ops::new(config.http.clone(), config.admin.clone())
+        .sgc(sgc.clone())
+        .presence(presence.clone());
+    match ops::install_prometheus_recorder() {
+        Ok(handle) => {
+            ops::spawn_upkeep(handle.clone());
+            o = o.metrics(handle);
+        }
+        Err(e) => tracing::warn!(error = %e, "metrics recorder not installed"),
+    }
+    Arc::new(o)
 }
 
 /// SIGINT and SIGTERM (Ctrl-C elsewhere), installed once.

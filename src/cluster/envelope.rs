@@ -41,6 +41,10 @@ pub enum Kind {
     SnapshotRequest = 6,
     /// "This link is replaced by another one to the same node": its close is not a failure.
     Superseded = 7,
+    /// A question for one node (`cluster::query`): an 8-byte request id, then the asker's bytes.
+    Query = 8,
+    /// The answer to a [`Kind::Query`]: the request's id, then the answerer's bytes.
+    QueryReply = 9,
     /// An sgc publish.
     SgcPublish = 10,
     /// An sgc broadcast.
@@ -65,6 +69,8 @@ impl Kind {
             5 => Kind::Interest,
             6 => Kind::SnapshotRequest,
             7 => Kind::Superseded,
+            8 => Kind::Query,
+            9 => Kind::QueryReply,
             10 => Kind::SgcPublish,
             11 => Kind::SgcBroadcast,
             12 => Kind::SgcClearQueue,

@@ -16,7 +16,9 @@ pub mod envelope;
 pub mod interest;
 pub mod membership;
 pub mod mesh;
+pub mod peers;
 mod presence_adapter;
+pub mod query;
 pub mod redis;
 mod sgc_adapter;
 
@@ -33,7 +35,9 @@ use engine::EngineHandler;
 use envelope::{Envelope, Kind, Origin};
 use membership::DownReason;
 use mesh::MeshEngine;
+pub use peers::{PeerState, PeerStatus};
 pub use presence_adapter::PresenceAdapter;
+pub use query::{QueryOutcome, QueryResponder};
 use redis::{RedisEngine, RedisRouting};
 pub use sgc_adapter::SgcAdapter;
 
@@ -136,6 +140,13 @@ pub struct Outlet {
     channels: Arc<Mutex<HashSet<Arc<str>>>>,
 }
 
+impl Default for Outlet {
+    /// A stopped outlet with peer-by-peer routing.
+    fn default() -> Self {
+        Self::new(ChannelRouting::PerPeer)
+    }
+}
+
 impl Outlet {
     fn new(routing: ChannelRouting) -> Self {
         Self {
@@ -208,6 +219,8 @@ struct Inner {
     events: broadcast::Sender<ClusterEvent>,
     /// Set by `shutdown`: a local stop does not purge remote members locally.
     quiet_stop: std::sync::atomic::AtomicBool,
+    /// Questions to other nodes in flight, and this node's responder.
+    queries: query::Queries,
 }
 
 /// The cluster component. Cheap to clone.
@@ -244,6 +257,7 @@ impl Cluster {
                 adapters: RwLock::new(Vec::new()),
                 events,
                 quiet_stop: std::sync::atomic::AtomicBool::new(false),
+                queries: query::Queries::default(),
             }),
         }
     }
@@ -402,6 +416,52 @@ impl Cluster {
     pub fn events(&self) -> broadcast::Receiver<ClusterEvent> {
         self.inner.events.subscribe()
     }
+
+    /// The configured engine.
+    pub fn engine(&self) -> EngineKind {
+        self.inner.config.engine
+    }
+
+    /// Every peer the running engine knows, with its state (empty when stopped).
+    pub fn peers(&self) -> Vec<PeerStatus> {
+        let running = self.inner.running.lock().clone();
+        match running {
+            Some(Backplane::Mesh(m)) => m.peer_statuses(),
+            // Through Redis a peer is either live (heard within the peer timeout) or forgotten.
+            Some(Backplane::Redis(r)) => r
+                .live_peers()
+                .into_iter()
+                .map(|o| PeerStatus {
+                    node_id: Some(o.node_id),
+                    address: None,
+                    incarnation: Some(o.incarnation),
+                    state: PeerState::Linked,
+                    unacked_frames: 0,
+                    unacked_bytes: 0,
+                })
+                .collect(),
+            None => Vec::new(),
+        }
+    }
+
+    /// Sets what this node answers to other nodes' [`Cluster::query`] questions (`None`: empty
+    /// answers).
+    pub fn answer_queries(&self, responder: Option<QueryResponder>) {
+        self.inner.queries.set_responder(responder);
+    }
+
+    /// Asks every live peer `question` and gathers the answers that arrive within `deadline`
+    /// (see [`query`]). Answers at once when there is no peer.
+    pub async fn query(&self, question: &[u8], deadline: std::time::Duration) -> QueryOutcome {
+        let running = self.inner.running.lock().clone();
+        let peers: Vec<Arc<str>> = running
+            .map(|b| b.live_peers().into_iter().map(|o| o.node_id).collect())
+            .unwrap_or_default();
+        self.inner
+            .queries
+            .ask(&self.inner.outlet, peers, question, deadline)
+            .await
+    }
 }
 
 /// Sends every adapter's snapshot to `node`.
@@ -425,6 +485,11 @@ impl EngineHandler for Handler {
             let adapters = inner.adapters.read().clone();
             send_snapshots(&inner, &adapters, &envelope.origin.node_id);
             return;
+        }
+        match envelope.kind {
+            Kind::Query => return inner.queries.on_query(&inner.outlet, &envelope),
+            Kind::QueryReply => return inner.queries.on_reply(&envelope),
+            _ => {}
         }
         let _ = inner.events.send(ClusterEvent::Message {
             origin: envelope.origin.node_id.clone(),
@@ -466,6 +531,7 @@ impl EngineHandler for Handler {
         for a in adapters.iter().filter(|_| !quiet) {
             a.peer_down(peer);
         }
+        inner.queries.peer_gone(&peer.node_id);
         let _ = inner.events.send(ClusterEvent::PeerDisconnected {
             node_id: peer.node_id.clone(),
             reason,

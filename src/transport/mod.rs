@@ -1,13 +1,18 @@
 //! The transport: TCP listener, HTTP upgrade (RFC 6455) with subprotocol negotiation and
-//! authentication, and the per-connection task with its bounded outbox.
+//! authentication, and the per-connection task with its bounded outbox; plain HTTP requests handed
+//! to the application's [`HttpHandler`] (on the WebSocket port, or alone on an [`HttpServer`]).
 
 pub mod auth;
 mod connection;
 mod connection_task;
 pub mod handshake;
+pub mod http;
+mod http_server;
 mod outbox;
 mod server;
 
 pub use connection::{Connection, ConnectionInfo, new_guid};
+pub use http::{HttpFuture, HttpHandler, HttpRequest, HttpResponse};
+pub use http_server::HttpServer;
 pub use outbox::{CLOSE_HEARTBEAT_TIMEOUT, CLOSE_SLOW_CONSUMER, CloseReason, SendError};
 pub use server::{Server, ServerHandle};

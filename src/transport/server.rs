@@ -17,6 +17,7 @@ use super::auth::{AuthConfig, AuthHook, AuthOutcome, Authenticator};
 use super::connection::{Connection, ConnectionInfo, new_guid};
 use super::connection_task::{self, Heartbeat};
 use super::handshake::{self, Prefixed, Request, UpgradeProblem};
+use super::http::HttpHandler;
 use crate::config::ServerConfig;
 use crate::error::{Error, Result};
 use crate::protocol::{Negotiated, Protocol, ProtocolRegistry};
@@ -27,6 +28,7 @@ pub struct Server {
     registry: ProtocolRegistry,
     auth: AuthConfig,
     auth_hook: Option<AuthHook>,
+    http: Option<Arc<dyn HttpHandler>>,
 }
 
 impl std::fmt::Debug for Server {
@@ -46,6 +48,7 @@ impl Server {
             registry: ProtocolRegistry::new(),
             auth: AuthConfig::default(),
             auth_hook: None,
+            http: None,
         }
     }
 
@@ -77,6 +80,13 @@ impl Server {
         self
     }
 
+    /// Answers plain HTTP requests (not WebSocket upgrades) with `handler`; without one they get
+    /// 404. The sgc session-token requests (`/sgc/req/auth/session/...`) stay the server's.
+    pub fn http(mut self, handler: Arc<dyn HttpHandler>) -> Self {
+        self.http = Some(handler);
+        self
+    }
+
     /// Binds the listener and starts accepting. Returns once the port is open.
     pub async fn bind(self) -> Result<ServerHandle> {
         let listener = TcpListener::bind(self.config.listen)
@@ -92,6 +102,7 @@ impl Server {
             registry: self.registry,
             config: self.config,
             connections: Mutex::new(HashMap::new()),
+            http: self.http,
         });
         let accept = tokio::spawn(accept_loop(listener, shared.clone(), stop_rx));
         tracing::info!(%local_addr, "WebSocket server listening");
@@ -110,6 +121,8 @@ struct Shared {
     authenticator: Authenticator,
     /// Live, upgraded connections by GUID.
     connections: Mutex<HashMap<Arc<str>, Connection>>,
+    /// The application's plain HTTP routes, if any.
+    http: Option<Arc<dyn HttpHandler>>,
 }
 
 /// A running server: its address, its live connections, and shutdown.
@@ -216,6 +229,11 @@ async fn handle_socket(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shar
         }
     };
     if !req.is_websocket_upgrade() {
+        if let Some(handler) = shared.http.as_ref().filter(|_| !is_session_request(&req)) {
+            let timeout = cfg.handshake_timeout();
+            super::http::answer(&mut stream, buf, req, peer, &**handler, timeout).await;
+            return;
+        }
         serve_http(&mut stream, &req, peer, &shared).await;
         return;
     }
@@ -311,9 +329,14 @@ fn leftover(buf: BytesMut) -> bytes::Bytes {
     }
 }
 
+/// A request for an sgc session token, which the server answers itself.
+fn is_session_request(req: &Request) -> bool {
+    req.method == "GET" && req.path_only().starts_with("/sgc/req/auth/session/")
+}
+
 async fn serve_http(stream: &mut TcpStream, req: &Request, peer: SocketAddr, shared: &Shared) {
     let path = req.path_only();
-    if req.method == "GET" && path.starts_with("/sgc/req/auth/session/") {
+    if is_session_request(req) {
         match shared.authenticator.issue_session(path, peer) {
             Some(token) => {
                 let body = format!("{token}\r\n\r\n\r\n");

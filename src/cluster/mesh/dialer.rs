@@ -61,6 +61,11 @@ pub(crate) async fn dial_loop(shared: Arc<Shared>, addr: String) {
             Ok((est, rd, wr)) => {
                 attempt = 0;
                 settle(&shared, &addr);
+                // The node may announce another address than the one dialled (a proxy, a name):
+                // this one reaches it too.
+                if let Some(t) = shared.state.lock().targets.get_mut(&addr) {
+                    t.node = Some(est.peer.node_id.clone());
+                }
                 link::run(shared.clone(), est, rd, wr).await;
                 continue;
             }

@@ -17,6 +17,7 @@ mod config;
 mod dialer;
 mod handshake;
 mod link;
+mod peers;
 mod queue;
 pub mod replay;
 pub mod wire;

@@ -272,6 +272,11 @@ impl PresenceProtocol {
         self.inner.state.read().roster.member_count()
     }
 
+    /// The number of members bound to this node's connections.
+    pub fn local_member_count(&self) -> usize {
+        self.inner.state.read().roster.local_connections().len()
+    }
+
     /// Frames sent to `conn` in acknowledgment mode and not yet acknowledged (0 when the mode
     /// is off).
     pub fn pending_acks(&self, conn: &Connection) -> usize {

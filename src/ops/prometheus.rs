@@ -1,0 +1,218 @@
+//! `GET /metrics`: the Prometheus text format.
+//!
+//! Two sources, concatenated:
+//! - the process-wide `metrics` recorder, when the application installed one
+//!   ([`install_prometheus_recorder`]; the binary does): every counter, gauge and histogram the
+//!   crate records (see `docs/metrics.md`) plus `wscluster_http_requests_total`;
+//! - gauges read from the node's state at scrape time ([`ScrapeGauges`]), written directly (not
+//!   through the recorder), so they are right even with several nodes in one process and present
+//!   even without a recorder. Their names are listed in [`ScrapeGauges::render`] and in
+//!   `docs/operations.md`.
+//!
+//! Installing the recorder is the application's choice: the recorder is process-global and a
+//! library must not take it from an application that has its own.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+/// Histogram buckets, in seconds: 0.5 ms to 10 s (cross-node delivery lag, presence purge
+/// latency after a peer loss, which is bounded by `cluster.peer_timeout_ms`).
+pub const HISTOGRAM_BUCKETS: &[f64] = &[
+    0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// How often [`spawn_upkeep`] drains histogram samples into buckets.
+pub(super) const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The name of the counter of HTTP requests by route and status.
+pub(super) const HTTP_REQUESTS: &str = "wscluster_http_requests_total";
+
+/// Why the recorder was not installed.
+#[derive(Debug, thiserror::Error)]
+pub enum RecorderError {
+    /// The buckets were refused by the exporter.
+    #[error("cannot configure the Prometheus recorder: {0}")]
+    Build(String),
+    /// Another recorder is installed in this process.
+    #[error("a metrics recorder is already installed in this process")]
+    AlreadyInstalled,
+}
+
+/// Installs the Prometheus recorder as the process-wide `metrics` recorder (histograms with
+/// [`HISTOGRAM_BUCKETS`]) and returns the handle `GET /metrics` renders. Call once per process,
+/// and run [`spawn_upkeep`] next to it.
+pub fn install_prometheus_recorder() -> Result<PrometheusHandle, RecorderError> {
+    let recorder = PrometheusBuilder::new()
+        .set_buckets(HISTOGRAM_BUCKETS)
+        .map_err(|e| RecorderError::Build(e.to_string()))?
+        .build_recorder();
+    let handle = recorder.handle();
+    metrics::set_global_recorder(recorder).map_err(|_| RecorderError::AlreadyInstalled)?;
+    describe();
+    Ok(handle)
+}
+
+/// Describes this module's own recorded metrics.
+fn describe() {
+    metrics::describe_counter!(
+        HTTP_REQUESTS,
+        "HTTP requests to the operations routes, by route and status code."
+    );
+}
+
+/// Drains histogram samples every 5 seconds (without it they pile up between scrapes).
+/// Needs a tokio runtime; the task lives as long as the runtime.
+pub fn spawn_upkeep(handle: PrometheusHandle) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(UPKEEP_INTERVAL);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            handle.run_upkeep();
+        }
+    })
+}
+
+/// Values read from the node's state when `/metrics` is scraped.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScrapeGauges {
+    /// `GET /ready` would answer 200.
+    pub ready: bool,
+    /// Open WebSocket connections (every protocol).
+    pub connections: u64,
+    /// Open sgc connections.
+    pub sgc_connections: u64,
+    /// sgc channels with local subscribers.
+    pub sgc_channels: u64,
+    /// sgc subscriptions (connection × channel pairs) on this node.
+    pub sgc_subscriptions: u64,
+    /// Presence members bound to this node's connections.
+    pub presence_members_local: u64,
+    /// Presence members in the cluster (this node's roster holds them all).
+    pub presence_members_cluster: u64,
+    /// Presence channels in the cluster.
+    pub presence_channels: u64,
+    /// Peers with a live link.
+    pub peers: u64,
+}
+
+impl ScrapeGauges {
+    /// The gauges in Prometheus text format (with `# HELP` and `# TYPE`).
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let mut gauge = |name: &str, help: &str, lines: &[(&str, u64)]| {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} gauge");
+            for (labels, value) in lines {
+                let _ = writeln!(out, "{name}{labels} {value}");
+            }
+        };
+        gauge(
+            "wscluster_ready",
+            "1 when the node is ready (GET /ready answers 200), else 0.",
+            &[("", u64::from(self.ready))],
+        );
+        gauge(
+            "wscluster_connections",
+            "Open WebSocket connections on this node, every protocol.",
+            &[("", self.connections)],
+        );
+        gauge(
+            "wscluster_sgc_connections",
+            "Open sgc (esegece.com) connections on this node.",
+            &[("", self.sgc_connections)],
+        );
+        gauge(
+            "wscluster_sgc_channels",
+            "sgc channels with subscribers on this node.",
+            &[("", self.sgc_channels)],
+        );
+        gauge(
+            "wscluster_sgc_subscriptions",
+            "sgc subscriptions (connection x channel) on this node.",
+            &[("", self.sgc_subscriptions)],
+        );
+        gauge(
+            "wscluster_presence_members",
+            "Presence members: scope=\"local\" on this node's connections, scope=\"cluster\" in the whole cluster.",
+            &[
+                ("{scope=\"local\"}", self.presence_members_local),
+                ("{scope=\"cluster\"}", self.presence_members_cluster),
+            ],
+        );
+        gauge(
+            "wscluster_presence_channels",
+            "Presence channels in the cluster.",
+            &[("", self.presence_channels)],
+        );
+        gauge(
+            "wscluster_peers",
+            "Peer nodes with a live link.",
+            &[("", self.peers)],
+        );
+        out
+    }
+}
+
+/// The whole `/metrics` body: the recorder's metrics (if any), then the scrape-time gauges.
+pub(super) fn render(handle: Option<&PrometheusHandle>, gauges: &ScrapeGauges) -> String {
+    let mut out = handle.map(PrometheusHandle::render).unwrap_or_default();
+    if !out.is_empty() && !out.ends_with('\n') {
+        out.push('\n');
+    }
+    out.push_str(&gauges.render());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scrape_gauges_are_valid_exposition_lines() {
+        let g = ScrapeGauges {
+            ready: true,
+            connections: 3,
+            presence_members_local: 1,
+            presence_members_cluster: 4,
+            ..ScrapeGauges::default()
+        };
+        let text = render(None, &g);
+        assert!(text.contains("\nwscluster_ready 1\n"), "{text}");
+        assert!(text.contains("\nwscluster_connections 3\n"));
+        assert!(text.contains("wscluster_presence_members{scope=\"local\"} 1\n"));
+        assert!(text.contains("wscluster_presence_members{scope=\"cluster\"} 4\n"));
+        // Every sample line is `name[{labels}] value`, every family has HELP and TYPE.
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let (name, value) = line.rsplit_once(' ').unwrap_or(("", ""));
+            assert!(name.starts_with("wscluster_"), "{line}");
+            assert!(value.parse::<u64>().is_ok(), "{line}");
+        }
+        assert_eq!(
+            text.matches("# TYPE ").count(),
+            text.matches("# HELP ").count()
+        );
+    }
+
+    #[test]
+    fn a_local_recorder_renders_with_the_buckets() {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets(HISTOGRAM_BUCKETS)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            metrics::histogram!("wscluster_test_seconds").record(0.003);
+            metrics::counter!(HTTP_REQUESTS, "route" => "health", "status" => "200").increment(1);
+        });
+        let text = render(Some(&handle), &ScrapeGauges::default());
+        assert!(
+            text.contains("wscluster_test_seconds_bucket{le=\"0.005\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("wscluster_http_requests_total{route=\"health\",status=\"200\"} 1"));
+        assert!(text.contains("wscluster_ready 0"));
+    }
+}

@@ -1,0 +1,125 @@
+//! [`HttpServer`]: a listener that answers plain HTTP with an [`HttpHandler`] and nothing else (no
+//! WebSocket upgrades, no session tokens). The binary runs one on `http.admin_listen` so the
+//! operations routes can live on a private address.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use parking_lot::Mutex;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::handshake;
+use super::http::{self, HttpHandler, HttpResponse};
+use crate::error::{Error, Result};
+
+/// How long a client has to send its request head and body.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Largest request head accepted.
+const MAX_HEAD: usize = 16 * 1024;
+
+/// A running plain-HTTP listener.
+pub struct HttpServer {
+    local_addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    accept: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for HttpServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpServer")
+            .field("local_addr", &self.local_addr)
+            .finish()
+    }
+}
+
+impl HttpServer {
+    /// Binds `addr` and answers every request with `handler`. Returns once the port is open.
+    pub async fn bind(addr: SocketAddr, handler: Arc<dyn HttpHandler>) -> Result<Self> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| Error::Bind {
+                addr: addr.to_string(),
+                source,
+            })?;
+        let local_addr = listener.local_addr()?;
+        let (stop, stop_rx) = watch::channel(false);
+        let accept = tokio::spawn(accept_loop(listener, handler, stop_rx));
+        tracing::info!(%local_addr, "HTTP admin listener");
+        Ok(Self {
+            local_addr,
+            stop,
+            accept: Mutex::new(Some(accept)),
+        })
+    }
+
+    /// The address the listener is bound to (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Stops accepting (requests in progress finish on their own).
+    pub async fn shutdown(&self) {
+        let _ = self.stop.send(true);
+        let accept = self.accept.lock().take();
+        if let Some(a) = accept {
+            let _ = a.await;
+        }
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    handler: Arc<dyn HttpHandler>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            _ = stop.changed() => return,
+            a = listener.accept() => a,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                tokio::spawn(serve(stream, peer, handler.clone()));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "admin accept failed");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+}
+
+async fn serve(mut stream: TcpStream, peer: SocketAddr, handler: Arc<dyn HttpHandler>) {
+    let mut buf = BytesMut::new();
+    let head = tokio::time::timeout(
+        REQUEST_TIMEOUT,
+        handshake::read_head(&mut stream, &mut buf, MAX_HEAD),
+    )
+    .await;
+    let req = match head {
+        Ok(Ok(req)) => req,
+        Ok(Err(handshake::HeadError::TooLarge(_))) => {
+            let _ = stream
+                .write_all(&HttpResponse::status(431).to_bytes())
+                .await;
+            return;
+        }
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "admin: bad request head");
+            if !matches!(e, handshake::HeadError::Eof | handshake::HeadError::Io(_)) {
+                let _ = stream
+                    .write_all(&HttpResponse::status(400).to_bytes())
+                    .await;
+            }
+            return;
+        }
+        Err(_) => return,
+    };
+    http::answer(&mut stream, buf, req, peer, &*handler, REQUEST_TIMEOUT).await;
+}

@@ -16,6 +16,7 @@
 //! - [`cluster`]: the [`cluster::Cluster`] component and its protocol adapters, the inter-node
 //!   [`cluster::envelope`], sans-I/O membership and interest routing, and the `mesh` engine.
 //! - [`config`]: every option and its default.
+//! - [`metrics`]: every metric's name and description (the binary installs the recorder).
 //!
 //! ## Embedding
 //!
@@ -40,6 +41,7 @@ pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod hub;
+pub mod metrics;
 pub mod protocol;
 pub mod relay;
 pub mod transport;

@@ -10,4 +10,4 @@ mod server;
 
 pub use connection::{Connection, ConnectionInfo, new_guid};
 pub use outbox::{CLOSE_HEARTBEAT_TIMEOUT, CLOSE_SLOW_CONSUMER, CloseReason, SendError};
-pub use server::{Server, ServerHandle};
+pub use server::{SHUTDOWN_REASON, Server, ServerHandle};

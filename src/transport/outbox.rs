@@ -115,6 +115,7 @@ impl Outbox {
                 return Err(SendError::Closed);
             }
             if st.bytes + len > self.max_bytes {
+                ::metrics::counter!(crate::metrics::WS_SLOW_CONSUMER_CLOSES).increment(1);
                 st.closing = Some(CloseReason::slow_consumer(self.max_bytes));
                 st.queue.clear();
                 st.bytes = 0;

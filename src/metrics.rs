@@ -488,40 +488,47 @@ pub fn delivery_lag(sent_micros: u64) {
 pub(crate) mod testing {
     //! Reading what the code under test emitted, with a recorder local to the test's thread.
 
-    use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
     use metrics_util::{CompositeKey, MetricKind};
 
-    /// Runs `f` with a fresh debugging recorder for this thread; returns `f`'s value and the
-    /// snapshotter to read what it emitted.
-    pub(crate) fn record<T>(f: impl FnOnce() -> T) -> (T, Snapshotter) {
+    /// What a closure emitted (a snapshot taken once: the recorder resets counters on reading).
+    pub(crate) struct Recorded(Vec<(CompositeKey, DebugValue)>);
+
+    /// Runs `f` with a fresh debugging recorder for this thread; returns `f`'s value and what it
+    /// emitted.
+    pub(crate) fn record<T>(f: impl FnOnce() -> T) -> (T, Recorded) {
         let recorder = DebuggingRecorder::new();
         let snap = recorder.snapshotter();
         let out = ::metrics::with_local_recorder(&recorder, f);
-        (out, snap)
-    }
-
-    /// The value of counter `name` whose labels include every pair of `labels` (summed over the
-    /// series that match).
-    pub(crate) fn counter(snap: &Snapshotter, name: &str, labels: &[(&str, &str)]) -> u64 {
-        snap.snapshot()
+        let values = snap
+            .snapshot()
             .into_vec()
             .into_iter()
-            .filter(|(k, ..)| matches(k, MetricKind::Counter, name, labels))
-            .map(|(.., v)| match v {
-                DebugValue::Counter(n) => n,
+            .map(|(k, _, _, v)| (k, v))
+            .collect();
+        (out, Recorded(values))
+    }
+
+    /// The value of counter `name` summed over its series whose labels include every pair of
+    /// `labels`.
+    pub(crate) fn counter(rec: &Recorded, name: &str, labels: &[(&str, &str)]) -> u64 {
+        rec.0
+            .iter()
+            .filter(|(k, _)| matches(k, MetricKind::Counter, name, labels))
+            .map(|(_, v)| match v {
+                DebugValue::Counter(n) => *n,
                 _ => 0,
             })
             .sum()
     }
 
     /// The samples of histogram `name` with `labels`.
-    pub(crate) fn histogram(snap: &Snapshotter, name: &str, labels: &[(&str, &str)]) -> Vec<f64> {
-        snap.snapshot()
-            .into_vec()
-            .into_iter()
-            .filter(|(k, ..)| matches(k, MetricKind::Histogram, name, labels))
-            .flat_map(|(.., v)| match v {
-                DebugValue::Histogram(s) => s.into_iter().map(|f| f.into_inner()).collect(),
+    pub(crate) fn histogram(rec: &Recorded, name: &str, labels: &[(&str, &str)]) -> Vec<f64> {
+        rec.0
+            .iter()
+            .filter(|(k, _)| matches(k, MetricKind::Histogram, name, labels))
+            .flat_map(|(_, v)| match v {
+                DebugValue::Histogram(s) => s.iter().map(|f| f.into_inner()).collect(),
                 _ => Vec::new(),
             })
             .collect()
@@ -530,11 +537,9 @@ pub(crate) mod testing {
     fn matches(k: &CompositeKey, kind: MetricKind, name: &str, labels: &[(&str, &str)]) -> bool {
         k.kind() == kind
             && k.key().name() == name
-            && labels.iter().all(|(lk, lv)| {
-                k.key()
-                    .labels()
-                    .any(|l| l.key() == *lk && l.value() == *lv)
-            })
+            && labels
+                .iter()
+                .all(|(lk, lv)| k.key().labels().any(|l| l.key() == *lk && l.value() == *lv))
     }
 }
 
@@ -566,6 +571,56 @@ mod tests {
         assert_eq!(samples[0], 0.0);
         assert!(samples[1] >= 0.25 && samples[1] < 5.0, "{samples:?}");
         assert_eq!(counter(&snap, BACKPLANE_CLOCK_SKEW, &[]), 1);
+    }
+
+    /// Two real clusters linked over loopback on one thread (the recorder is the thread's): a bye
+    /// counts one peer down with reason `bye` on the survivor, one purge, and per-peer traffic.
+    #[test]
+    fn a_peer_that_says_bye_is_counted_down_once_with_its_reason() {
+        let ((), snap) = record(|| {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap_or_else(|e| panic!("{e}"));
+            rt.block_on(async {
+                let a = crate::Cluster::new("a", crate::ClusterConfig::loopback_mesh(vec![], "s"));
+                a.start().await.unwrap_or_else(|e| panic!("{e}"));
+                let seed = a.mesh().map(|m| m.local_addr().to_string());
+                let b = crate::Cluster::new(
+                    "b",
+                    crate::ClusterConfig::loopback_mesh(seed.into_iter().collect(), "s"),
+                );
+                b.start().await.unwrap_or_else(|e| panic!("{e}"));
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+                while a.connected_peer_count() < 1 || b.connected_peer_count() < 1 {
+                    assert!(tokio::time::Instant::now() < deadline, "no link");
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                let mut events = b.events();
+                a.stop().await;
+                loop {
+                    let e = tokio::time::timeout_at(deadline, events.recv()).await;
+                    match e {
+                        Ok(Ok(crate::cluster::ClusterEvent::PeerDisconnected { .. })) => break,
+                        Ok(Ok(_)) => {}
+                        other => panic!("no peer down on b: {other:?}"),
+                    }
+                }
+                b.stop().await;
+            });
+        });
+        // b saw a say bye; each stopped node reports its remaining peers down as a local stop.
+        assert_eq!(counter(&snap, PEER_DOWN, &[("reason", "bye")]), 1);
+        assert_eq!(counter(&snap, PEER_DOWN, &[("reason", "link_closed")]), 0);
+        assert_eq!(counter(&snap, PEER_UP, &[]), 2);
+        assert_eq!(
+            histogram(&snap, PRESENCE_PURGE, &[("reason", "bye")]).len(),
+            1
+        );
+        assert!(counter(&snap, BACKPLANE_ENVELOPES_IN, &[("peer", "a")]) > 0);
+        assert!(counter(&snap, BACKPLANE_ENVELOPES_OUT, &[("peer", "b")]) > 0);
+        assert!(counter(&snap, BACKPLANE_BYTES_IN, &[("peer", "b")]) > 0);
+        assert!(counter(&snap, BACKPLANE_BYTES_OUT, &[("peer", "a")]) > 0);
     }
 
     #[test]

@@ -317,6 +317,7 @@ impl EngineHandler for Handler {
         let Some(inner) = self.inner.upgrade() else {
             return;
         };
+        crate::metrics::peer_up();
         let adapters = inner.adapters.read().clone();
         for a in adapters {
             a.peer_up(peer);
@@ -335,10 +336,15 @@ impl EngineHandler for Handler {
         let Some(inner) = self.inner.upgrade() else {
             return;
         };
+        crate::metrics::peer_down(reason);
         let quiet = inner.quiet_stop.load(std::sync::atomic::Ordering::SeqCst);
-        let adapters = inner.adapters.read().clone();
-        for a in adapters.iter().filter(|_| !quiet) {
-            a.peer_down(peer);
+        if !quiet {
+            let started = std::time::Instant::now();
+            let adapters = inner.adapters.read().clone();
+            for a in &adapters {
+                a.peer_down(peer);
+            }
+            crate::metrics::purge_took(reason, started.elapsed());
         }
         let _ = inner.events.send(ClusterEvent::PeerDisconnected {
             node_id: peer.node_id.clone(),

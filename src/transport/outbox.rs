@@ -216,6 +216,21 @@ mod tests {
     }
 
     #[test]
+    fn an_overflow_counts_one_slow_consumer_close() {
+        let ((), snap) = crate::metrics::testing::record(|| {
+            let ob = Outbox::new(10);
+            let big = || Outgoing::Text(Bytes::from_static(b"123456"));
+            let _ = ob.push(big());
+            assert_eq!(ob.push(big()), Err(SendError::Overflow));
+            // Later pushes are refused as closed, not counted again.
+            assert_eq!(ob.push(big()), Err(SendError::Closed));
+        });
+        let closes =
+            crate::metrics::testing::counter(&snap, crate::metrics::WS_SLOW_CONSUMER_CLOSES, &[]);
+        assert_eq!(closes, 1);
+    }
+
+    #[test]
     fn written_bytes_free_room() {
         let ob = Outbox::new(10);
         assert!(

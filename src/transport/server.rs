@@ -308,7 +308,11 @@ async fn handle_socket(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shar
             return;
         }
         Err(_) => {
-            log_refusal(peer, Refusal::Timeout, "no request head within the handshake timeout");
+            log_refusal(
+                peer,
+                Refusal::Timeout,
+                "no request head within the handshake timeout",
+            );
             return;
         }
     };

@@ -38,11 +38,13 @@ use super::engine::EngineHandler;
 use super::envelope::{Envelope, Kind, Origin};
 use super::membership::{DownReason, Membership, PeerChange};
 use crate::error::{Error, Result};
-use queue::LinkQueue;
+use crate::metrics::PeerCounters;
+use queue::{LinkQueue, QueueClosed};
 use replay::{InboundSequence, ReplayWindow};
 use wire::WireFrame;
 
-/// Counters of the mesh, for logs and metrics.
+/// Counters of the mesh, for logs (at stop) and tests. The same events are counted per peer through
+/// the metrics facade ([`PeerCounters`], `docs/metrics.md`).
 #[derive(Debug, Default)]
 pub struct MeshStats {
     /// Envelopes received from peers.
@@ -135,6 +137,8 @@ pub(crate) struct Peer {
     pub(crate) listen: Option<String>,
     pub(crate) ever_linked: bool,
     pub(crate) unlinked_since: Option<Instant>,
+    /// Its metric handles (made once per peer, incremented per envelope).
+    pub(crate) counters: PeerCounters,
 }
 
 /// The current link to a peer.
@@ -346,8 +350,12 @@ impl Shared {
         peer.window.push(frame.clone(), Instant::now());
         if let Some(link) = &peer.link {
             self.stats.frames_out.fetch_add(1, Ordering::Relaxed);
-            if link.queue.push(frame).is_err() && !st.stopped {
+            peer.counters.envelopes_out.increment(1);
+            // A queue already closed (the link is going away) keeps the frame for replay only;
+            // an overflow is logged once, when it closes the queue.
+            if link.queue.push(frame) == Err(QueueClosed::Overflow) && !st.stopped {
                 self.stats.overflows.fetch_add(1, Ordering::Relaxed);
+                peer.counters.overflows.increment(1);
                 tracing::warn!(peer = id, "mesh link send queue full: resetting the link");
             }
         }
@@ -390,7 +398,7 @@ impl Shared {
                     self.handler.on_peer_down(&o, reason);
                 }
                 Report::Relinked(o) => {
-                    tracing::debug!(peer = %o.node_id, "link to a live peer replaced: resynchronising");
+                    tracing::info!(peer = %o.node_id, incarnation = o.incarnation, "link to a live peer replaced: resynchronising");
                     self.handler.on_resync_needed(&o, 0);
                 }
             }

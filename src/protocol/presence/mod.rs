@@ -207,6 +207,12 @@ impl PresenceProtocol {
             st.conns_of(&keys)
         };
         let n = to.len();
+        crate::metrics::published(
+            crate::metrics::Protocol::Presence,
+            crate::metrics::Origin::Local,
+            1,
+            n,
+        );
         fx.send(to, |b64| frame::publish(&message, channel, &member, b64));
         let channel: Arc<str> = Arc::from(channel);
         fx.event(|| AppEvent::Publish {

@@ -20,6 +20,8 @@ pub(crate) fn backoff(attempt: u32) -> Duration {
     base.mul_f64(jitter)
 }
 
+/// Whether a live link to the node at `addr` exists; `None` when the engine stopped or the
+/// address is no dial target any more (a `peers_dns` address gone from DNS): stop dialing.
 fn linked_node_at(shared: &Shared, addr: &str) -> Option<bool> {
     let st = shared.state.lock();
     if st.stopped {
@@ -27,8 +29,9 @@ fn linked_node_at(shared: &Shared, addr: &str) -> Option<bool> {
     }
     let linked = st
         .targets
-        .get(addr)
-        .and_then(|t| t.node.as_ref())
+        .get(addr)?
+        .node
+        .as_ref()
         .and_then(|n| st.peers.get(n))
         .is_some_and(|p| p.link.as_ref().is_some_and(|l| !l.queue.is_closed()));
     Some(linked)

@@ -243,8 +243,15 @@ fn register(
             st.reports.push_back(Report::Relinked(est.peer.clone()));
         }
         st.reports.extend(changes.into_iter().map(Report::Change));
-        // Gossip the addresses we know, so a new node needs only one reachable peer.
-        let mut known: Vec<String> = st.targets.keys().cloned().collect();
+        // Gossip the addresses we know, so a new node needs only one reachable peer. Addresses
+        // found through DNS are left out: every node resolves the names itself, and an old pod's
+        // address must not outlive its DNS record by spreading from node to node.
+        let mut known: Vec<String> = st
+            .targets
+            .iter()
+            .filter(|(_, t)| !t.dns)
+            .map(|(k, _)| k.clone())
+            .collect();
         known.push(advertised(shared));
         if let Ok(payload) = postcard::to_stdvec(&known) {
             shared.send_control(link, Kind::Hello, Bytes::from(payload));

@@ -10,11 +10,13 @@
 //! - [`wire`]: length-prefixed frames and handshake messages;
 //! - [`replay`]: the replay window and inbound sequence (sans I/O);
 //! - `handshake`: the authenticated link handshake; `link`: the reader/writer of one link;
-//!   `queue`: its bounded send queue; `dialer`: redial with backoff.
+//!   `queue`: its bounded send queue; `dialer`: redial with backoff; `discovery`: peers found by
+//!   resolving DNS names (`peers_dns`).
 
 pub mod auth;
 mod config;
 mod dialer;
+mod discovery;
 mod handshake;
 mod link;
 mod queue;
@@ -115,6 +117,8 @@ pub(crate) struct State {
     pub(crate) peers: HashMap<Arc<str>, Peer>,
     pub(crate) targets: HashMap<String, DialTarget>,
     pub(crate) stopped: bool,
+    /// `peers_dns` names are configured and their first resolution is not done (not `ready`).
+    pub(crate) dns_pending: bool,
 }
 
 /// An address this node dials.
@@ -126,6 +130,8 @@ pub(crate) struct DialTarget {
     pub(crate) configured: bool,
     /// The first dial finished (linked or failed).
     pub(crate) settled: bool,
+    /// Found through `peers_dns`: forgotten when no name resolves to it any more, never gossiped.
+    pub(crate) dns: bool,
 }
 
 /// What this node keeps about one peer, across its links.
@@ -194,6 +200,7 @@ impl MeshEngine {
                 peers: HashMap::new(),
                 targets,
                 stopped: false,
+                dns_pending: !cfg.peers_dns.is_empty(),
             }),
             me,
             cfg,
@@ -227,6 +234,9 @@ impl MeshEngine {
         tokio::spawn(ticker(shared.clone()));
         for addr in &shared.cfg.peers {
             let _ = shared.dial_tx.send(addr.clone());
+        }
+        if !shared.cfg.peers_dns.is_empty() {
+            tokio::spawn(discovery::watch(shared.clone()));
         }
         tracing::info!(node = %shared.me.node_id, %local_addr, "mesh listening");
         Ok(engine)
@@ -271,10 +281,11 @@ impl MeshEngine {
             .count()
     }
 
-    /// Listening, and every configured peer either linked or its first dial settled.
+    /// Listening, every `peers_dns` name resolved once (or failed to), and every configured peer
+    /// (and every address those names gave at first) either linked or its first dial settled.
     pub fn ready(&self) -> bool {
         let st = self.shared.state.lock();
-        !st.stopped && st.targets.values().all(|t| !t.configured || t.settled)
+        !st.stopped && !st.dns_pending && st.targets.values().all(|t| !t.configured || t.settled)
     }
 
     /// Counters.

@@ -308,6 +308,11 @@ impl NodeProcess {
         assert!(status.success(), "kill -s {name} {} failed", self.pid());
     }
 
+    /// Whether the process has not exited yet.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// SIGKILL, and reaps the process.
     pub fn kill(&mut self) {
         self.child

@@ -175,3 +175,39 @@ async fn a_second_signal_during_the_drain_exits_at_once() {
         node.stderr()
     );
 }
+
+/// The library's side: `ServerHandle::shutdown_by` forces a connection that never reads once the
+/// deadline passes, and its protocol still hears `on_disconnect` (no subscription outlives it).
+#[tokio::test]
+async fn shutdown_by_forces_a_stuck_connection_and_its_protocol_state_is_cleaned() {
+    use std::sync::Arc;
+    use wscluster::protocol::sgc::{QueueLevel, SgcConfig};
+    use wscluster::{Server, SgcProtocol};
+
+    let sgc = SgcProtocol::new(SgcConfig::default());
+    let server = Server::new(wscluster::config::ServerConfig {
+        max_outbox_bytes: 256 * 1024 * 1024,
+        ..support::test_server_config()
+    })
+    .protocol(Arc::new(sgc.clone()))
+    .bind()
+    .await
+    .unwrap_or_else(|e| panic!("bind: {e}"));
+    let (mut stuck, _) = WsClient::sgc(server.local_addr()).await;
+    stuck.subscribe("burst").await;
+    for i in 0..BURST {
+        let queued = sgc.publish(&message(i), "burst", QueueLevel::Level0, &Default::default());
+        assert_eq!(queued, 1);
+    }
+    let deadline = Duration::from_millis(300);
+    let started = tokio::time::Instant::now();
+    let forced = server.shutdown_by(started + deadline).await;
+    let took = started.elapsed();
+    assert_eq!(forced, 1);
+    assert!(took >= deadline, "{took:?}");
+    assert!(took < deadline + Duration::from_secs(2), "{took:?}");
+    assert_eq!(server.connection_count(), 0);
+    assert_eq!(sgc.connection_count(), 0, "on_disconnect ran");
+    assert_eq!(sgc.subscriber_count("burst"), 0);
+    drop(stuck);
+}

@@ -47,7 +47,9 @@ fn at<'a>(t: &'a toml::Table, key: &str) -> &'a toml::Value {
 /// The `wscluster.toml` block of the ConfigMap (the lines under `wscluster.toml: |`, unindented).
 fn configmap_toml() -> String {
     let yaml = include_str!("../deploy/k8s/configmap.yaml");
-    let mut lines = yaml.lines().skip_while(|l| !l.contains("wscluster.toml: |"));
+    let mut lines = yaml
+        .lines()
+        .skip_while(|l| !l.contains("wscluster.toml: |"));
     lines.next();
     lines
         .take_while(|l| l.is_empty() || l.starts_with("    "))
@@ -72,7 +74,10 @@ fn the_kubernetes_pod_configuration_loads_as_the_manifests_say() {
         "path: /ready",
         "path: /health",
     ] {
-        assert!(statefulset.contains(needle), "statefulset.yaml lost {needle:?}");
+        assert!(
+            statefulset.contains(needle),
+            "statefulset.yaml lost {needle:?}"
+        );
     }
     let c = print_config(
         &[
@@ -94,12 +99,13 @@ fn the_kubernetes_pod_configuration_loads_as_the_manifests_say() {
     assert_eq!(at(&c, "node.name").as_str(), Some("wscluster-0"));
     assert_eq!(at(&c, "node.log_format").as_str(), Some("json"));
     assert_eq!(at(&c, "server.listen").as_str(), Some("0.0.0.0:8080"));
-    assert_eq!(at(&c, "server.shutdown_timeout_ms").as_integer(), Some(10_000));
+    assert_eq!(
+        at(&c, "server.shutdown_timeout_ms").as_integer(),
+        Some(10_000)
+    );
     assert_eq!(at(&c, "cluster.mesh.port").as_integer(), Some(5410));
     assert_eq!(
-        at(&c, "cluster.mesh.peers_dns")
-            .as_array()
-            .map(|a| a.len()),
+        at(&c, "cluster.mesh.peers_dns").as_array().map(|a| a.len()),
         Some(1)
     );
     assert_eq!(at(&c, "cluster.secret").as_str(), Some("s3cret"));

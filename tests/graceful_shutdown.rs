@@ -196,7 +196,12 @@ async fn shutdown_by_forces_a_stuck_connection_and_its_protocol_state_is_cleaned
     let (mut stuck, _) = WsClient::sgc(server.local_addr()).await;
     stuck.subscribe("burst").await;
     for i in 0..BURST {
-        let queued = sgc.publish(&message(i), "burst", QueueLevel::Level0, &Default::default());
+        let queued = sgc.publish(
+            &message(i),
+            "burst",
+            QueueLevel::Level0,
+            &Default::default(),
+        );
         assert_eq!(queued, 1);
     }
     let deadline = Duration::from_millis(300);

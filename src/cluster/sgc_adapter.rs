@@ -34,6 +34,8 @@ const GATE_TIMEOUT: Duration = Duration::from_secs(1);
 pub struct SgcAdapter {
     protocol: SgcProtocol,
     routing: Arc<Routing>,
+    /// Cross-node delivery lag of the publishes and broadcasts received.
+    lag: metrics::LagHistogram,
 }
 
 /// Which traffic crosses to which peer.
@@ -80,6 +82,7 @@ impl SgcAdapter {
                 mode,
                 state: Mutex::new(RoutingState::default()),
             }),
+            lag: metrics::LagHistogram::default(),
         })
     }
 }
@@ -241,7 +244,7 @@ impl Adapter for SgcAdapter {
             kind => match decode_stamped(kind, &envelope.payload) {
                 Some((event, sent_us)) => {
                     self.protocol.apply_remote(&event);
-                    metrics::delivery_lag(sent_us);
+                    self.lag.record(sent_us);
                 }
                 None => {
                     metrics::dropped(Sgc, "undecodable");

@@ -14,7 +14,7 @@ use super::frame;
 use super::hooks::AppEvent;
 use super::{Inner, State};
 use crate::hub::roster::{Member, Origin, RemoteOrigin, RosterEvent};
-use crate::metrics;
+use crate::metrics::Origin::Remote;
 
 /// Applies `event` from `origin`.
 pub(crate) fn apply(inner: &Inner, event: &PresenceEvent, origin: &RemoteOrigin) {
@@ -60,12 +60,7 @@ pub(crate) fn apply(inner: &Inner, event: &PresenceEvent, origin: &RemoteOrigin)
                     st.roster.channel_connections(channel)
                 };
                 let to = st.conns_of(&keys);
-                metrics::published(
-                    metrics::Protocol::Presence,
-                    metrics::Origin::Remote,
-                    1,
-                    to.len(),
-                );
+                inner.counters.published(Remote, 1, to.len());
                 fx.send(to, |b64| frame::publish(message, channel, member, b64));
                 fx.event(|| AppEvent::Publish {
                     connection: None,

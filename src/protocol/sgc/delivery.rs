@@ -9,11 +9,7 @@ use bytes::Bytes;
 use super::event::{SgcBroadcast, SgcEvent, SgcPublish, Targets};
 use super::inbound::QueueLevel;
 use super::{SgcProtocol, frame, mask};
-use crate::metrics::{
-    self,
-    Origin::{Local, Remote},
-    Protocol::Sgc,
-};
+use crate::metrics::Origin::{Local, Remote};
 
 impl SgcProtocol {
     /// The concrete channels of a requested channel (spec §2.8), per this node's options and
@@ -59,7 +55,9 @@ impl SgcProtocol {
                 })
             });
         }
-        metrics::published(Sgc, Local, channels.len() as u64, sent);
+        self.inner
+            .counters
+            .published(Local, channels.len() as u64, sent);
         sent
     }
 
@@ -92,7 +90,7 @@ impl SgcProtocol {
     ) -> usize {
         let frame = frame::message(channel, &message, qos, id);
         let sent = self.deliver(channel, &frame, targets);
-        metrics::published(Sgc, Local, 1, sent);
+        self.inner.counters.published(Local, 1, sent);
         self.inner.relay.emit_with(|| {
             SgcEvent::Broadcast(SgcBroadcast {
                 channel: Arc::from(channel),
@@ -124,13 +122,13 @@ impl SgcProtocol {
         match event {
             SgcEvent::Publish(p) => {
                 let sent = self.publish_local(&p.channel, &p.message, p.queue, &p.targets);
-                metrics::published(Sgc, Remote, 1, sent);
+                self.inner.counters.published(Remote, 1, sent);
             }
             SgcEvent::Broadcast(b) => {
                 let frame =
                     frame::message(&b.channel, &b.message, b.qos.as_deref(), b.id.as_deref());
                 let sent = self.deliver(&b.channel, &frame, &b.targets);
-                metrics::published(Sgc, Remote, 1, sent);
+                self.inner.counters.published(Remote, 1, sent);
             }
             SgcEvent::ClearQueue { channel } => {
                 self.inner.retained.write().clear(channel);

@@ -46,6 +46,9 @@ fn settle(shared: &Shared, addr: &str) {
 pub(crate) async fn dial_loop(shared: Arc<Shared>, addr: String) {
     let mut stop = shared.stop.subscribe();
     let mut attempt = 0u32;
+    // What the last failed attempt was ("refused" or "failed"): a run of failures of one kind is
+    // logged (and a refusal counted) once, a change of kind again.
+    let mut last_failure: Option<bool> = None;
     loop {
         // Wait while a link to the node at this address exists.
         loop {
@@ -63,6 +66,7 @@ pub(crate) async fn dial_loop(shared: Arc<Shared>, addr: String) {
         match handshake::dial(&shared, &addr).await {
             Ok((est, rd, wr)) => {
                 attempt = 0;
+                last_failure = None;
                 settle(&shared, &addr);
                 link::run(shared.clone(), est, rd, wr).await;
                 continue;
@@ -73,7 +77,9 @@ pub(crate) async fn dial_loop(shared: Arc<Shared>, addr: String) {
             }
             Err(e) => {
                 settle(&shared, &addr);
-                if attempt == 0 {
+                let refused = matches!(e, LinkError::Refused(_) | LinkError::RefusedByPeer(_));
+                if last_failure != Some(refused) {
+                    last_failure = Some(refused);
                     link::log_refusal(&shared, &addr, &e);
                 }
             }

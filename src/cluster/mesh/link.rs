@@ -57,7 +57,8 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
 }
 
 /// Logs (at warn) and counts a refused link handshake; other failures (connection refused, a
-/// timeout, a peer that hung up) are logged at debug. Dialers call it once per run of failures.
+/// timeout, a peer that hung up) are logged at debug. Dialers call it once per run of failures of
+/// one kind.
 pub(crate) fn log_refusal(shared: &Shared, addr: &str, e: &LinkError) {
     let by = match e {
         LinkError::Refused(_) => "us",

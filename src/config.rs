@@ -81,6 +81,10 @@ pub struct ServerConfig {
     pub handshake_timeout_ms: u64,
     /// Largest HTTP request head accepted during the handshake, in bytes.
     pub max_request_head: usize,
+    /// On SIGTERM/SIGINT, how long (milliseconds, from the signal) the node may take to say bye
+    /// to its peers and let its clients receive what is queued for them and their 1001 close;
+    /// connections still open then are closed without waiting.
+    pub shutdown_timeout_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -93,6 +97,7 @@ impl Default for ServerConfig {
             heartbeat_timeout_ms: 30_000,
             handshake_timeout_ms: 10_000,
             max_request_head: 16 * 1024,
+            shutdown_timeout_ms: 5_000,
         }
     }
 }
@@ -111,6 +116,11 @@ impl ServerConfig {
     /// How long the HTTP upgrade may take.
     pub fn handshake_timeout(&self) -> Duration {
         Duration::from_millis(self.handshake_timeout_ms.max(1))
+    }
+
+    /// How long a graceful shutdown may take before the remaining connections are closed.
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_millis(self.shutdown_timeout_ms)
     }
 }
 

@@ -18,6 +18,7 @@
 //! - [`config`]: every option and its default.
 //! - [`ops`]: the operations surface: health, readiness, Prometheus metrics, the JSON admin API and
 //!   the status page, served over HTTP on the WebSocket port or a separate admin port.
+//! - [`metrics`]: every metric's name and description (the binary installs the recorder).
 //!
 //! ## Embedding
 //!
@@ -42,6 +43,7 @@ pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod hub;
+pub mod metrics;
 pub mod ops;
 pub mod protocol;
 pub mod relay;

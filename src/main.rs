@@ -57,7 +57,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(cli::node::run(config)) {
+    let result = runtime.block_on(cli::node::run(config));
+    // Everything the node owns has been closed by now; a blocking task still running (a DNS
+    // lookup of `--peers-dns` stuck on an unresponsive resolver) must not hold the exit.
+    runtime.shutdown_background();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "node failed");

@@ -369,7 +369,10 @@ async fn sigterm_says_bye_purges_at_once_closes_clients_with_1001_and_exits_0(bp
     // b's clients, Presence and sgc, are closed with 1001 (bob is not shown the remote members
     // leaving first: the close is his next frame); b exits 0.
     match bob.ws.next_frame_within(PROCESS_WAIT).await {
-        Some(support::Frame::Close(code, _)) => assert_eq!(code, Some(1001)),
+        Some(support::Frame::Close(code, reason)) => {
+            assert_eq!(code, Some(1001));
+            assert_eq!(reason, wscluster::transport::SHUTDOWN_REASON);
+        }
         other => panic!("bob's next frame must be the 1001 close, got {other:?}"),
     }
     let (code, _) = sgc_b.expect_closed_within(PROCESS_WAIT).await;

@@ -50,6 +50,11 @@ pub(crate) struct Args {
     #[arg(long = "peer", value_name = "HOST:PORT")]
     pub(crate) peers: Vec<String>,
 
+    /// A DNS name whose addresses are all peers, NAME:PORT (e.g. a Kubernetes headless Service);
+    /// resolved again every cluster.mesh.dns_refresh_ms (repeatable; cluster.mesh.peers_dns)
+    #[arg(long = "peers-dns", value_name = "NAME:PORT")]
+    pub(crate) peers_dns: Vec<String>,
+
     /// The shared cluster secret (cluster.secret)
     #[arg(long, value_name = "SECRET")]
     pub(crate) cluster_secret: Option<String>,
@@ -144,13 +149,18 @@ impl Args {
                     .push((flag.to_owned(), key.to_owned(), v.clone()));
             }
         }
-        if !self.peers.is_empty() {
-            let list: Vec<String> = self.peers.iter().map(|p| toml_string(p.trim())).collect();
-            sources.flags.push((
-                "--peer".to_owned(),
-                "cluster.mesh.peers".to_owned(),
-                format!("[{}]", list.join(", ")),
-            ));
+        for (flag, key, values) in [
+            ("--peer", "cluster.mesh.peers", &self.peers),
+            ("--peers-dns", "cluster.mesh.peers_dns", &self.peers_dns),
+        ] {
+            if !values.is_empty() {
+                let list: Vec<String> = values.iter().map(|p| toml_string(p.trim())).collect();
+                sources.flags.push((
+                    flag.to_owned(),
+                    key.to_owned(),
+                    format!("[{}]", list.join(", ")),
+                ));
+            }
         }
         Ok(sources)
     }
@@ -201,6 +211,34 @@ mod tests {
                 ("node.name", "alpha"),
             ]
         );
+    }
+
+    #[test]
+    fn repeated_peers_dns_flags_become_one_list() {
+        let args = Args::try_parse_from([
+            "wscluster",
+            "--peers-dns",
+            "a.example:5410",
+            "--peers-dns",
+            "b.example:5411",
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        let config = Config::load(&Sources {
+            flags: args.sources().unwrap_or_else(|e| panic!("{e}")).flags,
+            ..Sources::default()
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            config.cluster.mesh.peers_dns,
+            ["a.example:5410", "b.example:5411"]
+        );
+        let bad = Args::try_parse_from(["wscluster", "--peers-dns", "no-port"])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let err = Config::load(&Sources {
+            flags: bad.sources().unwrap_or_else(|e| panic!("{e}")).flags,
+            ..Sources::default()
+        });
+        assert!(err.is_err(), "a name without a port is refused");
     }
 
     #[test]

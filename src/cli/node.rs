@@ -25,7 +25,9 @@ pub(crate) fn raise_open_file_limit() {
     }
 }
 
-/// Serves until SIGINT or SIGTERM, then closes every connection (1001) and returns.
+/// Serves until SIGINT or SIGTERM, then shuts down gracefully: stops accepting, says bye to the
+/// peers, closes every connection (1001) after what is queued for it, within
+/// `server.shutdown_timeout_ms`. A second signal during the shutdown ends it at once (an error).
 pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     // Listen for signals before announcing the address: whoever reads the line may signal at once.
     let mut stop = Signals::new().context("cannot install signal handlers")?;
@@ -90,23 +92,37 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     let _ = std::io::stdout().flush();
 
     let signal = stop.next().await;
-    tracing::info!(signal, "shutting down");
+    let timeout = config.server.shutdown_timeout();
+    let deadline = tokio::time::Instant::now() + timeout;
+    tracing::info!(
+        signal,
+        timeout_ms = config.server.shutdown_timeout_ms,
+        "shutting down: refusing new connections, saying bye to peers, closing clients (1001)"
+    );
+    // Not ready from now on: load balancers stop sending clients here.
     ops.drain();
-    // Bye first: peers purge this node's members at once. The node's own clients are about to be
-    // closed, so they are not shown the remote members leaving.
-    cluster.shutdown().await;
+    let graceful = async {
+        // New connections are refused first: nothing may join a node that is leaving.
+        server.stop_accepting().await;
+        // Bye next: peers purge this node's members at once. The node's own clients are about to
+        // be closed, so they are not shown the remote members leaving.
+        cluster.shutdown().await;
+        // Then every client gets what is queued for it and a 1001 close, until the deadline.
+        server.shutdown_by(deadline).await
+    };
     tokio::select! {
-        () = server.shutdown() => {}
+        forced = graceful => {
+            if let Some(a) = &admin {
+                a.shutdown().await;
+            }
+            tracing::info!(forced, "stopped");
+            Ok(())
+        }
         signal = stop.next() => {
             tracing::warn!(signal, "second signal: exiting without waiting for connections");
             anyhow::bail!("interrupted during shutdown by {signal}");
         }
     }
-    if let Some(a) = &admin {
-        a.shutdown().await;
-    }
-    tracing::info!("stopped");
-    Ok(())
 }
 
 /// The operations surface: Prometheus recorder (the binary owns the process-wide one), health,
@@ -117,6 +133,9 @@ fn operations(config: &Config, sgc: &SgcProtocol, presence: &PresenceProtocol) -
         .presence(presence.clone());
     match ops::install_prometheus_recorder() {
         Ok(handle) => {
+            // Handles made before the recorder is installed record nothing: this runs before
+            // the server and the cluster exist.
+            wscluster::metrics::describe();
             ops::spawn_upkeep(handle.clone());
             o = o.metrics(handle);
         }

@@ -129,6 +129,7 @@ impl ClusterConfig {
         if self.mesh.max_frame_bytes < 1024 {
             return Err("cluster.mesh.max_frame_bytes must be at least 1024".into());
         }
+        self.mesh.validate_dns()?;
         if self.engine == EngineKind::Redis {
             if self.redis.channel.is_empty() {
                 return Err("cluster.redis.channel must not be empty".into());

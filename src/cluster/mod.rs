@@ -508,6 +508,7 @@ impl EngineHandler for Handler {
         let Some(inner) = self.inner.upgrade() else {
             return;
         };
+        crate::metrics::peer_up();
         let adapters = inner.adapters.read().clone();
         for a in adapters {
             a.peer_up(peer);
@@ -526,10 +527,15 @@ impl EngineHandler for Handler {
         let Some(inner) = self.inner.upgrade() else {
             return;
         };
+        crate::metrics::peer_down(reason);
         let quiet = inner.quiet_stop.load(std::sync::atomic::Ordering::SeqCst);
-        let adapters = inner.adapters.read().clone();
-        for a in adapters.iter().filter(|_| !quiet) {
-            a.peer_down(peer);
+        if !quiet {
+            let started = std::time::Instant::now();
+            let adapters = inner.adapters.read().clone();
+            for a in &adapters {
+                a.peer_down(peer);
+            }
+            crate::metrics::purge_took(reason, started.elapsed());
         }
         inner.queries.peer_gone(&peer.node_id);
         let _ = inner.events.send(ClusterEvent::PeerDisconnected {

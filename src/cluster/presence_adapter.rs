@@ -12,6 +12,7 @@ use super::Outlet;
 use super::adapter::Adapter;
 use super::envelope::{Envelope, Kind, Origin};
 use crate::hub::roster::{Member, RemoteOrigin};
+use crate::metrics::{self, Protocol::Presence};
 use crate::protocol::json::Payload;
 use crate::protocol::presence::{PROTOCOL_NAME, PresenceEvent, PresenceProtocol, SnapshotMember};
 use crate::relay::Relay;
@@ -104,7 +105,8 @@ impl Adapter for PresenceAdapter {
 
     fn on_remote(&self, envelope: &Envelope) {
         let Some(event) = decode(&envelope.payload) else {
-            tracing::warn!(origin = %envelope.origin.node_id, "undecodable presence envelope dropped");
+            metrics::dropped(Presence, "undecodable");
+            tracing::debug!(origin = %envelope.origin.node_id, "undecodable presence envelope dropped");
             return;
         };
         self.seen.lock().insert(envelope.origin.node_id.clone());
@@ -125,7 +127,8 @@ impl Adapter for PresenceAdapter {
                     PresenceEvent::Publish { .. } | PresenceEvent::Invitation { .. } => {
                         if held.len() >= MAX_HELD {
                             held.remove(0);
-                            tracing::warn!(origin = %origin.node_id, "too many presence messages held for a snapshot: oldest dropped");
+                            metrics::dropped(Presence, "held_overflow");
+                            tracing::debug!(origin = %origin.node_id, "too many presence messages held for a snapshot: oldest dropped");
                         }
                         held.push(event);
                         return;

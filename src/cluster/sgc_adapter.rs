@@ -1,6 +1,12 @@
 //! The sgc protocol's side of the seam: [`SgcEvent`]s as envelope payloads, retained queues for
 //! newly seen peers. A publish travels as a small postcard header followed by the message value
 //! exactly as written JSON, so a receiving node never parses it and slices it out without a copy.
+//!
+//! The header of a publish or broadcast carries its send time (microseconds since the Unix epoch
+//! by the origin's clock, taken once per relayed event): the receiver records the delivery lag
+//! (`wscluster_backplane_delivery_lag_seconds`, `docs/metrics.md`) once it has fanned the message
+//! out. Node clocks may differ: the lag is only as good as their synchronisation (NTP), and a
+//! negative one is recorded as 0 and counted.
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -13,6 +19,7 @@ use super::adapter::Adapter;
 use super::envelope::{Envelope, Kind, Origin};
 use super::interest::{InterestMsg, InterestTable};
 use super::{ChannelRouting, Outlet};
+use crate::metrics::{self, Protocol::Sgc};
 use crate::protocol::sgc::{
     PROTOCOL_NAME, QueueLevel, RetainedChannel, RetainedSnapshot, SgcBroadcast, SgcEvent,
     SgcProtocol, SgcPublish, Targets,
@@ -27,6 +34,8 @@ const GATE_TIMEOUT: Duration = Duration::from_secs(1);
 pub struct SgcAdapter {
     protocol: SgcProtocol,
     routing: Arc<Routing>,
+    /// Cross-node delivery lag of the publishes and broadcasts received.
+    lag: metrics::LagHistogram,
 }
 
 /// Which traffic crosses to which peer.
@@ -73,6 +82,7 @@ impl SgcAdapter {
                 mode,
                 state: Mutex::new(RoutingState::default()),
             }),
+            lag: metrics::LagHistogram::default(),
         })
     }
 }
@@ -240,12 +250,14 @@ impl Adapter for SgcAdapter {
             Kind::SgcRetainedSnapshot => match decode_snapshot(&envelope.payload) {
                 Some(s) => self.protocol.import_retained(&s),
                 None => {
-                    tracing::warn!(origin = %envelope.origin.node_id, "undecodable retained snapshot dropped")
+                    metrics::dropped(Sgc, "undecodable");
+                    tracing::debug!(origin = %envelope.origin.node_id, "undecodable retained snapshot dropped")
                 }
             },
             Kind::Interest => {
                 let Ok(msg) = postcard::from_bytes::<InterestMsg>(&envelope.payload) else {
-                    tracing::warn!(origin = %envelope.origin.node_id, "undecodable interest message dropped");
+                    metrics::dropped(Sgc, "undecodable");
+                    tracing::debug!(origin = %envelope.origin.node_id, "undecodable interest message dropped");
                     return;
                 };
                 let opened = {
@@ -262,10 +274,14 @@ impl Adapter for SgcAdapter {
                 };
                 opened.into_iter().for_each(|ready| ready());
             }
-            kind => match decode(kind, &envelope.payload) {
-                Some(event) => self.protocol.apply_remote(&event),
+            kind => match decode_stamped(kind, &envelope.payload) {
+                Some((event, sent_us)) => {
+                    self.protocol.apply_remote(&event);
+                    self.lag.record(sent_us);
+                }
                 None => {
-                    tracing::warn!(origin = %envelope.origin.node_id, ?kind, "undecodable sgc envelope dropped")
+                    metrics::dropped(Sgc, "undecodable");
+                    tracing::debug!(origin = %envelope.origin.node_id, ?kind, "undecodable sgc envelope dropped")
                 }
             },
         }
@@ -316,6 +332,8 @@ struct PublishHead<'a> {
     queue: u8,
     include: Vec<&'a str>,
     exclude: Vec<&'a str>,
+    /// Send time, microseconds since the Unix epoch (origin's clock).
+    sent_us: u64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -325,6 +343,8 @@ struct BroadcastHead<'a> {
     id: Option<&'a str>,
     include: Vec<&'a str>,
     exclude: Vec<&'a str>,
+    /// Send time, microseconds since the Unix epoch (origin's clock).
+    sent_us: u64,
 }
 
 fn queue_code(q: QueueLevel) -> u8 {
@@ -363,6 +383,7 @@ pub(crate) fn encode(event: &SgcEvent) -> (Kind, Bytes) {
                 queue: queue_code(p.queue),
                 include: strs(&p.targets.include),
                 exclude: strs(&p.targets.exclude),
+                sent_us: metrics::now_micros(),
             };
             (
                 Kind::SgcPublish,
@@ -376,6 +397,7 @@ pub(crate) fn encode(event: &SgcEvent) -> (Kind, Bytes) {
                 id: b.id.as_deref(),
                 include: strs(&b.targets.include),
                 exclude: strs(&b.targets.exclude),
+                sent_us: metrics::now_micros(),
             };
             (
                 Kind::SgcBroadcast,
@@ -397,34 +419,44 @@ fn targets(include: Vec<&str>, exclude: Vec<&str>) -> Targets {
 }
 
 /// Decodes a payload of `kind`; `None` when it is not a valid sgc event.
+#[cfg(test)]
 pub(crate) fn decode(kind: Kind, payload: &Bytes) -> Option<SgcEvent> {
+    decode_stamped(kind, payload).map(|(event, _)| event)
+}
+
+/// Decodes a payload of `kind` with its send time (0 for events that carry none); `None` when it
+/// is not a valid sgc event.
+pub(crate) fn decode_stamped(kind: Kind, payload: &Bytes) -> Option<(SgcEvent, u64)> {
     match kind {
         Kind::SgcPublish => {
             let (head, rest) = postcard::take_from_bytes::<PublishHead<'_>>(payload).ok()?;
             let message = payload.slice(payload.len() - rest.len()..);
-            Some(SgcEvent::Publish(SgcPublish {
+            let event = SgcEvent::Publish(SgcPublish {
                 channel: Arc::from(head.channel),
                 message,
                 queue: queue_level(head.queue),
                 targets: targets(head.include, head.exclude),
-            }))
+            });
+            Some((event, head.sent_us))
         }
         Kind::SgcBroadcast => {
             let (head, rest) = postcard::take_from_bytes::<BroadcastHead<'_>>(payload).ok()?;
             let message = payload.slice(payload.len() - rest.len()..);
-            Some(SgcEvent::Broadcast(SgcBroadcast {
+            let event = SgcEvent::Broadcast(SgcBroadcast {
                 channel: Arc::from(head.channel),
                 message,
                 qos: head.qos.map(Arc::from),
                 id: head.id.map(Arc::from),
                 targets: targets(head.include, head.exclude),
-            }))
+            });
+            Some((event, head.sent_us))
         }
         Kind::SgcClearQueue => {
             let channel: &str = postcard::from_bytes(payload).ok()?;
-            Some(SgcEvent::ClearQueue {
+            let event = SgcEvent::ClearQueue {
                 channel: Arc::from(channel),
-            })
+            };
+            Some((event, 0))
         }
         _ => None,
     }
@@ -489,6 +521,31 @@ mod tests {
             decode(Kind::SgcPublish, &Bytes::from_static(b"\xff\xff")),
             None
         );
+    }
+
+    #[test]
+    fn publishes_and_broadcasts_carry_their_send_time() {
+        let before = crate::metrics::now_micros();
+        for e in [
+            SgcEvent::Publish(SgcPublish {
+                channel: Arc::from("c"),
+                message: Bytes::from_static(b"1"),
+                queue: QueueLevel::Level0,
+                targets: Targets::default(),
+            }),
+            SgcEvent::Broadcast(SgcBroadcast {
+                channel: Arc::from("c"),
+                message: Bytes::from_static(b"1"),
+                qos: None,
+                id: None,
+                targets: Targets::default(),
+            }),
+        ] {
+            let (kind, bytes) = encode(&e);
+            let (back, sent) = decode_stamped(kind, &bytes).expect("decodes");
+            assert_eq!(back, e);
+            assert!(sent >= before && sent <= crate::metrics::now_micros());
+        }
     }
 
     #[test]

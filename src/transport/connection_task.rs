@@ -18,11 +18,14 @@ use std::time::Duration;
 
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_websockets::{CloseCode, Message, WebSocketStream};
 
 use super::connection::Connection;
 use super::outbox::{CLOSE_HEARTBEAT_TIMEOUT, CloseReason, Outgoing};
+use super::server::Phase;
+use crate::metrics::{self, ConnectionCounters};
 use crate::protocol::Protocol;
 
 /// How long a closing connection may take to flush its last frames, and then to see the peer's close.
@@ -53,23 +56,48 @@ enum End {
 }
 
 /// Runs a connection until it closes, then tells the protocol.
+///
+/// `phase` is the server's: while it drains (shutdown), a closing connection may take until the
+/// deadline to flush what it has queued instead of [`CLOSE_GRACE`]; once it is forced, the
+/// connection drops its socket wherever it is (the protocol still hears `on_disconnect`).
 pub(crate) async fn run<S>(
     mut ws: WebSocketStream<S>,
     conn: Connection,
     protocol: Option<Arc<dyn Protocol>>,
     heartbeat: Option<Heartbeat>,
+    counters: ConnectionCounters,
+    mut phase: watch::Receiver<Phase>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     if let Some(p) = &protocol {
         guarded(&conn, "on_connect", || p.on_connect(&conn));
     }
-    let end = serve(&mut ws, &conn, protocol.as_deref(), heartbeat).await;
+    let end = tokio::select! {
+        biased;
+        end = serve(&mut ws, &conn, protocol.as_deref(), heartbeat, &counters) => Some(end),
+        () = forced(&mut phase) => None,
+    };
     conn.outbox()
         .close(CloseReason::new(1000, "connection closed"));
-    finish(&mut ws, end).await;
+    if let Some(end) = end {
+        let draining = *phase.borrow() != Phase::Serving;
+        tokio::select! {
+            biased;
+            () = finish(&mut ws, end, draining) => {}
+            () = forced(&mut phase) => {}
+        }
+    }
     if let Some(p) = &protocol {
         guarded(&conn, "on_disconnect", || p.on_disconnect(&conn));
+    }
+}
+
+/// Completes once the server forces the remaining connections closed.
+async fn forced(phase: &mut watch::Receiver<Phase>) {
+    if phase.wait_for(|p| *p == Phase::Forced).await.is_err() {
+        // The server is gone without forcing: nothing will.
+        std::future::pending::<()>().await;
     }
 }
 
@@ -99,6 +127,7 @@ async fn serve<S>(
     conn: &Connection,
     protocol: Option<&dyn Protocol>,
     heartbeat: Option<Heartbeat>,
+    counters: &ConnectionCounters,
 ) -> End
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -127,7 +156,7 @@ where
         tokio::select! {
             biased;
             close = conn.outbox().take(&mut batch), if !unflushed || closing => {
-                in_flight += hand_over(ws, &mut batch);
+                in_flight += hand_over(ws, &mut batch, counters);
                 if let Some(reason) = close {
                     let _ = Pin::new(&mut *ws).start_send(close_message(&reason));
                     return End::Closing;
@@ -159,7 +188,7 @@ where
                     None => {}
                     Some(Some(Ok(msg))) => {
                         pong_seen = true;
-                        dispatch(conn, protocol, msg);
+                        dispatch(conn, protocol, msg, counters);
                     }
                     Some(Some(Err(e))) => {
                         tracing::debug!(conn = conn.id(), error = %e, "connection read failed");
@@ -175,6 +204,7 @@ where
                         pong_deadline = None;
                     } else if now >= deadline {
                         tracing::debug!(conn = conn.id(), "heartbeat timeout");
+                        ::metrics::counter!(metrics::WS_HEARTBEAT_TIMEOUTS).increment(1);
                         conn.outbox().close(CloseReason::new(CLOSE_HEARTBEAT_TIMEOUT, "heartbeat timeout"));
                         continue;
                     }
@@ -231,11 +261,18 @@ where
 
 /// Hands a drained outbox batch to the WebSocket layer (a memory queue: no I/O here) and returns its
 /// size in bytes. Frames the layer refuses (it saw a close) are dropped.
-fn hand_over<S>(ws: &mut WebSocketStream<S>, batch: &mut VecDeque<Outgoing>) -> usize
+fn hand_over<S>(
+    ws: &mut WebSocketStream<S>,
+    batch: &mut VecDeque<Outgoing>,
+    counters: &ConnectionCounters,
+) -> usize
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let mut bytes = 0;
+    if !batch.is_empty() {
+        counters.frames_out.increment(batch.len() as u64);
+    }
     for item in batch.drain(..) {
         let msg = match item {
             Outgoing::Text(b) => {
@@ -249,12 +286,24 @@ where
         };
         let _ = Pin::new(&mut *ws).start_send(msg);
     }
+    if bytes > 0 {
+        counters.bytes_out.increment(bytes as u64);
+    }
     bytes
 }
 
 /// Hands a complete message to the protocol. Pings are answered by the WebSocket layer, pongs only
 /// prove liveness, and a close is answered by the WebSocket layer (the stream then ends).
-fn dispatch(conn: &Connection, protocol: Option<&dyn Protocol>, msg: Message) {
+fn dispatch(
+    conn: &Connection,
+    protocol: Option<&dyn Protocol>,
+    msg: Message,
+    counters: &ConnectionCounters,
+) {
+    if msg.is_text() || msg.is_binary() {
+        counters.frames_in.increment(1);
+        counters.bytes_in.increment(msg.as_payload().len() as u64);
+    }
     let Some(p) = protocol else { return };
     if msg.is_text() {
         if let Some(text) = msg.as_text() {
@@ -270,14 +319,18 @@ fn dispatch(conn: &Connection, protocol: Option<&dyn Protocol>, msg: Message) {
 /// Flushes what is queued (the server's close, or the WebSocket layer's reply to the peer's close or
 /// to a protocol error) and waits briefly for the peer to finish the close handshake. Each step is
 /// bounded by [`CLOSE_GRACE`]: a peer that stopped reading or answering cannot hold the task.
-async fn finish<S>(ws: &mut WebSocketStream<S>, end: End)
+/// While the server drains (`draining`), the flush is bounded by the shutdown deadline instead
+/// (the caller races this against it), so a slow reader gets its backlog until then.
+async fn finish<S>(ws: &mut WebSocketStream<S>, end: End, draining: bool)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    if let End::Closing = end
-        && tokio::time::timeout(CLOSE_GRACE, ws.flush()).await.is_err()
-    {
-        return;
+    if let End::Closing = end {
+        if draining {
+            let _ = ws.flush().await;
+        } else if tokio::time::timeout(CLOSE_GRACE, ws.flush()).await.is_err() {
+            return;
+        }
     }
     // Reading on flushes the layer's own queued close and ends at the peer's close (or EOF).
     let _ = tokio::time::timeout(CLOSE_GRACE, async {

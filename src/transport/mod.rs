@@ -15,4 +15,4 @@ pub use connection::{Connection, ConnectionInfo, new_guid};
 pub use http::{HttpFuture, HttpHandler, HttpRequest, HttpResponse};
 pub use http_server::HttpServer;
 pub use outbox::{CLOSE_HEARTBEAT_TIMEOUT, CLOSE_SLOW_CONSUMER, CloseReason, SendError};
-pub use server::{Server, ServerHandle};
+pub use server::{SHUTDOWN_REASON, Server, ServerHandle};

@@ -115,6 +115,7 @@ impl Outbox {
                 return Err(SendError::Closed);
             }
             if st.bytes + len > self.max_bytes {
+                ::metrics::counter!(crate::metrics::WS_SLOW_CONSUMER_CLOSES).increment(1);
                 st.closing = Some(CloseReason::slow_consumer(self.max_bytes));
                 st.queue.clear();
                 st.bytes = 0;
@@ -212,6 +213,21 @@ mod tests {
             ob.push(Outgoing::Text(Bytes::from_static(b"1"))),
             Err(SendError::Closed)
         );
+    }
+
+    #[test]
+    fn an_overflow_counts_one_slow_consumer_close() {
+        let ((), snap) = crate::metrics::testing::record(|| {
+            let ob = Outbox::new(10);
+            let big = || Outgoing::Text(Bytes::from_static(b"123456"));
+            let _ = ob.push(big());
+            assert_eq!(ob.push(big()), Err(SendError::Overflow));
+            // Later pushes are refused as closed, not counted again.
+            assert_eq!(ob.push(big()), Err(SendError::Closed));
+        });
+        let closes =
+            crate::metrics::testing::counter(&snap, crate::metrics::WS_SLOW_CONSUMER_CLOSES, &[]);
+        assert_eq!(closes, 1);
     }
 
     #[test]

@@ -9,8 +9,9 @@ use bytes::BytesMut;
 use parking_lot::Mutex;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_websockets::{Limits, ServerBuilder};
 
 use super::auth::{AuthConfig, AuthHook, AuthOutcome, Authenticator};
@@ -20,7 +21,26 @@ use super::handshake::{self, Prefixed, Request, UpgradeProblem};
 use super::http::HttpHandler;
 use crate::config::ServerConfig;
 use crate::error::{Error, Result};
+use crate::metrics::{self, ConnectionCounters, Refusal};
 use crate::protocol::{Negotiated, Protocol, ProtocolRegistry};
+
+/// The close reason a client reads when the server shuts down (code 1001, "going away").
+pub const SHUTDOWN_REASON: &str = "server shutting down";
+
+/// How long connections forced closed at the shutdown deadline may take to run their protocol's
+/// `on_disconnect` before [`ServerHandle::shutdown`] returns anyway.
+const FORCED_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Where a server is in its life; every connection task watches it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Accepting and serving.
+    Serving,
+    /// Not accepting; open connections are closed with 1001 and may flush what they have queued.
+    Draining,
+    /// The shutdown deadline passed: connections still open drop their socket now.
+    Forced,
+}
 
 /// A node's WebSocket server, configured and then bound with [`Server::bind`].
 pub struct Server {
@@ -96,20 +116,21 @@ impl Server {
                 source,
             })?;
         let local_addr = listener.local_addr()?;
-        let (stop_tx, stop_rx) = watch::channel(false);
+        let (phase, _) = watch::channel(Phase::Serving);
         let shared = Arc::new(Shared {
             authenticator: Authenticator::new(self.auth, self.auth_hook),
             registry: self.registry,
             config: self.config,
             connections: Mutex::new(HashMap::new()),
             http: self.http,
+            phase,
+            gone: Notify::new(),
         });
-        let accept = tokio::spawn(accept_loop(listener, shared.clone(), stop_rx));
+        let accept = tokio::spawn(accept_loop(listener, shared.clone()));
         tracing::info!(%local_addr, "WebSocket server listening");
         Ok(ServerHandle {
             local_addr,
             shared,
-            stop: stop_tx,
             accept: Mutex::new(Some(accept)),
         })
     }
@@ -123,13 +144,22 @@ struct Shared {
     connections: Mutex<HashMap<Arc<str>, Connection>>,
     /// The application's plain HTTP routes, if any.
     http: Option<Arc<dyn HttpHandler>>,
+    /// Serving, draining or forced; set by the handle's shutdown, watched by every task.
+    phase: watch::Sender<Phase>,
+    /// Signalled whenever a connection leaves `connections` (shutdown waits on it).
+    gone: Notify,
+}
+
+impl Shared {
+    fn serving(&self) -> bool {
+        *self.phase.borrow() == Phase::Serving
+    }
 }
 
 /// A running server: its address, its live connections, and shutdown.
 pub struct ServerHandle {
     local_addr: SocketAddr,
     shared: Arc<Shared>,
-    stop: watch::Sender<bool>,
     accept: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -162,43 +192,107 @@ impl ServerHandle {
         self.shared.connections.lock().len()
     }
 
-    /// Stops accepting, closes every connection with 1001 and waits (up to a few seconds) for them
-    /// to finish.
-    pub async fn shutdown(&self) {
-        let _ = self.stop.send(true);
+    /// Stops accepting: the listener is closed (new TCP connections are refused by the operating
+    /// system) and upgrades still in their handshake are refused with 503. Open connections are
+    /// left alone until [`ServerHandle::shutdown_by`]. Idempotent.
+    pub async fn stop_accepting(&self) {
+        self.shared.phase.send_if_modified(|p| {
+            let serving = *p == Phase::Serving;
+            if serving {
+                *p = Phase::Draining;
+            }
+            serving
+        });
         let accept = self.accept.lock().take();
         if let Some(a) = accept {
             let _ = a.await;
         }
+    }
+
+    /// [`ServerHandle::shutdown_by`] with the deadline `server.shutdown_timeout_ms` from now.
+    pub async fn shutdown(&self) -> usize {
+        let timeout = self.shared.config.shutdown_timeout();
+        self.shutdown_by(Instant::now() + timeout).await
+    }
+
+    /// Stops accepting, closes every connection with 1001 "server shutting down" after what it
+    /// already has queued, and waits until `deadline` for the connections to flush and finish
+    /// their close handshake. Connections still open then are closed without waiting (their
+    /// protocol still hears `on_disconnect`). Returns how many were closed that way.
+    pub async fn shutdown_by(&self, deadline: Instant) -> usize {
+        self.stop_accepting().await;
         let conns: Vec<Connection> = self.shared.connections.lock().values().cloned().collect();
         for c in &conns {
-            c.close(1001, "server shutting down");
+            c.close(1001, SHUTDOWN_REASON);
         }
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
-        while self.connection_count() > 0 && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        if self.wait_for_connections(deadline).await {
+            return 0;
+        }
+        let forced = self.connection_count();
+        let _ = self.shared.phase.send(Phase::Forced);
+        ::metrics::counter!(metrics::WS_SHUTDOWN_FORCED).increment(forced as u64);
+        tracing::warn!(
+            forced,
+            "shutdown deadline passed: closing the remaining connections without waiting"
+        );
+        self.wait_for_connections(Instant::now() + FORCED_GRACE)
+            .await;
+        forced
+    }
+
+    /// Waits until no connection is left (true) or `deadline` passes (false).
+    async fn wait_for_connections(&self, deadline: Instant) -> bool {
+        loop {
+            let gone = self.shared.gone.notified();
+            tokio::pin!(gone);
+            gone.as_mut().enable();
+            if self.connection_count() == 0 {
+                return true;
+            }
+            tokio::select! {
+                () = gone => {}
+                () = tokio::time::sleep_until(deadline) => return self.connection_count() == 0,
+            }
         }
     }
 }
 
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+/// Accepts until the server stops serving; the listener is dropped (closed) on return.
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    let mut phase = shared.phase.subscribe();
+    // Whether the last accept failed: a failure is logged once, until an accept succeeds again
+    // (out of file descriptors, it would fail 50 times a second).
+    let mut failing = false;
     loop {
         let accepted = tokio::select! {
-            _ = stop.changed() => return,
+            _ = phase.wait_for(|p| *p != Phase::Serving) => return,
             a = listener.accept() => a,
         };
         match accepted {
             Ok((stream, peer)) => {
+                if failing {
+                    failing = false;
+                    tracing::info!("accepting connections again");
+                }
                 let _ = stream.set_nodelay(true);
                 tokio::spawn(handle_socket(stream, peer, shared.clone()));
             }
             Err(e) => {
+                if !failing {
+                    failing = true;
+                    tracing::warn!(error = %e, "accept failed (logged once until it works again)");
+                }
                 // Out of file descriptors and the like: back off briefly instead of spinning.
-                tracing::warn!(error = %e, "accept failed");
                 tokio::time::sleep(std::time::Duration::from_millis(20)).await;
             }
         }
     }
+}
+
+/// Logs and counts a refused upgrade: once per connection, at info, with its reason.
+fn log_refusal(peer: SocketAddr, reason: Refusal, detail: &str) {
+    metrics::refused(reason);
+    tracing::info!(%peer, reason = reason.label(), detail, "WebSocket connection refused");
 }
 
 async fn handle_socket(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
@@ -212,19 +306,26 @@ async fn handle_socket(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shar
     let req = match head {
         Ok(Ok(req)) => req,
         Ok(Err(handshake::HeadError::TooLarge(_))) => {
-            tracing::debug!(%peer, "refused: request head too large");
+            log_refusal(peer, Refusal::HeadTooLarge, "request head too large");
             let _ = reply(&mut stream, 431, "Request Header Fields Too Large", "").await;
             return;
         }
         Ok(Err(e)) => {
-            tracing::debug!(%peer, error = %e, "refused: bad request head");
-            if !matches!(e, handshake::HeadError::Eof | handshake::HeadError::Io(_)) {
+            if matches!(e, handshake::HeadError::Eof | handshake::HeadError::Io(_)) {
+                // The client went away before asking for anything (a TCP probe, a port scan).
+                tracing::debug!(%peer, error = %e, "connection closed before a request");
+            } else {
+                log_refusal(peer, Refusal::BadRequest, &e.to_string());
                 let _ = reply(&mut stream, 400, "Bad Request", "").await;
             }
             return;
         }
         Err(_) => {
-            tracing::debug!(%peer, "refused: handshake timeout");
+            log_refusal(
+                peer,
+                Refusal::Timeout,
+                "no request head within the handshake timeout",
+            );
             return;
         }
     };
@@ -237,10 +338,15 @@ async fn handle_socket(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shar
         serve_http(&mut stream, &req, peer, &shared).await;
         return;
     }
+    if !shared.serving() {
+        log_refusal(peer, Refusal::ShuttingDown, SHUTDOWN_REASON);
+        let _ = reply(&mut stream, 503, "Service Unavailable", "").await;
+        return;
+    }
     let key = match handshake::check_upgrade(&req) {
         Ok(k) => k.to_owned(),
         Err(UpgradeProblem::UnsupportedVersion) => {
-            tracing::debug!(%peer, "refused: unsupported WebSocket version");
+            log_refusal(peer, Refusal::Version, "unsupported WebSocket version");
             let _ = reply(
                 &mut stream,
                 426,
@@ -251,7 +357,7 @@ async fn handle_socket(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shar
             return;
         }
         Err(UpgradeProblem::BadRequest(why)) => {
-            tracing::debug!(%peer, why, "refused: bad upgrade");
+            log_refusal(peer, Refusal::BadRequest, why);
             let _ = reply(&mut stream, 400, "Bad Request", "").await;
             return;
         }
@@ -263,7 +369,11 @@ async fn handle_socket(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shar
         Negotiated::Protocol(p) => Some(p),
         Negotiated::NoneOffered(fallback) => fallback,
         Negotiated::Unsupported => {
-            tracing::debug!(%peer, "refused: no offered subprotocol is supported");
+            log_refusal(
+                peer,
+                Refusal::Subprotocol,
+                "no offered subprotocol is supported",
+            );
             let _ = reply(&mut stream, 400, "Bad Request", "").await;
             return;
         }
@@ -272,7 +382,7 @@ async fn handle_socket(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shar
         AuthOutcome::User(u) => Some(u),
         AuthOutcome::Anonymous => None,
         AuthOutcome::Refused => {
-            tracing::info!(%peer, path = req.path_only(), "refused: authentication failed");
+            log_refusal(peer, Refusal::Auth, "authentication failed");
             let _ = reply(&mut stream, 404, "Not Found", "").await;
             return;
         }
@@ -312,9 +422,17 @@ async fn handle_socket(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shar
         .connections
         .lock()
         .insert(conn.id_arc(), conn.clone());
+    // A shutdown that took its snapshot of the connections before this one was added has already
+    // set the phase: the connection closes itself.
+    if !shared.serving() {
+        conn.close(1001, SHUTDOWN_REASON);
+    }
     tracing::debug!(conn = conn.id(), %peer, protocol = token.unwrap_or(""), "connected");
-    connection_task::run(ws, conn.clone(), protocol, heartbeat).await;
+    let counters = ConnectionCounters::opened(token);
+    let phase = shared.phase.subscribe();
+    connection_task::run(ws, conn.clone(), protocol, heartbeat, counters, phase).await;
     shared.connections.lock().remove(conn.id());
+    shared.gone.notify_waiters();
     tracing::debug!(conn = conn.id(), "disconnected");
 }
 

@@ -18,6 +18,7 @@
 use std::collections::BTreeSet;
 use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -45,6 +46,8 @@ pub struct NodeArgs {
     log_level: String,
     /// Redis port and routing, when the node uses the Redis engine.
     redis: Option<(u16, String)>,
+    hosts_file: Option<PathBuf>,
+    extra: Vec<String>,
 }
 
 impl NodeArgs {
@@ -64,6 +67,8 @@ impl NodeArgs {
             ],
             log_level: "info".to_owned(),
             redis: None,
+            hosts_file: None,
+            extra: Vec::new(),
         }
     }
 
@@ -71,6 +76,20 @@ impl NodeArgs {
     /// or `channel`); the Redis channel is unique per server, so tests never share one.
     pub fn redis(mut self, port: u16, routing: &str) -> Self {
         self.redis = Some((port, routing.to_owned()));
+        self
+    }
+
+    /// Adds raw command-line arguments (after the others), e.g. `["--peers-dns", "name:5410"]`.
+    pub fn args(mut self, args: &[&str]) -> Self {
+        self.extra.extend(args.iter().map(|a| (*a).to_owned()));
+        self
+    }
+
+    /// Runs the node in a private mount namespace where `/etc/hosts` is `path` (bind-mounted over
+    /// it for this process only; the machine's file is not touched), so its resolver sees the
+    /// test's names. Needs `unshare` and the right to mount (root); see [`hosts_override_works`].
+    pub fn hosts_file(mut self, path: &Path) -> Self {
+        self.hosts_file = Some(path.to_owned());
         self
     }
 
@@ -154,6 +173,7 @@ impl NodeArgs {
             a.push("--set".into());
             a.push(s.clone());
         }
+        a.extend(self.extra.iter().cloned());
         a
     }
 }
@@ -188,7 +208,10 @@ impl NodeProcess {
     /// Starts a node and waits until it printed both its WebSocket and its mesh address (or, on
     /// the Redis engine, its Redis line).
     pub async fn start(args: NodeArgs) -> Self {
-        let (child, stdout, stderr) = spawn(&args.to_args(), &[]);
+        let (child, stdout, stderr) = match &args.hosts_file {
+            None => spawn(&args.to_args(), &[]),
+            Some(hosts) => spawn_with_hosts(hosts, &args.to_args()),
+        };
         let mut node = Self {
             name: args.name.clone(),
             child,
@@ -318,6 +341,11 @@ impl NodeProcess {
         assert!(status.success(), "kill -s {name} {} failed", self.pid());
     }
 
+    /// Whether the process has not exited yet.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// SIGKILL, and reaps the process.
     pub fn kill(&mut self) {
         self.child
@@ -366,8 +394,17 @@ pub type Spawned = (Child, mpsc::Receiver<String>, tempfile::NamedTempFile);
 /// output read line by line by a thread (so the pipe never fills) and standard error into a temp
 /// file.
 pub fn spawn<S: AsRef<std::ffi::OsStr>>(args: &[S], env: &[(&str, &str)]) -> Spawned {
+    spawn_program(env!("CARGO_BIN_EXE_wscluster"), args, env)
+}
+
+/// [`spawn`] for another program (a wrapper that `exec`s the binary).
+fn spawn_program<S: AsRef<std::ffi::OsStr>>(
+    program: &str,
+    args: &[S],
+    env: &[(&str, &str)],
+) -> Spawned {
     let stderr = tempfile::NamedTempFile::new().unwrap_or_else(|e| panic!("{e}"));
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_wscluster"));
+    let mut cmd = Command::new(program);
     for (k, _) in std::env::vars_os() {
         if k.to_string_lossy().starts_with("WSCLUSTER_") {
             cmd.env_remove(k);
@@ -380,7 +417,7 @@ pub fn spawn<S: AsRef<std::ffi::OsStr>>(args: &[S], env: &[(&str, &str)]) -> Spa
         .stderr(stderr.reopen().unwrap_or_else(|e| panic!("{e}")));
     let mut child = cmd
         .spawn()
-        .unwrap_or_else(|e| panic!("cannot start wscluster: {e}"));
+        .unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
     let out = child.stdout.take();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -394,6 +431,39 @@ pub fn spawn<S: AsRef<std::ffi::OsStr>>(args: &[S], env: &[(&str, &str)]) -> Spa
         }
     });
     (child, rx, stderr)
+}
+
+/// The shell line run by `unshare -m`: bind-mount `$1` over `/etc/hosts`, then exec the rest.
+const WITH_HOSTS: &str = r#"mount --bind "$1" /etc/hosts && shift && exec "$@""#;
+
+/// Like [`spawn`], in a private mount namespace whose `/etc/hosts` is `hosts`. The process `exec`s
+/// the binary, so its pid is the node's (signals reach the node).
+pub fn spawn_with_hosts(hosts: &Path, args: &[String]) -> Spawned {
+    let mut full: Vec<std::ffi::OsString> = ["-m", "sh", "-c", WITH_HOSTS, "sh"]
+        .iter()
+        .map(Into::into)
+        .collect();
+    full.push(hosts.into());
+    full.push(env!("CARGO_BIN_EXE_wscluster").into());
+    full.extend(args.iter().map(Into::into));
+    spawn_program("unshare", &full, &[])
+}
+
+/// Whether [`NodeArgs::hosts_file`] can work here: `unshare -m` and a bind mount over
+/// `/etc/hosts` succeed (as root on Linux).
+pub fn hosts_override_works() -> bool {
+    let Ok(file) = tempfile::NamedTempFile::new() else {
+        return false;
+    };
+    Command::new("unshare")
+        .args(["-m", "sh", "-c", WITH_HOSTS, "sh"])
+        .arg(file.path())
+        .arg("true")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 /// Waits until every node's log shows every other node (and only those) as a live peer.

@@ -30,6 +30,11 @@ pub struct MeshConfig {
     pub link_queue_bytes: usize,
     /// Time allowed for a link's TCP connect plus handshake (milliseconds).
     pub handshake_timeout_ms: u64,
+    /// DNS names whose addresses are peers (`name:port`, e.g. a Kubernetes headless Service): every
+    /// address they resolve to is dialled; re-resolved every `dns_refresh_ms`.
+    pub peers_dns: Vec<String>,
+    /// How often `peers_dns` names are resolved again (milliseconds).
+    pub dns_refresh_ms: u64,
     /// The shared cluster secret (from `[cluster]`).
     #[serde(skip)]
     pub secret: String,
@@ -56,6 +61,8 @@ impl Default for MeshConfig {
             max_frame_bytes: 16 * 1024 * 1024,
             link_queue_bytes: 64 * 1024 * 1024,
             handshake_timeout_ms: 5_000,
+            peers_dns: Vec::new(),
+            dns_refresh_ms: 5_000,
             secret: String::new(),
             cluster_name: "wscluster".into(),
             peer_timeout_ms: 3_000,
@@ -90,5 +97,23 @@ impl MeshConfig {
     }
     pub(crate) fn handshake_timeout(&self) -> Duration {
         Duration::from_millis(self.handshake_timeout_ms.max(1))
+    }
+    pub(crate) fn dns_refresh(&self) -> Duration {
+        Duration::from_millis(self.dns_refresh_ms.max(1))
+    }
+
+    /// Checks `peers_dns` (each `NAME:PORT`) and `dns_refresh_ms` (> 0).
+    pub(crate) fn validate_dns(&self) -> Result<(), String> {
+        for t in &self.peers_dns {
+            if super::discovery::parse_target(t.trim()).is_none() {
+                return Err(format!(
+                    "cluster.mesh.peers_dns: {t:?} is not NAME:PORT (a port from 1 to 65535)"
+                ));
+            }
+        }
+        if self.dns_refresh_ms == 0 {
+            return Err("cluster.mesh.dns_refresh_ms must be greater than 0".into());
+        }
+        Ok(())
     }
 }

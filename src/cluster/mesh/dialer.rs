@@ -20,6 +20,8 @@ pub(crate) fn backoff(attempt: u32) -> Duration {
     base.mul_f64(jitter)
 }
 
+/// Whether a live link to the node at `addr` exists; `None` when the engine stopped or the
+/// address is no dial target any more (a `peers_dns` address gone from DNS): stop dialing.
 fn linked_node_at(shared: &Shared, addr: &str) -> Option<bool> {
     let st = shared.state.lock();
     if st.stopped {
@@ -27,8 +29,9 @@ fn linked_node_at(shared: &Shared, addr: &str) -> Option<bool> {
     }
     let linked = st
         .targets
-        .get(addr)
-        .and_then(|t| t.node.as_ref())
+        .get(addr)?
+        .node
+        .as_ref()
         .and_then(|n| st.peers.get(n))
         .is_some_and(|p| p.link.as_ref().is_some_and(|l| !l.queue.is_closed()));
     Some(linked)
@@ -43,6 +46,9 @@ fn settle(shared: &Shared, addr: &str) {
 pub(crate) async fn dial_loop(shared: Arc<Shared>, addr: String) {
     let mut stop = shared.stop.subscribe();
     let mut attempt = 0u32;
+    // What the last failed attempt was ("refused" or "failed"): a run of failures of one kind is
+    // logged (and a refusal counted) once, a change of kind again.
+    let mut last_failure: Option<bool> = None;
     loop {
         // Wait while a link to the node at this address exists.
         loop {
@@ -60,6 +66,7 @@ pub(crate) async fn dial_loop(shared: Arc<Shared>, addr: String) {
         match handshake::dial(&shared, &addr).await {
             Ok((est, rd, wr)) => {
                 attempt = 0;
+                last_failure = None;
                 settle(&shared, &addr);
                 // The node may announce another address than the one dialled (a proxy, a name):
                 // this one reaches it too.
@@ -75,7 +82,9 @@ pub(crate) async fn dial_loop(shared: Arc<Shared>, addr: String) {
             }
             Err(e) => {
                 settle(&shared, &addr);
-                if attempt == 0 {
+                let refused = matches!(e, LinkError::Refused(_) | LinkError::RefusedByPeer(_));
+                if last_failure != Some(refused) {
+                    last_failure = Some(refused);
                     link::log_refusal(&shared, &addr, &e);
                 }
             }

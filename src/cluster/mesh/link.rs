@@ -16,21 +16,28 @@ use super::replay::{Arrival, InboundSequence, ReplayWindow};
 use super::wire::{self, WireFrame};
 use super::{DialTarget, LinkSlot, Peer, Report, Shared};
 use crate::cluster::envelope::{Envelope, Kind, Origin};
+use crate::metrics::{self, PeerCounters};
 
 pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
     let mut stop = shared.stop.subscribe();
+    // A failing accept (out of file descriptors) is logged once until one succeeds again.
+    let mut failing = false;
     loop {
         let (stream, remote) = tokio::select! {
             _ = stop.changed() => return,
             a = listener.accept() => match a {
                 Ok(a) => a,
                 Err(e) => {
-                    tracing::warn!(error = %e, "mesh accept failed");
+                    if !failing {
+                        failing = true;
+                        tracing::warn!(error = %e, "mesh accept failed (logged once until it works again)");
+                    }
                     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
                     continue;
                 }
             },
         };
+        failing = false;
         let shared = shared.clone();
         tokio::spawn(async move {
             let _ = stream.set_nodelay(true);
@@ -49,14 +56,21 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
     }
 }
 
+/// Logs (at warn) and counts a refused link handshake; other failures (connection refused, a
+/// timeout, a peer that hung up) are logged at debug. Dialers call it once per run of failures of
+/// one kind.
 pub(crate) fn log_refusal(shared: &Shared, addr: &str, e: &LinkError) {
-    match e {
-        LinkError::Refused(_) | LinkError::RefusedByPeer(_) => {
-            shared.stats.refused.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(%addr, error = %e, "mesh link refused");
+    let by = match e {
+        LinkError::Refused(_) => "us",
+        LinkError::RefusedByPeer(_) => "peer",
+        _ => {
+            tracing::debug!(%addr, error = %e, "mesh link failed");
+            return;
         }
-        _ => tracing::debug!(%addr, error = %e, "mesh link failed"),
-    }
+    };
+    shared.stats.refused.fetch_add(1, Ordering::Relaxed);
+    ::metrics::counter!(metrics::BACKPLANE_LINKS_REFUSED, "by" => by).increment(1);
+    tracing::warn!(%addr, error = %e, "mesh link refused");
 }
 
 /// Registers an established link, runs it until it closes, then unregisters it.
@@ -72,7 +86,7 @@ pub(crate) async fn run(
         dialer: est.dialer.clone(),
         queue: queue.clone(),
     };
-    let Some(new_addr) = register(&shared, &est, &link) else {
+    let Some((new_addr, counters)) = register(&shared, &est, &link) else {
         // The other side may have installed this link: tell it the close is no failure.
         let mut wr = wr;
         if let Ok(head) = Envelope::encode_header(Kind::Superseded, &shared.me, 0) {
@@ -87,8 +101,13 @@ pub(crate) async fn run(
     if let Some(addr) = new_addr {
         let _ = shared.dial_tx.send(addr);
     }
-    let writer = tokio::spawn(write_loop(shared.clone(), queue.clone(), wr));
-    let superseded = read_loop(&shared, &est.peer, &link, rd).await;
+    let writer = tokio::spawn(write_loop(
+        shared.clone(),
+        queue.clone(),
+        wr,
+        counters.clone(),
+    ));
+    let superseded = read_loop(&shared, &est.peer, &link, rd, &counters).await;
     queue.close();
     let _ = writer.await;
     let mut watch = false;
@@ -128,10 +147,15 @@ pub(crate) async fn run(
 }
 
 /// Installs `link` as the peer's link (or refuses a duplicate), replays what the peer missed.
-/// Returns `None` when the link must not run, else a newly learned address to dial.
-fn register(shared: &Arc<Shared>, est: &Established, link: &LinkSlot) -> Option<Option<String>> {
+/// Returns `None` when the link must not run, else a newly learned address to dial and the peer's
+/// metric handles.
+fn register(
+    shared: &Arc<Shared>,
+    est: &Established,
+    link: &LinkSlot,
+) -> Option<(Option<String>, PeerCounters)> {
     let now = Instant::now();
-    let (new_addr, gap) = {
+    let (new_addr, gap, counters) = {
         let mut st = shared.state.lock();
         if st.stopped {
             return None;
@@ -148,6 +172,7 @@ fn register(shared: &Arc<Shared>, est: &Established, link: &LinkSlot) -> Option<
                 listen: None,
                 ever_linked: false,
                 unlinked_since: None,
+                counters: PeerCounters::new(&est.peer.node_id),
             });
         if peer.incarnation != est.peer.incarnation {
             // A new process under the same name: nothing of the old stream applies.
@@ -172,6 +197,7 @@ fn register(shared: &Arc<Shared>, est: &Established, link: &LinkSlot) -> Option<
         }
         if peer.ever_linked {
             shared.stats.reconnects.fetch_add(1, Ordering::Relaxed);
+            peer.counters.reconnects.increment(1);
         }
         peer.ever_linked = true;
         peer.unlinked_since = None;
@@ -193,6 +219,12 @@ fn register(shared: &Arc<Shared>, est: &Established, link: &LinkSlot) -> Option<
             .stats
             .replayed
             .fetch_add(frames.len() as u64, Ordering::Relaxed);
+        peer.counters.replayed.increment(frames.len() as u64);
+        peer.counters.envelopes_out.increment(frames.len() as u64);
+        if let Some(lost) = gap {
+            peer.counters.lost_out.increment(lost);
+        }
+        let counters = peer.counters.clone();
         for (_, f) in frames {
             let _ = link.queue.push(f);
         }
@@ -212,13 +244,20 @@ fn register(shared: &Arc<Shared>, est: &Established, link: &LinkSlot) -> Option<
             st.reports.push_back(Report::Relinked(est.peer.clone()));
         }
         st.reports.extend(changes.into_iter().map(Report::Change));
-        // Gossip the addresses we know, so a new node needs only one reachable peer.
-        let mut known: Vec<String> = st.targets.keys().cloned().collect();
+        // Gossip the addresses we know, so a new node needs only one reachable peer. Addresses
+        // found through DNS are left out: every node resolves the names itself, and an old pod's
+        // address must not outlive its DNS record by spreading from node to node.
+        let mut known: Vec<String> = st
+            .targets
+            .iter()
+            .filter(|(_, t)| !t.dns)
+            .map(|(k, _)| k.clone())
+            .collect();
         known.push(advertised(shared));
         if let Ok(payload) = postcard::to_stdvec(&known) {
             shared.send_control(link, Kind::Hello, Bytes::from(payload));
         }
-        (new_addr, gap)
+        (new_addr, gap, counters)
     };
     if let Some(lost) = gap {
         shared.stats.lost.fetch_add(lost, Ordering::Relaxed);
@@ -227,10 +266,15 @@ fn register(shared: &Arc<Shared>, est: &Established, link: &LinkSlot) -> Option<
     }
     shared.link_changed.notify_waiters();
     shared.drain_reports();
-    Some(new_addr)
+    Some((new_addr, counters))
 }
 
-async fn write_loop(shared: Arc<Shared>, queue: Arc<LinkQueue>, wr: OwnedWriteHalf) {
+async fn write_loop(
+    shared: Arc<Shared>,
+    queue: Arc<LinkQueue>,
+    wr: OwnedWriteHalf,
+    counters: PeerCounters,
+) {
     let mut wr = BufWriter::with_capacity(64 * 1024, wr);
     let mut batch = Vec::new();
     loop {
@@ -240,6 +284,7 @@ async fn write_loop(shared: Arc<Shared>, queue: Arc<LinkQueue>, wr: OwnedWriteHa
             .stats
             .bytes_out
             .fetch_add(bytes as u64, Ordering::Relaxed);
+        counters.bytes_out.increment(bytes as u64);
         let write = async {
             wire::write_frames(&mut wr, batch.drain(..)).await?;
             wr.flush().await
@@ -270,6 +315,7 @@ async fn read_loop(
     peer: &Origin,
     link: &LinkSlot,
     rd: OwnedReadHalf,
+    counters: &PeerCounters,
 ) -> bool {
     // Buffered: a frame is a length prefix and a body, and many frames arrive together; one read
     // call takes them all instead of two per frame.
@@ -297,6 +343,7 @@ async fn read_loop(
             .stats
             .bytes_in
             .fetch_add(frame.len() as u64 + 4, Ordering::Relaxed);
+        counters.bytes_in.increment(frame.len() as u64 + 4);
         let env = match Envelope::decode(frame) {
             Ok(e) if e.origin == *peer => e,
             Ok(e) => {
@@ -309,6 +356,7 @@ async fn read_loop(
             }
         };
         shared.stats.frames_in.fetch_add(1, Ordering::Relaxed);
+        counters.envelopes_in.increment(1);
         let now = Instant::now();
         match env.kind {
             Kind::Heartbeat | Kind::Ack => {
@@ -362,6 +410,7 @@ async fn read_loop(
                     Arrival::Duplicate => continue,
                     Arrival::AfterGap { missing } => {
                         shared.stats.lost.fetch_add(missing, Ordering::Relaxed);
+                        counters.lost_in.increment(missing);
                         tracing::warn!(peer = %peer.node_id, missing, "mesh frames missing from peer");
                     }
                     Arrival::InOrder => {}

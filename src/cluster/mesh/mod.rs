@@ -10,11 +10,13 @@
 //! - [`wire`]: length-prefixed frames and handshake messages;
 //! - [`replay`]: the replay window and inbound sequence (sans I/O);
 //! - `handshake`: the authenticated link handshake; `link`: the reader/writer of one link;
-//!   `queue`: its bounded send queue; `dialer`: redial with backoff.
+//!   `queue`: its bounded send queue; `dialer`: redial with backoff; `discovery`: peers found by
+//!   resolving DNS names (`peers_dns`).
 
 pub mod auth;
 mod config;
 mod dialer;
+mod discovery;
 mod handshake;
 mod link;
 mod peers;
@@ -39,11 +41,13 @@ use super::engine::EngineHandler;
 use super::envelope::{Envelope, Kind, Origin};
 use super::membership::{DownReason, Membership, PeerChange};
 use crate::error::{Error, Result};
-use queue::LinkQueue;
+use crate::metrics::PeerCounters;
+use queue::{LinkQueue, QueueClosed};
 use replay::{InboundSequence, ReplayWindow};
 use wire::WireFrame;
 
-/// Counters of the mesh, for logs and metrics.
+/// Counters of the mesh, for logs (at stop) and tests. The same events are counted per peer through
+/// the metrics facade ([`PeerCounters`], `docs/metrics.md`).
 #[derive(Debug, Default)]
 pub struct MeshStats {
     /// Envelopes received from peers.
@@ -114,6 +118,8 @@ pub(crate) struct State {
     pub(crate) peers: HashMap<Arc<str>, Peer>,
     pub(crate) targets: HashMap<String, DialTarget>,
     pub(crate) stopped: bool,
+    /// `peers_dns` names are configured and their first resolution is not done (not `ready`).
+    pub(crate) dns_pending: bool,
 }
 
 /// An address this node dials.
@@ -125,6 +131,8 @@ pub(crate) struct DialTarget {
     pub(crate) configured: bool,
     /// The first dial finished (linked or failed).
     pub(crate) settled: bool,
+    /// Found through `peers_dns`: forgotten when no name resolves to it any more, never gossiped.
+    pub(crate) dns: bool,
 }
 
 /// What this node keeps about one peer, across its links.
@@ -136,6 +144,8 @@ pub(crate) struct Peer {
     pub(crate) listen: Option<String>,
     pub(crate) ever_linked: bool,
     pub(crate) unlinked_since: Option<Instant>,
+    /// Its metric handles (made once per peer, incremented per envelope).
+    pub(crate) counters: PeerCounters,
 }
 
 /// The current link to a peer.
@@ -191,6 +201,7 @@ impl MeshEngine {
                 peers: HashMap::new(),
                 targets,
                 stopped: false,
+                dns_pending: !cfg.peers_dns.is_empty(),
             }),
             me,
             cfg,
@@ -224,6 +235,9 @@ impl MeshEngine {
         tokio::spawn(ticker(shared.clone()));
         for addr in &shared.cfg.peers {
             let _ = shared.dial_tx.send(addr.clone());
+        }
+        if !shared.cfg.peers_dns.is_empty() {
+            tokio::spawn(discovery::watch(shared.clone()));
         }
         tracing::info!(node = %shared.me.node_id, %local_addr, "mesh listening");
         Ok(engine)
@@ -268,10 +282,11 @@ impl MeshEngine {
             .count()
     }
 
-    /// Listening, and every configured peer either linked or its first dial settled.
+    /// Listening, every `peers_dns` name resolved once (or failed to), and every configured peer
+    /// (and every address those names gave at first) either linked or its first dial settled.
     pub fn ready(&self) -> bool {
         let st = self.shared.state.lock();
-        !st.stopped && st.targets.values().all(|t| !t.configured || t.settled)
+        !st.stopped && !st.dns_pending && st.targets.values().all(|t| !t.configured || t.settled)
     }
 
     /// Counters.
@@ -347,8 +362,12 @@ impl Shared {
         peer.window.push(frame.clone(), Instant::now());
         if let Some(link) = &peer.link {
             self.stats.frames_out.fetch_add(1, Ordering::Relaxed);
-            if link.queue.push(frame).is_err() && !st.stopped {
+            peer.counters.envelopes_out.increment(1);
+            // A queue already closed (the link is going away) keeps the frame for replay only;
+            // an overflow is logged once, when it closes the queue.
+            if link.queue.push(frame) == Err(QueueClosed::Overflow) && !st.stopped {
                 self.stats.overflows.fetch_add(1, Ordering::Relaxed);
+                peer.counters.overflows.increment(1);
                 tracing::warn!(peer = id, "mesh link send queue full: resetting the link");
             }
         }
@@ -391,7 +410,7 @@ impl Shared {
                     self.handler.on_peer_down(&o, reason);
                 }
                 Report::Relinked(o) => {
-                    tracing::debug!(peer = %o.node_id, "link to a live peer replaced: resynchronising");
+                    tracing::info!(peer = %o.node_id, incarnation = o.incarnation, "link to a live peer replaced: resynchronising");
                     self.handler.on_resync_needed(&o, 0);
                 }
             }

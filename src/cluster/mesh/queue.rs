@@ -26,9 +26,14 @@ pub(crate) struct LinkQueue {
     cap: usize,
 }
 
-/// The queue refused a frame: it is closed (now or before).
+/// Why the queue refused a frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct QueueClosed;
+pub(crate) enum QueueClosed {
+    /// It was closed before.
+    Closed,
+    /// This frame would have passed the cap: the queue is closed now (the link resets).
+    Overflow,
+}
 
 impl LinkQueue {
     pub(crate) fn new(cap: usize) -> Self {
@@ -45,7 +50,7 @@ impl LinkQueue {
         {
             let mut st = self.state.lock();
             if st.closed {
-                return Err(QueueClosed);
+                return Err(QueueClosed::Closed);
             }
             if st.bytes + frame.len() > self.cap {
                 st.closed = true;
@@ -54,7 +59,7 @@ impl LinkQueue {
                 drop(st);
                 self.wake.notify_one();
                 self.closed_wake.notify_waiters();
-                return Err(QueueClosed);
+                return Err(QueueClosed::Overflow);
             }
             st.bytes += frame.len();
             st.frames.push_back(frame);
@@ -116,8 +121,12 @@ mod tests {
         assert!(q.push(WireFrame::whole(Bytes::from_static(b"abc"))).is_ok());
         assert_eq!(
             q.push(WireFrame::whole(Bytes::from_static(b"de"))),
-            Err(QueueClosed)
+            Err(QueueClosed::Overflow)
         );
         assert!(q.is_closed());
+        assert_eq!(
+            q.push(WireFrame::whole(Bytes::from_static(b"f"))),
+            Err(QueueClosed::Closed)
+        );
     }
 }

@@ -38,6 +38,7 @@ use super::engine::EngineHandler;
 use super::envelope::{Envelope, Kind, Origin};
 use super::membership::{DownReason, Membership, PeerChange};
 use crate::error::{Error, Result};
+use crate::metrics::{self as m, PeerCounters};
 use crate::relay::InterestReady;
 use publisher::{Outgoing, PublishQueue, QueueError};
 use streams::{InboundSequences, Names, OutboundSequences, StreamKind};
@@ -78,16 +79,44 @@ pub struct RedisStats {
     pub malformed: AtomicU64,
 }
 
-impl RedisStats {
+/// The Prometheus side of [`RedisStats`] (`docs/metrics.md`): what this node publishes and its
+/// connection's troubles are counted under `peer="redis"`, what arrives under its origin's id.
+struct EngineMetrics {
+    redis: PeerCounters,
+    publish_errors: metrics::Counter,
+    malformed: metrics::Counter,
+}
+
+impl EngineMetrics {
+    fn new() -> Self {
+        Self {
+            redis: PeerCounters::new(&Arc::from("redis")),
+            publish_errors: metrics::counter!(m::BACKPLANE_PUBLISH_ERRORS),
+            malformed: metrics::counter!(m::BACKPLANE_DROPPED, "protocol" => "redis", "reason" => "undecodable"),
+        }
+    }
+}
+
+impl Shared {
     fn add_out(&self, envelopes: u64, bytes: u64) {
-        self.envelopes_out.fetch_add(envelopes, Ordering::Relaxed);
-        self.bytes_out.fetch_add(bytes, Ordering::Relaxed);
+        self.stats
+            .envelopes_out
+            .fetch_add(envelopes, Ordering::Relaxed);
+        self.stats.bytes_out.fetch_add(bytes, Ordering::Relaxed);
+        self.metrics.redis.envelopes_out.increment(envelopes);
+        self.metrics.redis.bytes_out.increment(bytes);
     }
     fn add_publish_errors(&self, n: u64) {
-        self.publish_errors.fetch_add(n, Ordering::Relaxed);
+        self.stats.publish_errors.fetch_add(n, Ordering::Relaxed);
+        self.metrics.publish_errors.increment(n);
     }
     fn add_reconnect(&self) {
-        self.reconnects.fetch_add(1, Ordering::Relaxed);
+        self.stats.reconnects.fetch_add(1, Ordering::Relaxed);
+        self.metrics.redis.reconnects.increment(1);
+    }
+    fn add_malformed(&self) {
+        self.stats.malformed.fetch_add(1, Ordering::Relaxed);
+        self.metrics.malformed.increment(1);
     }
 }
 
@@ -125,6 +154,8 @@ struct State {
     /// When the last gap warning was logged (they are aggregated, at most one a second).
     gap_log: Option<Instant>,
     gaps_unlogged: u64,
+    /// Per-origin metric handles (made at an origin's first envelope).
+    peer_metrics: HashMap<Arc<str>, PeerCounters>,
 }
 
 pub(crate) struct Shared {
@@ -148,6 +179,7 @@ pub(crate) struct Shared {
     stats: RedisStats,
     /// A clone of the publishing connection while it is up (the prober's queries share it).
     probe_connection: Mutex<Option<redis::aio::MultiplexedConnection>>,
+    metrics: EngineMetrics,
 }
 
 impl RedisEngine {
@@ -178,6 +210,7 @@ impl RedisEngine {
                 last_error: None,
                 gap_log: None,
                 gaps_unlogged: 0,
+                peer_metrics: HashMap::new(),
             }),
             me,
             cfg,
@@ -195,6 +228,7 @@ impl RedisEngine {
             report_lock: Mutex::new(()),
             stats: RedisStats::default(),
             probe_connection: Mutex::new(None),
+            metrics: EngineMetrics::new(),
         });
         let engine = Self {
             shared: shared.clone(),
@@ -360,6 +394,7 @@ impl Shared {
             }
             Err(QueueError::Full) => {
                 self.stats.overflows.fetch_add(1, Ordering::Relaxed);
+                self.metrics.redis.overflows.increment(1);
                 if !self.overflow_logged.swap(true, Ordering::Relaxed) {
                     tracing::warn!(
                         cap = self.cfg.queue_bytes,
@@ -428,7 +463,7 @@ impl Shared {
             return;
         }
         if payload.len() > self.cfg.max_message_bytes {
-            self.stats.malformed.fetch_add(1, Ordering::Relaxed);
+            self.add_malformed();
             tracing::debug!(
                 channel,
                 len = payload.len(),
@@ -439,7 +474,7 @@ impl Shared {
         let envelope = match Envelope::decode(Bytes::copy_from_slice(payload)) {
             Ok(e) => e,
             Err(e) => {
-                self.stats.malformed.fetch_add(1, Ordering::Relaxed);
+                self.add_malformed();
                 tracing::debug!(channel, error = %e, "undecodable envelope from redis dropped");
                 return;
             }
@@ -473,8 +508,17 @@ impl Shared {
                 self.drain_reports();
                 return;
             }
+            let counters = st
+                .peer_metrics
+                .entry(envelope.origin.node_id.clone())
+                .or_insert_with(|| PeerCounters::new(&envelope.origin.node_id));
+            counters.envelopes_in.increment(1);
+            counters.bytes_in.increment(payload.len() as u64);
             let lost = st.inbound.accept(&envelope.origin, channel, envelope.seq);
             if lost > 0 {
+                if let Some(c) = st.peer_metrics.get(&envelope.origin.node_id) {
+                    c.lost_in.increment(lost);
+                }
                 self.lost(&mut st, &envelope.origin, lost, stream_kind, now);
             }
             match envelope.kind {

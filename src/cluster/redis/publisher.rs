@@ -170,10 +170,10 @@ pub(crate) async fn writer(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<
         {
             match pipe.query_async::<()>(c).await {
                 Ok(()) => {
-                    shared.stats.add_out(count, bytes as u64);
+                    shared.add_out(count, bytes as u64);
                 }
                 Err(e) => {
-                    shared.stats.add_publish_errors(count);
+                    shared.add_publish_errors(count);
                     tracing::warn!(error = %e, envelopes = count, "redis publish failed: envelopes dropped");
                     shared.set_publisher_up(false, Some(e.to_string()));
                     *shared.probe_connection.lock() = None;

@@ -78,7 +78,7 @@ pub(crate) async fn subscriber(
             Ok((sink, stream)) => {
                 failures = 0;
                 if connected_before {
-                    shared.stats.add_reconnect();
+                    shared.add_reconnect();
                 }
                 connected_before = true;
                 shared.set_subscriber_up(true, None);

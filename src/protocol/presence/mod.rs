@@ -73,6 +73,8 @@ pub(crate) struct Inner {
     pub(crate) relay: RelaySlot<PresenceEvent>,
     /// The acknowledgment mode's bookkeeping; `None` when the mode is off.
     pub(crate) acks: Option<Arc<AckTracker>>,
+    /// Publish and delivery counters (`crate::metrics`).
+    pub(crate) counters: crate::metrics::PublishCounters,
 }
 
 /// The protocol's state.
@@ -131,6 +133,7 @@ impl PresenceProtocol {
                 hooks: RwLock::new(Hooks::default()),
                 relay: RelaySlot::default(),
                 acks,
+                counters: crate::metrics::PublishCounters::new(crate::metrics::Protocol::Presence),
             }),
         }
     }
@@ -207,6 +210,9 @@ impl PresenceProtocol {
             st.conns_of(&keys)
         };
         let n = to.len();
+        self.inner
+            .counters
+            .published(crate::metrics::Origin::Local, 1, n);
         fx.send(to, |b64| frame::publish(&message, channel, &member, b64));
         let channel: Arc<str> = Arc::from(channel);
         fx.event(|| AppEvent::Publish {

@@ -14,6 +14,7 @@ use super::frame;
 use super::hooks::AppEvent;
 use super::{Inner, State};
 use crate::hub::roster::{Member, Origin, RemoteOrigin, RosterEvent};
+use crate::metrics::Origin::Remote;
 
 /// Applies `event` from `origin`.
 pub(crate) fn apply(inner: &Inner, event: &PresenceEvent, origin: &RemoteOrigin) {
@@ -58,9 +59,9 @@ pub(crate) fn apply(inner: &Inner, event: &PresenceEvent, origin: &RemoteOrigin)
                 } else {
                     st.roster.channel_connections(channel)
                 };
-                fx.send(st.conns_of(&keys), |b64| {
-                    frame::publish(message, channel, member, b64)
-                });
+                let to = st.conns_of(&keys);
+                inner.counters.published(Remote, 1, to.len());
+                fx.send(to, |b64| frame::publish(message, channel, member, b64));
                 fx.event(|| AppEvent::Publish {
                     connection: None,
                     channel: channel.clone(),

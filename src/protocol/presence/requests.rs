@@ -16,6 +16,7 @@ use super::frame::{self, Inbound, Kind};
 use super::hooks::AppEvent;
 use super::{Inner, State};
 use crate::hub::roster::{JoinError, LeaveError, Member, Origin};
+use crate::metrics::Origin::Local;
 use crate::transport::Connection;
 
 /// A refusal: the error and the member written in its frame (the channel is the request's).
@@ -331,6 +332,7 @@ fn publish(inner: &Inner, conn: &Connection, f: Inbound) -> Checked<()> {
         };
         st.conns_of(&keys)
     };
+    inner.counters.published(Local, 1, to.len());
     fx.send(to, |b64| frame::publish(&f.message, channel, &written, b64));
     let name: Arc<str> = Arc::from(channel);
     let message = f.message;

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use super::event::{SgcBroadcast, SgcEvent, SgcPublish, Targets};
 use super::inbound::QueueLevel;
 use super::{SgcProtocol, frame, mask};
+use crate::metrics::Origin::{Local, Remote};
 
 impl SgcProtocol {
     /// The concrete channels of a requested channel (spec §2.8), per this node's options and
@@ -42,8 +43,9 @@ impl SgcProtocol {
         targets: &Targets,
     ) -> usize {
         let mut sent = 0;
-        for channel in self.expand(requested) {
-            sent += self.publish_local(&channel, &message, queue, targets);
+        let channels = self.expand(requested);
+        for channel in &channels {
+            sent += self.publish_local(channel, &message, queue, targets);
             self.inner.relay.emit_with(|| {
                 SgcEvent::Publish(SgcPublish {
                     channel: Arc::from(channel.as_str()),
@@ -53,6 +55,9 @@ impl SgcProtocol {
                 })
             });
         }
+        self.inner
+            .counters
+            .published(Local, channels.len() as u64, sent);
         sent
     }
 
@@ -85,6 +90,7 @@ impl SgcProtocol {
     ) -> usize {
         let frame = frame::message(channel, &message, qos, id);
         let sent = self.deliver(channel, &frame, targets);
+        self.inner.counters.published(Local, 1, sent);
         self.inner.relay.emit_with(|| {
             SgcEvent::Broadcast(SgcBroadcast {
                 channel: Arc::from(channel),
@@ -115,16 +121,76 @@ impl SgcProtocol {
     pub fn apply_remote(&self, event: &SgcEvent) {
         match event {
             SgcEvent::Publish(p) => {
-                self.publish_local(&p.channel, &p.message, p.queue, &p.targets);
+                let sent = self.publish_local(&p.channel, &p.message, p.queue, &p.targets);
+                self.inner.counters.published(Remote, 1, sent);
             }
             SgcEvent::Broadcast(b) => {
                 let frame =
                     frame::message(&b.channel, &b.message, b.qos.as_deref(), b.id.as_deref());
-                self.deliver(&b.channel, &frame, &b.targets);
+                let sent = self.deliver(&b.channel, &frame, &b.targets);
+                self.inner.counters.published(Remote, 1, sent);
             }
             SgcEvent::ClearQueue { channel } => {
                 self.inner.retained.write().clear(channel);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::metrics::testing::{counter, record};
+    use crate::metrics::{DELIVERIES, PUBLISHES};
+    use crate::protocol::Protocol as _;
+    use crate::protocol::sgc::{PROTOCOL_NAME, SgcConfig, SgcEvent, SgcProtocol, SgcPublish};
+    use crate::transport::Connection;
+
+    const SUBSCRIBE: &str =
+        r#"{"jsonrpc":"2.0","method":"sgc@subscribe","params":{"channel":"c"}}"#;
+    const PUBLISH: &str =
+        r#"{"jsonrpc":"2.0","method":"sgc@publish","params":{"channel":"c","message":"m"}}"#;
+
+    #[test]
+    fn a_publish_to_three_subscribers_adds_one_publish_and_three_deliveries() {
+        let ((), snap) = record(|| {
+            let sgc = SgcProtocol::new(SgcConfig::default());
+            let conns: Vec<Connection> = ["A", "B", "C", "D"]
+                .into_iter()
+                .map(|id| Connection::detached(id, Some(PROTOCOL_NAME)))
+                .collect();
+            for c in &conns {
+                sgc.on_connect(c);
+            }
+            for c in &conns[..3] {
+                sgc.on_text(c, SUBSCRIBE);
+            }
+            // D is connected but not subscribed: no delivery for it.
+            sgc.on_text(&conns[3], PUBLISH);
+            // A remote publish to the same channel: one more publish, three more deliveries.
+            sgc.apply_remote(&SgcEvent::Publish(SgcPublish {
+                channel: "c".into(),
+                message: bytes::Bytes::from_static(b"\"r\""),
+                queue: crate::protocol::sgc::QueueLevel::Level0,
+                targets: Default::default(),
+            }));
+        });
+        let sgc = [("protocol", "sgc")];
+        assert_eq!(
+            counter(
+                &snap,
+                PUBLISHES,
+                &[("protocol", "sgc"), ("origin", "local")]
+            ),
+            1
+        );
+        assert_eq!(
+            counter(
+                &snap,
+                PUBLISHES,
+                &[("protocol", "sgc"), ("origin", "remote")]
+            ),
+            1
+        );
+        assert_eq!(counter(&snap, DELIVERIES, &sgc), 6);
     }
 }

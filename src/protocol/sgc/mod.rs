@@ -90,6 +90,8 @@ pub(crate) struct Inner {
     pub(crate) interest: interest::Interest,
     /// Whether the QoS resend task was started (it is started on the first tracked frame).
     sweeper: AtomicBool,
+    /// Publish and delivery counters (`crate::metrics`).
+    pub(crate) counters: crate::metrics::PublishCounters,
 }
 
 /// The sgc state of one connection; dropped with its hub member on disconnect, which is how QoS
@@ -121,6 +123,7 @@ impl SgcProtocol {
                 relay: RelaySlot::default(),
                 interest: interest::Interest::default(),
                 sweeper: AtomicBool::new(false),
+                counters: crate::metrics::PublishCounters::new(crate::metrics::Protocol::Sgc),
             }),
         }
     }

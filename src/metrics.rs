@@ -1,0 +1,529 @@
+//! The node's metrics: every name, its description, and the handles the instrumented code keeps.
+//!
+//! The library only *emits*, through the [`metrics`](::metrics) facade; without an installed
+//! recorder every call is a no-op. The binary installs the Prometheus recorder, then calls
+//! [`describe`] once, before it creates the server and the cluster. `docs/metrics.md` lists every
+//! metric with its type, labels and meaning.
+//!
+//! ## Keeping the hot path cheap
+//!
+//! - Nothing is labelled per connection or per channel (unbounded label values would make one
+//!   time series each). Labels are fixed words (`protocol`, `origin`, `reason`, `direction`) or a
+//!   peer's node id (bounded by the size of the cluster).
+//! - Per-message paths (WebSocket frames, backplane envelopes and bytes) increment handles made
+//!   once per connection ([`ConnectionCounters`]) or once per peer ([`PeerCounters`]): an atomic
+//!   add, no lookup, no allocation.
+//! - Per-publish paths use handles a protocol (or adapter) instance makes at its first publish
+//!   ([`PublishCounters`], [`LagHistogram`]) and keeps: deliveries are added once per fan-out with
+//!   the number of receivers. (A macro call with static labels costs a registry lookup, about
+//!   100 ns with the Prometheus recorder; a kept handle about 6 ns.)
+//! - Rare events (refusals, peer changes, slow-consumer closes) call the macros directly.
+//!
+//! A handle takes the recorder installed when it is made: connections, links and protocols made
+//! before a recorder is installed keep counting into nothing. Install it before serving.
+
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use ::metrics::{
+    Counter, Histogram, Unit, counter, describe_counter, describe_gauge, describe_histogram,
+    histogram,
+};
+
+use crate::cluster::membership::DownReason;
+
+// --- WebSocket side -------------------------------------------------------------------------
+
+/// Counter, `protocol`: WebSocket connections upgraded.
+pub const WS_CONNECTIONS_OPENED: &str = "wscluster_ws_connections_opened_total";
+/// Counter, `reason`: WebSocket upgrades refused (see [`Refusal`]).
+pub const WS_HANDSHAKES_REFUSED: &str = "wscluster_ws_handshakes_refused_total";
+/// Counter, `protocol`: complete WebSocket data messages received (text and binary).
+pub const WS_FRAMES_IN: &str = "wscluster_ws_frames_in_total";
+/// Counter, `protocol`: WebSocket data messages handed to the socket.
+pub const WS_FRAMES_OUT: &str = "wscluster_ws_frames_out_total";
+/// Counter, `protocol`: payload bytes of the messages received.
+pub const WS_BYTES_IN: &str = "wscluster_ws_bytes_in_total";
+/// Counter, `protocol`: payload bytes of the messages handed to the socket.
+pub const WS_BYTES_OUT: &str = "wscluster_ws_bytes_out_total";
+/// Counter: connections closed (1008) because their outbox passed its cap.
+pub const WS_SLOW_CONSUMER_CLOSES: &str = "wscluster_ws_slow_consumer_closes_total";
+/// Counter: connections closed because they stopped answering pings.
+pub const WS_HEARTBEAT_TIMEOUTS: &str = "wscluster_ws_heartbeat_timeouts_total";
+/// Counter: connections still open when the shutdown deadline passed, closed without waiting.
+pub const WS_SHUTDOWN_FORCED: &str = "wscluster_ws_shutdown_forced_total";
+
+// --- Publish and subscribe ------------------------------------------------------------------
+
+/// Counter, `protocol`, `origin` (`local`/`remote`): messages published (sgc: one per concrete
+/// channel of a publish, and one per broadcast; Presence: `publish@msg` and server broadcasts).
+pub const PUBLISHES: &str = "wscluster_publishes_total";
+/// Counter, `protocol`: published messages queued to local receivers (a publish to 3 subscribers
+/// adds 3).
+pub const DELIVERIES: &str = "wscluster_deliveries_total";
+
+// --- Backplane (engine-neutral; `peer` is the peer's node id) ------------------------------
+
+/// Counter, `peer`: envelopes received from a peer.
+pub const BACKPLANE_ENVELOPES_IN: &str = "wscluster_backplane_envelopes_in_total";
+/// Counter, `peer`: envelopes sent (queued) to a peer, replays included.
+pub const BACKPLANE_ENVELOPES_OUT: &str = "wscluster_backplane_envelopes_out_total";
+/// Counter, `peer`: bytes received from a peer (framing included).
+pub const BACKPLANE_BYTES_IN: &str = "wscluster_backplane_bytes_in_total";
+/// Counter, `peer`: bytes written to a peer (framing included).
+pub const BACKPLANE_BYTES_OUT: &str = "wscluster_backplane_bytes_out_total";
+/// Counter, `peer`: links to a peer established again after its first one.
+pub const BACKPLANE_RECONNECTS: &str = "wscluster_backplane_reconnects_total";
+/// Counter, `peer`: envelopes replayed to a peer after a reconnect.
+pub const BACKPLANE_REPLAYED: &str = "wscluster_backplane_replayed_total";
+/// Counter, `peer`, `direction` (`out`: to the peer, beyond this node's replay window; `in`: from
+/// the peer, found missing): envelopes lost in a gap (each gap also triggers a resynchronisation).
+pub const BACKPLANE_LOST: &str = "wscluster_backplane_lost_total";
+/// Counter, `peer`: links reset because their send queue passed its cap.
+pub const BACKPLANE_OVERFLOWS: &str = "wscluster_backplane_overflows_total";
+/// Counter, `by` (`us`: this node refused the other; `peer`: the other refused this node): links
+/// refused during their handshake (wrong secret, other cluster, ...).
+pub const BACKPLANE_LINKS_REFUSED: &str = "wscluster_backplane_links_refused_total";
+/// Counter: publishes an engine could not hand to its backplane (engines whose publish can fail,
+/// such as Redis; the mesh queues or replays and never counts here).
+pub const BACKPLANE_PUBLISH_ERRORS: &str = "wscluster_backplane_publish_errors_total";
+/// Counter, `protocol`, `reason` (`undecodable`, `held_overflow`): envelopes or events received
+/// and dropped.
+pub const BACKPLANE_DROPPED: &str = "wscluster_backplane_dropped_total";
+/// Histogram (seconds), `protocol`: from the publish on its origin node to its fan-out here.
+pub const BACKPLANE_DELIVERY_LAG: &str = "wscluster_backplane_delivery_lag_seconds";
+/// Counter: delivery lag samples that came out negative (the origin's clock is ahead of this
+/// node's) and were recorded as 0.
+pub const BACKPLANE_CLOCK_SKEW: &str = "wscluster_backplane_clock_skew_total";
+
+// --- Membership -----------------------------------------------------------------------------
+
+/// Counter: peers that came up (a new peer, or a peer back after it was down).
+pub const PEER_UP: &str = "wscluster_peer_up_total";
+/// Counter, `reason` (see [`down_reason`]): peers that went down.
+pub const PEER_DOWN: &str = "wscluster_peer_down_total";
+/// Histogram (seconds), `reason`: from the moment the cluster learnt a peer was down to the moment
+/// its Presence members (and its sgc interest) were purged and the leave frames queued.
+pub const PRESENCE_PURGE: &str = "wscluster_presence_purge_seconds";
+
+// --- Scrape-time gauges (set by whoever renders /metrics) -----------------------------------
+
+/// Gauge: open WebSocket connections.
+pub const CONNECTIONS: &str = "wscluster_connections";
+/// Gauge, `protocol`: channels with at least one local subscriber (sgc) or member (Presence).
+pub const CHANNELS: &str = "wscluster_channels";
+/// Gauge, `protocol`: subscriptions (channel, connection pairs) on this node.
+pub const SUBSCRIPTIONS: &str = "wscluster_subscriptions";
+/// Gauge, `scope` (`local`: members of this node's connections; `cluster`: every member this node
+/// knows, its own and its peers'): Presence members.
+pub const PRESENCE_MEMBERS: &str = "wscluster_presence_members";
+/// Gauge: live peers.
+pub const PEERS: &str = "wscluster_peers";
+/// Gauge: 1 when the node is ready (cluster linked), else 0.
+pub const READY: &str = "wscluster_ready";
+
+/// Why a WebSocket upgrade was refused: the `reason` label of [`WS_HANDSHAKES_REFUSED`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The request head passed `server.max_request_head` (431).
+    HeadTooLarge,
+    /// The request is not HTTP, or not a usable upgrade (400).
+    BadRequest,
+    /// The head did not arrive within `server.handshake_timeout_ms`.
+    Timeout,
+    /// A WebSocket version other than 13 (426).
+    Version,
+    /// None of the offered subprotocols is served (400).
+    Subprotocol,
+    /// Authentication failed (404, spec §1.6).
+    Auth,
+    /// The server is shutting down (503).
+    ShuttingDown,
+}
+
+impl Refusal {
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            Refusal::HeadTooLarge => "head_too_large",
+            Refusal::BadRequest => "bad_request",
+            Refusal::Timeout => "timeout",
+            Refusal::Version => "version",
+            Refusal::Subprotocol => "subprotocol",
+            Refusal::Auth => "auth",
+            Refusal::ShuttingDown => "shutting_down",
+        }
+    }
+}
+
+/// Registers the description and unit of every metric with the installed recorder. Call once,
+/// after installing it.
+pub fn describe() {
+    let count = Unit::Count;
+    let bytes = Unit::Bytes;
+    let secs = Unit::Seconds;
+    describe_counter!(
+        WS_CONNECTIONS_OPENED,
+        count,
+        "WebSocket connections upgraded, by subprotocol"
+    );
+    describe_counter!(
+        WS_HANDSHAKES_REFUSED,
+        count,
+        "WebSocket upgrades refused, by reason"
+    );
+    describe_counter!(
+        WS_FRAMES_IN,
+        count,
+        "WebSocket data messages received, by subprotocol"
+    );
+    describe_counter!(
+        WS_FRAMES_OUT,
+        count,
+        "WebSocket data messages sent, by subprotocol"
+    );
+    describe_counter!(
+        WS_BYTES_IN,
+        bytes,
+        "Payload bytes of WebSocket messages received"
+    );
+    describe_counter!(
+        WS_BYTES_OUT,
+        bytes,
+        "Payload bytes of WebSocket messages sent"
+    );
+    describe_counter!(
+        WS_SLOW_CONSUMER_CLOSES,
+        count,
+        "Connections closed (1008) because their outbound queue passed server.max_outbox_bytes"
+    );
+    describe_counter!(
+        WS_HEARTBEAT_TIMEOUTS,
+        count,
+        "Connections closed because they stopped answering pings"
+    );
+    describe_counter!(
+        WS_SHUTDOWN_FORCED,
+        count,
+        "Connections still open at the shutdown deadline, closed without waiting"
+    );
+    describe_counter!(
+        PUBLISHES,
+        count,
+        "Messages published, by protocol and origin (local client or API, or another node)"
+    );
+    describe_counter!(
+        DELIVERIES,
+        count,
+        "Published messages queued to local receivers, by protocol"
+    );
+    describe_counter!(
+        BACKPLANE_ENVELOPES_IN,
+        count,
+        "Envelopes received from each peer"
+    );
+    describe_counter!(
+        BACKPLANE_ENVELOPES_OUT,
+        count,
+        "Envelopes sent to each peer, replays included"
+    );
+    describe_counter!(BACKPLANE_BYTES_IN, bytes, "Bytes received from each peer");
+    describe_counter!(BACKPLANE_BYTES_OUT, bytes, "Bytes written to each peer");
+    describe_counter!(
+        BACKPLANE_RECONNECTS,
+        count,
+        "Links to a peer established again after the first one"
+    );
+    describe_counter!(
+        BACKPLANE_REPLAYED,
+        count,
+        "Envelopes replayed to a peer after a reconnect"
+    );
+    describe_counter!(
+        BACKPLANE_LOST,
+        count,
+        "Envelopes lost in a gap (out: beyond this node's replay window; in: missing from the peer)"
+    );
+    describe_counter!(
+        BACKPLANE_OVERFLOWS,
+        count,
+        "Links reset because their send queue passed its cap"
+    );
+    describe_counter!(
+        BACKPLANE_LINKS_REFUSED,
+        count,
+        "Backplane links refused during the handshake (by us or by the peer)"
+    );
+    describe_counter!(
+        BACKPLANE_PUBLISH_ERRORS,
+        count,
+        "Publishes the engine could not hand to its backplane"
+    );
+    describe_counter!(
+        BACKPLANE_DROPPED,
+        count,
+        "Envelopes or events received from peers and dropped, by protocol and reason"
+    );
+    describe_histogram!(
+        BACKPLANE_DELIVERY_LAG,
+        secs,
+        "Time from a publish on its origin node to its fan-out on this node (node clocks may differ)"
+    );
+    describe_counter!(
+        BACKPLANE_CLOCK_SKEW,
+        count,
+        "Delivery lag samples that were negative (origin clock ahead), recorded as 0"
+    );
+    describe_counter!(PEER_UP, count, "Peers that came up");
+    describe_counter!(PEER_DOWN, count, "Peers that went down, by reason");
+    describe_histogram!(
+        PRESENCE_PURGE,
+        secs,
+        "Time from learning a peer is down to its Presence members purged here, by reason"
+    );
+    describe_gauge!(CONNECTIONS, count, "Open WebSocket connections");
+    describe_gauge!(
+        CHANNELS,
+        count,
+        "Channels with local subscribers (sgc) or members (Presence), by protocol"
+    );
+    describe_gauge!(
+        SUBSCRIPTIONS,
+        count,
+        "Channel subscriptions of this node's connections, by protocol"
+    );
+    describe_gauge!(
+        PRESENCE_MEMBERS,
+        count,
+        "Presence members: of this node (scope=local) or known cluster-wide (scope=cluster)"
+    );
+    describe_gauge!(PEERS, count, "Live peers");
+    describe_gauge!(READY, count, "1 when the node is ready, else 0");
+}
+
+/// The `protocol` label of a connection: its subprotocol token, or `none`.
+pub fn protocol_label(token: Option<&'static str>) -> &'static str {
+    match token {
+        Some("") | None => "none",
+        Some(t) => t,
+    }
+}
+
+/// The `reason` label of [`PEER_DOWN`] and [`PRESENCE_PURGE`].
+pub fn down_reason(reason: DownReason) -> &'static str {
+    match reason {
+        DownReason::LinkClosed => "link_closed",
+        DownReason::Timeout => "timeout",
+        DownReason::Bye => "bye",
+        DownReason::Restarted => "restarted",
+        DownReason::LocalStop => "local_stop",
+        DownReason::Unsubscribed => "unsubscribed",
+    }
+}
+
+/// The handles one WebSocket connection increments per message (made once, at the upgrade).
+#[derive(Debug, Clone)]
+pub struct ConnectionCounters {
+    /// [`WS_FRAMES_IN`].
+    pub frames_in: Counter,
+    /// [`WS_FRAMES_OUT`].
+    pub frames_out: Counter,
+    /// [`WS_BYTES_IN`].
+    pub bytes_in: Counter,
+    /// [`WS_BYTES_OUT`].
+    pub bytes_out: Counter,
+}
+
+impl ConnectionCounters {
+    /// The handles for a connection of this subprotocol; counts the connection as opened.
+    pub fn opened(protocol: Option<&'static str>) -> Self {
+        let p = protocol_label(protocol);
+        counter!(WS_CONNECTIONS_OPENED, "protocol" => p).increment(1);
+        Self {
+            frames_in: counter!(WS_FRAMES_IN, "protocol" => p),
+            frames_out: counter!(WS_FRAMES_OUT, "protocol" => p),
+            bytes_in: counter!(WS_BYTES_IN, "protocol" => p),
+            bytes_out: counter!(WS_BYTES_OUT, "protocol" => p),
+        }
+    }
+}
+
+/// The handles of one peer (made once per peer, kept across its links): the engine increments
+/// them per envelope without a lookup.
+#[derive(Debug, Clone)]
+pub struct PeerCounters {
+    /// [`BACKPLANE_ENVELOPES_IN`].
+    pub envelopes_in: Counter,
+    /// [`BACKPLANE_ENVELOPES_OUT`].
+    pub envelopes_out: Counter,
+    /// [`BACKPLANE_BYTES_IN`].
+    pub bytes_in: Counter,
+    /// [`BACKPLANE_BYTES_OUT`].
+    pub bytes_out: Counter,
+    /// [`BACKPLANE_RECONNECTS`].
+    pub reconnects: Counter,
+    /// [`BACKPLANE_REPLAYED`].
+    pub replayed: Counter,
+    /// [`BACKPLANE_LOST`], `direction="out"`.
+    pub lost_out: Counter,
+    /// [`BACKPLANE_LOST`], `direction="in"`.
+    pub lost_in: Counter,
+    /// [`BACKPLANE_OVERFLOWS`].
+    pub overflows: Counter,
+}
+
+impl PeerCounters {
+    /// The handles for peer `node_id`.
+    pub fn new(node_id: &Arc<str>) -> Self {
+        let peer = || node_id.clone();
+        Self {
+            envelopes_in: counter!(BACKPLANE_ENVELOPES_IN, "peer" => peer()),
+            envelopes_out: counter!(BACKPLANE_ENVELOPES_OUT, "peer" => peer()),
+            bytes_in: counter!(BACKPLANE_BYTES_IN, "peer" => peer()),
+            bytes_out: counter!(BACKPLANE_BYTES_OUT, "peer" => peer()),
+            reconnects: counter!(BACKPLANE_RECONNECTS, "peer" => peer()),
+            replayed: counter!(BACKPLANE_REPLAYED, "peer" => peer()),
+            lost_out: counter!(BACKPLANE_LOST, "peer" => peer(), "direction" => "out"),
+            lost_in: counter!(BACKPLANE_LOST, "peer" => peer(), "direction" => "in"),
+            overflows: counter!(BACKPLANE_OVERFLOWS, "peer" => peer()),
+        }
+    }
+}
+
+/// The publish counters of one protocol instance: made at its first publish (so any recorder
+/// installed before traffic is used, and a test's thread-local one too), then kept.
+#[derive(Debug)]
+pub struct PublishCounters {
+    protocol: Protocol,
+    handles: OnceLock<PublishHandles>,
+}
+
+#[derive(Debug)]
+struct PublishHandles {
+    local: Counter,
+    remote: Counter,
+    deliveries: Counter,
+}
+
+impl PublishCounters {
+    /// Counters for `protocol`, not made yet.
+    pub fn new(protocol: Protocol) -> Self {
+        Self {
+            protocol,
+            handles: OnceLock::new(),
+        }
+    }
+
+    /// Counts `n` messages published from `origin` and the `delivered` local receivers they were
+    /// queued to.
+    pub fn published(&self, origin: Origin, n: u64, delivered: usize) {
+        let h = self.handles.get_or_init(|| {
+            let p = self.protocol.label();
+            PublishHandles {
+                local: counter!(PUBLISHES, "protocol" => p, "origin" => "local"),
+                remote: counter!(PUBLISHES, "protocol" => p, "origin" => "remote"),
+                deliveries: counter!(DELIVERIES, "protocol" => p),
+            }
+        });
+        match origin {
+            Origin::Local => h.local.increment(n),
+            Origin::Remote => h.remote.increment(n),
+        }
+        if delivered > 0 {
+            h.deliveries.increment(delivered as u64);
+        }
+    }
+}
+
+/// The `protocol` label of publish metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// `esegece.com`.
+    Sgc,
+    /// `presence.esegece.com`.
+    Presence,
+}
+
+impl Protocol {
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            Protocol::Sgc => "sgc",
+            Protocol::Presence => "presence",
+        }
+    }
+}
+
+/// The `origin` label of [`PUBLISHES`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// A client of this node, or the application's API.
+    Local,
+    /// Another node.
+    Remote,
+}
+
+/// Counts a refused WebSocket upgrade.
+pub fn refused(reason: Refusal) {
+    counter!(WS_HANDSHAKES_REFUSED, "reason" => reason.label()).increment(1);
+}
+
+/// Counts a received event dropped for `reason` (`undecodable`, `held_overflow`).
+pub fn dropped(protocol: Protocol, reason: &'static str) {
+    counter!(BACKPLANE_DROPPED, "protocol" => protocol.label(), "reason" => reason).increment(1);
+}
+
+/// Counts a peer that came up.
+pub fn peer_up() {
+    counter!(PEER_UP).increment(1);
+}
+
+/// Counts a peer that went down.
+pub fn peer_down(reason: DownReason) {
+    counter!(PEER_DOWN, "reason" => down_reason(reason)).increment(1);
+}
+
+/// Records how long the purge of a departed peer took.
+pub fn purge_took(reason: DownReason, took: Duration) {
+    histogram!(PRESENCE_PURGE, "reason" => down_reason(reason)).record(took.as_secs_f64());
+}
+
+/// Microseconds since the Unix epoch by this node's clock: the send stamp of a relayed publish.
+pub fn now_micros() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+/// The delivery lag histogram of one adapter instance (made at its first sample, then kept).
+#[derive(Debug, Default)]
+pub struct LagHistogram {
+    handle: OnceLock<Histogram>,
+}
+
+impl LagHistogram {
+    /// Records the delivery lag of an sgc message stamped `sent_micros` on its origin node. A
+    /// stamp of 0 means "not stamped" and records nothing; a stamp in the future (the origin's
+    /// clock is ahead) records 0 and counts [`BACKPLANE_CLOCK_SKEW`].
+    pub fn record(&self, sent_micros: u64) {
+        if sent_micros == 0 {
+            return;
+        }
+        let lag = match now_micros().checked_sub(sent_micros) {
+            Some(us) => us as f64 / 1e6,
+            None => {
+                counter!(BACKPLANE_CLOCK_SKEW).increment(1);
+                0.0
+            }
+        };
+        self.handle
+            .get_or_init(|| histogram!(BACKPLANE_DELIVERY_LAG, "protocol" => "sgc"))
+            .record(lag);
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testing;
+
+#[cfg(test)]
+mod tests;

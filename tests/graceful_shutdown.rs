@@ -1,0 +1,218 @@
+//! Graceful shutdown of a real `wscluster` process (SIGTERM): new connections are refused at once,
+//! clients receive everything queued for them and then a 1001 close, a client that does not read
+//! cannot hold the node past `server.shutdown_timeout_ms`, the node exits 0, and a second signal
+//! ends the shutdown at once. (That peers purge the node's members at once on its bye is checked
+//! by `cluster_process_failure.rs`, `sigterm_says_bye_…`.)
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::process::*;
+use support::sgc::{delphi, s5};
+use support::{Frame, WsClient};
+
+/// Messages in the burst, and the size of each: 12 MB in all, more than loopback socket buffers
+/// hold, so most of it is still in the node's outbox when the signal arrives.
+const BURST: usize = 6_000;
+const MESSAGE_BYTES: usize = 2_000;
+
+fn message(i: usize) -> String {
+    format!("\"{i:06}-{}\"", "x".repeat(MESSAGE_BYTES))
+}
+
+/// A node whose outboxes hold the whole burst (no slow-consumer close), shutting down within
+/// `shutdown_ms`.
+async fn node(shutdown_ms: u64) -> NodeProcess {
+    NodeProcess::start(
+        NodeArgs::new("a")
+            .set("server.max_outbox_bytes=268435456")
+            .set(&format!("server.shutdown_timeout_ms={shutdown_ms}")),
+    )
+    .await
+}
+
+/// Queues the burst on channel `burst` to every subscriber: a publisher (itself subscribed) sends it
+/// and reads its own copies; once it has the last one, the node has queued all of them to every
+/// subscriber (one fan-out per publish).
+async fn queue_burst(node: &NodeProcess) {
+    let (mut publisher, _) = WsClient::sgc(node.ws).await;
+    publisher.subscribe("burst").await;
+    for i in 0..BURST {
+        publisher
+            .send(&delphi::publish(&message(i), "burst", "queueLevel0"))
+            .await;
+    }
+    for i in 0..BURST {
+        publisher.expect(&s5("burst", &message(i))).await;
+    }
+}
+
+/// A subscriber of `burst` that reads nothing more after its subscription.
+async fn subscriber(node: &NodeProcess) -> WsClient {
+    let (mut c, _) = WsClient::sgc(node.ws).await;
+    c.subscribe("burst").await;
+    c
+}
+
+/// Waits until the node logged that it is shutting down.
+async fn shutting_down(node: &NodeProcess) {
+    node.wait_log("shutting down", |n| {
+        n.logs().iter().any(|v| {
+            v["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("shutting down"))
+        })
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_queued_burst_reaches_the_subscriber_in_full_before_its_1001_close() {
+    let mut node = node(10_000).await;
+    let mut sub = subscriber(&node).await;
+    queue_burst(&node).await;
+    node.signal("TERM");
+    for i in 0..BURST {
+        sub.expect(&s5("burst", &message(i))).await;
+    }
+    match sub.next_frame_within(PROCESS_WAIT).await {
+        Some(Frame::Close(code, reason)) => {
+            assert_eq!(code, Some(1001));
+            assert_eq!(reason, "server shutting down");
+        }
+        other => panic!("after the burst the next frame must be the 1001 close, got {other:?}"),
+    }
+    let status = node.exit_status().await;
+    assert_eq!(status.code(), Some(0), "{}", node.stderr());
+    let stopped = node.logged("stopped");
+    assert_eq!(stopped.len(), 1, "{}", node.stderr());
+    assert_eq!(
+        stopped[0]["forced"],
+        0,
+        "nothing was forced: {}",
+        node.stderr()
+    );
+}
+
+#[tokio::test]
+async fn new_connections_are_refused_while_draining_and_a_client_that_never_reads_is_cut_at_the_deadline()
+ {
+    const DEADLINE: Duration = Duration::from_millis(2_000);
+    let mut node = node(DEADLINE.as_millis() as u64).await;
+    let _stuck = subscriber(&node).await;
+    queue_burst(&node).await;
+    let signalled = Instant::now();
+    node.signal("TERM");
+    shutting_down(&node).await;
+
+    // The listener closes first: a new client is refused while the stuck one still holds the
+    // drain open (the node is still running after the refusal).
+    let refused = loop {
+        match WsClient::connect(node.ws, "/", &["esegece.com"]).await {
+            Err(e) => break e,
+            Ok(c) => {
+                drop(c);
+                assert!(
+                    signalled.elapsed() < DEADLINE / 2,
+                    "connections still accepted {:?} after SIGTERM",
+                    signalled.elapsed()
+                );
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    };
+    assert!(
+        node.is_running(),
+        "refused ({refused}) only because the node was gone"
+    );
+    assert!(
+        signalled.elapsed() < DEADLINE,
+        "refusal came after the deadline"
+    );
+
+    let status = node.exit_status().await;
+    let took = signalled.elapsed();
+    eprintln!("SIGTERM -> exit with a client that never reads: {took:?}");
+    assert_eq!(status.code(), Some(0), "{}", node.stderr());
+    assert!(
+        took >= DEADLINE,
+        "the node gave up before its deadline: {took:?}"
+    );
+    assert!(
+        took < DEADLINE + Duration::from_secs(3),
+        "a client that never reads held the node for {took:?} (deadline {DEADLINE:?})"
+    );
+    let forced =
+        node.logged("shutdown deadline passed: closing the remaining connections without waiting");
+    assert_eq!(forced.len(), 1, "{}", node.stderr());
+    assert_eq!(forced[0]["forced"], 1, "{}", node.stderr());
+    let refusals = node.logged("WebSocket connection refused");
+    assert!(
+        refusals.iter().all(|r| r["reason"] == "shutting_down"),
+        "{refusals:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_second_signal_during_the_drain_exits_at_once() {
+    let mut node = node(60_000).await;
+    let _stuck = subscriber(&node).await;
+    queue_burst(&node).await;
+    node.signal("TERM");
+    shutting_down(&node).await;
+    let second = Instant::now();
+    node.signal("INT");
+    let status = node.exit_status().await;
+    let took = second.elapsed();
+    assert!(took < Duration::from_secs(3), "second signal took {took:?}");
+    assert_eq!(status.code(), Some(1), "{}", node.stderr());
+    assert_eq!(
+        node.logged("second signal: exiting without waiting for connections")
+            .len(),
+        1,
+        "{}",
+        node.stderr()
+    );
+}
+
+/// The library's side: `ServerHandle::shutdown_by` forces a connection that never reads once the
+/// deadline passes, and its protocol still hears `on_disconnect` (no subscription outlives it).
+#[tokio::test]
+async fn shutdown_by_forces_a_stuck_connection_and_its_protocol_state_is_cleaned() {
+    use std::sync::Arc;
+    use wscluster::protocol::sgc::{QueueLevel, SgcConfig};
+    use wscluster::{Server, SgcProtocol};
+
+    let sgc = SgcProtocol::new(SgcConfig::default());
+    let server = Server::new(wscluster::config::ServerConfig {
+        max_outbox_bytes: 256 * 1024 * 1024,
+        ..support::test_server_config()
+    })
+    .protocol(Arc::new(sgc.clone()))
+    .bind()
+    .await
+    .unwrap_or_else(|e| panic!("bind: {e}"));
+    let (mut stuck, _) = WsClient::sgc(server.local_addr()).await;
+    stuck.subscribe("burst").await;
+    for i in 0..BURST {
+        let queued = sgc.publish(
+            &message(i),
+            "burst",
+            QueueLevel::Level0,
+            &Default::default(),
+        );
+        assert_eq!(queued, 1);
+    }
+    let deadline = Duration::from_millis(300);
+    let started = tokio::time::Instant::now();
+    let forced = server.shutdown_by(started + deadline).await;
+    let took = started.elapsed();
+    assert_eq!(forced, 1);
+    assert!(took >= deadline, "{took:?}");
+    assert!(took < deadline + Duration::from_secs(2), "{took:?}");
+    assert_eq!(server.connection_count(), 0);
+    assert_eq!(sgc.connection_count(), 0, "on_disconnect ran");
+    assert_eq!(sgc.subscriber_count("burst"), 0);
+    drop(stuck);
+}

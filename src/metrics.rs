@@ -26,8 +26,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ::metrics::{
-    Counter, Histogram, Unit, counter, describe_counter, describe_gauge, describe_histogram,
-    histogram,
+    Counter, Histogram, Unit, counter, describe_counter, describe_histogram, histogram,
 };
 
 use crate::cluster::membership::DownReason;
@@ -110,10 +109,14 @@ pub const PRESENCE_PURGE: &str = "wscluster_presence_purge_seconds";
 
 /// Gauge: open WebSocket connections.
 pub const CONNECTIONS: &str = "wscluster_connections";
-/// Gauge, `protocol`: channels with at least one local subscriber (sgc) or member (Presence).
-pub const CHANNELS: &str = "wscluster_channels";
-/// Gauge, `protocol`: subscriptions (channel, connection pairs) on this node.
-pub const SUBSCRIPTIONS: &str = "wscluster_subscriptions";
+/// Gauge: open sgc (`esegece.com`) connections.
+pub const SGC_CONNECTIONS: &str = "wscluster_sgc_connections";
+/// Gauge: sgc channels with at least one subscriber on this node.
+pub const SGC_CHANNELS: &str = "wscluster_sgc_channels";
+/// Gauge: sgc subscriptions (channel, connection pairs) on this node.
+pub const SGC_SUBSCRIPTIONS: &str = "wscluster_sgc_subscriptions";
+/// Gauge: Presence channels in the cluster.
+pub const PRESENCE_CHANNELS: &str = "wscluster_presence_channels";
 /// Gauge, `scope` (`local`: members of this node's connections; `cluster`: every member this node
 /// knows, its own and its peers'): Presence members.
 pub const PRESENCE_MEMBERS: &str = "wscluster_presence_members";
@@ -281,24 +284,8 @@ pub fn describe() {
         secs,
         "Time from learning a peer is down to its Presence members purged here, by reason"
     );
-    describe_gauge!(CONNECTIONS, count, "Open WebSocket connections");
-    describe_gauge!(
-        CHANNELS,
-        count,
-        "Channels with local subscribers (sgc) or members (Presence), by protocol"
-    );
-    describe_gauge!(
-        SUBSCRIPTIONS,
-        count,
-        "Channel subscriptions of this node's connections, by protocol"
-    );
-    describe_gauge!(
-        PRESENCE_MEMBERS,
-        count,
-        "Presence members: of this node (scope=local) or known cluster-wide (scope=cluster)"
-    );
-    describe_gauge!(PEERS, count, "Live peers");
-    describe_gauge!(READY, count, "1 when the node is ready, else 0");
+    // The scrape-time gauges (CONNECTIONS .. READY) are written by the /metrics handler itself
+    // (src/ops/prometheus.rs), with their help text, not through the recorder.
 }
 
 /// The `protocol` label of a connection: its subprotocol token, or `none`.

@@ -12,6 +12,7 @@
 //! Installing the recorder is the application's choice: the recorder is process-global and a
 //! library must not take it from an application that has its own.
 
+use crate::metrics as m;
 use std::fmt::Write as _;
 use std::time::Duration;
 
@@ -110,32 +111,32 @@ impl ScrapeGauges {
             }
         };
         gauge(
-            "wscluster_ready",
+            m::READY,
             "1 when the node is ready (GET /ready answers 200), else 0.",
             &[("", u64::from(self.ready))],
         );
         gauge(
-            "wscluster_connections",
+            m::CONNECTIONS,
             "Open WebSocket connections on this node, every protocol.",
             &[("", self.connections)],
         );
         gauge(
-            "wscluster_sgc_connections",
+            m::SGC_CONNECTIONS,
             "Open sgc (esegece.com) connections on this node.",
             &[("", self.sgc_connections)],
         );
         gauge(
-            "wscluster_sgc_channels",
+            m::SGC_CHANNELS,
             "sgc channels with subscribers on this node.",
             &[("", self.sgc_channels)],
         );
         gauge(
-            "wscluster_sgc_subscriptions",
+            m::SGC_SUBSCRIPTIONS,
             "sgc subscriptions (connection x channel) on this node.",
             &[("", self.sgc_subscriptions)],
         );
         gauge(
-            "wscluster_presence_members",
+            m::PRESENCE_MEMBERS,
             "Presence members: scope=\"local\" on this node's connections, scope=\"cluster\" in the whole cluster.",
             &[
                 ("{scope=\"local\"}", self.presence_members_local),
@@ -143,12 +144,12 @@ impl ScrapeGauges {
             ],
         );
         gauge(
-            "wscluster_presence_channels",
+            m::PRESENCE_CHANNELS,
             "Presence channels in the cluster.",
             &[("", self.presence_channels)],
         );
         gauge(
-            "wscluster_peers",
+            m::PEERS,
             "Peer nodes with a live link.",
             &[("", self.peers)],
         );

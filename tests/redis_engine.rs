@@ -17,7 +17,8 @@ use support::redis::RedisServer;
 use support::sgc::*;
 use support::{WsClient, eventually};
 use wscluster::cluster::redis::{RedisEngine, RedisRouting};
-use wscluster::cluster::{Cluster, ClusterConfig, SgcAdapter};
+use wscluster::cluster::{Cluster, ClusterConfig, PresenceAdapter, SgcAdapter};
+use wscluster::protocol::presence::{PresenceConfig, PresenceProtocol};
 use wscluster::protocol::sgc::{SgcConfig, SgcProtocol};
 use wscluster::{Server, ServerHandle};
 
@@ -56,13 +57,16 @@ fn config(redis: &RedisServer, routing: RedisRouting) -> ClusterConfig {
 async fn node_with(name: &str, config: ClusterConfig) -> Node {
     support::init_logs();
     let sgc = SgcProtocol::new(SgcConfig::default());
+    let presence = PresenceProtocol::new(PresenceConfig::default());
     let server = Server::new(support::test_server_config())
         .protocol(Arc::new(sgc.clone()))
+        .protocol(Arc::new(presence.clone()))
         .bind()
         .await
         .unwrap_or_else(|e| panic!("bind: {e}"));
     let cluster = Cluster::new(name, config);
     cluster.attach(SgcAdapter::new(sgc));
+    cluster.attach(PresenceAdapter::new(presence));
     cluster
         .start()
         .await
@@ -131,24 +135,48 @@ async fn nodes_meet_through_redis_and_a_publish_arrives_once_everywhere() {
 #[tokio::test]
 async fn a_killed_subscription_is_rebuilt_and_what_it_missed_is_counted() {
     let redis = RedisServer::start().await;
-    let v = nodes(&redis, RedisRouting::Shared, &["a", "b"]).await;
+    // Per-channel routing, so that b's subscription connection is the one with a third channel
+    // (its subscriber's) and can be told apart from a's in CLIENT LIST.
+    let v = nodes(&redis, RedisRouting::Channel, &["a", "b"]).await;
     let mut sub_b = v[1].client("feed").await;
     let (mut pub_a, _) = WsClient::sgc(v[0].server.local_addr()).await;
     let b = v[1].engine();
     let b = b.stats();
 
-    // Every subscription connection dies; a keeps publishing until b has rebuilt its own.
-    let killed: i64 = redis.query(&["CLIENT", "KILL", "TYPE", "pubsub"]).await;
-    assert_eq!(killed, 2);
-    let mut sent = 0;
-    while get(&b.reconnects) == 0 || !v[1].cluster.ready() {
+    // b has heard a on the channel's stream: a number skipped from now on is a loss (the first
+    // number heard on a stream is a baseline, whatever it is).
+    pub_a
+        .send(&delphi::publish("0", "feed", "queueLevel0"))
+        .await;
+    sub_b.expect(&s5("feed", "\"0\"")).await;
+
+    // b's subscription connection dies; a keeps publishing until b has rebuilt it.
+    let reconnects_before = get(&b.reconnects);
+    let list: String = redis.query(&["CLIENT", "LIST", "TYPE", "pubsub"]).await;
+    let ids: Vec<&str> = list
+        .lines()
+        .filter(|l| l.contains(" sub=3 "))
+        .filter_map(|l| l.split(' ').find_map(|f| f.strip_prefix("id=")))
+        .collect();
+    assert_eq!(ids.len(), 1, "b's subscription connection in {list}");
+    let killed: i64 = redis.query(&["CLIENT", "KILL", "ID", ids[0]]).await;
+    assert_eq!(killed, 1);
+    // One publish every millisecond or so, for at least 200 ms (b's reconnect waits at least
+    // 37 ms) and until b is back.
+    let mut sent = 1;
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_millis(200)
+        || get(&b.reconnects) == reconnects_before
+        || !v[1].cluster.ready()
+    {
         pub_a
             .send(&delphi::publish(&format!("{sent}"), "feed", "queueLevel0"))
             .await;
-        pub_a.barrier().await;
         sent += 1;
-        assert!(sent < 10_000, "b never resubscribed");
+        assert!(started.elapsed() < WAIT, "b never resubscribed");
+        tokio::time::sleep(Duration::from_millis(1)).await;
     }
+    pub_a.barrier().await;
     // Delivery resumes: a marker published now arrives, after whatever survived, in order.
     pub_a
         .send(&delphi::publish("\"after\"", "feed", "queueLevel0"))
@@ -165,7 +193,7 @@ async fn a_killed_subscription_is_rebuilt_and_what_it_missed_is_counted() {
         .iter()
         .map(|f| {
             let v: serde_json::Value = serde_json::from_str(f).unwrap_or_default();
-            v["params"]["message"]
+            v["result"]["message"]
                 .as_str()
                 .and_then(|m| m.parse().ok())
                 .unwrap_or_else(|| panic!("unexpected frame {f}"))
@@ -176,16 +204,22 @@ async fn a_killed_subscription_is_rebuilt_and_what_it_missed_is_counted() {
         "in order: {numbers:?}"
     );
     // What b did not get was lost while it was away, and counted (heartbeats lost count too).
-    let missed = sent - numbers.len() as u64;
-    assert!(missed > 0, "a publish was in flight while b was away");
+    // (How much is lost depends on when Redis drops the connection and b notices: often some
+    // publishes, sometimes none.)
+    let missed = sent - 1 - numbers.len() as u64;
+    let a = v[0].engine();
+    let a = a.stats();
     assert!(
         get(&b.gaps) >= missed,
-        "gaps {} < missed {missed}",
-        get(&b.gaps)
-    );
-    assert!(
-        get(&b.resyncs) >= 1,
-        "a loss on the shared stream resynchronises"
+        "gaps {} < missed {missed} (sent {sent}; b: in {}, malformed {}, reconnects {}; a: out {}, \
+         errors {}, overflows {})",
+        get(&b.gaps),
+        get(&b.envelopes_in),
+        get(&b.malformed),
+        get(&b.reconnects),
+        get(&a.envelopes_out),
+        get(&a.publish_errors),
+        get(&a.overflows),
     );
 }
 
@@ -459,4 +493,35 @@ async fn without_probes_a_killed_node_is_purged_after_the_peer_timeout() {
             .any(|e| !e.up && e.peer == "b" && e.reason == "peer timeout")
     })
     .await;
+}
+
+/// Members that join while Redis is away are seen everywhere once it is back: a node publishes
+/// nothing before its own subscription is up (a peer that hears it asks it for its snapshot on
+/// its channel, and must be heard).
+#[tokio::test]
+async fn members_who_joined_while_redis_was_away_are_seen_everywhere_once_it_is_back() {
+    use presence_support::{PClient, m, member_frame};
+    let mut redis = RedisServer::start().await;
+    redis.kill();
+    let a = node_with("a", config(&redis, RedisRouting::Shared)).await;
+    let b = node_with("b", config(&redis, RedisRouting::Shared)).await;
+    let mut alice = PClient::member(a.server.local_addr(), "alice", "alice").await;
+    alice.quiet().await;
+    let mut bob = PClient::member(b.server.local_addr(), "bob", "bob").await;
+    bob.quiet().await;
+    redis.restart().await;
+    let v = [a, b];
+    meet(&v).await;
+    alice
+        .expect(&member_frame("member@new", &m("bob", "bob", "")))
+        .await;
+    bob.expect(&member_frame("member@new", &m("alice", "alice", "")))
+        .await;
+    // And what they do next crosses too.
+    let mut carol = PClient::member(v[0].server.local_addr(), "carol", "carol").await;
+    carol.quiet().await;
+    for c in [&mut alice, &mut bob] {
+        c.expect(&member_frame("member@new", &m("carol", "carol", "")))
+            .await;
+    }
 }

@@ -172,6 +172,8 @@ pub(crate) struct Shared {
     queue: PublishQueue,
     commands: mpsc::UnboundedSender<Command>,
     subscriber_up: AtomicBool,
+    /// Signalled when the subscription comes up (the writer waits for it).
+    subscribed: tokio::sync::Notify,
     publisher_up: AtomicBool,
     overflow_logged: AtomicBool,
     stop: watch::Sender<bool>,
@@ -222,6 +224,7 @@ impl RedisEngine {
             queue,
             commands,
             subscriber_up: AtomicBool::new(false),
+            subscribed: tokio::sync::Notify::new(),
             publisher_up: AtomicBool::new(false),
             overflow_logged: AtomicBool::new(false),
             stop,
@@ -351,7 +354,7 @@ impl RedisEngine {
             resyncs = get(&s.stats.resyncs),
             "redis stats"
         );
-        if s.publisher_up.load(Ordering::SeqCst) {
+        if s.publisher_up.load(Ordering::SeqCst) && s.subscriber_up.load(Ordering::SeqCst) {
             s.publish(s.names.shared().clone(), Kind::Bye, Bytes::new());
             if let Some(flushed) = s.queue.flush() {
                 let _ = tokio::time::timeout(s.cfg.response_timeout(), flushed).await;
@@ -413,6 +416,9 @@ impl Shared {
 
     fn set_subscriber_up(&self, up: bool, error: Option<String>) {
         let was = self.subscriber_up.swap(up, Ordering::SeqCst);
+        if up {
+            self.subscribed.notify_waiters();
+        }
         self.note(was, up, error, "redis subscription");
     }
 

@@ -1,6 +1,9 @@
 //! The publishing side of the Redis engine: one connection, one writer task, envelopes published
 //! in the order they were numbered, pipelined in batches.
 //!
+//! Nothing is published while the node's own subscription is down (a peer that hears this node
+//! answers on this node's channel, and the answer would be lost).
+//!
 //! The queue is bounded in bytes: while Redis is slow or away, envelopes wait up to the cap and
 //! are then dropped and counted (each dropped one is also a gap its receivers count). A batch
 //! whose PUBLISH fails is dropped and counted the same way; the connection is then rebuilt with
@@ -133,6 +136,19 @@ pub(crate) async fn writer(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<
                         _ = tokio::time::sleep(wait) => continue,
                     }
                 }
+            }
+        }
+        // Nothing leaves while this node's own subscription is down: whoever hears an envelope
+        // from this node answers on this node's channel (snapshot requests, hellos), and those
+        // answers would be lost. Envelopes wait in the queue meanwhile (within its cap).
+        while !shared
+            .subscriber_up
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            tokio::select! {
+                _ = stop.changed() => return,
+                _ = shared.subscribed.notified() => {}
+                _ = tokio::time::sleep(std::time::Duration::from_millis(50)) => {}
             }
         }
         let n = tokio::select! {

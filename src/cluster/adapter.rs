@@ -32,6 +32,13 @@ pub trait Adapter: Send + Sync + 'static {
     /// A peer is gone: purge what it owned (its Presence members).
     fn peer_down(&self, peer: &Origin);
 
+    /// The peers whose snapshot this adapter has awaited for longer than `after` (each is then
+    /// asked again, and its wait starts over).
+    fn overdue_snapshots(&self, after: std::time::Duration) -> Vec<Arc<str>> {
+        let _ = after;
+        Vec::new()
+    }
+
     /// Sends `node` what a newly seen peer needs from this node (Presence members, retained
     /// queues, channel interest), through `outlet`. It must be ordered with the adapter's own
     /// events: an event sent before the snapshot is in it or older than it, and an event emitted

@@ -10,6 +10,7 @@
 //! - `adapter`: how one protocol's relay events become envelopes and back.
 
 mod adapter;
+mod backplane;
 mod config;
 pub mod engine;
 pub mod envelope;
@@ -22,7 +23,6 @@ pub mod query;
 pub mod redis;
 mod sgc_adapter;
 
-use std::collections::HashSet;
 use std::sync::{Arc, Weak};
 
 use bytes::Bytes;
@@ -30,6 +30,8 @@ use parking_lot::{Mutex, RwLock};
 use tokio::sync::broadcast;
 
 pub use adapter::Adapter;
+pub(crate) use backplane::Backplane;
+pub use backplane::{ChannelRouting, Outlet};
 pub use config::{ClusterConfig, EngineKind};
 use engine::EngineHandler;
 use envelope::{Envelope, Kind, Origin};
@@ -42,7 +44,6 @@ use redis::{RedisEngine, RedisRouting};
 pub use sgc_adapter::SgcAdapter;
 
 use crate::error::Result;
-use crate::relay::InterestReady;
 
 /// Something observable about the cluster (also logged by the binary).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,144 +73,6 @@ pub enum ClusterEvent {
     },
 }
 
-/// The backplane a running cluster uses.
-#[derive(Clone, Debug)]
-pub(crate) enum Backplane {
-    Mesh(MeshEngine),
-    Redis(RedisEngine),
-}
-
-impl Backplane {
-    fn send_all(&self, kind: Kind, payload: Bytes) {
-        match self {
-            Backplane::Mesh(m) => m.send_all(kind, payload),
-            Backplane::Redis(r) => r.send_all(kind, payload),
-        }
-    }
-    fn send_to(&self, node: &str, kind: Kind, payload: Bytes) {
-        match self {
-            Backplane::Mesh(m) => m.send_to(node, kind, payload),
-            Backplane::Redis(r) => r.send_to(node, kind, payload),
-        }
-    }
-    fn live_peers(&self) -> Vec<Origin> {
-        match self {
-            Backplane::Mesh(m) => m.live_peers(),
-            Backplane::Redis(r) => r.live_peers(),
-        }
-    }
-    fn ready(&self) -> bool {
-        match self {
-            Backplane::Mesh(m) => m.ready(),
-            Backplane::Redis(r) => r.ready(),
-        }
-    }
-    fn connected_peer_count(&self) -> usize {
-        match self {
-            Backplane::Mesh(m) => m.connected_peer_count(),
-            Backplane::Redis(r) => r.connected_peer_count(),
-        }
-    }
-    async fn stop(&self) {
-        match self {
-            Backplane::Mesh(m) => m.stop().await,
-            Backplane::Redis(r) => r.stop().await,
-        }
-    }
-}
-
-/// How the backplane wants a protocol's per-channel traffic addressed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ChannelRouting {
-    /// Peer by peer (`send_to`): the protocol may route by the interest peers declare (mesh).
-    PerPeer,
-    /// One send reaches every node cheaply (`send_all`): route nothing (Redis, shared channel).
-    Broadcast,
-    /// The engine routes by channel itself ([`Outlet::send_channel`]); the protocol declares the
-    /// channels it has local subscribers for ([`Outlet::channel_added`]) (Redis, per-channel).
-    Engine,
-}
-
-/// Where adapters send: the running backplane, or nothing while stopped.
-#[derive(Debug)]
-pub struct Outlet {
-    backplane: RwLock<Option<Backplane>>,
-    routing: ChannelRouting,
-    /// The channels with local subscribers, when the engine routes by channel (kept across
-    /// stops and starts: a started engine subscribes to all of them).
-    channels: Arc<Mutex<HashSet<Arc<str>>>>,
-}
-
-impl Default for Outlet {
-    /// A stopped outlet with peer-by-peer routing.
-    fn default() -> Self {
-        Self::new(ChannelRouting::PerPeer)
-    }
-}
-
-impl Outlet {
-    fn new(routing: ChannelRouting) -> Self {
-        Self {
-            backplane: RwLock::new(None),
-            routing,
-            channels: Arc::default(),
-        }
-    }
-
-    /// How per-channel traffic should be addressed.
-    pub fn channel_routing(&self) -> ChannelRouting {
-        self.routing
-    }
-
-    /// Sends to the nodes that want channel `channel`'s traffic (all of them unless the engine
-    /// routes by channel); dropped while the cluster is stopped.
-    pub fn send_channel(&self, channel: &str, kind: Kind, payload: Bytes) {
-        match &*self.backplane.read() {
-            Some(Backplane::Redis(r)) => r.send_channel(channel, kind, payload),
-            Some(b) => b.send_all(kind, payload),
-            None => {}
-        }
-    }
-
-    /// This node has its first local subscriber for `channel` (engine routing): `ready` runs once
-    /// the engine delivers the channel's traffic here (at once when stopped).
-    pub fn channel_added(&self, channel: &str, ready: InterestReady) {
-        if self.routing != ChannelRouting::Engine {
-            return ready();
-        }
-        self.channels.lock().insert(Arc::from(channel));
-        match &*self.backplane.read() {
-            Some(Backplane::Redis(r)) => r.subscribe_channel(channel, ready),
-            _ => ready(),
-        }
-    }
-
-    /// This node's last local subscriber for `channel` left (engine routing).
-    pub fn channel_removed(&self, channel: &str) {
-        if self.routing != ChannelRouting::Engine {
-            return;
-        }
-        self.channels.lock().remove(channel);
-        if let Some(Backplane::Redis(r)) = &*self.backplane.read() {
-            r.unsubscribe_channel(channel);
-        }
-    }
-
-    /// Sends to every other node; dropped while the cluster is stopped.
-    pub fn send_all(&self, kind: Kind, payload: Bytes) {
-        if let Some(b) = &*self.backplane.read() {
-            b.send_all(kind, payload);
-        }
-    }
-
-    /// Sends to one node; dropped while the cluster is stopped.
-    pub fn send_to(&self, node: &str, kind: Kind, payload: Bytes) {
-        if let Some(b) = &*self.backplane.read() {
-            b.send_to(node, kind, payload);
-        }
-    }
-}
-
 struct Inner {
     config: ClusterConfig,
     node_id: Arc<str>,
@@ -219,6 +82,8 @@ struct Inner {
     events: broadcast::Sender<ClusterEvent>,
     /// Set by `shutdown`: a local stop does not purge remote members locally.
     quiet_stop: std::sync::atomic::AtomicBool,
+    /// The running backplane's incarnation (0 while stopped).
+    incarnation: std::sync::atomic::AtomicU64,
     /// Questions to other nodes in flight, and this node's responder.
     queries: query::Queries,
 }
@@ -257,6 +122,7 @@ impl Cluster {
                 adapters: RwLock::new(Vec::new()),
                 events,
                 quiet_stop: std::sync::atomic::AtomicBool::new(false),
+                incarnation: std::sync::atomic::AtomicU64::new(0),
                 queries: query::Queries::default(),
             }),
         }
@@ -309,6 +175,7 @@ impl Cluster {
             node_id: self.inner.node_id.clone(),
             incarnation: fastrand::u64(1..),
         };
+        let incarnation = origin.incarnation;
         let handler: Arc<dyn EngineHandler> = Arc::new(Handler {
             inner: Arc::downgrade(&self.inner),
         });
@@ -342,6 +209,15 @@ impl Cluster {
         };
         *self.inner.outlet.backplane.write() = Some(backplane.clone());
         *self.inner.running.lock() = Some(backplane);
+        self.inner
+            .incarnation
+            .store(incarnation, std::sync::atomic::Ordering::SeqCst);
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(ask_again_for_missing_snapshots(
+                Arc::downgrade(&self.inner),
+                incarnation,
+            ));
+        }
         Ok(())
     }
 
@@ -360,6 +236,9 @@ impl Cluster {
     /// Says bye to the peers and stops the backplane; the WebSocket server keeps serving as a
     /// single node (remote Presence members are purged locally).
     pub async fn stop(&self) {
+        self.inner
+            .incarnation
+            .store(0, std::sync::atomic::Ordering::SeqCst);
         let running = self.inner.running.lock().take();
         *self.inner.outlet.backplane.write() = None;
         if let Some(b) = running {
@@ -461,6 +340,40 @@ impl Cluster {
             .queries
             .ask(&self.inner.outlet, peers, question, deadline)
             .await
+    }
+}
+
+/// How long an adapter may wait for a peer's snapshot before it is asked for again.
+const SNAPSHOT_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// While the backplane of `incarnation` runs: asks again every peer whose snapshot an adapter has
+/// awaited for longer than [`SNAPSHOT_RETRY`] (a request or its answer can be lost on Redis, and
+/// an adapter must not wait forever). Snapshots replace what they cover, so an extra one is
+/// harmless.
+async fn ask_again_for_missing_snapshots(inner: Weak<Inner>, incarnation: u64) {
+    let mut every = tokio::time::interval(SNAPSHOT_RETRY / 2);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        if inner.incarnation.load(std::sync::atomic::Ordering::SeqCst) != incarnation {
+            return;
+        }
+        let adapters = inner.adapters.read().clone();
+        let mut nodes: Vec<Arc<str>> = adapters
+            .iter()
+            .flat_map(|a| a.overdue_snapshots(SNAPSHOT_RETRY))
+            .collect();
+        nodes.sort();
+        nodes.dedup();
+        for node in nodes {
+            tracing::info!(peer = %node, "a peer's snapshot is overdue: asking again");
+            inner
+                .outlet
+                .send_to(&node, Kind::SnapshotRequest, Bytes::new());
+        }
     }
 }
 

@@ -32,6 +32,8 @@ pub struct PresenceAdapter {
     seen: Mutex<HashSet<Arc<str>>>,
     /// Peers whose snapshot is awaited, with the publishes and invitations held meanwhile.
     awaiting: Mutex<HashMap<Arc<str>, Vec<PresenceEvent>>>,
+    /// Since when (or since the last request) each awaited snapshot has been awaited.
+    awaited_since: Mutex<HashMap<Arc<str>, std::time::Instant>>,
     /// Where this protocol's events go while attached.
     outlet: Mutex<Option<Arc<Outlet>>>,
     /// Held while a relay event is sent and while a snapshot is taken and sent, so a change is
@@ -46,6 +48,7 @@ impl PresenceAdapter {
             protocol,
             seen: Mutex::new(HashSet::new()),
             awaiting: Mutex::new(HashMap::new()),
+            awaited_since: Mutex::new(HashMap::new()),
             outlet: Mutex::new(None),
             send_lock: Arc::new(Mutex::new(())),
         })
@@ -86,6 +89,7 @@ impl Adapter for PresenceAdapter {
     fn detach(&self) {
         self.protocol.detach_relay();
         self.awaiting.lock().clear();
+        self.awaited_since.lock().clear();
         // Peers drop their replicas of this node's members: an empty snapshot says "none".
         if let Some(outlet) = self.outlet.lock().take() {
             let (kind, payload) = encode(&PresenceEvent::Snapshot {
@@ -119,11 +123,14 @@ impl Adapter for PresenceAdapter {
             match awaiting.get_mut(&envelope.origin.node_id) {
                 None => None,
                 Some(held) => match event {
-                    PresenceEvent::Snapshot { .. } => Some(
-                        awaiting
-                            .remove(&envelope.origin.node_id)
-                            .unwrap_or_default(),
-                    ),
+                    PresenceEvent::Snapshot { .. } => {
+                        self.awaited_since.lock().remove(&envelope.origin.node_id);
+                        Some(
+                            awaiting
+                                .remove(&envelope.origin.node_id)
+                                .unwrap_or_default(),
+                        )
+                    }
                     PresenceEvent::Publish { .. } | PresenceEvent::Invitation { .. } => {
                         if held.len() >= MAX_HELD {
                             held.remove(0);
@@ -150,11 +157,29 @@ impl Adapter for PresenceAdapter {
         self.awaiting
             .lock()
             .insert(peer.node_id.clone(), Vec::new());
+        self.awaited_since
+            .lock()
+            .insert(peer.node_id.clone(), std::time::Instant::now());
+    }
+
+    fn overdue_snapshots(&self, after: std::time::Duration) -> Vec<Arc<str>> {
+        let now = std::time::Instant::now();
+        let mut since = self.awaited_since.lock();
+        let overdue: Vec<Arc<str>> = since
+            .iter()
+            .filter(|(_, t)| now.duration_since(**t) > after)
+            .map(|(n, _)| n.clone())
+            .collect();
+        for n in &overdue {
+            since.insert(n.clone(), now);
+        }
+        overdue
     }
 
     fn peer_down(&self, peer: &Origin) {
         self.seen.lock().remove(&peer.node_id);
         self.awaiting.lock().remove(&peer.node_id);
+        self.awaited_since.lock().remove(&peer.node_id);
         let purged = self.protocol.purge_node(&peer.node_id);
         if purged > 0 {
             tracing::info!(peer = %peer.node_id, members = purged, "presence members of a departed node purged");
@@ -332,6 +357,37 @@ pub(crate) fn decode(payload: &[u8]) -> Option<PresenceEvent> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_snapshot_awaited_too_long_is_overdue_once_per_period_until_it_arrives() {
+        use crate::protocol::presence::{PresenceConfig, PresenceProtocol};
+        let adapter = PresenceAdapter::new(PresenceProtocol::new(PresenceConfig::default()));
+        let peer = Origin {
+            node_id: Arc::from("b"),
+            incarnation: 7,
+        };
+        let after = std::time::Duration::from_millis(20);
+        assert!(adapter.overdue_snapshots(after).is_empty());
+        adapter.peer_up(&peer);
+        assert!(adapter.overdue_snapshots(after).is_empty(), "not yet");
+        std::thread::sleep(after * 2);
+        assert_eq!(adapter.overdue_snapshots(after), [Arc::from("b")]);
+        assert!(
+            adapter.overdue_snapshots(after).is_empty(),
+            "asked again: the wait restarts"
+        );
+        let (kind, payload) = encode(&PresenceEvent::Snapshot {
+            members: Vec::new(),
+        });
+        adapter.on_remote(&Envelope {
+            kind,
+            origin: peer.clone(),
+            seq: 1,
+            payload,
+        });
+        std::thread::sleep(after * 2);
+        assert!(adapter.overdue_snapshots(after).is_empty(), "arrived");
+    }
 
     #[test]
     fn every_event_round_trips() {

@@ -97,6 +97,7 @@ fn every_metric_is_described() {
         WS_SLOW_CONSUMER_CLOSES,
         WS_HEARTBEAT_TIMEOUTS,
         WS_SHUTDOWN_FORCED,
+        LIMIT_REFUSALS,
         PUBLISHES,
         DELIVERIES,
         BACKPLANE_ENVELOPES_IN,

@@ -212,6 +212,12 @@ impl ServerHandle {
         self.shared.connections.lock().len()
     }
 
+    /// How many sockets are open on the WebSocket port: upgraded connections, and those still in
+    /// their handshake or plain HTTP requests (what `limits.max_connections` counts).
+    pub fn open_sockets(&self) -> usize {
+        self.shared.admission.open()
+    }
+
     /// Stops accepting: the listener is closed (new TCP connections are refused by the operating
     /// system) and upgrades still in their handshake are refused with 503. Open connections are
     /// left alone until [`ServerHandle::shutdown_by`]. Idempotent.

@@ -2,6 +2,7 @@
 //! (503/429 with Retry-After, 403, close 1009 or 1008, a silently refused subscription), and that
 //! a refusal touches nobody else.
 
+mod presence_support;
 mod support;
 
 use std::net::SocketAddr;
@@ -256,4 +257,56 @@ async fn long_channel_names_are_refused_like_a_denied_subscription() {
     c.send(&delphi::publish("\"2\"", "short", "queueLevel0"))
         .await;
     c.expect(&s5("short", "\"2\"")).await;
+}
+
+#[tokio::test]
+async fn presence_answers_error_10_to_long_channels_and_closes_publish_floods() {
+    use presence_support::{PClient, channel_member_frame, error_frame, m};
+    let server = node(
+        test_server_config(),
+        LimitsConfig {
+            max_channel_name_length: 8,
+            publishes_per_second_per_connection: 1,
+            publish_burst: 3,
+            ..LimitsConfig::default()
+        },
+    )
+    .await;
+    let addr = server.local_addr();
+    let mut a = PClient::member(addr, "a", "alice").await;
+    a.join("much-too-long").await;
+    a.expect(&error_frame(
+        10,
+        "Create Subscription request has been denied.",
+        "much-too-long",
+        &m("a", "alice", ""),
+    ))
+    .await;
+    a.join("room").await;
+    a.expect(&channel_member_frame(
+        "channel@member@new",
+        &m("a", "alice", ""),
+        "room",
+    ))
+    .await;
+    a.quiet().await;
+    for n in 0..10 {
+        a.publish(&format!("m{n}"), "room").await;
+    }
+    let mut published = 0;
+    let close = loop {
+        match a.ws.next_frame().await {
+            Some(support::Frame::Text(t)) if t.contains("publish@msg") => published += 1,
+            Some(support::Frame::Close(code, reason)) => break (code, reason),
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    assert_eq!(published, 3, "exactly the burst is delivered");
+    assert_eq!(
+        close,
+        (
+            Some(1008),
+            wscluster::transport::PUBLISH_RATE_EXCEEDED.to_owned()
+        )
+    );
 }

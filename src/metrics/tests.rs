@@ -131,3 +131,27 @@ fn every_metric_is_described() {
         );
     }
 }
+
+#[test]
+fn limit_refusals_are_counted_by_limit() {
+    let ((), snap) = record(|| {
+        limit_refused(Limit::PublishRate);
+        limit_refused(Limit::PublishRate);
+        limit_refused(Limit::Connections);
+        let c = crate::transport::Connection::detached("A", None);
+        assert!(c.publish_allowed(), "no limit on a detached connection");
+        assert!(c.channel_allowed(&"x".repeat(10_000)));
+    });
+    assert_eq!(
+        counter(&snap, LIMIT_REFUSALS, &[("limit", "publish_rate")]),
+        2
+    );
+    assert_eq!(
+        counter(&snap, LIMIT_REFUSALS, &[("limit", "connections")]),
+        1
+    );
+    assert_eq!(
+        counter(&snap, LIMIT_REFUSALS, &[("limit", "channel_name")]),
+        0
+    );
+}

@@ -100,37 +100,40 @@ impl Connection {
 
     /// Asked by a protocol before each publish: true when the connection is within
     /// `limits.publishes_per_second_per_connection`. Past it the connection is closed with 1008
-    /// [`PUBLISH_RATE_EXCEEDED`] (after what is already queued), the refusal counted and logged
-    /// once, and false returned: the publish must be dropped.
+    /// [`PUBLISH_RATE_EXCEEDED`] (after what is already queued), the refusal counted and logged,
+    /// and false returned: the publish must be dropped.
     pub fn publish_allowed(&self) -> bool {
         if self.shared.limits.take_publish() {
             return true;
         }
         if self.is_open() {
-            metrics::limit_refused(Limit::PublishRate);
-            tracing::info!(
-                conn = self.id(),
-                peer = %self.shared.info.peer_addr,
-                "publish rate exceeded: closing the connection"
-            );
+            self.limit_refused(Limit::PublishRate, "publish rate exceeded: closing");
             self.close(1008, PUBLISH_RATE_EXCEEDED);
         }
         false
     }
 
     /// Asked by a protocol before a subscribe or publish: whether `channel` is within
-    /// `limits.max_channel_name_length` (counted when it is not; the protocol answers).
+    /// `limits.max_channel_name_length` (counted and logged when it is not; the protocol answers).
     pub fn channel_allowed(&self, channel: &str) -> bool {
         let ok = self.shared.limits.channel_allowed(channel);
         if !ok {
-            metrics::limit_refused(Limit::ChannelName);
-            tracing::debug!(
-                conn = self.id(),
-                len = channel.len(),
-                "channel name too long"
-            );
+            self.limit_refused(Limit::ChannelName, "channel name too long");
         }
         ok
+    }
+
+    /// Counts something of this connection refused by `limit` and logs it: at info the first
+    /// time for the connection, at debug after that (a client repeating a refused request must
+    /// not flood the log).
+    pub fn limit_refused(&self, limit: Limit, detail: &str) {
+        metrics::limit_refused(limit);
+        let (conn, peer) = (self.id(), &self.shared.info.peer_addr);
+        if self.shared.limits.first_refusal() {
+            tracing::info!(conn, %peer, limit = limit.label(), detail, "refused by a limit (logged once per connection)");
+        } else {
+            tracing::debug!(conn, %peer, limit = limit.label(), detail, "refused by a limit");
+        }
     }
 
     /// The connection GUID (32 uppercase hex characters).

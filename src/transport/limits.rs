@@ -124,6 +124,8 @@ mod tests {
 pub(crate) struct ConnectionLimits {
     publish: Option<parking_lot::Mutex<super::token_bucket::TokenBucket>>,
     max_channel_name_length: usize,
+    /// A refusal of this connection was logged at info: later ones go to debug.
+    logged: std::sync::atomic::AtomicBool,
 }
 
 impl ConnectionLimits {
@@ -139,6 +141,7 @@ impl ConnectionLimits {
                 ))
             }),
             max_channel_name_length: config.max_channel_name_length,
+            logged: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -147,6 +150,11 @@ impl ConnectionLimits {
         self.publish
             .as_ref()
             .is_none_or(|b| b.lock().take(std::time::Instant::now()))
+    }
+
+    /// Whether this is the connection's first refusal (to be logged at info).
+    pub(crate) fn first_refusal(&self) -> bool {
+        !self.logged.swap(true, std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Whether a channel of this name is allowed.

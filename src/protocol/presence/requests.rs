@@ -181,7 +181,10 @@ fn join(inner: &Inner, conn: &Connection, f: Inbound) -> Checked<()> {
             }
             if limit > 0 && st.roster.member_channel_count(&member.id) >= limit {
                 tracing::debug!(conn = conn.id(), "presence: channel limit reached");
-                crate::metrics::limit_refused(crate::metrics::Limit::Subscriptions);
+                conn.limit_refused(
+                    crate::metrics::Limit::Subscriptions,
+                    "presence.max_channels_per_member reached",
+                );
                 return Err(Refusal(PresenceError::SubscriptionDenied, owned(&member)));
             }
             if !conn.channel_allowed(channel) {

@@ -262,7 +262,10 @@ impl SgcProtocol {
             Subscribed::Already => {}
             Subscribed::LimitReached | Subscribed::Gone => {
                 if matches!(outcome, Subscribed::LimitReached) {
-                    crate::metrics::limit_refused(crate::metrics::Limit::Subscriptions);
+                    conn.limit_refused(
+                        crate::metrics::Limit::Subscriptions,
+                        "sgc.max_subscriptions_per_connection reached",
+                    );
                 }
                 tracing::debug!(
                     conn = conn.id(),

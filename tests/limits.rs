@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use support::sgc::{delphi, s3, s5};
-use support::{DEFAULT_WAIT, WsClient, init_logs, test_server_config, upgrade_request};
+use support::{DEFAULT_WAIT, WsClient, eventually, init_logs, test_server_config, upgrade_request};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use wscluster::config::{LimitsConfig, ServerConfig};
@@ -308,5 +308,49 @@ async fn presence_answers_error_10_to_long_channels_and_closes_publish_floods() 
             Some(1008),
             wscluster::transport::PUBLISH_RATE_EXCEEDED.to_owned()
         )
+    );
+}
+
+/// The binary reads `[limits]` and `server.allowed_origins` and hands them to its server.
+#[tokio::test]
+async fn the_binary_applies_limits_and_origins_from_its_configuration() {
+    use support::process::{NodeArgs, NodeProcess};
+    let node = NodeProcess::start(
+        NodeArgs::new("limited")
+            .set("limits.max_connections=2")
+            .set(r#"server.allowed_origins=["https://*.example.com"]"#),
+    )
+    .await;
+    let addr = node.ws;
+    let (_a, _) = WsClient::sgc(addr).await;
+    let refused = upgrade(addr, "Origin: https://evil.example.net\r\n").await;
+    assert!(status(&refused).contains("403"), "{refused}");
+    // The refused socket leaves; a second client fits, a third does not.
+    let deadline = tokio::time::Instant::now() + DEFAULT_WAIT;
+    let _b = loop {
+        match WsClient::connect_with(
+            addr,
+            "/",
+            &["esegece.com"],
+            &[("origin", "https://app.example.com")],
+        )
+        .await
+        {
+            Ok(c) => break c,
+            Err(e) => assert!(
+                tokio::time::Instant::now() < deadline,
+                "never admitted: {e}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let full = upgrade(addr, "").await;
+    assert!(status(&full).contains("503"), "{full}");
+    assert!(
+        eventually(DEFAULT_WAIT, || node
+            .stderr()
+            .contains("refused by a limit"))
+        .await,
+        "the refusal is logged"
     );
 }

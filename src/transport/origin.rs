@@ -112,6 +112,22 @@ mod tests {
         assert!(matches(b"**", b""));
     }
 
+    proptest::proptest! {
+        /// `prefix*suffix` matches exactly the texts that start with the prefix and end with the
+        /// suffix without the two overlapping; a mask without `*` matches only itself.
+        #[test]
+        fn star_mask_agrees_with_prefix_and_suffix(
+            prefix in "[a-c.:/]{0,6}", suffix in "[a-c.:/]{0,6}", text in "[a-c.:/]{0,14}"
+        ) {
+            let mask = format!("{prefix}*{suffix}");
+            let expected = text.len() >= prefix.len() + suffix.len()
+                && text.starts_with(&prefix)
+                && text.ends_with(&suffix);
+            proptest::prop_assert_eq!(matches(mask.as_bytes(), text.as_bytes()), expected);
+            proptest::prop_assert_eq!(matches(prefix.as_bytes(), text.as_bytes()), prefix == text);
+        }
+    }
+
     #[test]
     fn hostile_input_is_linear() {
         let p = policy(&["*a*a*a*a*a*a*a*b"]);

@@ -17,6 +17,7 @@ pub use crate::ops::{AdminConfig, HttpConfig};
 pub use crate::protocol::presence::PresenceConfig;
 pub use crate::protocol::sgc::SgcConfig;
 pub use crate::transport::auth::AuthConfig;
+pub use crate::transport::limits::LimitsConfig;
 
 /// The whole configuration of a node.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -28,6 +29,8 @@ pub struct Config {
     pub server: ServerConfig,
     /// Authentication of WebSocket upgrades (spec §1.6).
     pub auth: AuthConfig,
+    /// Admission limits: connections per node and per address, rates, sizes (all off by default).
+    pub limits: LimitsConfig,
     /// The sgc protocol (`esegece.com`).
     pub sgc: SgcConfig,
     /// The Presence protocol (`presence.esegece.com`).
@@ -85,6 +88,10 @@ pub struct ServerConfig {
     /// to its peers and let its clients receive what is queued for them and their 1001 close;
     /// connections still open then are closed without waiting.
     pub shutdown_timeout_ms: u64,
+    /// Browser origins allowed to open WebSocket connections: exact origins or masks with `*`
+    /// (`https://*.example.com`), compared ignoring case. Empty allows every origin; an upgrade
+    /// without an `Origin` header (a non-browser client) is always allowed. Refused: 403.
+    pub allowed_origins: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -98,6 +105,7 @@ impl Default for ServerConfig {
             handshake_timeout_ms: 10_000,
             max_request_head: 16 * 1024,
             shutdown_timeout_ms: 5_000,
+            allowed_origins: Vec::new(),
         }
     }
 }

@@ -51,6 +51,9 @@ pub const WS_SLOW_CONSUMER_CLOSES: &str = "wscluster_ws_slow_consumer_closes_tot
 pub const WS_HEARTBEAT_TIMEOUTS: &str = "wscluster_ws_heartbeat_timeouts_total";
 /// Counter: connections still open when the shutdown deadline passed, closed without waiting.
 pub const WS_SHUTDOWN_FORCED: &str = "wscluster_ws_shutdown_forced_total";
+/// Counter, `limit` (see [`Limit`]): connections, messages or requests refused by a `[limits]`
+/// option.
+pub const LIMIT_REFUSALS: &str = "wscluster_limit_refusals_total";
 
 // --- Publish and subscribe ------------------------------------------------------------------
 
@@ -142,6 +145,8 @@ pub enum Refusal {
     Auth,
     /// The server is shutting down (503).
     ShuttingDown,
+    /// The `Origin` header is not in `server.allowed_origins` (403).
+    Origin,
 }
 
 impl Refusal {
@@ -155,6 +160,7 @@ impl Refusal {
             Refusal::Subprotocol => "subprotocol",
             Refusal::Auth => "auth",
             Refusal::ShuttingDown => "shutting_down",
+            Refusal::Origin => "origin",
         }
     }
 }
@@ -209,6 +215,11 @@ pub fn describe() {
         WS_SHUTDOWN_FORCED,
         count,
         "Connections still open at the shutdown deadline, closed without waiting"
+    );
+    describe_counter!(
+        LIMIT_REFUSALS,
+        count,
+        "Connections, messages or requests refused by a [limits] option, by limit"
     );
     describe_counter!(
         PUBLISHES,
@@ -453,6 +464,48 @@ pub enum Origin {
 /// Counts a refused WebSocket upgrade.
 pub fn refused(reason: Refusal) {
     counter!(WS_HANDSHAKES_REFUSED, "reason" => reason.label()).increment(1);
+}
+
+/// Which `[limits]` option refused something: the `limit` label of [`LIMIT_REFUSALS`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// `limits.max_connections` (503).
+    Connections,
+    /// `limits.max_connections_per_ip` (429).
+    ConnectionsPerIp,
+    /// `limits.connections_per_ip_per_second` (429).
+    ConnectionRate,
+    /// The table of client addresses is full (503).
+    IpTable,
+    /// A message over the connection's size cap (1009).
+    MessageSize,
+    /// `limits.publishes_per_second_per_connection` (1008).
+    PublishRate,
+    /// A subscription past the protocol's per-connection cap.
+    Subscriptions,
+    /// `limits.max_channel_name_length`.
+    ChannelName,
+}
+
+impl Limit {
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            Limit::Connections => "connections",
+            Limit::ConnectionsPerIp => "connections_per_ip",
+            Limit::ConnectionRate => "connection_rate",
+            Limit::IpTable => "ip_table",
+            Limit::MessageSize => "message_size",
+            Limit::PublishRate => "publish_rate",
+            Limit::Subscriptions => "subscriptions",
+            Limit::ChannelName => "channel_name",
+        }
+    }
+}
+
+/// Counts something refused by a `[limits]` option.
+pub fn limit_refused(limit: Limit) {
+    counter!(LIMIT_REFUSALS, "limit" => limit.label()).increment(1);
 }
 
 /// Counts a received event dropped for `reason` (`undecodable`, `held_overflow`).

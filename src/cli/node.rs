@@ -37,7 +37,8 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     let mut server = Server::new(config.server.clone())
         .protocol(Arc::new(sgc.clone()))
         .protocol(Arc::new(presence.clone()))
-        .auth(config.auth.clone());
+        .auth(config.auth.clone())
+        .limits(config.limits.clone());
     if config.http.on_websocket_port {
         server = server.http(ops.handler(Listener::WebSocket));
     }

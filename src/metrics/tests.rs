@@ -97,6 +97,7 @@ fn every_metric_is_described() {
         WS_SLOW_CONSUMER_CLOSES,
         WS_HEARTBEAT_TIMEOUTS,
         WS_SHUTDOWN_FORCED,
+        LIMIT_REFUSALS,
         PUBLISHES,
         DELIVERIES,
         BACKPLANE_ENVELOPES_IN,
@@ -129,4 +130,28 @@ fn every_metric_is_described() {
             "docs/metrics.md does not list {name}"
         );
     }
+}
+
+#[test]
+fn limit_refusals_are_counted_by_limit() {
+    let ((), snap) = record(|| {
+        limit_refused(Limit::PublishRate);
+        limit_refused(Limit::PublishRate);
+        limit_refused(Limit::Connections);
+        let c = crate::transport::Connection::detached("A", None);
+        assert!(c.publish_allowed(), "no limit on a detached connection");
+        assert!(c.channel_allowed(&"x".repeat(10_000)));
+    });
+    assert_eq!(
+        counter(&snap, LIMIT_REFUSALS, &[("limit", "publish_rate")]),
+        2
+    );
+    assert_eq!(
+        counter(&snap, LIMIT_REFUSALS, &[("limit", "connections")]),
+        1
+    );
+    assert_eq!(
+        counter(&snap, LIMIT_REFUSALS, &[("limit", "channel_name")]),
+        0
+    );
 }

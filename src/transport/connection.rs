@@ -9,7 +9,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 
+use super::limits::ConnectionLimits;
 use super::outbox::{CloseReason, Outbox, Outgoing, SendError};
+use crate::metrics::{self, Limit};
+
+/// The close reason of a connection that publishes faster than
+/// `limits.publishes_per_second_per_connection` (code 1008).
+pub const PUBLISH_RATE_EXCEEDED: &str = "publish rate exceeded";
 
 /// What the handshake learned about a connection; fixed for the connection's life.
 #[derive(Debug, Clone)]
@@ -33,6 +39,8 @@ struct Shared {
     /// Process-unique number, cheaper than the GUID as a map key.
     key: u64,
     outbox: Outbox,
+    /// Publish rate and channel name limits (none for a detached handle).
+    limits: ConnectionLimits,
 }
 
 /// A handle to one WebSocket connection. Cloning is cheap (one `Arc`); the handle stays valid after
@@ -71,12 +79,60 @@ pub fn new_guid() -> String {
 impl Connection {
     /// Creates the handle for a connection whose handshake produced `info`.
     pub(crate) fn new(info: ConnectionInfo, max_outbox_bytes: usize) -> Self {
+        Self::with_limits(info, max_outbox_bytes, ConnectionLimits::default())
+    }
+
+    /// [`Connection::new`] with the `[limits]` a protocol asks about.
+    pub(crate) fn with_limits(
+        info: ConnectionInfo,
+        max_outbox_bytes: usize,
+        limits: ConnectionLimits,
+    ) -> Self {
         Self {
             shared: Arc::new(Shared {
                 info,
                 key: NEXT_KEY.fetch_add(1, Ordering::Relaxed),
                 outbox: Outbox::new(max_outbox_bytes),
+                limits,
             }),
+        }
+    }
+
+    /// Asked by a protocol before each publish: true when the connection is within
+    /// `limits.publishes_per_second_per_connection`. Past it the connection is closed with 1008
+    /// [`PUBLISH_RATE_EXCEEDED`] (after what is already queued), the refusal counted and logged,
+    /// and false returned: the publish must be dropped.
+    pub fn publish_allowed(&self) -> bool {
+        if self.shared.limits.take_publish() {
+            return true;
+        }
+        if self.is_open() {
+            self.limit_refused(Limit::PublishRate, "publish rate exceeded: closing");
+            self.close(1008, PUBLISH_RATE_EXCEEDED);
+        }
+        false
+    }
+
+    /// Asked by a protocol before a subscribe or publish: whether `channel` is within
+    /// `limits.max_channel_name_length` (counted and logged when it is not; the protocol answers).
+    pub fn channel_allowed(&self, channel: &str) -> bool {
+        let ok = self.shared.limits.channel_allowed(channel);
+        if !ok {
+            self.limit_refused(Limit::ChannelName, "channel name too long");
+        }
+        ok
+    }
+
+    /// Counts something of this connection refused by `limit` and logs it: at info the first
+    /// time for the connection, at debug after that (a client repeating a refused request must
+    /// not flood the log).
+    pub fn limit_refused(&self, limit: Limit, detail: &str) {
+        metrics::limit_refused(limit);
+        let (conn, peer) = (self.id(), &self.shared.info.peer_addr);
+        if self.shared.limits.first_refusal() {
+            tracing::info!(conn, %peer, limit = limit.label(), detail, "refused by a limit (logged once per connection)");
+        } else {
+            tracing::debug!(conn, %peer, limit = limit.label(), detail, "refused by a limit");
         }
     }
 

@@ -191,6 +191,10 @@ where
                         dispatch(conn, protocol, msg, counters);
                     }
                     Some(Some(Err(e))) => {
+                        if matches!(e, WsError::PayloadTooLong { .. }) {
+                            // Closed with 1009 by the WebSocket layer.
+                            metrics::limit_refused(metrics::Limit::MessageSize);
+                        }
                         tracing::debug!(conn = conn.id(), error = %e, "connection read failed");
                         return End::Ended;
                     }

@@ -2,16 +2,20 @@
 //! authentication, and the per-connection task with its bounded outbox; plain HTTP requests handed
 //! to the application's [`HttpHandler`] (on the WebSocket port, or alone on an [`HttpServer`]).
 
+pub mod admission;
 pub mod auth;
 mod connection;
 mod connection_task;
 pub mod handshake;
 pub mod http;
 mod http_server;
+pub mod limits;
+pub mod origin;
 mod outbox;
 mod server;
+pub mod token_bucket;
 
-pub use connection::{Connection, ConnectionInfo, new_guid};
+pub use connection::{Connection, ConnectionInfo, PUBLISH_RATE_EXCEEDED, new_guid};
 pub use http::{HttpFuture, HttpHandler, HttpRequest, HttpResponse};
 pub use http_server::HttpServer;
 pub use outbox::{CLOSE_HEARTBEAT_TIMEOUT, CLOSE_SLOW_CONSUMER, CloseReason, SendError};

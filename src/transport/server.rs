@@ -14,11 +14,14 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_websockets::{Limits, ServerBuilder};
 
+use super::admission::{Admission, AdmissionSlot, Refused};
 use super::auth::{AuthConfig, AuthHook, AuthOutcome, Authenticator};
 use super::connection::{Connection, ConnectionInfo, new_guid};
 use super::connection_task::{self, Heartbeat};
 use super::handshake::{self, Prefixed, Request, UpgradeProblem};
 use super::http::HttpHandler;
+use super::limits::{ConnectionLimits, LimitsConfig};
+use super::origin::OriginPolicy;
 use crate::config::ServerConfig;
 use crate::error::{Error, Result};
 use crate::metrics::{self, ConnectionCounters, Refusal};
@@ -49,6 +52,7 @@ pub struct Server {
     auth: AuthConfig,
     auth_hook: Option<AuthHook>,
     http: Option<Arc<dyn HttpHandler>>,
+    limits: LimitsConfig,
 }
 
 impl std::fmt::Debug for Server {
@@ -69,7 +73,14 @@ impl Server {
             auth: AuthConfig::default(),
             auth_hook: None,
             http: None,
+            limits: LimitsConfig::default(),
         }
+    }
+
+    /// Sets the admission limits (`[limits]`; all off by default).
+    pub fn limits(mut self, limits: LimitsConfig) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// Offers `protocol` under its subprotocol token.
@@ -118,6 +129,9 @@ impl Server {
         let local_addr = listener.local_addr()?;
         let (phase, _) = watch::channel(Phase::Serving);
         let shared = Arc::new(Shared {
+            admission: Arc::new(Admission::new(self.limits.clone())),
+            origins: OriginPolicy::new(&self.config.allowed_origins),
+            limits: self.limits,
             authenticator: Authenticator::new(self.auth, self.auth_hook),
             registry: self.registry,
             config: self.config,
@@ -148,6 +162,12 @@ struct Shared {
     phase: watch::Sender<Phase>,
     /// Signalled whenever a connection leaves `connections` (shutdown waits on it).
     gone: Notify,
+    /// The `[limits]` options.
+    limits: LimitsConfig,
+    /// Connection counts per node and per address.
+    admission: Arc<Admission>,
+    /// `server.allowed_origins`.
+    origins: OriginPolicy,
 }
 
 impl Shared {
@@ -190,6 +210,12 @@ impl ServerHandle {
     /// How many upgraded connections are open.
     pub fn connection_count(&self) -> usize {
         self.shared.connections.lock().len()
+    }
+
+    /// How many sockets are open on the WebSocket port: upgraded connections, and those still in
+    /// their handshake or plain HTTP requests (what `limits.max_connections` counts).
+    pub fn open_sockets(&self) -> usize {
+        self.shared.admission.open()
     }
 
     /// Stops accepting: the listener is closed (new TCP connections are refused by the operating
@@ -296,6 +322,11 @@ fn log_refusal(peer: SocketAddr, reason: Refusal, detail: &str) {
 }
 
 async fn handle_socket(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+    // Counted from accept to close, handshake included, so stalled handshakes count too.
+    let _slot = match AdmissionSlot::take(&shared.admission, peer.ip()) {
+        Ok(slot) => slot,
+        Err(refused) => return refuse_at_accept(stream, peer, refused).await,
+    };
     let cfg = &shared.config;
     let mut buf = BytesMut::new();
     let head = tokio::time::timeout(
@@ -341,6 +372,11 @@ async fn handle_socket(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shar
     if !shared.serving() {
         log_refusal(peer, Refusal::ShuttingDown, SHUTDOWN_REASON);
         let _ = reply(&mut stream, 503, "Service Unavailable", "").await;
+        return;
+    }
+    if !shared.origins.allows(req.header("origin")) {
+        log_refusal(peer, Refusal::Origin, "origin not allowed");
+        let _ = reply(&mut stream, 403, "Forbidden", "").await;
         return;
     }
     let key = match handshake::check_upgrade(&req) {
@@ -398,7 +434,7 @@ async fn handle_socket(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shar
     {
         return;
     }
-    let conn = Connection::new(
+    let conn = Connection::with_limits(
         ConnectionInfo {
             id: Arc::from(new_guid()),
             protocol: token,
@@ -408,11 +444,14 @@ async fn handle_socket(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shar
             origin: req.header("origin").map(str::to_owned),
         },
         cfg.max_outbox_bytes,
+        ConnectionLimits::new(&shared.limits),
     );
     // The request head is not needed for the connection's life.
     drop(req);
     let ws = ServerBuilder::new()
-        .limits(Limits::default().max_payload_len(Some(cfg.max_message_size)))
+        .limits(Limits::default().max_payload_len(Some(
+            shared.limits.max_message_size(token, cfg.max_message_size),
+        )))
         .serve(Prefixed::new(leftover(buf), stream));
     let heartbeat = cfg.heartbeat_interval().map(|interval| Heartbeat {
         interval,
@@ -434,6 +473,45 @@ async fn handle_socket(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shar
     shared.connections.lock().remove(conn.id());
     shared.gone.notify_waiters();
     tracing::debug!(conn = conn.id(), "disconnected");
+}
+
+/// Answers a connection the `[limits]` refused at accept (503 or 429 with `Retry-After`), without
+/// reading its request: the answer is written at once, then what the client sends is read and
+/// dropped for a short while (bounded in time and bytes) so the close does not reset the
+/// connection before the client reads the answer.
+async fn refuse_at_accept(mut stream: TcpStream, peer: SocketAddr, refused: Refused) {
+    use super::admission::Denied;
+    use crate::metrics::Limit;
+    let limit = match refused.why {
+        Denied::NodeFull => Limit::Connections,
+        Denied::IpFull => Limit::ConnectionsPerIp,
+        Denied::IpRate(_) => Limit::ConnectionRate,
+        Denied::TableFull => Limit::IpTable,
+    };
+    metrics::limit_refused(limit);
+    if refused.first {
+        tracing::info!(
+            %peer,
+            limit = limit.label(),
+            "connection refused by a limit (logged once until the limit is fine again)"
+        );
+    } else {
+        tracing::debug!(%peer, limit = limit.label(), "connection refused by a limit");
+    }
+    let (status, phrase) = refused.why.status();
+    let extra = format!("Retry-After: {}\r\n", refused.why.retry_after());
+    let _ = reply(&mut stream, status, phrase, &extra).await;
+    let _ = tokio::time::timeout(std::time::Duration::from_millis(500), async {
+        let mut sink = [0u8; 4096];
+        let mut left: usize = 64 * 1024;
+        while left > 0 {
+            match tokio::io::AsyncReadExt::read(&mut stream, &mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    })
+    .await;
 }
 
 /// Bytes a client sent after its request head (it did not wait for the 101), kept for the

@@ -181,6 +181,13 @@ fn join(inner: &Inner, conn: &Connection, f: Inbound) -> Checked<()> {
             }
             if limit > 0 && st.roster.member_channel_count(&member.id) >= limit {
                 tracing::debug!(conn = conn.id(), "presence: channel limit reached");
+                conn.limit_refused(
+                    crate::metrics::Limit::Subscriptions,
+                    "presence.max_channels_per_member reached",
+                );
+                return Err(Refusal(PresenceError::SubscriptionDenied, owned(&member)));
+            }
+            if !conn.channel_allowed(channel) {
                 return Err(Refusal(PresenceError::SubscriptionDenied, owned(&member)));
             }
             let exists = st.roster.has_channel(channel);
@@ -296,6 +303,11 @@ fn leave(inner: &Inner, conn: &Connection, f: Inbound) -> Checked<()> {
 }
 
 fn publish(inner: &Inner, conn: &Connection, f: Inbound) -> Checked<()> {
+    // `[limits]`: past the publish rate the transport closes the connection (1008); the publish
+    // is dropped without an error frame (the client is being disconnected).
+    if !conn.publish_allowed() {
+        return Ok(());
+    }
     let channel = f.channel.as_str();
     let member = {
         let st = inner.state.read();

@@ -135,6 +135,11 @@ impl SgcProtocol {
                 Some(id) => self.acknowledged(member, id),
                 None => tracing::debug!(conn = conn.id(), "acknowledgment without id"),
             },
+            // `[limits]`: past the publish rate the connection is closed (1008) by the transport;
+            // a publish naming a channel that is too long is ignored, like a denied one.
+            Method::Publish | Method::Broadcast
+                if !conn.publish_allowed()
+                    || !msg.channel.split(',').all(|c| conn.channel_allowed(c)) => {}
             Method::Publish => self.client_publish(member, msg),
             Method::Broadcast => {
                 let message = frame::message_json(&msg.message);
@@ -206,6 +211,9 @@ impl SgcProtocol {
         let conn = member.conn();
         let before = self.hook(|h| &h.before_subscribe);
         for ch in self.expand(&msg.channel) {
+            if !conn.channel_allowed(&ch) {
+                continue;
+            }
             if before.as_ref().is_some_and(|h| !h(conn, &ch)) {
                 tracing::debug!(
                     conn = conn.id(),
@@ -253,6 +261,12 @@ impl SgcProtocol {
             }
             Subscribed::Already => {}
             Subscribed::LimitReached | Subscribed::Gone => {
+                if matches!(outcome, Subscribed::LimitReached) {
+                    conn.limit_refused(
+                        crate::metrics::Limit::Subscriptions,
+                        "sgc.max_subscriptions_per_connection reached",
+                    );
+                }
                 tracing::debug!(
                     conn = conn.id(),
                     channel = ch,

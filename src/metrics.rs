@@ -51,6 +51,10 @@ pub const WS_SLOW_CONSUMER_CLOSES: &str = "wscluster_ws_slow_consumer_closes_tot
 pub const WS_HEARTBEAT_TIMEOUTS: &str = "wscluster_ws_heartbeat_timeouts_total";
 /// Counter: connections still open when the shutdown deadline passed, closed without waiting.
 pub const WS_SHUTDOWN_FORCED: &str = "wscluster_ws_shutdown_forced_total";
+/// Counter, `reason`: upgrades refused by authentication (see
+/// [`crate::transport::auth::AuthRefusal`]); each is also one `auth` refusal of
+/// [`WS_HANDSHAKES_REFUSED`].
+pub const AUTH_REFUSALS: &str = "wscluster_auth_refusals_total";
 
 // --- Publish and subscribe ------------------------------------------------------------------
 
@@ -174,6 +178,11 @@ pub fn describe() {
         WS_HANDSHAKES_REFUSED,
         count,
         "WebSocket upgrades refused, by reason"
+    );
+    describe_counter!(
+        AUTH_REFUSALS,
+        count,
+        "WebSocket upgrades refused by authentication, by reason"
     );
     describe_counter!(
         WS_FRAMES_IN,
@@ -453,6 +462,11 @@ pub enum Origin {
 /// Counts a refused WebSocket upgrade.
 pub fn refused(reason: Refusal) {
     counter!(WS_HANDSHAKES_REFUSED, "reason" => reason.label()).increment(1);
+}
+
+/// Counts an upgrade refused by authentication, by reason.
+pub fn auth_refused(reason: &'static str) {
+    counter!(AUTH_REFUSALS, "reason" => reason).increment(1);
 }
 
 /// Counts a received event dropped for `reason` (`undecodable`, `held_overflow`).

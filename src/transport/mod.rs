@@ -3,6 +3,7 @@
 //! to the application's [`HttpHandler`] (on the WebSocket port, or alone on an [`HttpServer`]).
 
 pub mod auth;
+pub mod bearer;
 mod connection;
 mod connection_task;
 pub mod handshake;

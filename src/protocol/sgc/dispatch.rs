@@ -15,6 +15,7 @@ use super::inbound::{self, Inbound, Method};
 use super::qos::Hold;
 use super::rpc::{self, Notification, RpcRequest};
 use super::{Session, SgcProtocol, Targets};
+use crate::protocol::access::{Action, ChannelRules};
 
 impl SgcProtocol {
     /// Entry point for one text frame.
@@ -137,6 +138,10 @@ impl SgcProtocol {
             },
             Method::Publish => self.client_publish(member, msg),
             Method::Broadcast => {
+                let rules = self.hook(|h| &h.rules);
+                if !allowed(&rules, conn, Action::Publish, &msg.channel) {
+                    return;
+                }
                 let message = frame::message_json(&msg.message);
                 self.broadcast_json(
                     &msg.channel,
@@ -205,7 +210,11 @@ impl SgcProtocol {
     fn client_subscribe(&self, member: &Member<Session>, msg: &Inbound) {
         let conn = member.conn();
         let before = self.hook(|h| &h.before_subscribe);
+        let rules = self.hook(|h| &h.rules);
         for ch in self.expand(&msg.channel) {
+            if !allowed(&rules, conn, Action::Subscribe, &ch) {
+                continue;
+            }
             if before.as_ref().is_some_and(|h| !h(conn, &ch)) {
                 tracing::debug!(
                     conn = conn.id(),
@@ -301,7 +310,19 @@ impl SgcProtocol {
             return;
         }
         let message = frame::message_json(&req.message);
-        self.publish_json(&req.channel, message, req.queue, &Targets::all());
+        let rules = self.hook(|h| &h.rules);
+        if rules.is_none() {
+            self.publish_json(&req.channel, message, req.queue, &Targets::all());
+            return;
+        }
+        // All or nothing, like the hook: every concrete channel must be allowed.
+        let channels = self.expand(&req.channel);
+        if channels
+            .iter()
+            .all(|ch| allowed(&rules, member.conn(), Action::Publish, ch))
+        {
+            self.publish_channels(&channels, message, req.queue, &Targets::all());
+        }
     }
 
     fn client_rpc(
@@ -355,4 +376,25 @@ impl SgcProtocol {
         }
         self.hook(|h| &h.rpc_auth).is_some_and(|h| h(conn, method))
     }
+}
+
+/// What the channel rules say (true without rules); a refusal is logged at debug.
+fn allowed(
+    rules: &Option<std::sync::Arc<ChannelRules>>,
+    conn: &Connection,
+    action: Action,
+    channel: &str,
+) -> bool {
+    let ok = rules
+        .as_ref()
+        .is_none_or(|r| r.allows(conn.user(), action, channel));
+    if !ok {
+        tracing::debug!(
+            conn = conn.id(),
+            channel,
+            ?action,
+            "refused by a channel rule"
+        );
+    }
+    ok
 }

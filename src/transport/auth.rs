@@ -200,6 +200,26 @@ impl Authenticator {
         (at.elapsed() < ttl).then_some(user)
     }
 
+    /// The upgrade path as kept for the connection: token query parameters and the password of
+    /// `/sgc/auth/url/<user>/<password>` replaced by `REDACTED`.
+    pub fn redacted_path(&self, path: &str) -> String {
+        let path = bearer::redact_query(path, &self.config.jwt.query_parameters);
+        let Some(rest) = path.strip_prefix("/sgc/auth/url/") else {
+            return path;
+        };
+        let (segments, query) = match rest.split_once('?') {
+            Some((s, q)) => (s, format!("?{q}")),
+            None => (rest, String::new()),
+        };
+        let mut parts = segments.splitn(3, '/');
+        let user = parts.next().unwrap_or_default();
+        match (parts.next(), parts.next()) {
+            (Some(_), Some(tail)) => format!("/sgc/auth/url/{user}/REDACTED/{tail}{query}"),
+            (Some(_), None) => format!("/sgc/auth/url/{user}/REDACTED{query}"),
+            _ => path,
+        }
+    }
+
     /// Decides an upgrade request: a bearer token when one is presented (and bearer tokens are
     /// on); else URL credentials, a session token, or Basic, in that order. Refusals are counted.
     pub fn authenticate(&self, req: &Request, peer_addr: SocketAddr) -> AuthOutcome {
@@ -405,6 +425,40 @@ mod tests {
             open.authenticate(&req("/", &[]), peer()),
             AuthOutcome::Anonymous
         );
+    }
+
+    #[test]
+    fn kept_paths_hold_no_secrets() {
+        let a = auth(|_| {});
+        assert_eq!(
+            a.redacted_path("/sgc/auth/url/alice/secret"),
+            "/sgc/auth/url/alice/REDACTED"
+        );
+        assert_eq!(
+            a.redacted_path("/sgc/auth/url/alice/secret/x?token=t"),
+            "/sgc/auth/url/alice/REDACTED/x?token=REDACTED"
+        );
+        assert_eq!(
+            a.redacted_path("/sgc/auth/url/alice"),
+            "/sgc/auth/url/alice"
+        );
+        assert_eq!(a.redacted_path("/chat?a=1"), "/chat?a=1");
+    }
+
+    #[test]
+    fn refusals_are_counted_by_reason() {
+        use crate::metrics::testing::{counter, record};
+        let a = auth(|_| {});
+        let (_, rec) = record(|| {
+            a.authenticate(&req("/sgc/auth/url/alice/wrong", &[]), peer());
+            a.authenticate(&req("/sgc/auth/url/alice/secret", &[]), peer());
+        });
+        let n = counter(
+            &rec,
+            crate::metrics::AUTH_REFUSALS,
+            &[("reason", "credentials")],
+        );
+        assert_eq!(n, 1);
     }
 
     #[test]

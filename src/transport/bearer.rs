@@ -259,6 +259,22 @@ pub fn token_of(req: &Request, params: &[String]) -> Option<String> {
     })
 }
 
+/// `path` with the values of the token query parameters `params` replaced by `REDACTED`, so that
+/// what is kept about a connection (and shown by the admin API) holds no token.
+pub fn redact_query(path: &str, params: &[String]) -> String {
+    let Some((base, query)) = path.split_once('?') else {
+        return path.to_owned();
+    };
+    let pairs: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((name, _)) if params.iter().any(|p| p == name) => format!("{name}=REDACTED"),
+            _ => pair.to_owned(),
+        })
+        .collect();
+    format!("{base}?{}", pairs.join("&"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -348,6 +364,17 @@ mod tests {
                 .map(|(a, b)| (a.to_string(), b.to_string()))
                 .collect(),
         }
+    }
+
+    #[test]
+    fn token_parameters_are_redacted() {
+        let params = JwtConfig::default().query_parameters;
+        assert_eq!(
+            redact_query("/a?x=1&token=abc&y", &params),
+            "/a?x=1&token=REDACTED&y"
+        );
+        assert_eq!(redact_query("/a", &params), "/a");
+        assert_eq!(redact_query("/?access_token=q", &[]), "/?access_token=q");
     }
 
     #[test]

@@ -420,7 +420,7 @@ async fn handle_socket(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shar
             id: Arc::from(new_guid()),
             protocol: token,
             peer_addr: peer,
-            path: req.path.clone(),
+            path: shared.authenticator.redacted_path(&req.path),
             user: Some(identity.user).filter(|u| !u.is_empty()),
             origin: req.header("origin").map(str::to_owned),
             claims: identity.claims,

@@ -396,6 +396,27 @@ mod tests {
             })
         ));
         let mut c = Config::default();
+        c.auth.rules.push(crate::protocol::access::ChannelRule {
+            subscribe: vec!["[unclosed".into()],
+            ..Default::default()
+        });
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::Invalid {
+                key: "auth.rules",
+                ..
+            })
+        ));
+        let mut c = Config::default();
+        c.auth.jwt.required = true;
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::Invalid {
+                key: "auth.jwt.required",
+                ..
+            })
+        ));
+        let mut c = Config::default();
         c.node.name = "two words".into();
         assert!(matches!(
             c.validate(),

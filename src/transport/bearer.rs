@@ -342,6 +342,39 @@ mod tests {
         assert_eq!(v.verify("").err(), Some(AuthRefusal::Invalid));
     }
 
+    /// A key pair made for this test only (`openssl genpkey -algorithm ed25519`).
+    const ED_PRIVATE: &str = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIIzU24dvLGX1iYg+N+6Jg5X7aUS1/HfZYV+juZlOA9Pr\n-----END PRIVATE KEY-----\n";
+    const ED_PUBLIC: &str = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAPL/RnBGo0pojp1VUu5vqCiM/1ZrLvBmkqdggpG9PF6M=\n-----END PUBLIC KEY-----\n";
+
+    #[test]
+    fn public_keys_are_read_from_a_pem_file() {
+        let file = tempfile::NamedTempFile::new().unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(file.path(), ED_PUBLIC).unwrap_or_else(|e| panic!("{e}"));
+        let v = JwtVerifier::new(&JwtConfig {
+            enabled: true,
+            algorithm: "EdDSA".into(),
+            public_key_file: file.path().to_string_lossy().into_owned(),
+            ..JwtConfig::default()
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        let key = EncodingKey::from_ed_pem(ED_PRIVATE.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+        let claims = json!({"sub": "dora", "exp": now() + 60});
+        let signed =
+            encode(&Header::new(Algorithm::EdDSA), &claims, &key).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(v.verify(&signed).map(|id| id.user), Ok("dora".to_owned()));
+        // An HMAC token is refused by a verifier for EdDSA (no algorithm confusion).
+        assert_eq!(
+            v.verify(&token(claims, "s3cret")).err(),
+            Some(AuthRefusal::Invalid)
+        );
+        let missing = JwtConfig {
+            algorithm: "EdDSA".into(),
+            public_key_file: "/nonexistent/key.pem".into(),
+            ..JwtConfig::default()
+        };
+        assert!(JwtVerifier::new(&missing).is_err());
+    }
+
     #[test]
     fn configuration_mistakes_are_named() {
         let bad = |f: fn(&mut JwtConfig)| {

@@ -52,7 +52,7 @@ pub const WS_HEARTBEAT_TIMEOUTS: &str = "wscluster_ws_heartbeat_timeouts_total";
 /// Counter: connections still open when the shutdown deadline passed, closed without waiting.
 pub const WS_SHUTDOWN_FORCED: &str = "wscluster_ws_shutdown_forced_total";
 /// Counter, `reason`: upgrades refused by authentication (see
-/// [`crate::transport::auth::AuthRefusal`]); each is also one `auth` refusal of
+/// [`crate::transport::bearer::AuthRefusal`]); each is also one `auth` refusal of
 /// [`WS_HANDSHAKES_REFUSED`].
 pub const AUTH_REFUSALS: &str = "wscluster_auth_refusals_total";
 

@@ -123,6 +123,7 @@ async fn upgrade_status(addr: SocketAddr, path: &str, headers: &str) -> String {
 fn rule(identity: Option<&str>, anonymous: bool, sub: &[&str], publ: &[&str]) -> ChannelRule {
     ChannelRule {
         identity: identity.map(str::to_owned),
+        role: None,
         anonymous,
         subscribe: sub.iter().map(|s| s.to_string()).collect(),
         publish: publ.iter().map(|s| s.to_string()).collect(),
@@ -341,4 +342,28 @@ async fn rules_refuse_a_presence_join_with_error_10_and_a_publish_with_error_20(
         ))
         .await;
     admin.quiet().await;
+}
+
+#[tokio::test]
+async fn a_role_in_the_token_selects_a_rule() {
+    let editors = ChannelRule {
+        role: Some("editor".into()),
+        ..rule(None, false, &["*"], &["*"])
+    };
+    let (n, _) = node(vec![editors, rule(None, false, &["*"], &[])], |_| {}, |s| s).await;
+    // `claims()` gives every token the role "reader": a publish is dropped.
+    let (mut reader, _) = sgc_as(n.addr, "rita").await;
+    reader.subscribe("desk").await;
+    reader
+        .send(&delphi::publish(r#""draft""#, "desk", ""))
+        .await;
+    reader.barrier().await;
+    let mut c = claims("eddie");
+    c["roles"] = json!(["reader", "editor"]);
+    let bearer = format!("Bearer {}", jwt(&c, SECRET));
+    let (mut editor, _) = sgc_at(n.addr, "/", &[("authorization", &bearer)]).await;
+    editor
+        .send(&delphi::publish(r#""final""#, "desk", ""))
+        .await;
+    reader.expect(&s5("desk", r#""final""#)).await;
 }

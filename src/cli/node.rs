@@ -34,7 +34,9 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     let mut stop = Signals::new().context("cannot install signal handlers")?;
     let sgc = SgcProtocol::new(config.sgc.clone());
     let presence = PresenceProtocol::new(config.presence.clone());
-    let rules = ChannelRules::new(&config.auth.rules).map_err(anyhow::Error::msg)?;
+    let rules = ChannelRules::new(&config.auth.rules)
+        .map_err(anyhow::Error::msg)?
+        .with_roles_claim(&config.auth.jwt.roles_claim);
     let rules = Arc::new(rules);
     sgc.channel_rules(rules.clone());
     presence.channel_rules(rules);

@@ -11,12 +11,17 @@
 //!   `*`, `?`, `[set]`, case-insensitive) matches its user; omitted, to every authenticated
 //!   connection. It applies to connections without a user only when `anonymous = true` (then, with
 //!   `identity` omitted, only to them).
+//! - With `role` (a mask too), the rule applies only to connections whose token lists a matching
+//!   role in its roles claim (`auth.jwt.roles_claim`, default `roles`: a string or an array of
+//!   strings); together with `identity`, both must match. Connections without such a claim
+//!   (anonymous ones, users of the spec's modes) never match a rule with a role.
 //! - `subscribe` / `publish` are lists of channel masks (the same matching). An empty list allows
 //!   nothing. A publish or broadcast to everyone is the channel `""`, which only `*` matches.
 
 use serde::{Deserialize, Serialize};
 
 use super::sgc::mask::Mask;
+use crate::transport::Connection;
 
 /// One `[[auth.rules]]` entry as written in the configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -26,6 +31,9 @@ pub struct ChannelRule {
     /// `anonymous`, no authenticated one).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub identity: Option<String>,
+    /// Mask on the roles of the connection's token; `None`: roles do not matter.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
     /// Whether the rule applies to connections without a user.
     pub anonymous: bool,
     /// Channel masks the connection may subscribe to (Presence: join).
@@ -46,13 +54,19 @@ pub enum Action {
 #[derive(Debug, Clone)]
 struct Compiled {
     identity: Option<Mask>,
+    role: Option<Mask>,
     anonymous: bool,
     subscribe: Vec<Mask>,
     publish: Vec<Mask>,
 }
 
 impl Compiled {
-    fn applies(&self, user: Option<&str>) -> bool {
+    fn applies(&self, user: Option<&str>, roles: &[&str]) -> bool {
+        if let Some(role) = &self.role
+            && !roles.iter().any(|r| role.matches(r))
+        {
+            return false;
+        }
         match (user, &self.identity) {
             (None, _) => self.anonymous,
             (Some(u), Some(m)) => m.matches(u),
@@ -65,6 +79,8 @@ impl Compiled {
 #[derive(Debug, Clone, Default)]
 pub struct ChannelRules {
     rules: Vec<Compiled>,
+    roles_claim: String,
+    uses_roles: bool,
 }
 
 impl ChannelRules {
@@ -88,13 +104,48 @@ impl ChannelRules {
                         .as_deref()
                         .map(|p| mask(i, "identity", p))
                         .transpose()?,
+                    role: r.role.as_deref().map(|p| mask(i, "role", p)).transpose()?,
                     anonymous: r.anonymous,
                     subscribe: masks(i, "subscribe", &r.subscribe)?,
                     publish: masks(i, "publish", &r.publish)?,
                 })
             })
             .collect::<Result<Vec<_>, String>>()?;
-        Ok(Self { rules })
+        Ok(Self {
+            uses_roles: rules.iter().any(|r: &Compiled| r.role.is_some()),
+            rules,
+            roles_claim: "roles".into(),
+        })
+    }
+
+    /// Reads roles from the claim `claim` of the connection's token instead of `roles`.
+    pub fn with_roles_claim(mut self, claim: &str) -> Self {
+        claim.clone_into(&mut self.roles_claim);
+        self
+    }
+
+    /// [`ChannelRules::allows_with_roles`] for a connection: its user, and its token's roles
+    /// (read only when a rule names a role).
+    pub fn allows_connection(&self, conn: &Connection, action: Action, channel: &str) -> bool {
+        if self.rules.is_empty() {
+            return true;
+        }
+        let mut roles: Vec<&str> = Vec::new();
+        if self.uses_roles
+            && let Some(claim) = conn.claims().and_then(|c| c.get(&self.roles_claim))
+        {
+            match claim {
+                serde_json::Value::String(r) => roles.push(r),
+                serde_json::Value::Array(a) => roles.extend(a.iter().filter_map(|v| v.as_str())),
+                _ => {}
+            }
+        }
+        self.allows_with_roles(conn.user(), &roles, action, channel)
+    }
+
+    /// Whether a connection with `user` and no roles may do `action` on `channel`.
+    pub fn allows(&self, user: Option<&str>, action: Action, channel: &str) -> bool {
+        self.allows_with_roles(user, &[], action, channel)
     }
 
     /// Whether there are no rules (everything is allowed).
@@ -102,13 +153,19 @@ impl ChannelRules {
         self.rules.is_empty()
     }
 
-    /// Whether a connection with `user` (`None`: not authenticated) may do `action` on the
-    /// concrete `channel`.
-    pub fn allows(&self, user: Option<&str>, action: Action, channel: &str) -> bool {
+    /// Whether a connection with `user` (`None`: not authenticated) and token `roles` may do
+    /// `action` on the concrete `channel`.
+    pub fn allows_with_roles(
+        &self,
+        user: Option<&str>,
+        roles: &[&str],
+        action: Action,
+        channel: &str,
+    ) -> bool {
         if self.rules.is_empty() {
             return true;
         }
-        let Some(rule) = self.rules.iter().find(|r| r.applies(user)) else {
+        let Some(rule) = self.rules.iter().find(|r| r.applies(user, roles)) else {
             return false;
         };
         let masks = match action {
@@ -127,6 +184,7 @@ mod tests {
     fn rule(identity: Option<&str>, anonymous: bool, sub: &[&str], publ: &[&str]) -> ChannelRule {
         ChannelRule {
             identity: identity.map(str::to_owned),
+            role: None,
             anonymous,
             subscribe: sub.iter().map(|s| s.to_string()).collect(),
             publish: publ.iter().map(|s| s.to_string()).collect(),
@@ -176,6 +234,35 @@ mod tests {
     }
 
     #[test]
+    fn roles_narrow_a_rule() {
+        use Action::*;
+        let r = rules(&[
+            ChannelRule {
+                role: Some("ops-*".into()),
+                ..rule(None, false, &["*"], &["*"])
+            },
+            rule(None, false, &["public"], &[]),
+        ]);
+        assert!(r.allows_with_roles(Some("bob"), &["x", "OPS-admin"], Publish, "a"));
+        assert!(!r.allows_with_roles(Some("bob"), &["x"], Publish, "a"));
+        assert!(!r.allows(Some("bob"), Publish, "a"));
+        assert!(r.allows(Some("bob"), Subscribe, "public"));
+        assert!(!r.allows_with_roles(None, &["ops-admin"], Subscribe, "public"));
+    }
+
+    #[test]
+    fn roles_come_from_the_configured_claim_of_the_connection() {
+        let r = rules(&[ChannelRule {
+            role: Some("admin".into()),
+            ..rule(None, false, &["*"], &["*"])
+        }])
+        .with_roles_claim("groups");
+        let conn = Connection::detached("A", None);
+        assert!(!r.allows_connection(&conn, Action::Publish, "a"));
+        assert!(ChannelRules::default().allows_connection(&conn, Action::Publish, "a"));
+    }
+
+    #[test]
     fn malformed_masks_are_named() {
         let e = ChannelRules::new(&[rule(None, false, &["ok"], &["[oops"])]).err();
         assert_eq!(
@@ -183,6 +270,11 @@ mod tests {
             Some("auth.rules[0].publish: malformed mask \"[oops\"")
         );
         assert!(ChannelRules::new(&[rule(Some("[x"), false, &[], &[])]).is_err());
+        let bad_role = ChannelRule {
+            role: Some("[r".into()),
+            ..Default::default()
+        };
+        assert!(ChannelRules::new(&[bad_role]).is_err());
     }
 
     #[test]

@@ -46,6 +46,9 @@ pub struct JwtConfig {
     pub identity_claim: String,
     /// Query parameters of the upgrade URL that may carry the token (empty: header only).
     pub query_parameters: Vec<String>,
+    /// The claim listing the token's roles (a string or an array of strings), which
+    /// `[[auth.rules]]` entries with a `role` match.
+    pub roles_claim: String,
 }
 
 impl Default for JwtConfig {
@@ -61,6 +64,7 @@ impl Default for JwtConfig {
             leeway_s: 30,
             identity_claim: "sub".into(),
             query_parameters: vec!["access_token".into(), "token".into()],
+            roles_claim: "roles".into(),
         }
     }
 }

@@ -100,7 +100,7 @@ fn actor(st: &State, conn: &Connection, sent: Option<&Member>) -> Checked<Arc<Me
 /// What the channel rules say (`None` without rules), in the shape [`ask`] takes.
 fn ruled(inner: &Inner, conn: &Connection, action: Action, channel: &str) -> Option<bool> {
     let rules = inner.hooks.read().rules.clone()?;
-    let allowed = rules.allows(conn.user(), action, channel);
+    let allowed = rules.allows_connection(conn, action, channel);
     if !allowed {
         tracing::debug!(
             conn = conn.id(),

@@ -387,7 +387,7 @@ fn allowed(
 ) -> bool {
     let ok = rules
         .as_ref()
-        .is_none_or(|r| r.allows(conn.user(), action, channel));
+        .is_none_or(|r| r.allows_connection(conn, action, channel));
     if !ok {
         tracing::debug!(
             conn = conn.id(),

@@ -216,6 +216,11 @@ impl Config {
         if let Err(message) = crate::protocol::access::ChannelRules::new(&self.auth.rules) {
             return invalid("auth.rules", message);
         }
+        if self.auth.jwt.enabled
+            && let Err(message) = crate::transport::bearer::JwtVerifier::new(&self.auth.jwt)
+        {
+            return invalid("auth.jwt", message);
+        }
         if self.auth.jwt.required && !self.auth.jwt.enabled {
             return invalid(
                 "auth.jwt.required",
@@ -406,6 +411,12 @@ mod tests {
                 key: "auth.rules",
                 ..
             })
+        ));
+        let mut c = Config::default();
+        c.auth.jwt.enabled = true;
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::Invalid { key: "auth.jwt", ref message }) if message.contains("secret")
         ));
         let mut c = Config::default();
         c.auth.jwt.required = true;

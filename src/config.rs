@@ -221,6 +221,20 @@ impl Config {
                 ),
             );
         }
+        if let Err(message) = crate::protocol::access::ChannelRules::new(&self.auth.rules) {
+            return invalid("auth.rules", message);
+        }
+        if self.auth.jwt.enabled
+            && let Err(message) = crate::transport::bearer::JwtVerifier::new(&self.auth.jwt)
+        {
+            return invalid("auth.jwt", message);
+        }
+        if self.auth.jwt.required && !self.auth.jwt.enabled {
+            return invalid(
+                "auth.jwt.required",
+                "needs auth.jwt.enabled (the binary has no other bearer-token check)".into(),
+            );
+        }
         if self.node.log_level.trim().is_empty() {
             return invalid("node.log_level", "must not be empty".into());
         }
@@ -325,25 +339,52 @@ mod tests {
         assert_eq!(example, defaults);
     }
 
-    /// Every option (leaf of the defaults) is spelled out in the example file, not just defaulted.
+    /// Every option (leaf of the defaults, also in sub-tables such as `auth.jwt`) is spelled out
+    /// in the example file, not just defaulted.
     #[test]
     fn example_file_names_every_option() {
+        fn check(written: &toml::Table, defaults: &toml::Table, at: &str) {
+            for (key, value) in defaults {
+                let here = written.get(key);
+                assert!(
+                    here.is_some(),
+                    "wscluster.example.toml does not document {at}{key}"
+                );
+                if let (Some(sub), Some(w)) = (value.as_table(), here.and_then(|h| h.as_table())) {
+                    // `auth.users` is free-form (user names), not options.
+                    if !sub.is_empty() {
+                        check(w, sub, &format!("{at}{key}."));
+                    }
+                }
+            }
+        }
         let text = include_str!("../wscluster.example.toml");
         let written: toml::Table = text.parse().unwrap_or_else(|e| panic!("{e}"));
         let defaults = toml::Table::try_from(Config::default()).unwrap_or_else(|e| panic!("{e}"));
-        for (section, fields) in &defaults {
-            let Some(fields) = fields.as_table() else {
-                continue;
-            };
-            for key in fields.keys() {
-                assert!(
-                    written
-                        .get(section)
-                        .and_then(|s| s.as_table())
-                        .is_some_and(|s| s.contains_key(key)),
-                    "wscluster.example.toml does not document {section}.{key}"
-                );
-            }
+        check(&written, &defaults, "");
+    }
+
+    /// `[[auth.rules]]` is empty by default, so the check above cannot see it: its fields must be
+    /// shown in the example file and the docs.
+    #[test]
+    fn channel_rules_are_documented() {
+        let example = include_str!("../wscluster.example.toml");
+        let docs = include_str!("../docs/configuration.md");
+        assert!(example.contains("# [[auth.rules]]") && docs.contains("[[auth.rules]]"));
+        let rule = crate::protocol::access::ChannelRule {
+            identity: Some("x".into()),
+            ..Default::default()
+        };
+        let fields = toml::Table::try_from(rule).unwrap_or_else(|e| panic!("{e}"));
+        for field in fields.keys() {
+            assert!(
+                example.contains(&format!("# {field} =")),
+                "example lacks {field}"
+            );
+            assert!(
+                docs.contains(&format!("| `{field}` |")),
+                "docs lack {field}"
+            );
         }
     }
 
@@ -364,6 +405,33 @@ mod tests {
             c.validate(),
             Err(ConfigError::Invalid {
                 key: "server.max_outbox_bytes",
+                ..
+            })
+        ));
+        let mut c = Config::default();
+        c.auth.rules.push(crate::protocol::access::ChannelRule {
+            subscribe: vec!["[unclosed".into()],
+            ..Default::default()
+        });
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::Invalid {
+                key: "auth.rules",
+                ..
+            })
+        ));
+        let mut c = Config::default();
+        c.auth.jwt.enabled = true;
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::Invalid { key: "auth.jwt", ref message }) if message.contains("secret")
+        ));
+        let mut c = Config::default();
+        c.auth.jwt.required = true;
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::Invalid {
+                key: "auth.jwt.required",
                 ..
             })
         ));

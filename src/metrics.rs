@@ -54,6 +54,10 @@ pub const WS_SHUTDOWN_FORCED: &str = "wscluster_ws_shutdown_forced_total";
 /// Counter, `limit` (see [`Limit`]): connections, messages or requests refused by a `[limits]`
 /// option.
 pub const LIMIT_REFUSALS: &str = "wscluster_limit_refusals_total";
+/// Counter, `reason`: upgrades refused by authentication (see
+/// [`crate::transport::bearer::AuthRefusal`]); each is also one `auth` refusal of
+/// [`WS_HANDSHAKES_REFUSED`].
+pub const AUTH_REFUSALS: &str = "wscluster_auth_refusals_total";
 
 // --- Publish and subscribe ------------------------------------------------------------------
 
@@ -180,6 +184,11 @@ pub fn describe() {
         WS_HANDSHAKES_REFUSED,
         count,
         "WebSocket upgrades refused, by reason"
+    );
+    describe_counter!(
+        AUTH_REFUSALS,
+        count,
+        "WebSocket upgrades refused by authentication, by reason"
     );
     describe_counter!(
         WS_FRAMES_IN,
@@ -506,6 +515,11 @@ impl Limit {
 /// Counts something refused by a `[limits]` option.
 pub fn limit_refused(limit: Limit) {
     counter!(LIMIT_REFUSALS, "limit" => limit.label()).increment(1);
+}
+
+/// Counts an upgrade refused by authentication, by reason.
+pub fn auth_refused(reason: &'static str) {
+    counter!(AUTH_REFUSALS, "reason" => reason).increment(1);
 }
 
 /// Counts a received event dropped for `reason` (`undecodable`, `held_overflow`).

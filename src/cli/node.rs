@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use wscluster::cluster::{Cluster, EngineKind, PresenceAdapter, SgcAdapter};
 use wscluster::ops::{self, Listener, Ops};
+use wscluster::protocol::access::ChannelRules;
 use wscluster::transport::HttpServer;
 use wscluster::{Config, PresenceProtocol, Server, SgcProtocol};
 
@@ -33,6 +34,12 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     let mut stop = Signals::new().context("cannot install signal handlers")?;
     let sgc = SgcProtocol::new(config.sgc.clone());
     let presence = PresenceProtocol::new(config.presence.clone());
+    let rules = ChannelRules::new(&config.auth.rules)
+        .map_err(anyhow::Error::msg)?
+        .with_roles_claim(&config.auth.jwt.roles_claim);
+    let rules = Arc::new(rules);
+    sgc.channel_rules(rules.clone());
+    presence.channel_rules(rules);
     let ops = operations(&config, &sgc, &presence);
     let mut server = Server::new(config.server.clone())
         .protocol(Arc::new(sgc.clone()))

@@ -90,6 +90,7 @@ fn every_metric_is_described() {
     for name in [
         WS_CONNECTIONS_OPENED,
         WS_HANDSHAKES_REFUSED,
+        AUTH_REFUSALS,
         WS_FRAMES_IN,
         WS_FRAMES_OUT,
         WS_BYTES_IN,

@@ -10,6 +10,7 @@ use bytes::Bytes;
 
 use crate::transport::Connection;
 
+pub mod access;
 pub mod json;
 pub mod presence;
 pub mod sgc;

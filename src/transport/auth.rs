@@ -2,6 +2,11 @@
 //! single-use session tokens (`GET /sgc/req/auth/session/<user>/<password>`, then
 //! `/sgc/auth/session/<token>`), and HTTP Basic. Credentials are checked against the configured
 //! user list first, then the application's hook.
+//!
+//! Beyond the spec: bearer tokens (`[auth.jwt]` or the application's bearer hook, see
+//! [`super::bearer`]). A presented token decides alone: valid, the upgrade is the token's
+//! identity; invalid, the upgrade is refused (404, like every refusal of §1.6) even when
+//! non-authenticated connections are allowed. Without a token the spec's modes are tried.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -12,7 +17,11 @@ use base64::Engine as _;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
+use super::bearer::{
+    self, AuthRefusal, BearerAttempt, BearerHook, Identity, JwtConfig, JwtVerifier,
+};
 use super::handshake::Request;
+use crate::protocol::access::ChannelRule;
 
 /// Authentication options. Off by default.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -34,6 +43,12 @@ pub struct AuthConfig {
     pub session_token_ttl_ms: u64,
     /// At most this many unused session tokens are kept; older ones are dropped first.
     pub max_session_tokens: usize,
+    /// Bearer tokens verified as JWTs (`[auth.jwt]`).
+    pub jwt: JwtConfig,
+    /// Channel rules (`[[auth.rules]]`): who may subscribe and publish where. Empty: everyone
+    /// may do everything. Applied by the protocols (see [`crate::protocol::access`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<ChannelRule>,
 }
 
 impl Default for AuthConfig {
@@ -47,6 +62,8 @@ impl Default for AuthConfig {
             basic: false,
             session_token_ttl_ms: 60_000,
             max_session_tokens: 10_000,
+            jwt: JwtConfig::default(),
+            rules: Vec::new(),
         }
     }
 }
@@ -66,14 +83,14 @@ pub struct AuthAttempt<'a> {
 pub type AuthHook = Arc<dyn Fn(&AuthAttempt<'_>) -> bool + Send + Sync>;
 
 /// What authentication decided for an upgrade.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum AuthOutcome {
     /// Authentication is off, or failed and non-authenticated connections are allowed.
     Anonymous,
-    /// The upgrade proved this user.
-    User(String),
+    /// The upgrade proved this user (and, with a bearer token, its claims).
+    User(Identity),
     /// Refused: answer the upgrade with HTTP 404.
-    Refused,
+    Refused(AuthRefusal),
 }
 
 /// Checks credentials and keeps the single-use session tokens.
@@ -81,6 +98,8 @@ pub struct Authenticator {
     config: AuthConfig,
     hook: Option<AuthHook>,
     tokens: Mutex<HashMap<String, (String, Instant)>>,
+    jwt: Option<JwtVerifier>,
+    bearer_hook: Option<BearerHook>,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -93,12 +112,40 @@ impl std::fmt::Debug for Authenticator {
 }
 
 impl Authenticator {
-    /// An authenticator for `config`, with an optional application hook.
+    /// An authenticator for `config`, with an optional application hook. Bearer tokens are not
+    /// accepted (see [`Authenticator::with_bearer`]).
     pub fn new(config: AuthConfig, hook: Option<AuthHook>) -> Self {
         Self {
             config,
             hook,
             tokens: Mutex::new(HashMap::new()),
+            jwt: None,
+            bearer_hook: None,
+        }
+    }
+
+    /// Accepts bearer tokens: checked by `hook` when set, else verified as JWTs when
+    /// `auth.jwt.enabled` (this reads `auth.jwt.public_key_file`). The error names the option.
+    pub fn with_bearer(mut self, hook: Option<BearerHook>) -> Result<Self, String> {
+        if hook.is_none() && self.config.jwt.enabled {
+            self.jwt = Some(JwtVerifier::new(&self.config.jwt)?);
+        }
+        self.bearer_hook = hook;
+        Ok(self)
+    }
+
+    fn bearer_on(&self) -> bool {
+        self.bearer_hook.is_some() || self.jwt.is_some()
+    }
+
+    /// Checks a presented bearer token.
+    fn bearer(&self, token: &str, peer_addr: SocketAddr) -> Result<Identity, AuthRefusal> {
+        match (&self.bearer_hook, &self.jwt) {
+            (Some(h), _) => h(&BearerAttempt { token, peer_addr })
+                .filter(|id| !id.user.is_empty())
+                .ok_or(AuthRefusal::Hook),
+            (None, Some(v)) => v.verify(token),
+            (None, None) => Err(AuthRefusal::Invalid),
         }
     }
 
@@ -153,13 +200,67 @@ impl Authenticator {
         (at.elapsed() < ttl).then_some(user)
     }
 
-    /// Decides an upgrade request: URL credentials, a session token, or Basic, in that order.
-    pub fn authenticate(&self, req: &Request, peer_addr: SocketAddr) -> AuthOutcome {
-        if !self.config.enabled {
-            return AuthOutcome::Anonymous;
+    /// The upgrade path as kept for the connection: token query parameters and the password of
+    /// `/sgc/auth/url/<user>/<password>` replaced by `REDACTED`.
+    pub fn redacted_path(&self, path: &str) -> String {
+        let path = bearer::redact_query(path, &self.config.jwt.query_parameters);
+        let Some(rest) = path.strip_prefix("/sgc/auth/url/") else {
+            return path;
+        };
+        let (segments, query) = match rest.split_once('?') {
+            Some((s, q)) => (s, format!("?{q}")),
+            None => (rest, String::new()),
+        };
+        let mut parts = segments.splitn(3, '/');
+        let user = parts.next().unwrap_or_default();
+        match (parts.next(), parts.next()) {
+            (Some(_), Some(tail)) => format!("/sgc/auth/url/{user}/REDACTED/{tail}{query}"),
+            (Some(_), None) => format!("/sgc/auth/url/{user}/REDACTED{query}"),
+            _ => path,
         }
+    }
+
+    /// Decides an upgrade request: a bearer token when one is presented (and bearer tokens are
+    /// on); else URL credentials, a session token, or Basic, in that order. Refusals are counted.
+    pub fn authenticate(&self, req: &Request, peer_addr: SocketAddr) -> AuthOutcome {
+        let outcome = self.decide(req, peer_addr);
+        if let AuthOutcome::Refused(why) = outcome {
+            crate::metrics::auth_refused(why.label());
+        }
+        outcome
+    }
+
+    fn decide(&self, req: &Request, peer_addr: SocketAddr) -> AuthOutcome {
+        if self.bearer_on()
+            && let Some(token) = bearer::token_of(req, &self.config.jwt.query_parameters)
+        {
+            return match self.bearer(&token, peer_addr) {
+                Ok(id) => AuthOutcome::User(id),
+                Err(why) => AuthOutcome::Refused(why),
+            };
+        }
+        let required = self.bearer_on() && self.config.jwt.required;
+        if !self.config.enabled {
+            return if required {
+                AuthOutcome::Refused(AuthRefusal::Missing)
+            } else {
+                AuthOutcome::Anonymous
+            };
+        }
+        match self.credentials(req, peer_addr) {
+            Some(u) => AuthOutcome::User(Identity {
+                user: u,
+                claims: None,
+            }),
+            None if self.config.allow_non_auth && !required => AuthOutcome::Anonymous,
+            None => AuthOutcome::Refused(AuthRefusal::Credentials),
+        }
+    }
+
+    /// The user the spec's modes prove, if any.
+    fn credentials(&self, req: &Request, peer_addr: SocketAddr) -> Option<String> {
         let path = req.path_only();
-        let user = if self.config.url && path.starts_with("/sgc/auth/url/") {
+        if self.config.url && path.starts_with("/sgc/auth/url/") {
             two_segments(path, "/sgc/auth/url/")
                 .filter(|(u, p)| self.check(u, p, peer_addr))
                 .map(|(u, _)| u)
@@ -174,11 +275,6 @@ impl Authenticator {
                 .map(|(u, _)| u)
         } else {
             None
-        };
-        match user {
-            Some(u) => AuthOutcome::User(u),
-            None if self.config.allow_non_auth => AuthOutcome::Anonymous,
-            None => AuthOutcome::Refused,
         }
     }
 }
@@ -205,7 +301,7 @@ fn parse_basic(value: &str) -> Option<(String, String)> {
     Some((u.to_owned(), p.to_owned()))
 }
 
-fn percent_decode(s: &str) -> String {
+pub(crate) fn percent_decode(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -266,9 +362,12 @@ mod tests {
         );
         assert_eq!(
             a.authenticate(&req("/sgc/auth/url/alice/wrong", &[]), peer()),
-            AuthOutcome::Refused
+            AuthOutcome::Refused(AuthRefusal::Credentials)
         );
-        assert_eq!(a.authenticate(&req("/", &[]), peer()), AuthOutcome::Refused);
+        assert_eq!(
+            a.authenticate(&req("/", &[]), peer()),
+            AuthOutcome::Refused(AuthRefusal::Credentials)
+        );
     }
 
     #[test]
@@ -288,7 +387,7 @@ mod tests {
         );
         assert_eq!(
             a.authenticate(&req(&path, &[]), peer()),
-            AuthOutcome::Refused
+            AuthOutcome::Refused(AuthRefusal::Credentials)
         );
     }
 
@@ -298,7 +397,7 @@ mod tests {
         let h = [("authorization", "Basic YWxpY2U6c2VjcmV0")];
         assert_eq!(
             auth(|_| {}).authenticate(&req("/", &h), peer()),
-            AuthOutcome::Refused
+            AuthOutcome::Refused(AuthRefusal::Credentials)
         );
         assert_eq!(
             auth(|c| c.basic = true).authenticate(&req("/", &h), peer()),
@@ -326,6 +425,40 @@ mod tests {
             open.authenticate(&req("/", &[]), peer()),
             AuthOutcome::Anonymous
         );
+    }
+
+    #[test]
+    fn kept_paths_hold_no_secrets() {
+        let a = auth(|_| {});
+        assert_eq!(
+            a.redacted_path("/sgc/auth/url/alice/secret"),
+            "/sgc/auth/url/alice/REDACTED"
+        );
+        assert_eq!(
+            a.redacted_path("/sgc/auth/url/alice/secret/x?token=t"),
+            "/sgc/auth/url/alice/REDACTED/x?token=REDACTED"
+        );
+        assert_eq!(
+            a.redacted_path("/sgc/auth/url/alice"),
+            "/sgc/auth/url/alice"
+        );
+        assert_eq!(a.redacted_path("/chat?a=1"), "/chat?a=1");
+    }
+
+    #[test]
+    fn refusals_are_counted_by_reason() {
+        use crate::metrics::testing::{counter, record};
+        let a = auth(|_| {});
+        let (_, rec) = record(|| {
+            a.authenticate(&req("/sgc/auth/url/alice/wrong", &[]), peer());
+            a.authenticate(&req("/sgc/auth/url/alice/secret", &[]), peer());
+        });
+        let n = counter(
+            &rec,
+            crate::metrics::AUTH_REFUSALS,
+            &[("reason", "credentials")],
+        );
+        assert_eq!(n, 1);
     }
 
     #[test]

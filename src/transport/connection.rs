@@ -32,6 +32,8 @@ pub struct ConnectionInfo {
     pub user: Option<String>,
     /// The `Origin` header of the upgrade, if any.
     pub origin: Option<String>,
+    /// The claims of the bearer token that authenticated the connection, if any.
+    pub claims: Option<Arc<super::bearer::Claims>>,
 }
 
 struct Shared {
@@ -166,6 +168,11 @@ impl Connection {
         self.shared.info.user.as_deref()
     }
 
+    /// The claims of the bearer token that authenticated the connection (e.g. `roles`), if any.
+    pub fn claims(&self) -> Option<&super::bearer::Claims> {
+        self.shared.info.claims.as_deref()
+    }
+
     /// Queues a text frame. `text` must be UTF-8; encoders in this crate guarantee it.
     /// Sharing one `Bytes` between many connections costs no copy.
     pub fn send_text(&self, text: Bytes) -> Result<(), SendError> {
@@ -213,6 +220,7 @@ impl Connection {
                 path: "/".into(),
                 user: None,
                 origin: None,
+                claims: None,
             },
             usize::MAX / 2,
         )

@@ -4,6 +4,7 @@
 
 pub mod admission;
 pub mod auth;
+pub mod bearer;
 mod connection;
 mod connection_task;
 pub mod handshake;

@@ -16,6 +16,7 @@ use tokio_websockets::{Limits, ServerBuilder};
 
 use super::admission::{Admission, AdmissionSlot, Refused};
 use super::auth::{AuthConfig, AuthHook, AuthOutcome, Authenticator};
+use super::bearer::{BearerAttempt, BearerHook, Identity};
 use super::connection::{Connection, ConnectionInfo, new_guid};
 use super::connection_task::{self, Heartbeat};
 use super::handshake::{self, Prefixed, Request, UpgradeProblem};
@@ -51,6 +52,7 @@ pub struct Server {
     registry: ProtocolRegistry,
     auth: AuthConfig,
     auth_hook: Option<AuthHook>,
+    bearer_hook: Option<BearerHook>,
     http: Option<Arc<dyn HttpHandler>>,
     limits: LimitsConfig,
 }
@@ -72,6 +74,7 @@ impl Server {
             registry: ProtocolRegistry::new(),
             auth: AuthConfig::default(),
             auth_hook: None,
+            bearer_hook: None,
             http: None,
             limits: LimitsConfig::default(),
         }
@@ -118,8 +121,22 @@ impl Server {
         self
     }
 
+    /// Sets the application's bearer-token check (`Authorization: Bearer`, or a token query
+    /// parameter): the identity the token proves, or `None` to refuse. It replaces the built-in
+    /// JWT verification of `auth.jwt`.
+    pub fn bearer_hook(
+        mut self,
+        hook: impl Fn(&BearerAttempt<'_>) -> Option<Identity> + Send + Sync + 'static,
+    ) -> Self {
+        self.bearer_hook = Some(Arc::new(hook));
+        self
+    }
+
     /// Binds the listener and starts accepting. Returns once the port is open.
     pub async fn bind(self) -> Result<ServerHandle> {
+        let authenticator = Authenticator::new(self.auth, self.auth_hook)
+            .with_bearer(self.bearer_hook)
+            .map_err(Error::Config)?;
         let listener = TcpListener::bind(self.config.listen)
             .await
             .map_err(|source| Error::Bind {
@@ -132,7 +149,7 @@ impl Server {
             admission: Arc::new(Admission::new(self.limits.clone())),
             origins: OriginPolicy::new(&self.config.allowed_origins),
             limits: self.limits,
-            authenticator: Authenticator::new(self.auth, self.auth_hook),
+            authenticator,
             registry: self.registry,
             config: self.config,
             connections: Mutex::new(HashMap::new()),
@@ -414,11 +431,11 @@ async fn handle_socket(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shar
             return;
         }
     };
-    let user = match shared.authenticator.authenticate(&req, peer) {
-        AuthOutcome::User(u) => Some(u),
-        AuthOutcome::Anonymous => None,
-        AuthOutcome::Refused => {
-            log_refusal(peer, Refusal::Auth, "authentication failed");
+    let identity = match shared.authenticator.authenticate(&req, peer) {
+        AuthOutcome::User(id) => id,
+        AuthOutcome::Anonymous => Identity::default(),
+        AuthOutcome::Refused(why) => {
+            log_refusal(peer, Refusal::Auth, why.label());
             let _ = reply(&mut stream, 404, "Not Found", "").await;
             return;
         }
@@ -439,9 +456,10 @@ async fn handle_socket(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shar
             id: Arc::from(new_guid()),
             protocol: token,
             peer_addr: peer,
-            path: req.path.clone(),
-            user,
+            path: shared.authenticator.redacted_path(&req.path),
+            user: Some(identity.user).filter(|u| !u.is_empty()),
             origin: req.header("origin").map(str::to_owned),
+            claims: identity.claims,
         },
         cfg.max_outbox_bytes,
         ConnectionLimits::new(&shared.limits),

@@ -143,7 +143,12 @@ pub struct PClient {
 impl PClient {
     /// Connects and reads the session frame, which must be exactly the spec's.
     pub async fn connect(addr: SocketAddr) -> Self {
-        let mut ws = WsClient::connect(addr, "/", &["presence.esegece.com"])
+        Self::connect_at(addr, "/").await
+    }
+
+    /// Like [`PClient::connect`], upgrading at `path` (e.g. with a token query parameter).
+    pub async fn connect_at(addr: SocketAddr, path: &str) -> Self {
+        let mut ws = WsClient::connect(addr, path, &["presence.esegece.com"])
             .await
             .unwrap_or_else(|e| panic!("connect: {e}"));
         assert_eq!(ws.protocol.as_deref(), Some("presence.esegece.com"));

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use super::errors::PresenceError;
 use crate::hub::roster::Member;
+use crate::protocol::access::ChannelRules;
 use crate::protocol::json::Payload;
 use crate::transport::Connection;
 
@@ -40,6 +41,8 @@ pub(crate) struct Hooks {
     pub(crate) before_send_members: Option<Arc<ChannelHook>>,
     /// Told about everything that happened.
     pub(crate) on_event: Option<Arc<EventHandler>>,
+    /// The channel rules, asked before the join and publish hooks.
+    pub(crate) rules: Option<Arc<ChannelRules>>,
 }
 
 /// Something that happened in the Presence protocol, as the application hears it.

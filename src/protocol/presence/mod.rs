@@ -143,6 +143,13 @@ impl PresenceProtocol {
         &self.inner.config
     }
 
+    /// Applies channel rules (`[[auth.rules]]`) to joins (refused with error 10, like
+    /// `OnBeforeNewChannelMember`) and publishes (error 20, like `OnBeforePublishMsg`), before the
+    /// application's hooks. Empty rules allow everything.
+    pub fn channel_rules(&self, rules: Arc<crate::protocol::access::ChannelRules>) {
+        self.inner.hooks.write().rules = (!rules.is_empty()).then_some(rules);
+    }
+
     /// Installs `OnBeforeNewMember`: return `false` to refuse a `member@new` (error 2).
     pub fn on_before_new_member(
         &self,

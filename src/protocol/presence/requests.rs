@@ -17,6 +17,7 @@ use super::hooks::AppEvent;
 use super::{Inner, State};
 use crate::hub::roster::{JoinError, LeaveError, Member, Origin};
 use crate::metrics::Origin::Local;
+use crate::protocol::access::Action;
 use crate::transport::Connection;
 
 /// A refusal: the error and the member written in its frame (the channel is the request's).
@@ -94,6 +95,21 @@ fn actor(st: &State, conn: &Connection, sent: Option<&Member>) -> Checked<Arc<Me
             ))
         }
     }
+}
+
+/// What the channel rules say (`None` without rules), in the shape [`ask`] takes.
+fn ruled(inner: &Inner, conn: &Connection, action: Action, channel: &str) -> Option<bool> {
+    let rules = inner.hooks.read().rules.clone()?;
+    let allowed = rules.allows_connection(conn, action, channel);
+    if !allowed {
+        tracing::debug!(
+            conn = conn.id(),
+            channel,
+            ?action,
+            "presence: refused by a channel rule"
+        );
+    }
+    Some(allowed)
 }
 
 fn ask(hook: Option<bool>, error: PresenceError, member: &Member) -> Checked<()> {
@@ -193,6 +209,11 @@ fn join(inner: &Inner, conn: &Connection, f: Inbound) -> Checked<()> {
             let exists = st.roster.has_channel(channel);
             (member, exists)
         };
+        ask(
+            ruled(inner, conn, Action::Subscribe, channel),
+            PresenceError::SubscriptionDenied,
+            &member,
+        )?;
         if !exists && !asked_new_channel {
             if channel.is_empty() {
                 return Err(Refusal(PresenceError::NewChannelDenied, owned(&member)));
@@ -322,6 +343,11 @@ fn publish(inner: &Inner, conn: &Connection, f: Inbound) -> Checked<()> {
         }
         member
     };
+    ask(
+        ruled(inner, conn, Action::Publish, channel),
+        PresenceError::PublishDenied,
+        &member,
+    )?;
     let hook = inner.hooks.read().before_publish.clone();
     ask(
         hook.map(|h| h(conn, &f.message, channel, &member)),

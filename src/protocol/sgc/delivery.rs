@@ -42,9 +42,20 @@ impl SgcProtocol {
         queue: QueueLevel,
         targets: &Targets,
     ) -> usize {
-        let mut sent = 0;
         let channels = self.expand(requested);
-        for channel in &channels {
+        self.publish_channels(&channels, message, queue, targets)
+    }
+
+    /// Publishes to concrete (already expanded) channels.
+    pub(crate) fn publish_channels(
+        &self,
+        channels: &[String],
+        message: Bytes,
+        queue: QueueLevel,
+        targets: &Targets,
+    ) -> usize {
+        let mut sent = 0;
+        for channel in channels {
             sent += self.publish_local(channel, &message, queue, targets);
             self.inner.relay.emit_with(|| {
                 SgcEvent::Publish(SgcPublish {

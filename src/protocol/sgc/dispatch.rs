@@ -15,6 +15,7 @@ use super::inbound::{self, Inbound, Method};
 use super::qos::Hold;
 use super::rpc::{self, Notification, RpcRequest};
 use super::{Session, SgcProtocol, Targets};
+use crate::protocol::access::{Action, ChannelRules};
 
 impl SgcProtocol {
     /// Entry point for one text frame.
@@ -142,6 +143,10 @@ impl SgcProtocol {
                     || !msg.channel.split(',').all(|c| conn.channel_allowed(c)) => {}
             Method::Publish => self.client_publish(member, msg),
             Method::Broadcast => {
+                let rules = self.hook(|h| &h.rules);
+                if !allowed(&rules, conn, Action::Publish, &msg.channel) {
+                    return;
+                }
                 let message = frame::message_json(&msg.message);
                 self.broadcast_json(
                     &msg.channel,
@@ -210,8 +215,9 @@ impl SgcProtocol {
     fn client_subscribe(&self, member: &Member<Session>, msg: &Inbound) {
         let conn = member.conn();
         let before = self.hook(|h| &h.before_subscribe);
+        let rules = self.hook(|h| &h.rules);
         for ch in self.expand(&msg.channel) {
-            if !conn.channel_allowed(&ch) {
+            if !conn.channel_allowed(&ch) || !allowed(&rules, conn, Action::Subscribe, &ch) {
                 continue;
             }
             if before.as_ref().is_some_and(|h| !h(conn, &ch)) {
@@ -315,7 +321,19 @@ impl SgcProtocol {
             return;
         }
         let message = frame::message_json(&req.message);
-        self.publish_json(&req.channel, message, req.queue, &Targets::all());
+        let rules = self.hook(|h| &h.rules);
+        if rules.is_none() {
+            self.publish_json(&req.channel, message, req.queue, &Targets::all());
+            return;
+        }
+        // All or nothing, like the hook: every concrete channel must be allowed.
+        let channels = self.expand(&req.channel);
+        if channels
+            .iter()
+            .all(|ch| allowed(&rules, member.conn(), Action::Publish, ch))
+        {
+            self.publish_channels(&channels, message, req.queue, &Targets::all());
+        }
     }
 
     fn client_rpc(
@@ -369,4 +387,25 @@ impl SgcProtocol {
         }
         self.hook(|h| &h.rpc_auth).is_some_and(|h| h(conn, method))
     }
+}
+
+/// What the channel rules say (true without rules); a refusal is logged at debug.
+fn allowed(
+    rules: &Option<std::sync::Arc<ChannelRules>>,
+    conn: &Connection,
+    action: Action,
+    channel: &str,
+) -> bool {
+    let ok = rules
+        .as_ref()
+        .is_none_or(|r| r.allows_connection(conn, action, channel));
+    if !ok {
+        tracing::debug!(
+            conn = conn.id(),
+            channel,
+            ?action,
+            "refused by a channel rule"
+        );
+    }
+    ok
 }

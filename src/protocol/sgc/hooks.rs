@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::protocol::access::ChannelRules;
 use crate::protocol::json::Payload;
 use crate::transport::Connection;
 
@@ -56,12 +57,21 @@ pub(crate) struct Hooks {
     pub(crate) rpc_auth: Option<Decide>,
     pub(crate) binary: Option<OnBinary>,
     pub(crate) acknowledgment: Option<Notice>,
+    /// The channel rules, asked before the subscribe and publish hooks.
+    pub(crate) rules: Option<Arc<ChannelRules>>,
 }
 
 impl SgcProtocol {
     fn set_hook(&self, set: impl FnOnce(&mut Hooks)) -> &Self {
         set(&mut self.inner.hooks.write());
         self
+    }
+
+    /// Applies channel rules (`[[auth.rules]]`): a subscribe to a channel they refuse is refused
+    /// like `OnBeforeSubscription` saying no (silently), a publish or broadcast to one is dropped
+    /// like `OnBeforePublish` saying no. Asked before the hooks; empty rules allow everything.
+    pub fn channel_rules(&self, rules: Arc<ChannelRules>) -> &Self {
+        self.set_hook(|h| h.rules = (!rules.is_empty()).then_some(rules))
     }
 
     /// `OnBeforeSubscription`: asked for every concrete channel of a subscribe, with the channel

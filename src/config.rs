@@ -85,6 +85,8 @@ pub struct ServerConfig {
     /// to its peers and let its clients receive what is queued for them and their 1001 close;
     /// connections still open then are closed without waiting.
     pub shutdown_timeout_ms: u64,
+    /// The TLS (`wss://`) listener next to the plain one (`[server.tls]`).
+    pub tls: crate::tls::TlsConfig,
 }
 
 impl Default for ServerConfig {
@@ -98,6 +100,7 @@ impl Default for ServerConfig {
             handshake_timeout_ms: 10_000,
             max_request_head: 16 * 1024,
             shutdown_timeout_ms: 5_000,
+            tls: crate::tls::TlsConfig::default(),
         }
     }
 }
@@ -230,6 +233,9 @@ impl Config {
                     self.node.name
                 ),
             );
+        }
+        if let Err(message) = self.server.tls.validate() {
+            return invalid("server.tls", message);
         }
         let s = &self.server;
         for (key, value) in [

@@ -34,7 +34,8 @@ impl Default for TlsConfig {
 }
 
 impl TlsConfig {
-    /// The TLS listener address, `None` when TLS is off; an error names a bad address.
+    /// The TLS listener address, `None` when TLS is off; an error names a bad address (the
+    /// message names the field within `[server.tls]`).
     pub fn listen_addr(&self) -> Result<Option<SocketAddr>, String> {
         let l = self.listen.trim();
         if l.is_empty() {
@@ -42,7 +43,7 @@ impl TlsConfig {
         }
         l.parse()
             .map(Some)
-            .map_err(|_| format!("server.tls.listen: {l:?} is not IP:PORT"))
+            .map_err(|_| format!("listen: {l:?} is not IP:PORT"))
     }
 
     /// The polling interval of the certificate files, `None` when off.
@@ -54,7 +55,7 @@ impl TlsConfig {
     pub fn validate(&self) -> Result<(), String> {
         if self.listen_addr()?.is_some() && (self.cert_file.is_empty() || self.key_file.is_empty())
         {
-            return Err("server.tls: a TLS listener needs cert_file and key_file".into());
+            return Err("a TLS listener (listen) needs cert_file and key_file".into());
         }
         Ok(())
     }
@@ -92,5 +93,44 @@ impl MeshTlsConfig {
             );
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_tls_is_off_by_default_and_needs_its_files() {
+        let off = TlsConfig::default();
+        assert_eq!(off.listen_addr(), Ok(None));
+        assert!(off.validate().is_ok());
+        assert_eq!(off.reload_interval(), Some(Duration::from_secs(5)));
+        let mut on = TlsConfig {
+            listen: "127.0.0.1:8443".into(),
+            ..TlsConfig::default()
+        };
+        assert!(on.validate().is_err());
+        on.cert_file = "c.pem".into();
+        on.key_file = "k.pem".into();
+        assert!(on.validate().is_ok());
+        on.listen = "nowhere".into();
+        assert!(on.validate().is_err_and(|e| e.contains("listen")));
+        on.reload_interval_ms = 0;
+        assert_eq!(on.reload_interval(), None);
+    }
+
+    #[test]
+    fn enabled_mesh_tls_needs_certificate_key_and_ca() {
+        assert!(MeshTlsConfig::default().validate().is_ok());
+        let mut m = MeshTlsConfig {
+            enabled: true,
+            cert_file: "c.pem".into(),
+            key_file: "k.pem".into(),
+            ..MeshTlsConfig::default()
+        };
+        assert!(m.validate().is_err());
+        m.ca_file = "ca.pem".into();
+        assert!(m.validate().is_ok());
     }
 }

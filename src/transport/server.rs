@@ -118,7 +118,11 @@ impl Server {
                 source,
             })?;
         let local_addr = listener.local_addr()?;
-        let tls_addr = self.config.tls.listen_addr().map_err(Error::Config)?;
+        let tls_addr = self
+            .config
+            .tls
+            .listen_addr()
+            .map_err(|m| Error::Config(format!("server.tls: {m}")))?;
         let tls = match tls_addr {
             Some(addr) => {
                 let reloader = CertReloader::new(&self.config.tls)

@@ -96,3 +96,60 @@ impl CertReloader {
         true
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write_cert(dir: &std::path::Path, name: &str) -> (String, String) {
+        let c = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let cert = dir.join(format!("{name}.pem"));
+        let key = dir.join(format!("{name}.key"));
+        std::fs::write(&cert, c.cert.pem()).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(&key, c.signing_key.serialize_pem()).unwrap_or_else(|e| panic!("{e}"));
+        (cert.display().to_string(), key.display().to_string())
+    }
+
+    fn config_ptr(r: &CertReloader) -> *const rustls::ServerConfig {
+        Arc::as_ptr(&r.current.read())
+    }
+
+    #[test]
+    fn reloads_on_change_only_and_keeps_the_old_certificate_on_failure() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let (cert_file, key_file) = write_cert(dir.path(), "s");
+        let r = CertReloader::new(&TlsConfig {
+            listen: "127.0.0.1:0".into(),
+            cert_file: cert_file.clone(),
+            key_file: key_file.clone(),
+            ..TlsConfig::default()
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        let first = config_ptr(&r);
+        assert!(!r.reload_if_changed(), "nothing changed");
+        assert_eq!(config_ptr(&r), first);
+
+        // An unusable key: the attempt is made once, fails, and the old configuration stays.
+        std::fs::write(&key_file, "garbage").unwrap_or_else(|e| panic!("{e}"));
+        let t = std::time::SystemTime::now() + std::time::Duration::from_secs(5);
+        std::fs::File::options()
+            .write(true)
+            .open(&key_file)
+            .and_then(|f| f.set_modified(t))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(r.reload_if_changed());
+        assert_eq!(config_ptr(&r), first);
+        assert!(
+            !r.reload_if_changed(),
+            "a bad file is not retried until it changes"
+        );
+        assert!(r.reload().is_err());
+
+        // A good pair again: swapped in.
+        let (c2, k2) = write_cert(dir.path(), "s");
+        assert_eq!((c2, k2), (cert_file, key_file));
+        assert!(r.reload().is_ok());
+        assert_ne!(config_ptr(&r), first);
+    }
+}

@@ -7,8 +7,9 @@
 #   kosoku 0.1.0 (PyPI)  the Autobahn conformance runner used by tests/autobahn.rs; installed into a
 #                        project-local venv (target/tools/venv) and exported as KOSOKU.
 #   redis-server         Debian's package, for the Redis engine's tests (tests/redis_engine.rs and the
-#                        redis_* tests of tests/cluster_process_*.rs); each test starts its own
-#                        server on an ephemeral port. REDIS_SERVER may name another binary.
+#                        redis_* tests of tests/cluster_process_*.rs; tests/redis_tls.rs needs its
+#                        TLS support, which Debian's build has: --tls-port); each test starts its
+#                        own server on an ephemeral port. REDIS_SERVER may name another binary.
 #   chromium (Debian)    the headless browser of tests/ops_status_page.rs (the status page test);
 #                        installed with apt when missing and exported as CHROMIUM.
 # To add a tool: write an ensure_<tool> function next to ensure_kosoku (apt packages go through

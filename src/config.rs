@@ -92,6 +92,8 @@ pub struct ServerConfig {
     /// (`https://*.example.com`), compared ignoring case. Empty allows every origin; an upgrade
     /// without an `Origin` header (a non-browser client) is always allowed. Refused: 403.
     pub allowed_origins: Vec<String>,
+    /// The TLS (`wss://`) listener next to the plain one (`[server.tls]`).
+    pub tls: crate::tls::TlsConfig,
 }
 
 impl Default for ServerConfig {
@@ -106,6 +108,7 @@ impl Default for ServerConfig {
             max_request_head: 16 * 1024,
             shutdown_timeout_ms: 5_000,
             allowed_origins: Vec::new(),
+            tls: crate::tls::TlsConfig::default(),
         }
     }
 }
@@ -252,6 +255,9 @@ impl Config {
                     self.node.name
                 ),
             );
+        }
+        if let Err(message) = self.server.tls.validate() {
+            return invalid("server.tls", message);
         }
         let s = &self.server;
         for (key, value) in [

@@ -19,6 +19,7 @@
 //! - [`ops`]: the operations surface: health, readiness, Prometheus metrics, the JSON admin API and
 //!   the status page, served over HTTP on the WebSocket port or a separate admin port.
 //! - [`metrics`]: every metric's name and description (the binary installs the recorder).
+//! - [`tls`]: `wss://` for clients (reloadable certificate) and TLS for mesh links.
 //!
 //! ## Embedding
 //!
@@ -47,6 +48,7 @@ pub mod metrics;
 pub mod ops;
 pub mod protocol;
 pub mod relay;
+pub mod tls;
 pub mod transport;
 
 pub use cluster::{Cluster, ClusterConfig, PresenceAdapter, SgcAdapter};

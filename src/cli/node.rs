@@ -56,6 +56,7 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
             .context("cannot start the WebSocket server")?,
     );
     ops.attach_server(&server);
+    reload_on_sighup(&server).context("cannot install the SIGHUP handler")?;
     let addr = server.local_addr();
     let name = config.node.effective_name(addr.port());
     let cluster = Cluster::new(name.as_str(), config.cluster.clone());
@@ -76,6 +77,9 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     };
     tracing::info!(%addr, node = %name, "node started");
     println!("wscluster listening on ws://{addr} (node {name})");
+    if let Some(tls) = server.tls_local_addr() {
+        println!("wscluster listening on wss://{tls}");
+    }
     if let (EngineKind::Mesh, Some(mesh)) = (config.cluster.engine, cluster.mesh()) {
         println!(
             "wscluster cluster mesh on {} (cluster {})",
@@ -131,6 +135,31 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
             anyhow::bail!("interrupted during shutdown by {signal}");
         }
     }
+}
+
+/// On SIGHUP, reloads the TLS listener's certificate and key (the outcome is logged); open
+/// connections are untouched. Without a TLS listener SIGHUP is ignored.
+fn reload_on_sighup(server: &Arc<wscluster::ServerHandle>) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hup = signal(SignalKind::hangup())?;
+        let server = Arc::downgrade(server);
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                let Some(server) = server.upgrade() else {
+                    return;
+                };
+                match server.reload_tls() {
+                    Some(_) => {}
+                    None => tracing::info!("SIGHUP: no TLS listener, nothing to reload"),
+                }
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    let _ = server;
+    Ok(())
 }
 
 /// The operations surface: Prometheus recorder (the binary owns the process-wide one), health,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 use parking_lot::Mutex;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
@@ -27,6 +27,7 @@ use crate::config::ServerConfig;
 use crate::error::{Error, Result};
 use crate::metrics::{self, ConnectionCounters, Refusal};
 use crate::protocol::{Negotiated, Protocol, ProtocolRegistry};
+use crate::tls::{CertReloader, TlsError};
 
 /// The close reason a client reads when the server shuts down (code 1001, "going away").
 pub const SHUTDOWN_REASON: &str = "server shutting down";
@@ -132,7 +133,8 @@ impl Server {
         self
     }
 
-    /// Binds the listener and starts accepting. Returns once the port is open.
+    /// Binds the listener (and the TLS listener when `server.tls.listen` is set) and starts
+    /// accepting. Returns once the ports are open.
     pub async fn bind(self) -> Result<ServerHandle> {
         let authenticator = Authenticator::new(self.auth, self.auth_hook)
             .with_bearer(self.bearer_hook)
@@ -144,6 +146,25 @@ impl Server {
                 source,
             })?;
         let local_addr = listener.local_addr()?;
+        let tls_addr = self
+            .config
+            .tls
+            .listen_addr()
+            .map_err(|m| Error::Config(format!("server.tls: {m}")))?;
+        let tls = match tls_addr {
+            Some(addr) => {
+                let reloader = CertReloader::new(&self.config.tls)
+                    .map_err(|e| Error::Config(format!("server.tls: {e}")))?;
+                let l = TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| Error::Bind {
+                        addr: addr.to_string(),
+                        source,
+                    })?;
+                Some((l, Arc::new(reloader)))
+            }
+            None => None,
+        };
         let (phase, _) = watch::channel(Phase::Serving);
         let shared = Arc::new(Shared {
             admission: Arc::new(Admission::new(self.limits.clone())),
@@ -156,13 +177,27 @@ impl Server {
             http: self.http,
             phase,
             gone: Notify::new(),
+            tls: tls.as_ref().map(|(_, r)| r.clone()),
         });
-        let accept = tokio::spawn(accept_loop(listener, shared.clone()));
+        let accept = tokio::spawn(accept_loop(listener, shared.clone(), false));
         tracing::info!(%local_addr, "WebSocket server listening");
+        let mut tls_local_addr = None;
+        let mut tls_accept = None;
+        if let Some((l, reloader)) = tls {
+            let addr = l.local_addr()?;
+            tls_local_addr = Some(addr);
+            tls_accept = Some(tokio::spawn(accept_loop(l, shared.clone(), true)));
+            if let Some(every) = shared.config.tls.reload_interval() {
+                tokio::spawn(poll_certificate(reloader, every, shared.phase.subscribe()));
+            }
+            tracing::info!(local_addr = %addr, "WebSocket TLS server listening");
+        }
         Ok(ServerHandle {
             local_addr,
+            tls_local_addr,
             shared,
             accept: Mutex::new(Some(accept)),
+            tls_accept: Mutex::new(tls_accept),
         })
     }
 }
@@ -185,6 +220,8 @@ struct Shared {
     admission: Arc<Admission>,
     /// `server.allowed_origins`.
     origins: OriginPolicy,
+    /// The TLS listener's certificate, when there is one.
+    tls: Option<Arc<CertReloader>>,
 }
 
 impl Shared {
@@ -196,8 +233,10 @@ impl Shared {
 /// A running server: its address, its live connections, and shutdown.
 pub struct ServerHandle {
     local_addr: SocketAddr,
+    tls_local_addr: Option<SocketAddr>,
     shared: Arc<Shared>,
     accept: Mutex<Option<JoinHandle<()>>>,
+    tls_accept: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for ServerHandle {
@@ -212,6 +251,18 @@ impl ServerHandle {
     /// The address the listener is bound to (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The address the TLS listener is bound to, when there is one.
+    pub fn tls_local_addr(&self) -> Option<SocketAddr> {
+        self.tls_local_addr
+    }
+
+    /// Loads the TLS listener's certificate and key files again (what SIGHUP does in the binary).
+    /// New connections get the new certificate; open ones keep theirs. A failure keeps the old
+    /// certificate and is returned. `None` when there is no TLS listener.
+    pub fn reload_tls(&self) -> Option<Result<(), TlsError>> {
+        self.shared.tls.as_ref().map(|r| r.reload())
     }
 
     /// The live connection with this GUID.
@@ -248,6 +299,10 @@ impl ServerHandle {
         });
         let accept = self.accept.lock().take();
         if let Some(a) = accept {
+            let _ = a.await;
+        }
+        let tls_accept = self.tls_accept.lock().take();
+        if let Some(a) = tls_accept {
             let _ = a.await;
         }
     }
@@ -300,8 +355,25 @@ impl ServerHandle {
     }
 }
 
-/// Accepts until the server stops serving; the listener is dropped (closed) on return.
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+/// Polls the certificate files every `every` while the server serves; a change reloads them.
+async fn poll_certificate(
+    reloader: Arc<CertReloader>,
+    every: std::time::Duration,
+    mut phase: watch::Receiver<Phase>,
+) {
+    loop {
+        tokio::select! {
+            _ = phase.wait_for(|p| *p != Phase::Serving) => return,
+            () = tokio::time::sleep(every) => {}
+        }
+        // Reading a certificate is a few small blocking reads: harmless on a runtime thread.
+        reloader.reload_if_changed();
+    }
+}
+
+/// Accepts until the server stops serving; the listener is dropped (closed) on return. `tls`:
+/// whether connections start with a TLS handshake (done in the connection's task).
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, tls: bool) {
     let mut phase = shared.phase.subscribe();
     // Whether the last accept failed: a failure is logged once, until an accept succeeds again
     // (out of file descriptors, it would fail 50 times a second).
@@ -318,7 +390,11 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                     tracing::info!("accepting connections again");
                 }
                 let _ = stream.set_nodelay(true);
-                tokio::spawn(handle_socket(stream, peer, shared.clone()));
+                if tls {
+                    tokio::spawn(handle_tls(stream, peer, shared.clone()));
+                } else {
+                    tokio::spawn(handle_plain(stream, peer, shared.clone()));
+                }
             }
             Err(e) => {
                 if !failing {
@@ -338,12 +414,61 @@ fn log_refusal(peer: SocketAddr, reason: Refusal, detail: &str) {
     tracing::info!(%peer, reason = reason.label(), detail, "WebSocket connection refused");
 }
 
-async fn handle_socket(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
-    // Counted from accept to close, handshake included, so stalled handshakes count too.
-    let _slot = match AdmissionSlot::take(&shared.admission, peer.ip()) {
+/// A plain connection: its admission slot (held from accept to close, handshake included, so
+/// stalled handshakes count too), then the upgrade or the HTTP request.
+async fn handle_plain(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+    let slot = match AdmissionSlot::take(&shared.admission, peer.ip()) {
         Ok(slot) => slot,
         Err(refused) => return refuse_at_accept(stream, peer, refused).await,
     };
+    handle_socket(stream, peer, shared, slot).await;
+}
+
+/// Takes the admission slot (a refused socket is closed: a plain answer means nothing to a TLS
+/// client), runs the TLS handshake within the handshake timeout, then serves the connection as a
+/// plain one. Existing connections keep the certificate they were accepted with.
+async fn handle_tls(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+    let slot = match AdmissionSlot::take(&shared.admission, peer.ip()) {
+        Ok(slot) => slot,
+        Err(refused) => {
+            tracing::debug!(%peer, ?refused, "TLS connection refused at accept: closed");
+            return;
+        }
+    };
+    let Some(acceptor) = shared.tls.as_ref().map(|r| r.acceptor()) else {
+        return;
+    };
+    let stream = match tokio::time::timeout(
+        shared.config.handshake_timeout(),
+        acceptor.accept(stream),
+    )
+    .await
+    {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            log_refusal(peer, Refusal::BadRequest, &format!("TLS handshake: {e}"));
+            return;
+        }
+        Err(_) => {
+            log_refusal(
+                peer,
+                Refusal::Timeout,
+                "no TLS handshake within the handshake timeout",
+            );
+            return;
+        }
+    };
+    handle_socket(stream, peer, shared, slot).await;
+}
+
+async fn handle_socket<S>(
+    mut stream: S,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    _slot: AdmissionSlot,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let cfg = &shared.config;
     let mut buf = BytesMut::new();
     let head = tokio::time::timeout(
@@ -548,7 +673,12 @@ fn is_session_request(req: &Request) -> bool {
     req.method == "GET" && req.path_only().starts_with("/sgc/req/auth/session/")
 }
 
-async fn serve_http(stream: &mut TcpStream, req: &Request, peer: SocketAddr, shared: &Shared) {
+async fn serve_http<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    req: &Request,
+    peer: SocketAddr,
+    shared: &Shared,
+) {
     let path = req.path_only();
     if is_session_request(req) {
         match shared.authenticator.issue_session(path, peer) {
@@ -574,8 +704,8 @@ async fn serve_http(stream: &mut TcpStream, req: &Request, peer: SocketAddr, sha
     let _ = reply(stream, 404, "Not Found", "").await;
 }
 
-async fn reply(
-    stream: &mut TcpStream,
+async fn reply<S: AsyncWrite + Unpin>(
+    stream: &mut S,
     status: u16,
     reason: &str,
     extra: &str,

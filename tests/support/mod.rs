@@ -11,12 +11,17 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_websockets::{ClientBuilder, MaybeTlsStream, Message, WebSocketStream};
+use tokio_websockets::{ClientBuilder, Message, WebSocketStream};
 use wscluster::config::ServerConfig;
 
 pub mod process;
 pub mod redis;
 pub mod sgc;
+pub mod tls;
+
+/// The byte stream under a test client: plain TCP or TLS over TCP.
+pub trait ClientIo: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> ClientIo for T {}
 
 /// How long a test waits for an expected frame before failing.
 pub const DEFAULT_WAIT: Duration = Duration::from_secs(5);
@@ -51,9 +56,9 @@ pub enum Frame {
     Close(Option<u16>, String),
 }
 
-/// A real WebSocket client over TCP.
+/// A real WebSocket client over TCP (or TLS, see [`tls::connect`]).
 pub struct WsClient {
-    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    ws: WebSocketStream<Box<dyn ClientIo>>,
     /// The subprotocol the server chose (`Sec-WebSocket-Protocol` of the 101), if any.
     pub protocol: Option<String>,
 }
@@ -71,8 +76,23 @@ impl WsClient {
         protocols: &[&str],
         headers: &[(&str, &str)],
     ) -> Result<Self, String> {
+        let stream = tokio::time::timeout(DEFAULT_WAIT, TcpStream::connect(addr))
+            .await
+            .map_err(|_| "connect timed out".to_string())?
+            .map_err(|e| e.to_string())?;
+        let _ = stream.set_nodelay(true);
         let uri = format!("ws://{addr}{path}");
-        let mut b = ClientBuilder::new().uri(&uri).map_err(|e| e.to_string())?;
+        Self::connect_on(Box::new(stream), &uri, protocols, headers).await
+    }
+
+    /// Upgrades an already connected `stream` (plain or TLS) with a request for `uri`.
+    pub async fn connect_on(
+        stream: Box<dyn ClientIo>,
+        uri: &str,
+        protocols: &[&str],
+        headers: &[(&str, &str)],
+    ) -> Result<Self, String> {
+        let mut b = ClientBuilder::new().uri(uri).map_err(|e| e.to_string())?;
         if !protocols.is_empty() {
             b = b
                 .add_header(
@@ -90,7 +110,7 @@ impl WsClient {
                 )
                 .map_err(|e| e.to_string())?;
         }
-        let (ws, resp) = tokio::time::timeout(DEFAULT_WAIT, b.connect())
+        let (ws, resp) = tokio::time::timeout(DEFAULT_WAIT, b.connect_on(stream))
             .await
             .map_err(|_| "connect timed out".to_string())?
             .map_err(|e| e.to_string())?;

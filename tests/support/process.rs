@@ -202,6 +202,8 @@ pub struct NodeProcess {
     pub ws: SocketAddr,
     /// The mesh address it printed (0.0.0.0:0 on the Redis engine).
     pub mesh: SocketAddr,
+    /// The TLS (`wss://`) address it printed, when `server.tls.listen` is set.
+    pub wss: Option<SocketAddr>,
 }
 
 impl NodeProcess {
@@ -219,6 +221,7 @@ impl NodeProcess {
             stderr,
             ws: SocketAddr::from(([0, 0, 0, 0], 0)),
             mesh: SocketAddr::from(([0, 0, 0, 0], 0)),
+            wss: None,
         };
         let deadline = Instant::now() + PROCESS_WAIT;
         let (mut ws, mut mesh) = (None, None);
@@ -231,6 +234,8 @@ impl NodeProcess {
                 Ok(line) => {
                     if let Some(rest) = line.strip_prefix("wscluster listening on ws://") {
                         ws = rest.split(' ').next().and_then(|a| a.parse().ok());
+                    } else if let Some(rest) = line.strip_prefix("wscluster listening on wss://") {
+                        node.wss = rest.split(' ').next().and_then(|a| a.parse().ok());
                     } else if let Some(rest) = line.strip_prefix("wscluster cluster mesh on ") {
                         mesh = rest.split(' ').next().and_then(|a| a.parse().ok());
                     } else if line.starts_with("wscluster cluster redis at ") {

@@ -21,6 +21,8 @@ pub struct RedisServer {
     port: u16,
     password: Option<String>,
     log: tempfile::NamedTempFile,
+    /// With TLS: the TLS port and the certificate, key and CA files (`--tls-*`).
+    tls: Option<(u16, [String; 3])>,
 }
 
 fn free_port() -> u16 {
@@ -43,14 +45,50 @@ impl RedisServer {
             port: free_port(),
             password: password.map(str::to_owned),
             log: tempfile::NamedTempFile::new().unwrap_or_else(|e| panic!("{e}")),
+            tls: None,
         };
+        s.start_on_free_ports().await;
+        s
+    }
+
+    /// A server without a password that also listens with TLS (`--tls-port`, certificate and key
+    /// files, clients not asked for certificates); the plain port stays for the test's own checks.
+    pub async fn start_tls(cert_file: &str, key_file: &str, ca_file: &str) -> Self {
+        let mut s = Self {
+            child: None,
+            port: free_port(),
+            password: None,
+            log: tempfile::NamedTempFile::new().unwrap_or_else(|e| panic!("{e}")),
+            tls: Some((
+                free_port(),
+                [
+                    cert_file.to_owned(),
+                    key_file.to_owned(),
+                    ca_file.to_owned(),
+                ],
+            )),
+        };
+        s.start_on_free_ports().await;
+        s
+    }
+
+    /// The TLS port (servers started with [`RedisServer::start_tls`]).
+    pub fn tls_port(&self) -> Option<u16> {
+        self.tls.as_ref().map(|(p, _)| *p)
+    }
+
+    async fn start_on_free_ports(&mut self) {
+        let s = self;
         // The free port may be taken by another test's process before redis-server binds it:
         // then redis-server exits, and another port is tried.
         for _ in 0..20 {
             if s.launch().await {
-                return s;
+                return;
             }
             s.port = free_port();
+            if let Some((p, _)) = s.tls.as_mut() {
+                *p = free_port();
+            }
         }
         panic!("redis-server could not bind a free port in 20 attempts");
     }
@@ -77,6 +115,11 @@ impl RedisServer {
         ]);
         if let Some(p) = &self.password {
             cmd.args(["--requirepass", p]);
+        }
+        if let Some((port, [cert, key, ca])) = &self.tls {
+            cmd.args(["--tls-port", &port.to_string()]);
+            cmd.args(["--tls-cert-file", cert, "--tls-key-file", key]);
+            cmd.args(["--tls-ca-cert-file", ca, "--tls-auth-clients", "no"]);
         }
         let child = cmd
             .stdin(Stdio::null())

@@ -35,6 +35,8 @@ pub struct MeshConfig {
     pub peers_dns: Vec<String>,
     /// How often `peers_dns` names are resolved again (milliseconds).
     pub dns_refresh_ms: u64,
+    /// TLS (optionally mutual) on every link (`[cluster.mesh.tls]`).
+    pub tls: crate::tls::MeshTlsConfig,
     /// The shared cluster secret (from `[cluster]`).
     #[serde(skip)]
     pub secret: String,
@@ -63,6 +65,7 @@ impl Default for MeshConfig {
             handshake_timeout_ms: 5_000,
             peers_dns: Vec::new(),
             dns_refresh_ms: 5_000,
+            tls: crate::tls::MeshTlsConfig::default(),
             secret: String::new(),
             cluster_name: "wscluster".into(),
             peer_timeout_ms: 3_000,
@@ -111,6 +114,7 @@ impl MeshConfig {
                 ));
             }
         }
+        self.tls.validate()?;
         if self.dns_refresh_ms == 0 {
             return Err("cluster.mesh.dns_refresh_ms must be greater than 0".into());
         }

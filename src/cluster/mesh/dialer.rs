@@ -82,7 +82,10 @@ pub(crate) async fn dial_loop(shared: Arc<Shared>, addr: String) {
             }
             Err(e) => {
                 settle(&shared, &addr);
-                let refused = matches!(e, LinkError::Refused(_) | LinkError::RefusedByPeer(_));
+                let refused = matches!(
+                    e,
+                    LinkError::Refused(_) | LinkError::RefusedByPeer(_) | LinkError::Tls(_)
+                );
                 if last_failure != Some(refused) {
                     last_failure = Some(refused);
                     link::log_refusal(&shared, &addr, &e);

@@ -5,9 +5,8 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 use super::Shared;
 use super::auth::{self, Role, Transcript};
@@ -31,6 +30,62 @@ pub(crate) enum LinkError {
     Refused(String),
     #[error("dialled ourselves")]
     SelfDial,
+    /// The TLS handshake failed (a certificate not signed by the cluster CA, a missing client
+    /// certificate, a peer not speaking TLS): no cluster frame was exchanged.
+    #[error("TLS: {0}")]
+    Tls(String),
+}
+
+/// The reading half of a link: plain TCP or TLS.
+pub(crate) type OwnedReadHalf = Box<dyn AsyncRead + Send + Unpin>;
+/// The writing half of a link: plain TCP or TLS.
+pub(crate) type OwnedWriteHalf = Box<dyn AsyncWrite + Send + Unpin>;
+
+/// Splits a plain TCP link (its own halves, no lock between reader and writer).
+fn split_tcp(stream: TcpStream) -> (OwnedReadHalf, OwnedWriteHalf) {
+    let (rd, wr) = stream.into_split();
+    (Box::new(rd), Box::new(wr))
+}
+
+/// Splits a TLS link (the halves share the session).
+fn split_tls<S: AsyncRead + AsyncWrite + Send + Unpin + 'static>(
+    stream: S,
+) -> (OwnedReadHalf, OwnedWriteHalf) {
+    let (rd, wr) = tokio::io::split(stream);
+    (Box::new(rd), Box::new(wr))
+}
+
+/// With TLS 1.3 the dialer's handshake completes before the acceptor has checked the dialer's
+/// certificate: a refusal (a TLS alert) shows up at the first read of the link handshake. That
+/// I/O error is a TLS refusal, and is reported as one.
+fn tls_failure(e: LinkError) -> LinkError {
+    match e {
+        LinkError::Io(io) => match io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+            Some(t) => LinkError::Tls(t.to_string()),
+            None => LinkError::Io(io),
+        },
+        other => other,
+    }
+}
+
+/// Wraps an accepted connection in TLS when mesh TLS is on: the peer's certificate is checked
+/// (and with `require_client_cert` required) before any cluster frame is read.
+pub(crate) async fn accept_stream(
+    shared: &Shared,
+    stream: TcpStream,
+) -> Result<(OwnedReadHalf, OwnedWriteHalf), LinkError> {
+    let _ = stream.set_nodelay(true);
+    match &shared.tls {
+        None => Ok(split_tcp(stream)),
+        Some(tls) => {
+            let s = tls
+                .acceptor()
+                .accept(stream)
+                .await
+                .map_err(|e| LinkError::Tls(e.to_string()))?;
+            Ok(split_tls(s))
+        }
+    }
 }
 
 /// How long a closing link may take to flush what it still has to send.
@@ -255,8 +310,21 @@ pub(crate) async fn dial(
     let go = async {
         let stream = TcpStream::connect(addr).await?;
         let _ = stream.set_nodelay(true);
-        let (mut rd, mut wr) = stream.into_split();
-        let est = dial_handshake(shared, &mut rd, &mut wr).await?;
+        let tls = shared.tls.is_some();
+        let (mut rd, mut wr) = match &shared.tls {
+            None => split_tcp(stream),
+            Some(tls) => {
+                let s = tls
+                    .connector()
+                    .connect(crate::tls::MeshTls::server_name(), stream)
+                    .await
+                    .map_err(|e| LinkError::Tls(e.to_string()))?;
+                split_tls(s)
+            }
+        };
+        let est = dial_handshake(shared, &mut rd, &mut wr)
+            .await
+            .map_err(|e| if tls { tls_failure(e) } else { e })?;
         Ok::<_, LinkError>((est, rd, wr))
     };
     tokio::time::timeout(shared.cfg.handshake_timeout(), go)

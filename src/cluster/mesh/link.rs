@@ -8,9 +8,11 @@ use std::time::Instant;
 use bytes::Bytes;
 use tokio::io::{AsyncWriteExt, BufWriter};
 use tokio::net::TcpListener;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
-use super::handshake::{CLOSE_GRACE, Established, LinkError, accept_handshake, advertised};
+use super::handshake::{
+    CLOSE_GRACE, Established, LinkError, OwnedReadHalf, OwnedWriteHalf, accept_handshake,
+    accept_stream, advertised,
+};
 use super::queue::LinkQueue;
 use super::replay::{Arrival, InboundSequence, ReplayWindow};
 use super::wire::{self, WireFrame};
@@ -40,19 +42,35 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
         failing = false;
         let shared = shared.clone();
         tokio::spawn(async move {
-            let _ = stream.set_nodelay(true);
-            let (mut rd, mut wr) = stream.into_split();
-            let hs = tokio::time::timeout(
-                shared.cfg.handshake_timeout(),
-                accept_handshake(&shared, &mut rd, &mut wr, remote),
-            )
+            let hs = tokio::time::timeout(shared.cfg.handshake_timeout(), async {
+                let (mut rd, mut wr) = accept_stream(&shared, stream).await?;
+                let est = accept_handshake(&shared, &mut rd, &mut wr, remote).await?;
+                Ok((est, rd, wr))
+            })
             .await
             .unwrap_or(Err(LinkError::Timeout));
             match hs {
-                Ok(est) => run(shared, est, rd, wr).await,
+                Ok((est, rd, wr)) => run(shared, est, rd, wr).await,
+                Err(LinkError::Tls(why)) => log_tls_refusal(&shared, remote, why),
                 Err(e) => log_refusal(&shared, &remote.to_string(), &e),
             }
         });
+    }
+}
+
+/// Counts a connection refused during its TLS handshake, and logs it at warn once per run of
+/// refusals with the same source IP and reason (a refused node retries every few seconds from a
+/// new port); repeats are logged at debug.
+fn log_tls_refusal(shared: &Shared, remote: std::net::SocketAddr, why: String) {
+    shared.stats.refused.fetch_add(1, Ordering::Relaxed);
+    ::metrics::counter!(metrics::BACKPLANE_LINKS_REFUSED, "by" => "tls").increment(1);
+    let key = (remote.ip(), why);
+    let mut last = shared.last_tls_refusal.lock();
+    if last.as_ref() == Some(&key) {
+        tracing::debug!(addr = %remote, error = %key.1, "mesh link refused during TLS (again)");
+    } else {
+        tracing::warn!(addr = %remote, error = %key.1, "mesh link refused during TLS");
+        *last = Some(key);
     }
 }
 
@@ -63,6 +81,7 @@ pub(crate) fn log_refusal(shared: &Shared, addr: &str, e: &LinkError) {
     let by = match e {
         LinkError::Refused(_) => "us",
         LinkError::RefusedByPeer(_) => "peer",
+        LinkError::Tls(_) => "tls",
         _ => {
             tracing::debug!(%addr, error = %e, "mesh link failed");
             return;

@@ -101,6 +101,10 @@ pub(crate) struct Shared {
     /// New addresses to dial; a spawner task starts one dial loop per address (a channel, so
     /// that links never spawn dial loops themselves, which would make the futures recursive).
     pub(crate) dial_tx: tokio::sync::mpsc::UnboundedSender<String>,
+    /// TLS on every link (`[cluster.mesh.tls]`), when enabled.
+    pub(crate) tls: Option<crate::tls::MeshTls>,
+    /// The source IP and reason of the last TLS refusal logged at warn (repeats go to debug).
+    pub(crate) last_tls_refusal: Mutex<Option<(std::net::IpAddr, String)>>,
 }
 
 /// Something the handler must hear, queued in the order it was decided.
@@ -175,6 +179,8 @@ impl MeshEngine {
         handler: Arc<dyn EngineHandler>,
         before_links: impl FnOnce(&MeshEngine),
     ) -> Result<Self> {
+        let tls = crate::tls::MeshTls::from_config(&cfg.tls)
+            .map_err(|e| Error::Config(format!("cluster.mesh.tls: {e}")))?;
         let listener = TcpListener::bind(cfg.listen())
             .await
             .map_err(|source| Error::Bind {
@@ -213,6 +219,8 @@ impl MeshEngine {
             stats: MeshStats::default(),
             report_lock: Mutex::new(()),
             dial_tx,
+            tls,
+            last_tls_refusal: Mutex::new(None),
         });
         let spawner = shared.clone();
         tokio::spawn(async move {

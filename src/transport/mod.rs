@@ -2,6 +2,7 @@
 //! authentication, and the per-connection task with its bounded outbox; plain HTTP requests handed
 //! to the application's [`HttpHandler`] (on the WebSocket port, or alone on an [`HttpServer`]).
 
+mod accept;
 pub mod admission;
 pub mod auth;
 pub mod bearer;

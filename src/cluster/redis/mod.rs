@@ -20,6 +20,7 @@
 pub mod config;
 mod prober;
 mod publisher;
+mod stats;
 pub mod streams;
 mod subscriber;
 
@@ -38,11 +39,14 @@ use super::engine::EngineHandler;
 use super::envelope::{Envelope, Kind, Origin};
 use super::membership::{DownReason, Membership, PeerChange};
 use crate::error::{Error, Result};
-use crate::metrics::{self as m, PeerCounters};
+use crate::metrics::PeerCounters;
 use crate::relay::InterestReady;
 use publisher::{Outgoing, PublishQueue, QueueError};
 use streams::{InboundSequences, Names, OutboundSequences, StreamKind};
 use subscriber::{Command, ReadyOnce};
+
+use stats::EngineMetrics;
+pub use stats::RedisStats;
 
 /// How long a first local subscriber waits for Redis to confirm the channel's subscription
 /// before it is confirmed anyway.
@@ -53,72 +57,6 @@ const RESYNC_SPACING: Duration = Duration::from_secs(1);
 
 /// How often silence is checked (peers are declared dead at most this late after `peer_timeout`).
 const TICK: Duration = Duration::from_millis(100);
-
-/// Counters of the Redis engine, for logs and metrics.
-#[derive(Debug, Default)]
-pub struct RedisStats {
-    /// Envelopes published.
-    pub envelopes_out: AtomicU64,
-    /// Bytes published (channel names included).
-    pub bytes_out: AtomicU64,
-    /// Envelopes received from other nodes.
-    pub envelopes_in: AtomicU64,
-    /// Bytes received from other nodes.
-    pub bytes_in: AtomicU64,
-    /// Envelopes other nodes sent that never arrived here (sequence gaps).
-    pub gaps: AtomicU64,
-    /// Envelopes dropped because their PUBLISH failed (Redis away or erroring).
-    pub publish_errors: AtomicU64,
-    /// Envelopes dropped because the publish queue was full.
-    pub overflows: AtomicU64,
-    /// Subscription connections re-established after the first.
-    pub reconnects: AtomicU64,
-    /// Resynchronisations started after a loss.
-    pub resyncs: AtomicU64,
-    /// Messages dropped as undecodable or too large.
-    pub malformed: AtomicU64,
-}
-
-/// The Prometheus side of [`RedisStats`] (`docs/metrics.md`): what this node publishes and its
-/// connection's troubles are counted under `peer="redis"`, what arrives under its origin's id.
-struct EngineMetrics {
-    redis: PeerCounters,
-    publish_errors: metrics::Counter,
-    malformed: metrics::Counter,
-}
-
-impl EngineMetrics {
-    fn new() -> Self {
-        Self {
-            redis: PeerCounters::new(&Arc::from("redis")),
-            publish_errors: metrics::counter!(m::BACKPLANE_PUBLISH_ERRORS),
-            malformed: metrics::counter!(m::BACKPLANE_DROPPED, "protocol" => "redis", "reason" => "undecodable"),
-        }
-    }
-}
-
-impl Shared {
-    fn add_out(&self, envelopes: u64, bytes: u64) {
-        self.stats
-            .envelopes_out
-            .fetch_add(envelopes, Ordering::Relaxed);
-        self.stats.bytes_out.fetch_add(bytes, Ordering::Relaxed);
-        self.metrics.redis.envelopes_out.increment(envelopes);
-        self.metrics.redis.bytes_out.increment(bytes);
-    }
-    fn add_publish_errors(&self, n: u64) {
-        self.stats.publish_errors.fetch_add(n, Ordering::Relaxed);
-        self.metrics.publish_errors.increment(n);
-    }
-    fn add_reconnect(&self) {
-        self.stats.reconnects.fetch_add(1, Ordering::Relaxed);
-        self.metrics.redis.reconnects.increment(1);
-    }
-    fn add_malformed(&self) {
-        self.stats.malformed.fetch_add(1, Ordering::Relaxed);
-        self.metrics.malformed.increment(1);
-    }
-}
 
 /// A running Redis engine. Cheap to clone.
 #[derive(Clone)]

@@ -494,6 +494,8 @@ pub enum Limit {
     Subscriptions,
     /// `limits.max_channel_name_length`.
     ChannelName,
+    /// `cluster.mesh.max_control_frames_per_sec`: a mesh peer flooding its link (link reset).
+    MeshControlRate,
 }
 
 impl Limit {
@@ -508,6 +510,7 @@ impl Limit {
             Limit::PublishRate => "publish_rate",
             Limit::Subscriptions => "subscriptions",
             Limit::ChannelName => "channel_name",
+            Limit::MeshControlRate => "mesh_control_rate",
         }
     }
 }

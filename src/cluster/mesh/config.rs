@@ -28,6 +28,10 @@ pub struct MeshConfig {
     /// Cap of a link's send queue, in bytes; a link that falls further behind is reset (and
     /// resynchronised after it reconnects), never allowed to grow memory.
     pub link_queue_bytes: usize,
+    /// Control frames (heartbeats, acks, address gossip) a peer may send per second on one link,
+    /// with a burst of as many; a peer past it is flooding and its link is reset. A healthy peer
+    /// sends one heartbeat per interval and one ack per 64 data frames. 0 turns the check off.
+    pub max_control_frames_per_sec: u32,
     /// Time allowed for a link's TCP connect plus handshake (milliseconds).
     pub handshake_timeout_ms: u64,
     /// DNS names whose addresses are peers (`name:port`, e.g. a Kubernetes headless Service): every
@@ -62,6 +66,7 @@ impl Default for MeshConfig {
             replay_window_bytes: 64 * 1024 * 1024,
             max_frame_bytes: 16 * 1024 * 1024,
             link_queue_bytes: 64 * 1024 * 1024,
+            max_control_frames_per_sec: 10_000,
             handshake_timeout_ms: 5_000,
             peers_dns: Vec::new(),
             dns_refresh_ms: 5_000,

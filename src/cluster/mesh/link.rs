@@ -19,6 +19,7 @@ use super::wire::{self, WireFrame};
 use super::{DialTarget, LinkSlot, Peer, Report, Shared};
 use crate::cluster::envelope::{Envelope, Kind, Origin};
 use crate::metrics::{self, PeerCounters};
+use crate::transport::token_bucket::TokenBucket;
 
 pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
     let mut stop = shared.stop.subscribe();
@@ -341,6 +342,9 @@ async fn read_loop(
     let mut rd = tokio::io::BufReader::with_capacity(64 * 1024, rd);
     let mut stop = shared.stop.subscribe();
     let mut since_ack = 0u32;
+    let budget = shared.cfg.max_control_frames_per_sec;
+    let mut control =
+        (budget > 0).then(|| TokenBucket::new(f64::from(budget), budget, Instant::now()));
     loop {
         let frame = tokio::select! {
             _ = stop.changed() => return false,
@@ -377,6 +381,16 @@ async fn read_loop(
         shared.stats.frames_in.fetch_add(1, Ordering::Relaxed);
         counters.envelopes_in.increment(1);
         let now = Instant::now();
+        let is_control = matches!(env.kind, Kind::Heartbeat | Kind::Ack | Kind::Hello);
+        if is_control && control.as_mut().is_some_and(|b| !b.take(now)) {
+            metrics::limit_refused(metrics::Limit::MeshControlRate);
+            tracing::warn!(
+                peer = %peer.node_id,
+                limit = budget,
+                "mesh peer flooding control frames (over cluster.mesh.max_control_frames_per_sec): resetting the link"
+            );
+            return false;
+        }
         match env.kind {
             Kind::Heartbeat | Kind::Ack => {
                 let acked = env.payload.get(..8).map(|b| {

@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use support::sgc::*;
 use support::{WsClient, eventually};
-use wscluster::cluster::{Cluster, ClusterConfig, SgcAdapter};
+use wscluster::cluster::envelope::Kind;
+use wscluster::cluster::membership::DownReason;
+use wscluster::cluster::{Cluster, ClusterConfig, ClusterEvent, SgcAdapter};
 use wscluster::protocol::sgc::{SgcConfig, SgcProtocol};
 use wscluster::{Server, ServerHandle};
 
@@ -332,4 +334,123 @@ async fn a_slow_interest_announcement_delays_the_confirmation_not_the_message() 
     to_node2.set_delay(Duration::ZERO);
     n1.cluster.stop().await;
     n2.cluster.stop().await;
+}
+
+/// Waits for the first event that `want` accepts, skipping the others (failing after 5 s).
+async fn event_where(
+    events: &mut tokio::sync::broadcast::Receiver<ClusterEvent>,
+    what: &str,
+    want: impl Fn(&ClusterEvent) -> bool,
+) -> ClusterEvent {
+    let found = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match events.recv().await {
+                Ok(e) if want(&e) => return Some(e),
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    })
+    .await;
+    match found {
+        Ok(Some(e)) => e,
+        _ => panic!("no {what} event within 5 s"),
+    }
+}
+
+#[tokio::test]
+async fn sgc_attached_while_running_joins_the_cluster_and_events_report_peers_and_messages() {
+    let a = node("a", vec![]).await;
+    let mut events = a.cluster.events();
+    // b runs its cluster with no protocol attached: its sgc clients are on their own.
+    let b_sgc = SgcProtocol::new(SgcConfig::default());
+    let b_server = Server::new(support::test_server_config())
+        .protocol(Arc::new(b_sgc.clone()))
+        .bind()
+        .await
+        .unwrap_or_else(|e| panic!("bind: {e}"));
+    let b_cluster = Cluster::new("b", mesh_config(vec![seed(&a)]));
+    b_cluster
+        .start()
+        .await
+        .unwrap_or_else(|e| panic!("cluster start: {e}"));
+    let connected = event_where(&mut events, "peer connected", |e| {
+        matches!(e, ClusterEvent::PeerConnected { .. })
+    })
+    .await;
+    assert!(
+        matches!(&connected, ClusterEvent::PeerConnected { node_id, .. } if &**node_id == "b"),
+        "{connected:?}"
+    );
+
+    let (mut on_b, _) = WsClient::sgc(b_server.local_addr()).await;
+    on_b.subscribe("t").await;
+    let mut on_a = subscriber(&a, "v").await;
+    let (mut pa, _) = WsClient::sgc(a.server.local_addr()).await;
+    pa.send(&delphi::publish("\"before attach\"", "t", "queueLevel0"))
+        .await;
+    pa.barrier().await;
+    let (mut pb, _) = WsClient::sgc(b_server.local_addr()).await;
+    pb.send(&delphi::publish("\"b unattached\"", "v", "queueLevel0"))
+        .await;
+    pb.barrier().await;
+
+    // Attached while running: b's existing subscription now draws a's publishes, and b's
+    // publishes reach a's subscribers. Publishes are repeated until the first one crosses (the
+    // interest announcement is on its way); the very first frame each side sees must be one of
+    // them, never what was published before the attach.
+    b_cluster.attach(SgcAdapter::new(b_sgc.clone()));
+    let mut crossed = None;
+    for i in 0..100 {
+        pa.send(&delphi::publish(
+            &format!("\"after {i}\""),
+            "t",
+            "queueLevel0",
+        ))
+        .await;
+        if let Ok(f) = tokio::time::timeout(Duration::from_millis(50), on_b.next_frame()).await {
+            crossed = f;
+            break;
+        }
+    }
+    match crossed {
+        Some(support::Frame::Text(t)) => {
+            assert!(
+                t.contains("\"after "),
+                "the first frame after the attach: {t}"
+            );
+        }
+        other => panic!("nothing from a reached b after the attach: {other:?}"),
+    }
+    pb.send(&delphi::publish("\"b attached\"", "v", "queueLevel0"))
+        .await;
+    on_a.expect(&s5("v", "\"b attached\"")).await;
+    let message = event_where(&mut events, "cluster message", |e| {
+        matches!(
+            e,
+            ClusterEvent::Message {
+                kind: Kind::SgcPublish,
+                ..
+            }
+        )
+    })
+    .await;
+    assert!(
+        matches!(&message, ClusterEvent::Message { origin, size, .. } if &**origin == "b" && *size > 0),
+        "{message:?}"
+    );
+
+    b_cluster.stop().await;
+    let gone = event_where(&mut events, "peer disconnected", |e| {
+        matches!(e, ClusterEvent::PeerDisconnected { .. })
+    })
+    .await;
+    assert_eq!(
+        gone,
+        ClusterEvent::PeerDisconnected {
+            node_id: Arc::from("b"),
+            reason: DownReason::Bye
+        }
+    );
+    a.cluster.stop().await;
 }

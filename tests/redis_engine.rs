@@ -525,3 +525,45 @@ async fn members_who_joined_while_redis_was_away_are_seen_everywhere_once_it_is_
             .await;
     }
 }
+
+#[tokio::test]
+async fn an_acl_user_and_its_password_are_used_to_log_in() {
+    let redis = RedisServer::start().await;
+    let _: String = redis
+        .query(&[
+            "ACL", "SETUSER", "wsc", "on", ">s3cret", "~*", "&*", "+@all",
+        ])
+        .await;
+    // The default user takes any password: only a login as `wsc` can fail on a wrong one.
+    let mut wrong = config(&redis, RedisRouting::Shared);
+    wrong.redis.username = "wsc".into();
+    wrong.redis.password = "not-it".into();
+    let refused = node_with("refused", wrong).await;
+    assert!(
+        eventually(WAIT, || refused
+            .cluster
+            .redis()
+            .and_then(|r| r.last_error())
+            .is_some_and(|e| e.contains("redis authentication failed")))
+        .await,
+        "last error: {:?}",
+        refused.cluster.redis().and_then(|r| r.last_error())
+    );
+    assert!(!refused.cluster.ready());
+    refused.cluster.stop().await;
+
+    let mut good = config(&redis, RedisRouting::Shared);
+    good.redis.username = "wsc".into();
+    good.redis.password = "s3cret".into();
+    let a = node_with("a", good.clone()).await;
+    let b = node_with("b", good).await;
+    let nodes = [a, b];
+    meet(&nodes).await;
+    // Each node's subscription and publishing connections are logged in as wsc.
+    let list: String = redis.query(&["CLIENT", "LIST"]).await;
+    let as_wsc = list.lines().filter(|l| l.contains(" user=wsc ")).count();
+    assert!(as_wsc >= 4, "connections as wsc: {list}");
+    for n in &nodes {
+        n.cluster.stop().await;
+    }
+}

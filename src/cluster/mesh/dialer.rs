@@ -11,13 +11,14 @@ use super::link;
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
-/// The delay before retry number `attempt` (0-based), with ±25 % jitter.
+/// The delay before retry number `attempt` (0-based): doubling from 100 ms, with ±25 % jitter,
+/// kept within 100 ms to 5 s.
 pub(crate) fn backoff(attempt: u32) -> Duration {
     let base = BACKOFF_MIN
         .saturating_mul(1u32 << attempt.min(16))
         .min(BACKOFF_MAX);
     let jitter = 0.75 + fastrand::f64() * 0.5;
-    base.mul_f64(jitter)
+    base.mul_f64(jitter).clamp(BACKOFF_MIN, BACKOFF_MAX)
 }
 
 /// Whether a live link to the node at `addr` exists; `None` when the engine stopped or the
@@ -106,10 +107,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn backoff_grows_and_is_capped() {
-        assert!(backoff(0) <= Duration::from_millis(125));
-        assert!(backoff(0) >= Duration::from_millis(75));
-        assert!(backoff(30) <= Duration::from_millis(6_250));
-        assert!(backoff(30) >= Duration::from_millis(3_750));
+    fn backoff_grows_with_jitter_within_100_ms_to_5_s() {
+        for _ in 0..1_000 {
+            let first = backoff(0);
+            assert!(
+                (BACKOFF_MIN..=Duration::from_millis(125)).contains(&first),
+                "{first:?}"
+            );
+            let fourth = backoff(3);
+            assert!(
+                (Duration::from_millis(600)..=Duration::from_millis(1_000)).contains(&fourth),
+                "{fourth:?}"
+            );
+            let late = backoff(30);
+            assert!(
+                (Duration::from_millis(3_750)..=BACKOFF_MAX).contains(&late),
+                "{late:?}"
+            );
+        }
     }
 }

@@ -89,7 +89,9 @@ async fn handle_tls(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
     let slot = match AdmissionSlot::take(&shared.admission, peer.ip()) {
         Ok(slot) => slot,
         Err(refused) => {
-            tracing::debug!(%peer, ?refused, "TLS connection refused at accept: closed");
+            // Counted and logged like a plain refusal, then closed: a plain answer means
+            // nothing to a client expecting a TLS handshake.
+            note_limit_refusal(peer, &refused, "TLS ");
             return;
         }
     };
@@ -119,11 +121,9 @@ async fn handle_tls(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
     handle_socket(stream, peer, shared, slot).await;
 }
 
-/// Answers a connection the `[limits]` refused at accept (503 or 429 with `Retry-After`), without
-/// reading its request: the answer is written at once, then what the client sends is read and
-/// dropped for a short while (bounded in time and bytes) so the close does not reset the
-/// connection before the client reads the answer.
-async fn refuse_at_accept(mut stream: TcpStream, peer: SocketAddr, refused: Refused) {
+/// Counts a connection refused by an admission limit, and logs it at info the first time (until
+/// the limit is fine again), at debug after that. `kind` is "" or "TLS ".
+fn note_limit_refusal(peer: SocketAddr, refused: &Refused, kind: &str) {
     use super::admission::Denied;
     use crate::metrics::Limit;
     let limit = match refused.why {
@@ -137,11 +137,19 @@ async fn refuse_at_accept(mut stream: TcpStream, peer: SocketAddr, refused: Refu
         tracing::info!(
             %peer,
             limit = limit.label(),
-            "connection refused by a limit (logged once until the limit is fine again)"
+            "{kind}connection refused by a limit (logged once until the limit is fine again)"
         );
     } else {
-        tracing::debug!(%peer, limit = limit.label(), "connection refused by a limit");
+        tracing::debug!(%peer, limit = limit.label(), "{kind}connection refused by a limit");
     }
+}
+
+/// Answers a connection the `[limits]` refused at accept (503 or 429 with `Retry-After`), without
+/// reading its request: the answer is written at once, then what the client sends is read and
+/// dropped for a short while (bounded in time and bytes) so the close does not reset the
+/// connection before the client reads the answer.
+async fn refuse_at_accept(mut stream: TcpStream, peer: SocketAddr, refused: Refused) {
+    note_limit_refusal(peer, &refused, "");
     let (status, phrase) = refused.why.status();
     let extra = format!("Retry-After: {}\r\n", refused.why.retry_after());
     let _ = reply(&mut stream, status, phrase, &extra).await;

@@ -49,7 +49,7 @@ async fn before_publish_can_rewrite_channel_and_message_or_deny() {
 #[tokio::test]
 async fn before_subscribe_denial_is_silent() {
     let (server, sgc) = sgc_server_with(SgcConfig::default(), |s| {
-        s.on_before_subscribe(|_, ch| ch != "secret");
+        s.on_before_subscribe(|_, req| req.channel != "secret");
     })
     .await;
     sgc.publish(
@@ -68,6 +68,44 @@ async fn before_subscribe_denial_is_silent() {
     a.barrier().await;
     assert_eq!(sgc.subscriptions(&guid), ["a", "b"]);
     sgc.publish("s", "secret", Default::default(), &Default::default());
+    a.barrier().await;
+}
+
+#[tokio::test]
+async fn before_subscribe_may_rewrite_the_channel() {
+    let (server, sgc) = sgc_server_with(SgcConfig::default(), |s| {
+        s.on_before_subscribe(|conn, req| {
+            if req.channel == "me" {
+                req.channel = format!("user.{}", conn.id());
+            }
+            if req.channel == "alias" {
+                req.channel = String::new();
+            }
+            true
+        });
+    })
+    .await;
+    let (mut a, guid) = client(server.local_addr()).await;
+    let mine = format!("user.{guid}");
+    sgc.publish(
+        "kept",
+        &mine,
+        wscluster::protocol::sgc::QueueLevel::Level1,
+        &Default::default(),
+    );
+    a.send(&js::subscribe("me,news,alias", "s1")).await;
+    a.expect(&s2("s1")).await;
+    // The confirmation and the retained replay name the channel actually subscribed.
+    a.expect(&s3(&mine, None, Some("s1"))).await;
+    a.expect(&s5(&mine, r#""kept""#)).await;
+    a.expect(&s3("news", None, Some("s1"))).await;
+    // A rewrite to an empty channel is refused, silently.
+    a.barrier().await;
+    assert_eq!(sgc.subscriptions(&guid), ["news", mine.as_str()]);
+    sgc.publish("direct", &mine, Default::default(), &Default::default());
+    a.expect(&s5(&mine, r#""direct""#)).await;
+    // Nothing arrives on the name the client asked for.
+    sgc.publish("nobody", "me", Default::default(), &Default::default());
     a.barrier().await;
 }
 

@@ -10,7 +10,7 @@ use crate::hub::{Member, Subscribed};
 use crate::transport::Connection;
 
 use super::frame;
-use super::hooks::PublishRequest;
+use super::hooks::{PublishRequest, SubscribeRequest};
 use super::inbound::{self, Inbound, Method};
 use super::qos::Hold;
 use super::rpc::{self, Notification, RpcRequest};
@@ -216,18 +216,39 @@ impl SgcProtocol {
         let conn = member.conn();
         let before = self.hook(|h| &h.before_subscribe);
         let rules = self.hook(|h| &h.rules);
-        for ch in self.expand(&msg.channel) {
-            if !conn.channel_allowed(&ch) || !allowed(&rules, conn, Action::Subscribe, &ch) {
+        for asked in self.expand(&msg.channel) {
+            let permitted =
+                |ch: &str| conn.channel_allowed(ch) && allowed(&rules, conn, Action::Subscribe, ch);
+            if !permitted(&asked) {
                 continue;
             }
-            if before.as_ref().is_some_and(|h| !h(conn, &ch)) {
-                tracing::debug!(
-                    conn = conn.id(),
-                    channel = ch,
-                    "subscription denied by hook"
-                );
-                continue;
-            }
+            let ch = match &before {
+                None => asked,
+                Some(h) => {
+                    let mut req = SubscribeRequest {
+                        channel: asked.clone(),
+                    };
+                    if !h(conn, &mut req) {
+                        tracing::debug!(
+                            conn = conn.id(),
+                            channel = asked,
+                            "subscription denied by hook"
+                        );
+                        continue;
+                    }
+                    if req.channel != asked && (req.channel.is_empty() || !permitted(&req.channel))
+                    {
+                        tracing::debug!(
+                            conn = conn.id(),
+                            channel = asked,
+                            rewritten = req.channel,
+                            "subscription rewritten by the hook to a channel the rules refuse"
+                        );
+                        continue;
+                    }
+                    req.channel
+                }
+            };
             if self.hold_for_interest(member, &ch, msg.qos.as_deref(), msg.id.as_deref()) {
                 continue;
             }

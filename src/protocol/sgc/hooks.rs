@@ -33,7 +33,18 @@ pub struct PublishRequest {
     pub queue: QueueLevel,
 }
 
+/// A client's subscription to one concrete channel as `before_subscribe` sees it; the hook may
+/// rewrite the channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscribeRequest {
+    /// The channel asked for (one entry of a comma list, or one channel a wildcard mask matched).
+    /// Rewrite it to subscribe the connection to another channel instead: the confirmation (S3),
+    /// the retained replay and every later delivery then name the new channel.
+    pub channel: String,
+}
+
 type Decide = Arc<dyn Fn(&Connection, &str) -> bool + Send + Sync>;
+type BeforeSubscribe = Arc<dyn Fn(&Connection, &mut SubscribeRequest) -> bool + Send + Sync>;
 type Notice = Arc<dyn Fn(&Connection, &str) + Send + Sync>;
 type ConnEvent = Arc<dyn Fn(&Connection) + Send + Sync>;
 type BeforePublish = Arc<dyn Fn(&Connection, &mut PublishRequest) -> bool + Send + Sync>;
@@ -45,7 +56,7 @@ type OnBinary = Arc<dyn Fn(&Connection, Bytes) + Send + Sync>;
 /// The hooks set on a protocol. Cloning copies `Arc`s only.
 #[derive(Clone, Default)]
 pub(crate) struct Hooks {
-    pub(crate) before_subscribe: Option<Decide>,
+    pub(crate) before_subscribe: Option<BeforeSubscribe>,
     pub(crate) before_publish: Option<BeforePublish>,
     pub(crate) subscribed: Option<Notice>,
     pub(crate) unsubscribed: Option<Notice>,
@@ -74,11 +85,13 @@ impl SgcProtocol {
         self.set_hook(|h| h.rules = (!rules.is_empty()).then_some(rules))
     }
 
-    /// `OnBeforeSubscription`: asked for every concrete channel of a subscribe, with the channel
-    /// name. Returning false refuses it silently (no S3, no retained replay).
+    /// `OnBeforeSubscription`: asked for every concrete channel of a subscribe. Returning false
+    /// refuses it silently (no S3, no retained replay); the hook may rewrite the channel
+    /// ([`SubscribeRequest::channel`]), which must then pass the channel rules and the
+    /// channel-name limit too.
     pub fn on_before_subscribe(
         &self,
-        f: impl Fn(&Connection, &str) -> bool + Send + Sync + 'static,
+        f: impl Fn(&Connection, &mut SubscribeRequest) -> bool + Send + Sync + 'static,
     ) -> &Self {
         self.set_hook(|h| h.before_subscribe = Some(Arc::new(f)))
     }

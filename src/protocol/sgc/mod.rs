@@ -46,7 +46,7 @@ pub mod transaction;
 pub use api::ChannelInfo;
 pub use config::SgcConfig;
 pub use event::{SgcBroadcast, SgcEvent, SgcPublish, Targets};
-pub use hooks::PublishRequest;
+pub use hooks::{PublishRequest, SubscribeRequest};
 pub use inbound::{Inbound, QueueLevel};
 pub use retained::{RetainedChannel, RetainedSnapshot};
 pub use rpc::{Notification, RpcRequest};

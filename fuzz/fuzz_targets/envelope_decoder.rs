@@ -28,7 +28,11 @@ fn envelope(bytes: Bytes) {
     if let Ok(e) = Envelope::decode(bytes.clone()) {
         let again = e.encode().expect("a decoded envelope encodes");
         assert_eq!(again, bytes, "encode(decode(x)) != x");
-        assert_eq!(Envelope::decode(again).as_ref(), Ok(&e), "decode(encode(e)) != e");
+        assert_eq!(
+            Envelope::decode(again).as_ref(),
+            Ok(&e),
+            "decode(encode(e)) != e"
+        );
         let head = Envelope::encode_header(e.kind, &e.origin, e.seq).expect("header encodes");
         assert_eq!(head.len() + e.payload.len(), bytes.len());
     }
@@ -36,7 +40,11 @@ fn envelope(bytes: Bytes) {
 
 fn handshake(bytes: &[u8]) {
     if let Some(m) = HandshakeMsg::decode(bytes) {
-        assert_eq!(HandshakeMsg::decode(&m.encode()).as_ref(), Some(&m), "handshake round trip");
+        assert_eq!(
+            HandshakeMsg::decode(&m.encode()).as_ref(),
+            Some(&m),
+            "handshake round trip"
+        );
     }
 }
 
@@ -59,11 +67,20 @@ fuzz_target!(|data: &[u8]| {
     }
     // Frames read back are written again byte for byte.
     let mut out = Vec::new();
-    ready(write_frames(&mut out, frames.iter().cloned().map(WireFrame::whole))).expect("write");
+    ready(write_frames(
+        &mut out,
+        frames.iter().cloned().map(WireFrame::whole),
+    ))
+    .expect("write");
     let mut again: &[u8] = &out;
     for f in &frames {
-        let read = ready(read_frame(&mut again, MAX_FRAME)).expect("read").expect("frame");
+        let read = ready(read_frame(&mut again, MAX_FRAME))
+            .expect("read")
+            .expect("frame");
         assert_eq!(&read, f);
     }
-    assert!(data.starts_with(&out), "re-encoded frames are a prefix of the input");
+    assert!(
+        data.starts_with(&out),
+        "re-encoded frames are a prefix of the input"
+    );
 });

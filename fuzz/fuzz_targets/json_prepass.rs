@@ -3,14 +3,18 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use wscluster::protocol::json::{Payload, RawObject, decode_b64, encode_b64, raw_to_text, sanitize};
+use wscluster::protocol::json::{
+    Payload, RawObject, decode_b64, encode_b64, raw_to_text, sanitize,
+};
 
 fn exercise(text: &str) {
     let clean = sanitize(text);
     // Idempotent: sanitized text needs no further change.
     assert_eq!(sanitize(&clean), clean, "sanitize is not idempotent");
     if let Some(obj) = RawObject::parse(&clean) {
-        for key in ["jsonrpc", "method", "params", "id", "message", "channel", "member"] {
+        for key in [
+            "jsonrpc", "method", "params", "id", "message", "channel", "member",
+        ] {
             if let Some(raw) = obj.raw(key) {
                 let _ = raw_to_text(raw);
                 let payload = Payload::from_raw(raw);
@@ -31,8 +35,13 @@ fn exercise(text: &str) {
     if serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok() {
         assert_eq!(clean, text, "sanitize changed valid JSON");
     }
-    if serde_json::from_str::<std::collections::HashMap<String, serde::de::IgnoredAny>>(text).is_ok() {
-        assert!(RawObject::parse(&clean).is_some(), "sanitize broke a valid JSON object");
+    if serde_json::from_str::<std::collections::HashMap<String, serde::de::IgnoredAny>>(text)
+        .is_ok()
+    {
+        assert!(
+            RawObject::parse(&clean).is_some(),
+            "sanitize broke a valid JSON object"
+        );
     }
     let decoded = decode_b64(text);
     if !text.starts_with("sgc@b64:") {

@@ -462,7 +462,7 @@ pub(crate) fn decode_stamped(kind: Kind, payload: &Bytes) -> Option<(SgcEvent, u
     }
 }
 
-fn encode_snapshot(s: &RetainedSnapshot) -> Bytes {
+pub(super) fn encode_snapshot(s: &RetainedSnapshot) -> Bytes {
     let wire: Vec<(&str, Vec<&[u8]>)> = s
         .channels
         .iter()
@@ -476,7 +476,7 @@ fn encode_snapshot(s: &RetainedSnapshot) -> Bytes {
     Bytes::from(postcard::to_stdvec(&wire).unwrap_or_default())
 }
 
-fn decode_snapshot(payload: &[u8]) -> Option<RetainedSnapshot> {
+pub(super) fn decode_snapshot(payload: &[u8]) -> Option<RetainedSnapshot> {
     let wire: Vec<(&str, Vec<&[u8]>)> = postcard::from_bytes(payload).ok()?;
     Some(RetainedSnapshot {
         channels: wire

@@ -18,6 +18,7 @@ enum Seen {
     Msg(String, Vec<u8>),
     Up(String),
     Down(String, DownReason),
+    Resync(String, u64),
 }
 
 #[derive(Default)]
@@ -36,6 +37,11 @@ impl EngineHandler for Recorder {
     }
     fn on_peer_down(&self, p: &Origin, r: DownReason) {
         self.seen.lock().push(Seen::Down(p.node_id.to_string(), r));
+    }
+    fn on_resync_needed(&self, p: &Origin, lost: u64) {
+        self.seen
+            .lock()
+            .push(Seen::Resync(p.node_id.to_string(), lost));
     }
 }
 
@@ -168,47 +174,85 @@ async fn a_new_incarnation_of_a_node_reports_the_old_one_down_at_once() {
 #[path = "support/proxy.rs"]
 mod proxy;
 
+/// Engines a and b that reach each other only through a proxy in each direction (each advertises
+/// the proxy in front of it), so cutting both proxies really separates them. `a_cfg` adjusts a's
+/// options. Returns once they are linked.
+struct ProxiedPair {
+    a: MeshEngine,
+    b: MeshEngine,
+    rec_a: Arc<Recorder>,
+    rec_b: Arc<Recorder>,
+    to_a: proxy::Proxy,
+    to_b: proxy::Proxy,
+}
+
+impl ProxiedPair {
+    async fn start(a_cfg: impl FnOnce(&mut MeshConfig)) -> Self {
+        support::init_logs();
+        // Proxies first (their ports are held), engines on ephemeral ports advertising them.
+        let rec_a = Arc::new(Recorder::default());
+        let rec_b = Arc::new(Recorder::default());
+        let to_a = proxy::Proxy::start_deferred().await;
+        let to_b = proxy::Proxy::start_deferred().await;
+        let mut cfg_a = cfg(vec![], "s");
+        cfg_a.advertise = to_a.addr().to_string();
+        a_cfg(&mut cfg_a);
+        let mut cfg_b = cfg(vec![to_a.addr().to_string()], "s");
+        cfg_b.advertise = to_b.addr().to_string();
+        let origin = |id: &str, incarnation| Origin {
+            node_id: Arc::from(id),
+            incarnation,
+        };
+        let a = MeshEngine::start(cfg_a, origin("a", 1), rec_a.clone())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        to_a.set_target(a.local_addr());
+        let b = MeshEngine::start(cfg_b, origin("b", 2), rec_b.clone())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        to_b.set_target(b.local_addr());
+        assert!(
+            support::eventually(WAIT, || a.connected_peer_count() == 1
+                && b.connected_peer_count() == 1)
+            .await
+        );
+        Self {
+            a,
+            b,
+            rec_a,
+            rec_b,
+            to_a,
+            to_b,
+        }
+    }
+
+    async fn cut(&self) {
+        self.to_a.cut();
+        self.to_b.cut();
+        assert!(
+            support::eventually(WAIT, || self.a.connected_peer_count() == 0
+                && self.b.connected_peer_count() == 0)
+            .await,
+            "the cut separates them"
+        );
+    }
+
+    fn restore(&self) {
+        self.to_a.restore();
+        self.to_b.restore();
+    }
+}
+
 #[tokio::test]
 async fn a_cut_link_restored_within_the_window_loses_and_duplicates_nothing() {
-    support::init_logs();
-    // a <-> b only through proxies in both directions (each advertises the proxy in front of
-    // it), so a cut really separates them.
-    // Proxies first (their ports are held), engines on ephemeral ports advertising them.
-    let rec_a = Arc::new(Recorder::default());
-    let rec_b = Arc::new(Recorder::default());
-    let to_a = proxy::Proxy::start_deferred().await;
-    let to_b = proxy::Proxy::start_deferred().await;
-    let mut a_cfg = cfg(vec![], "s");
-    a_cfg.advertise = to_a.addr().to_string();
-    let mut b_cfg = cfg(vec![to_a.addr().to_string()], "s");
-    b_cfg.advertise = to_b.addr().to_string();
-    let a = MeshEngine::start(
-        a_cfg,
-        Origin {
-            node_id: Arc::from("a"),
-            incarnation: 1,
-        },
-        rec_a.clone(),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
-    to_a.set_target(a.local_addr());
-    let b = MeshEngine::start(
-        b_cfg,
-        Origin {
-            node_id: Arc::from("b"),
-            incarnation: 2,
-        },
-        rec_b.clone(),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
-    to_b.set_target(b.local_addr());
-    assert!(
-        support::eventually(WAIT, || a.connected_peer_count() == 1
-            && b.connected_peer_count() == 1)
-        .await
-    );
+    let ProxiedPair {
+        a,
+        b,
+        rec_b,
+        to_a,
+        to_b,
+        ..
+    } = ProxiedPair::start(|_| {}).await;
     let total = 3_000u32;
     for i in 0..total / 2 {
         a.send_all(Kind::SgcPublish, Bytes::from(i.to_be_bytes().to_vec()));
@@ -249,6 +293,92 @@ async fn a_cut_link_restored_within_the_window_loses_and_duplicates_nothing() {
             .replayed
             .load(std::sync::atomic::Ordering::Relaxed)
             > 0
+    );
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn frames_past_the_replay_window_are_a_counted_loss_and_a_resync_never_a_duplicate() {
+    // a keeps at most 4 KiB of unacknowledged frames for b.
+    let pair = ProxiedPair::start(|c| c.replay_window_bytes = 4 * 1024).await;
+    let (a, b) = (&pair.a, &pair.b);
+    let frame = |i: u32| i.to_be_bytes().to_vec();
+    for i in 0..100u32 {
+        a.send_all(Kind::SgcPublish, Bytes::from(frame(i)));
+    }
+    assert!(support::eventually(WAIT, || pair.rec_b.msgs_from("a").len() == 100).await);
+    pair.cut().await;
+    // About 40 bytes a frame on the wire: 2 000 frames are far past the 4 KiB window.
+    let total = 2_100u32;
+    for i in 100..total {
+        a.send_all(Kind::SgcPublish, Bytes::from(frame(i)));
+    }
+    pair.restore();
+    assert!(
+        support::eventually(Duration::from_secs(10), || pair
+            .rec_a
+            .seen
+            .lock()
+            .iter()
+            .any(|s| matches!(s, Seen::Resync(p, _) if p == "b")))
+        .await,
+        "a asks the cluster layer to resynchronise b"
+    );
+    let lost_out = a.stats().lost.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        lost_out > 0,
+        "the frames dropped from the window are counted"
+    );
+    let resync_lost: u64 = pair
+        .rec_a
+        .seen
+        .lock()
+        .iter()
+        .filter_map(|s| match s {
+            Seen::Resync(p, n) if p == "b" => Some(*n),
+            _ => None,
+        })
+        .sum();
+    assert_eq!(resync_lost, lost_out, "the resync reports what was lost");
+    // b gets what the window still held: the newest frames, after the gap, in order, once.
+    let last = frame(total - 1);
+    assert!(
+        support::eventually(Duration::from_secs(10), || pair.rec_b.msgs_from("a").last()
+            == Some(&last))
+        .await,
+        "the frames still in the window are replayed"
+    );
+    let got: Vec<u32> = pair
+        .rec_b
+        .msgs_from("a")
+        .iter()
+        .map(|m| u32::from_be_bytes([m[0], m[1], m[2], m[3]]))
+        .collect();
+    let (before, after) = got.split_at(100);
+    assert_eq!(before, (0..100).collect::<Vec<_>>().as_slice());
+    let first_after = after[0];
+    assert!(first_after > 100, "a gap where the window overflowed");
+    assert_eq!(
+        after,
+        (first_after..total).collect::<Vec<_>>().as_slice(),
+        "after the gap: every remaining frame once, in order"
+    );
+    assert_eq!(
+        u64::from(first_after - 100),
+        lost_out,
+        "exactly the frames counted lost are missing"
+    );
+    // b counts the same gap on its side.
+    assert!(
+        support::eventually(WAIT, || b
+            .stats()
+            .lost
+            .load(std::sync::atomic::Ordering::Relaxed)
+            == lost_out)
+        .await,
+        "b saw a gap of {lost_out}: {}",
+        b.stats().lost.load(std::sync::atomic::Ordering::Relaxed)
     );
     a.stop().await;
     b.stop().await;

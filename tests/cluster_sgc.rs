@@ -454,3 +454,60 @@ async fn sgc_attached_while_running_joins_the_cluster_and_events_report_peers_an
     );
     a.cluster.stop().await;
 }
+
+#[tokio::test]
+async fn sgc_detached_while_running_relays_nothing_until_attached_again() {
+    let (a, b, c) = three_nodes().await;
+    let mut on_b = subscriber(&b, "t").await;
+    let mut on_a = subscriber(&a, "t").await;
+    let (mut pa, _) = WsClient::sgc(a.server.local_addr()).await;
+    pa.send(&delphi::publish("\"linked\"", "t", "queueLevel0"))
+        .await;
+    on_b.expect(&s5("t", "\"linked\"")).await;
+    on_a.expect(&s5("t", "\"linked\"")).await;
+
+    b.cluster.detach("esegece.com");
+    // b's clients are on their own: a's publish does not reach them, b's does not leave b.
+    pa.send(&delphi::publish("\"not for b\"", "t", "queueLevel0"))
+        .await;
+    on_a.expect(&s5("t", "\"not for b\"")).await;
+    let (mut pb, _) = WsClient::sgc(b.server.local_addr()).await;
+    pb.send(&delphi::publish("\"b alone\"", "t", "queueLevel0"))
+        .await;
+    on_b.expect(&s5("t", "\"b alone\"")).await;
+    assert_eq!(
+        b.cluster.connected_peer_count(),
+        2,
+        "the backplane stays up"
+    );
+
+    // Attached again: what b's subscriber sees next is a publish made after that, never the
+    // one made while it was detached; and a's subscriber never saw b's local publish.
+    b.cluster.attach(SgcAdapter::new(b.sgc.clone()));
+    let mut first = None;
+    for i in 0..100 {
+        pa.send(&delphi::publish(
+            &format!("\"again {i}\""),
+            "t",
+            "queueLevel0",
+        ))
+        .await;
+        on_a.expect(&s5("t", &format!("\"again {i}\""))).await;
+        if let Ok(f) = tokio::time::timeout(Duration::from_millis(50), on_b.next_frame()).await {
+            first = f;
+            break;
+        }
+    }
+    match first {
+        Some(support::Frame::Text(t)) => {
+            assert!(
+                t.contains("\"again "),
+                "b's first frame after re-attaching: {t}"
+            )
+        }
+        other => panic!("nothing reached b after re-attaching: {other:?}"),
+    }
+    for n in [&a, &b, &c] {
+        n.cluster.stop().await;
+    }
+}

@@ -336,6 +336,41 @@ async fn a_slow_interest_announcement_delays_the_confirmation_not_the_message() 
     n2.cluster.stop().await;
 }
 
+/// Publishes `"<word> i"` to channel `t` from `publisher` until a frame reaches `receiver` (an
+/// interest announcement may still be on its way), and checks that the first frame `receiver`
+/// gets is one of those publishes, so nothing published before reached it. `local`, when given,
+/// is a subscriber on the publisher's node that must get each publish in turn.
+async fn first_crossing(
+    publisher: &mut WsClient,
+    receiver: &mut WsClient,
+    word: &str,
+    mut local: Option<&mut WsClient>,
+) {
+    for i in 0..100 {
+        let message = format!("\"{word} {i}\"");
+        publisher
+            .send(&delphi::publish(&message, "t", "queueLevel0"))
+            .await;
+        if let Some(l) = local.as_deref_mut() {
+            l.expect(&s5("t", &message)).await;
+        }
+        if let Ok(f) = tokio::time::timeout(Duration::from_millis(50), receiver.next_frame()).await
+        {
+            match f {
+                Some(support::Frame::Text(t)) => {
+                    assert!(
+                        t.contains(&format!("\"{word} ")),
+                        "the first frame across: {t}"
+                    );
+                    return;
+                }
+                other => panic!("expected a publish, got {other:?}"),
+            }
+        }
+    }
+    panic!("no \"{word} …\" publish reached the other node");
+}
+
 /// Waits for the first event that `want` accepts, skipping the others (failing after 5 s).
 async fn event_where(
     events: &mut tokio::sync::broadcast::Receiver<ClusterEvent>,
@@ -400,28 +435,7 @@ async fn sgc_attached_while_running_joins_the_cluster_and_events_report_peers_an
     // interest announcement is on its way); the very first frame each side sees must be one of
     // them, never what was published before the attach.
     b_cluster.attach(SgcAdapter::new(b_sgc.clone()));
-    let mut crossed = None;
-    for i in 0..100 {
-        pa.send(&delphi::publish(
-            &format!("\"after {i}\""),
-            "t",
-            "queueLevel0",
-        ))
-        .await;
-        if let Ok(f) = tokio::time::timeout(Duration::from_millis(50), on_b.next_frame()).await {
-            crossed = f;
-            break;
-        }
-    }
-    match crossed {
-        Some(support::Frame::Text(t)) => {
-            assert!(
-                t.contains("\"after "),
-                "the first frame after the attach: {t}"
-            );
-        }
-        other => panic!("nothing from a reached b after the attach: {other:?}"),
-    }
+    first_crossing(&mut pa, &mut on_b, "after", None).await;
     pb.send(&delphi::publish("\"b attached\"", "v", "queueLevel0"))
         .await;
     on_a.expect(&s5("v", "\"b attached\"")).await;
@@ -484,29 +498,7 @@ async fn sgc_detached_while_running_relays_nothing_until_attached_again() {
     // Attached again: what b's subscriber sees next is a publish made after that, never the
     // one made while it was detached; and a's subscriber never saw b's local publish.
     b.cluster.attach(SgcAdapter::new(b.sgc.clone()));
-    let mut first = None;
-    for i in 0..100 {
-        pa.send(&delphi::publish(
-            &format!("\"again {i}\""),
-            "t",
-            "queueLevel0",
-        ))
-        .await;
-        on_a.expect(&s5("t", &format!("\"again {i}\""))).await;
-        if let Ok(f) = tokio::time::timeout(Duration::from_millis(50), on_b.next_frame()).await {
-            first = f;
-            break;
-        }
-    }
-    match first {
-        Some(support::Frame::Text(t)) => {
-            assert!(
-                t.contains("\"again "),
-                "b's first frame after re-attaching: {t}"
-            )
-        }
-        other => panic!("nothing reached b after re-attaching: {other:?}"),
-    }
+    first_crossing(&mut pa, &mut on_b, "again", Some(&mut on_a)).await;
     for n in [&a, &b, &c] {
         n.cluster.stop().await;
     }

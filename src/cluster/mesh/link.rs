@@ -230,7 +230,8 @@ fn register(
         let frames = match peer.window.replay_after(resume_from) {
             Ok(f) => f,
             Err(g) => {
-                gap = Some(g.through - g.from + 1);
+                let lost = peer.window.newly_lost(g);
+                gap = (lost > 0).then_some(lost);
                 peer.window.ack(g.through);
                 peer.window.replay_after(g.through).unwrap_or_default()
             }

@@ -21,6 +21,8 @@ pub struct ReplayWindow {
     bytes: usize,
     /// Highest sequence number dropped from the window without an ack (0: none).
     dropped_through: u64,
+    /// Highest sequence number already counted lost by [`ReplayWindow::newly_lost`] (0: none).
+    counted_through: u64,
 }
 
 /// The frames to replay after a reconnect could not all be kept.
@@ -42,6 +44,7 @@ impl ReplayWindow {
             frames: VecDeque::new(),
             bytes: 0,
             dropped_through: 0,
+            counted_through: 0,
         }
     }
 
@@ -95,6 +98,19 @@ impl ReplayWindow {
             .filter(|(s, _, _)| *s > last_received)
             .map(|(s, _, f)| (*s, f.clone()))
             .collect())
+    }
+
+    /// How many of `gap`'s sequence numbers are lost news: a peer that reconnects twice before
+    /// the first replay reached it reports the same last frame, so the same gap, twice; it is
+    /// counted (and resynchronised) once.
+    pub fn newly_lost(&mut self, gap: Gap) -> u64 {
+        let from = gap.from.max(self.counted_through + 1);
+        self.counted_through = self.counted_through.max(gap.through);
+        if gap.through >= from {
+            gap.through - from + 1
+        } else {
+            0
+        }
     }
 
     /// The sequence number the next frame will get.
@@ -203,6 +219,21 @@ mod tests {
             })
         );
         assert_eq!(w.replay_after(3).map(|v| v.len()), Ok(2));
+        // The same gap reported again (a second reconnect from the same point) is no new loss;
+        // a later, longer one counts only its new part.
+        let gap = Gap {
+            from: 1,
+            through: 3,
+        };
+        assert_eq!(w.newly_lost(gap), 3);
+        assert_eq!(w.newly_lost(gap), 0);
+        assert_eq!(
+            w.newly_lost(Gap {
+                from: 2,
+                through: 5
+            }),
+            2
+        );
         let mut w = ReplayWindow::new(Duration::from_secs(1), 1 << 20);
         w.push(b("old"), t);
         w.trim(t + Duration::from_secs(2));

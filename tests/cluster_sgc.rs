@@ -35,6 +35,12 @@ async fn node(name: &str, peers: Vec<String>) -> Node {
 }
 
 async fn node_with(name: &str, config: ClusterConfig) -> Node {
+    node_attached(name, config, true).await
+}
+
+/// A node whose cluster is started with its sgc protocol attached, or with nothing attached
+/// (`attach_sgc` false: its sgc clients are on their own until the test attaches it).
+async fn node_attached(name: &str, config: ClusterConfig, attach_sgc: bool) -> Node {
     support::init_logs();
     let sgc = SgcProtocol::new(SgcConfig::default());
     let server = Server::new(support::test_server_config())
@@ -43,7 +49,9 @@ async fn node_with(name: &str, config: ClusterConfig) -> Node {
         .await
         .unwrap_or_else(|e| panic!("bind: {e}"));
     let cluster = Cluster::new(name, config);
-    cluster.attach(SgcAdapter::new(sgc.clone()));
+    if attach_sgc {
+        cluster.attach(SgcAdapter::new(sgc.clone()));
+    }
     cluster
         .start()
         .await
@@ -398,17 +406,7 @@ async fn sgc_attached_while_running_joins_the_cluster_and_events_report_peers_an
     let a = node("a", vec![]).await;
     let mut events = a.cluster.events();
     // b runs its cluster with no protocol attached: its sgc clients are on their own.
-    let b_sgc = SgcProtocol::new(SgcConfig::default());
-    let b_server = Server::new(support::test_server_config())
-        .protocol(Arc::new(b_sgc.clone()))
-        .bind()
-        .await
-        .unwrap_or_else(|e| panic!("bind: {e}"));
-    let b_cluster = Cluster::new("b", mesh_config(vec![seed(&a)]));
-    b_cluster
-        .start()
-        .await
-        .unwrap_or_else(|e| panic!("cluster start: {e}"));
+    let b = node_attached("b", mesh_config(vec![seed(&a)]), false).await;
     let connected = event_where(&mut events, "peer connected", |e| {
         matches!(e, ClusterEvent::PeerConnected { .. })
     })
@@ -418,14 +416,14 @@ async fn sgc_attached_while_running_joins_the_cluster_and_events_report_peers_an
         "{connected:?}"
     );
 
-    let (mut on_b, _) = WsClient::sgc(b_server.local_addr()).await;
+    let (mut on_b, _) = WsClient::sgc(b.server.local_addr()).await;
     on_b.subscribe("t").await;
     let mut on_a = subscriber(&a, "v").await;
     let (mut pa, _) = WsClient::sgc(a.server.local_addr()).await;
     pa.send(&delphi::publish("\"before attach\"", "t", "queueLevel0"))
         .await;
     pa.barrier().await;
-    let (mut pb, _) = WsClient::sgc(b_server.local_addr()).await;
+    let (mut pb, _) = WsClient::sgc(b.server.local_addr()).await;
     pb.send(&delphi::publish("\"b unattached\"", "v", "queueLevel0"))
         .await;
     pb.barrier().await;
@@ -434,7 +432,7 @@ async fn sgc_attached_while_running_joins_the_cluster_and_events_report_peers_an
     // publishes reach a's subscribers. Publishes are repeated until the first one crosses (the
     // interest announcement is on its way); the very first frame each side sees must be one of
     // them, never what was published before the attach.
-    b_cluster.attach(SgcAdapter::new(b_sgc.clone()));
+    b.cluster.attach(SgcAdapter::new(b.sgc.clone()));
     first_crossing(&mut pa, &mut on_b, "after", None).await;
     pb.send(&delphi::publish("\"b attached\"", "v", "queueLevel0"))
         .await;
@@ -454,7 +452,7 @@ async fn sgc_attached_while_running_joins_the_cluster_and_events_report_peers_an
         "{message:?}"
     );
 
-    b_cluster.stop().await;
+    b.cluster.stop().await;
     let gone = event_where(&mut events, "peer disconnected", |e| {
         matches!(e, ClusterEvent::PeerDisconnected { .. })
     })

@@ -216,3 +216,73 @@ async fn shutdown_by_forces_a_stuck_connection_and_its_protocol_state_is_cleaned
     assert_eq!(sgc.subscriber_count("burst"), 0);
     drop(stuck);
 }
+
+/// An upgrade that passed the "still serving?" check when the shutdown began (here it is held in
+/// the credential check) is waited for: its client gets its 101, then the 1001 close, instead of
+/// the process ending under it with no close frame. (Before, `shutdown_by` saw no connection and
+/// returned at once; a binary test caught the race about once in 300 runs.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_waits_for_an_upgrade_already_past_its_serving_check_and_closes_it_with_1001() {
+    use std::sync::{Arc, Mutex, mpsc};
+    use wscluster::protocol::sgc::SgcConfig;
+    use wscluster::transport::auth::AuthConfig;
+    use wscluster::{Server, SgcProtocol};
+
+    let (entered_tx, entered_rx) = mpsc::channel::<()>();
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let held = Mutex::new((entered_tx, release_rx));
+    let server = Server::new(support::test_server_config())
+        .protocol(Arc::new(SgcProtocol::new(SgcConfig::default())))
+        .auth(AuthConfig {
+            enabled: true,
+            ..AuthConfig::default()
+        })
+        .auth_hook(move |_| {
+            let Ok(held) = held.lock() else { return false };
+            let _ = held.0.send(());
+            held.1.recv_timeout(Duration::from_secs(10)).is_ok()
+        })
+        .bind()
+        .await
+        .unwrap_or_else(|e| panic!("bind: {e}"));
+    let server = Arc::new(server);
+    let addr = server.local_addr();
+    let client = tokio::spawn(async move {
+        WsClient::connect(addr, "/sgc/auth/url/ann/secret", &["esegece.com"]).await
+    });
+    let entered = tokio::task::spawn_blocking(move || entered_rx.recv_timeout(PROCESS_WAIT))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        entered.is_ok(),
+        "the upgrade never reached the credential check"
+    );
+
+    let mut shutdown = tokio::spawn({
+        let server = server.clone();
+        async move {
+            server
+                .shutdown_by(tokio::time::Instant::now() + PROCESS_WAIT)
+                .await
+        }
+    });
+    // The listener closes first; from then on the shutdown only waits.
+    let deadline = Instant::now() + PROCESS_WAIT;
+    while tokio::net::TcpStream::connect(addr).await.is_ok() {
+        assert!(Instant::now() < deadline, "the listener never closed");
+        tokio::task::yield_now().await;
+    }
+    let early = tokio::time::timeout(Duration::from_millis(300), &mut shutdown).await;
+    assert!(early.is_err(), "shutdown ended with an upgrade in flight");
+
+    let _ = release_tx.send(());
+    let mut c = client
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|e| panic!("the upgrade was refused: {e}"));
+    let (code, reason) = c.expect_closed_within(PROCESS_WAIT).await;
+    assert_eq!(code, Some(1001), "{reason}");
+    let forced = shutdown.await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(forced, 0);
+    assert_eq!(server.connection_count(), 0);
+}

@@ -11,6 +11,7 @@ mod connection_task;
 pub mod handshake;
 pub mod http;
 mod http_server;
+mod in_flight;
 pub mod limits;
 pub mod origin;
 mod outbox;

@@ -22,6 +22,7 @@ use super::connection::{Connection, ConnectionInfo, new_guid};
 use super::connection_task::{self, Heartbeat};
 use super::handshake::{self, Prefixed, Request, UpgradeProblem};
 use super::http::HttpHandler;
+use super::in_flight::UpgradesInFlight;
 use super::limits::{ConnectionLimits, LimitsConfig};
 use super::origin::OriginPolicy;
 use crate::config::ServerConfig;
@@ -178,6 +179,7 @@ impl Server {
             http: self.http,
             phase,
             gone: Notify::new(),
+            upgrading: UpgradesInFlight::default(),
             tls: tls.as_ref().map(|(_, r)| r.clone()),
         });
         let accept = tokio::spawn(super::accept::accept_loop(listener, shared.clone(), false));
@@ -221,8 +223,11 @@ pub(super) struct Shared {
     pub(super) http: Option<Arc<dyn HttpHandler>>,
     /// Serving, draining or forced; set by the handle's shutdown, watched by every task.
     pub(super) phase: watch::Sender<Phase>,
-    /// Signalled whenever a connection leaves `connections` (shutdown waits on it).
+    /// Signalled whenever a connection leaves `connections` or an upgrade stops being in flight
+    /// (shutdown waits on it).
     pub(super) gone: Notify,
+    /// Upgrades that passed the serving check and are not yet in `connections`.
+    pub(super) upgrading: UpgradesInFlight,
     /// The `[limits]` options.
     pub(super) limits: LimitsConfig,
     /// Connection counts per node and per address.
@@ -347,18 +352,23 @@ impl ServerHandle {
         forced
     }
 
+    /// No connection open and no upgrade on its way to becoming one.
+    fn nothing_left(&self) -> bool {
+        self.shared.upgrading.count() == 0 && self.connection_count() == 0
+    }
+
     /// Waits until no connection is left (true) or `deadline` passes (false).
     async fn wait_for_connections(&self, deadline: Instant) -> bool {
         loop {
             let gone = self.shared.gone.notified();
             tokio::pin!(gone);
             gone.as_mut().enable();
-            if self.connection_count() == 0 {
+            if self.nothing_left() {
                 return true;
             }
             tokio::select! {
                 () = gone => {}
-                () = tokio::time::sleep_until(deadline) => return self.connection_count() == 0,
+                () = tokio::time::sleep_until(deadline) => return self.nothing_left(),
             }
         }
     }
@@ -414,6 +424,8 @@ pub(super) async fn handle_socket<S>(
         serve_http(&mut stream, &req, peer, &shared).await;
         return;
     }
+    // Counted before the check: a shutdown either refuses this upgrade here or waits for it.
+    let upgrading = shared.upgrading.start(&shared.gone);
     if !shared.serving() {
         log_refusal(peer, Refusal::ShuttingDown, SHUTDOWN_REASON);
         let _ = reply(&mut stream, 503, "Service Unavailable", "").await;
@@ -507,6 +519,7 @@ pub(super) async fn handle_socket<S>(
         .connections
         .lock()
         .insert(conn.id_arc(), conn.clone());
+    drop(upgrading);
     // A shutdown that took its snapshot of the connections before this one was added has already
     // set the phase: the connection closes itself.
     if !shared.serving() {

@@ -121,7 +121,12 @@ fn problems(rel: &str, line: &str) -> Vec<String> {
     // `shared/…` as the start of a path (not e.g. "the redis shared/channel routing").
     for (i, _) in lower.match_indices("shared/") {
         let before = lower[..i].chars().next_back();
-        if before.is_none_or(|c| " `'\"(/[<".contains(c)) {
+        let token: String = lower[i..]
+            .chars()
+            .take_while(|&c| is_path_char(c))
+            .collect();
+        let deeper = token["shared/".len()..].contains(['/', '.']);
+        if deeper && before.is_none_or(|c| " `'\"(/[<".contains(c)) {
             found.push("names a file outside the repository (`shared/…`)".to_owned());
             break;
         }
@@ -132,7 +137,11 @@ fn problems(rel: &str, line: &str) -> Vec<String> {
                 .to_owned(),
         );
     }
-    if lower.contains("spec §") || lower.contains("spec's §") {
+    let spec_section = lower.match_indices("spec ").any(|(i, _)| {
+        let rest = &lower[i + "spec ".len()..];
+        rest.starts_with('§') || rest.starts_with(|c: char| c.is_ascii_digit())
+    });
+    if spec_section || lower.contains("spec's §") {
         found.push("cites the external specification (cite `docs/wire.md §N`)".to_owned());
     }
     // Any `../` path must stay inside the repository.
@@ -221,18 +230,31 @@ fn the_scanner_tells_references_from_lookalikes() {
         ("docs/x.md", "where `shared/design/cluster.md` left room"),
         ("README.md", "[spec](../shared/spec.md)"),
         ("src/a.rs", "//! the wire (spec §2.3)"),
+        (
+            "wscluster.example.toml",
+            "# as \"sgc@b64:...\" (spec 1.4); member lists",
+        ),
         ("bench/x.rs", "//! `client-protocols.md` §3.4"),
         ("src/a.rs", "// TLS for links is issue 7's"),
-        ("tests/a.rs", "//! Resource exhaustion (Issue #7): a slowloris"),
+        (
+            "tests/a.rs",
+            "//! Resource exhaustion (Issue #7): a slowloris",
+        ),
         ("docs/x.md", "fixed in #12, see also (#3)"),
     ];
     for (f, l) in bad {
         assert!(!problems(f, l).is_empty(), "{f}: {l}");
     }
     let good = [
-        ("src/a.rs", r#"let s = include_str!("../wscluster.example.toml");"#),
+        (
+            "src/a.rs",
+            r#"let s = include_str!("../wscluster.example.toml");"#,
+        ),
         ("docs/x.md", "routing: shared/channel"),
-        ("docs/x.md", "a PKCS#8 key, RFC 6455 §7.4, `docs/wire.md §2.3`"),
+        (
+            "docs/x.md",
+            "a PKCS#8 key, RFC 6455 §7.4, `docs/wire.md §2.3`",
+        ),
         ("src/a.rs", "#[derive(Debug)] r#\"{}\"#"),
         ("src/ops/status.html", "color: #333;"),
         ("docs/x.md", "an open issue of the client, #define X"),
@@ -274,12 +296,18 @@ fn markdown_links_resolve() {
             checked += 1;
             match resolve(&dir, &target) {
                 Some(p) if root.join(&p).exists() => {}
-                Some(p) => report.push(format!("{rel}:{n}: `{target}` ({}) does not exist", p.display())),
+                Some(p) => report.push(format!(
+                    "{rel}:{n}: `{target}` ({}) does not exist",
+                    p.display()
+                )),
                 None => report.push(format!("{rel}:{n}: `{target}` leaves the repository")),
             }
         }
     }
-    assert!(checked >= 5, "only {checked} links found: is the parser broken?");
+    assert!(
+        checked >= 5,
+        "only {checked} links found: is the parser broken?"
+    );
     assert!(report.is_empty(), "broken links:\n{}", report.join("\n"));
 }
 
@@ -355,14 +383,20 @@ fn port_of(addr: &str) -> u16 {
 /// - `--redis-url URL` is the test's own `redis-server` on an ephemeral port.
 ///
 /// Returns the arguments, the README's listen port and (mesh) cluster port.
-fn rewrite(command: &str, ports: &Ports, redis_url: Option<&str>) -> (Vec<String>, u16, Option<u16>) {
+fn rewrite(
+    command: &str,
+    ports: &Ports,
+    redis_url: Option<&str>,
+) -> (Vec<String>, u16, Option<u16>) {
     assert!(
         !command.contains(['"', '\'']),
         "quote-free commands only: {command}"
     );
     let rest = command
         .strip_prefix("cargo run --release -- ")
-        .unwrap_or_else(|| panic!("a quick-start command starts with `cargo run --release --`: {command}"));
+        .unwrap_or_else(|| {
+            panic!("a quick-start command starts with `cargo run --release --`: {command}")
+        });
     let words: Vec<&str> = rest.split_whitespace().collect();
     let (mut args, mut listen, mut cluster) = (Vec::new(), None, None);
     let mut i = 0;
@@ -387,7 +421,8 @@ fn rewrite(command: &str, ports: &Ports, redis_url: Option<&str>) -> (Vec<String
                 args.extend(["--peer".to_owned(), format!("{host}:{real}")]);
             }
             ("--redis-url", Some(_)) => {
-                let url = redis_url.unwrap_or_else(|| panic!("--redis-url outside the Redis block"));
+                let url =
+                    redis_url.unwrap_or_else(|| panic!("--redis-url outside the Redis block"));
                 args.extend(["--redis-url".to_owned(), url.to_owned()]);
             }
             _ => {
@@ -478,7 +513,11 @@ async fn live_peers(addr: SocketAddr) -> Option<u64> {
 /// Runs the README block `marker`'s commands and waits until every node links every other one.
 async fn start_quick_start(marker: &str, redis_url: Option<&str>) -> (Vec<Node>, Ports) {
     let cmds = commands(&readme_block(marker, "sh"));
-    assert_eq!(cmds.len(), 3, "the {marker} quick start is three commands: {cmds:#?}");
+    assert_eq!(
+        cmds.len(),
+        3,
+        "the {marker} quick start is three commands: {cmds:#?}"
+    );
     let mut ports = Ports::default();
     let mut nodes = Vec::new();
     for c in &cmds {
@@ -579,7 +618,10 @@ async fn publish_crosses(ports: &Ports) {
                 // The confirmation: once it arrived, every peer knows of the subscription.
                 let s3 = c.recv_json().await;
                 assert_eq!(s3["result"]["method"], "sgc@subscribe", "{name}: {s3}");
-                assert_eq!(s3["result"]["channel"], sent["params"]["channel"], "{name}: {s3}");
+                assert_eq!(
+                    s3["result"]["channel"], sent["params"]["channel"],
+                    "{name}: {s3}"
+                );
             }
         }
         clients.push((name.clone(), c));
@@ -597,7 +639,11 @@ async fn publish_crosses(ports: &Ports) {
 #[tokio::test]
 async fn quick_start_mesh_publish_crosses() {
     let (_nodes, ports) = start_quick_start("mesh", None).await;
-    assert_eq!(ports.mesh.len(), 3, "three mesh nodes with a cluster port each");
+    assert_eq!(
+        ports.mesh.len(),
+        3,
+        "three mesh nodes with a cluster port each"
+    );
     publish_crosses(&ports).await;
 }
 

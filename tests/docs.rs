@@ -10,6 +10,9 @@
 //!   quick-start commands, run as written (see [`rewrite`] for the only changes: the built binary
 //!   and free ports), make a three-node cluster on which the README's browser snippet sees a publish
 //!   made on node `c` arrive at a subscriber on node `a`, exactly once, and nowhere else.
+//! - `wire_reference_examples_are_what_a_node_sends`: the exchanges of `docs/wire.md` marked
+//!   `<!-- replay: … -->` are played against a real node, frame by frame, and nothing else may
+//!   arrive.
 
 mod support;
 
@@ -652,4 +655,132 @@ async fn quick_start_redis_publish_crosses() {
     let redis = RedisServer::start().await;
     let (_nodes, ports) = start_quick_start("redis", Some(&redis.url())).await;
     publish_crosses(&ports).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The wire reference's examples
+// ---------------------------------------------------------------------------------------------
+
+/// The connection GUID the wire reference's examples use; replaced by the real one.
+const DOC_GUID: &str = "3F2504E04F8941D39A0C0305E82C3301";
+
+/// One replayable exchange of `docs/wire.md`: the subprotocol of a new connection (`None`:
+/// continue on the previous block's connection), the `→`/`←` lines, and where it is.
+struct Exchange {
+    protocol: Option<String>,
+    lines: Vec<String>,
+    line: usize,
+}
+
+/// Every block of `docs/wire.md` preceded by `<!-- replay: <protocol> -->` or
+/// `<!-- replay: continue -->`.
+fn exchanges() -> Vec<Exchange> {
+    let text = std::fs::read_to_string(repo().join("docs/wire.md"))
+        .unwrap_or_else(|e| panic!("docs/wire.md: {e}"));
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = Vec::new();
+    for (n, l) in lines.iter().enumerate() {
+        let Some(tag) = l
+            .trim()
+            .strip_prefix("<!-- replay: ")
+            .and_then(|r| r.strip_suffix(" -->"))
+        else {
+            continue;
+        };
+        assert_eq!(
+            lines.get(n + 1).map(|l| l.trim()),
+            Some("```text"),
+            "docs/wire.md:{}: a replay marker goes right before a ```text block",
+            n + 1
+        );
+        let body: Vec<String> = lines[n + 2..]
+            .iter()
+            .take_while(|l| l.trim() != "```")
+            .map(|l| l.trim().to_owned())
+            .filter(|l| !l.is_empty())
+            .collect();
+        out.push(Exchange {
+            protocol: (tag != "continue").then(|| tag.to_owned()),
+            lines: body,
+            line: n + 1,
+        });
+    }
+    out
+}
+
+/// Round trip proving nothing else was queued: a request whose answer must be the next frame.
+async fn barrier(c: &mut WsClient, protocol: &str, at: &str) {
+    let (ask, answer) = if protocol == "esegece.com" {
+        (
+            r#"{"jsonrpc":"2.0","method":"sgc@protocol"}"#,
+            "esegece.com",
+        )
+    } else {
+        (
+            r#"{"jsonrpc":"2.0","method":"sgc@presence@barrier","id":"barrier"}"#,
+            r#"{"jsonrpc":"2.0","method":"sgc@presence@acknowledgment","id":"barrier"}"#,
+        )
+    };
+    c.send(ask).await;
+    let got = c.recv().await;
+    assert_eq!(
+        got, answer,
+        "{at}: a frame the example does not show arrived"
+    );
+}
+
+#[tokio::test]
+async fn wire_reference_examples_are_what_a_node_sends() {
+    let all = exchanges();
+    assert!(all.len() >= 10, "only {} replayable examples", all.len());
+    let args: Vec<String> = ["--listen", "127.0.0.1:0", "--cluster-engine", "none"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let node = Node::start("wscluster (wire reference)", &args, false);
+    let mut current: Option<(String, WsClient, String)> = None;
+    for ex in all {
+        let at = format!("docs/wire.md:{}", ex.line);
+        if let Some(protocol) = &ex.protocol {
+            let mut c = WsClient::connect(node.ws, "/", &[protocol])
+                .await
+                .unwrap_or_else(|e| panic!("{at}: {e}"));
+            let session = c.recv().await;
+            let v: serde_json::Value =
+                serde_json::from_str(&session).unwrap_or_else(|e| panic!("{at}: {e}"));
+            let guid = v["result"]["message"]
+                .as_str()
+                .or(v["message"]["text"].as_str())
+                .unwrap_or_else(|| panic!("{at}: not a session frame: {session}"))
+                .to_owned();
+            assert_eq!(guid.len(), 32, "{at}: {session}");
+            // A block that starts with the session frame checks it.
+            let mut lines = ex.lines.iter().peekable();
+            if let Some(first) = lines.peek()
+                && first.contains("session")
+                && let Some(want) = first.strip_prefix("← ")
+            {
+                assert_eq!(session, want.replace(DOC_GUID, &guid), "{at}");
+            }
+            current = Some((protocol.clone(), c, guid));
+        }
+        let Some((protocol, c, guid)) = current.as_mut() else {
+            panic!("{at}: `replay: continue` with no connection before it");
+        };
+        for line in &ex.lines {
+            let line = line.replace(DOC_GUID, guid);
+            if let Some(frame) = line.strip_prefix("→ ") {
+                c.send(frame).await;
+            } else if let Some(want) = line.strip_prefix("← ") {
+                if ex.protocol.is_some() && want.contains("session") {
+                    continue; // checked above
+                }
+                let got = c.recv().await;
+                assert_eq!(got, want, "{at}");
+            } else {
+                panic!("{at}: a replayed line starts with → or ←: {line}");
+            }
+        }
+        barrier(c, protocol, &at).await;
+    }
 }

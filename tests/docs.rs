@@ -733,6 +733,35 @@ async fn barrier(c: &mut WsClient, protocol: &str, at: &str) {
     );
 }
 
+/// The second Presence member of the wire reference's flows: bob, in `room-42` before alice came.
+const BOB: &str = r#"{"id":"8A4B2C1D0E9F48A7B6C5D4E3F2A1B0C9","name":"bob","info":""}"#;
+
+/// Connects bob to the node, makes him a member and has him join `room-42`.
+async fn bob(addr: SocketAddr) -> WsClient {
+    let mut b = WsClient::connect(addr, "/", &["presence.esegece.com"])
+        .await
+        .unwrap_or_else(|e| panic!("bob: {e}"));
+    let _session = b.recv().await;
+    let new = format!(r#"{{"jsonrpc":"2.0","method":"sgc@presence@member@new","member":{BOB}}}"#);
+    b.send(&new).await;
+    b.expect(&new).await;
+    let join = format!(
+        r#"{{"jsonrpc":"2.0","method":"sgc@presence@channel@member@new","member":{BOB},"channel":{{"name":"room-42"}}}}"#
+    );
+    b.send(&join).await;
+    b.expect(&join).await;
+    b
+}
+
+/// Reads bob's frames up to and including the answer to a barrier: what earlier examples sent
+/// him and do not show.
+async fn drain(b: &mut WsClient) {
+    b.send(r#"{"jsonrpc":"2.0","method":"sgc@presence@barrier","id":"drain"}"#)
+        .await;
+    let ack = r#"{"jsonrpc":"2.0","method":"sgc@presence@acknowledgment","id":"drain"}"#;
+    while b.recv().await != ack {}
+}
+
 #[tokio::test]
 async fn wire_reference_examples_are_what_a_node_sends() {
     let all = exchanges();
@@ -743,6 +772,7 @@ async fn wire_reference_examples_are_what_a_node_sends() {
         .collect();
     let node = Node::start("wscluster (wire reference)", &args, false);
     let mut current: Option<(String, WsClient, String)> = None;
+    let mut second: Option<WsClient> = None;
     for ex in all {
         let at = format!("docs/wire.md:{}", ex.line);
         if let Some(protocol) = &ex.protocol {
@@ -766,15 +796,35 @@ async fn wire_reference_examples_are_what_a_node_sends() {
             {
                 assert_eq!(session, want.replace(DOC_GUID, &guid), "{at}");
             }
+            // Presence flows have a second member, bob, set up before alice is a member (so
+            // she hears none of it).
+            second = if protocol == "presence.esegece.com" {
+                Some(bob(node.ws).await)
+            } else {
+                None
+            };
             current = Some((protocol.clone(), c, guid));
         }
         let Some((protocol, c, guid)) = current.as_mut() else {
             panic!("{at}: `replay: continue` with no connection before it");
         };
+        if let Some(b) = second.as_mut() {
+            drain(b).await;
+        }
+        let mut to_bob = false;
         for line in &ex.lines {
             let line = line.replace(DOC_GUID, guid);
             if let Some(frame) = line.strip_prefix("→ ") {
                 c.send(frame).await;
+            } else if let Some(want) = line.strip_prefix("← (to bob") {
+                // `← (to bob) {…}` or `← (to bob, in room-42) {…}`: the next frame bob receives.
+                let want = want.split_once(") ").map(|(_, f)| f).unwrap_or_default();
+                let b = second
+                    .as_mut()
+                    .unwrap_or_else(|| panic!("{at}: no bob in an sgc example"));
+                let got = b.recv().await;
+                assert_eq!(got, want, "{at} (bob)");
+                to_bob = true;
             } else if let Some(want) = line.strip_prefix("← ") {
                 if ex.protocol.is_some() && want.contains("session") {
                     continue; // checked above
@@ -786,5 +836,8 @@ async fn wire_reference_examples_are_what_a_node_sends() {
             }
         }
         barrier(c, protocol, &at).await;
+        if to_bob && let Some(b) = second.as_mut() {
+            barrier(b, protocol, &format!("{at} (bob)")).await;
+        }
     }
 }

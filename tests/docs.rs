@@ -13,7 +13,8 @@
 //!   made on node `c` arrive at a subscriber on node `a`, exactly once, and nowhere else.
 //! - `wire_reference_examples_are_what_a_node_sends`: the exchanges of `docs/wire.md` marked
 //!   `<!-- replay: … -->` are played against a real node, frame by frame, and nothing else may
-//!   arrive.
+//!   arrive; `wire_reference_handshake_is_what_a_node_answers` sends its upgrade request and
+//!   compares the `101`.
 
 mod support;
 
@@ -840,4 +841,57 @@ async fn wire_reference_examples_are_what_a_node_sends() {
             barrier(b, protocol, &format!("{at} (bob)")).await;
         }
     }
+}
+
+/// The fenced ```http blocks of `docs/wire.md`, in order.
+fn http_blocks() -> Vec<Vec<String>> {
+    let text = std::fs::read_to_string(repo().join("docs/wire.md"))
+        .unwrap_or_else(|e| panic!("docs/wire.md: {e}"));
+    let mut out = Vec::new();
+    let mut current: Option<Vec<String>> = None;
+    for line in text.lines() {
+        let t = line.trim();
+        match current.as_mut() {
+            None if t == "```http" => current = Some(Vec::new()),
+            None => {}
+            Some(_) if t == "```" => out.extend(current.take()),
+            Some(block) => block.push(t.to_owned()),
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn wire_reference_handshake_is_what_a_node_answers() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let blocks = http_blocks();
+    let (request, response) = (&blocks[0], &blocks[1]);
+    assert!(request[0].starts_with("GET / "), "{request:?}");
+    assert!(response[0].starts_with("HTTP/1.1 101"), "{response:?}");
+    let args: Vec<String> = ["--listen", "127.0.0.1:0", "--cluster-engine", "none"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let node = Node::start("wscluster (wire reference)", &args, false);
+    let mut s = tokio::net::TcpStream::connect(node.ws)
+        .await
+        .unwrap_or_else(|e| panic!("connect: {e}"));
+    let sent = format!("{}\r\n\r\n", request.join("\r\n"));
+    s.write_all(sent.as_bytes())
+        .await
+        .unwrap_or_else(|e| panic!("write: {e}"));
+    let mut got = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+        let mut buf = [0u8; 1024];
+        let n = tokio::time::timeout_at(deadline, s.read(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("no answer head within 5 s: {got:?}"))
+            .unwrap_or_else(|e| panic!("read: {e}"));
+        assert!(n > 0, "closed before the answer head: {got:?}");
+        got.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&got);
+    let head = text.split("\r\n\r\n").next().unwrap_or_default();
+    assert_eq!(head, response.join("\r\n"), "docs/wire.md §1.1");
 }

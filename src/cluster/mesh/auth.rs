@@ -1,10 +1,17 @@
 //! Mutual authentication of a mesh link by a shared cluster secret, without the secret ever
 //! crossing the wire: each side sends a fresh random nonce, and proves knowledge of the secret with
-//! an HMAC-SHA256 over both nonces, both node ids, the cluster name and its role. A recorded proof
-//! is useless on another link (other nonces) and cannot be reflected (the role is part of it).
+//! an HMAC-SHA256 over the link protocol version, its role, the cluster name, both node ids and both
+//! nonces. A recorded proof is useless on another link (other nonces) and cannot be reflected (the
+//! role is part of it).
+//!
+//! The dialer proves first; the acceptor sends its own proof only to a dialer whose proof it
+//! checked (`handshake.rs`). A stranger who reaches the cluster port therefore never receives an
+//! HMAC computed with the secret, and has nothing to guess the secret against offline.
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+
+use super::wire::LINK_PROTOCOL;
 
 /// Length of a link nonce.
 pub const NONCE_LEN: usize = 32;
@@ -48,10 +55,11 @@ fn mac(secret: &[u8], role: Role, t: &Transcript<'_>) -> Hmac<Sha256> {
     let mut m = <Hmac<Sha256> as Mac>::new_from_slice(secret)
         .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
     let role_tag: &[u8] = match role {
-        Role::Dialer => b"wscluster-mesh-v1 dialer",
-        Role::Acceptor => b"wscluster-mesh-v1 acceptor",
+        Role::Dialer => b"dialer",
+        Role::Acceptor => b"acceptor",
     };
     for part in [
+        LINK_PROTOCOL.as_bytes(),
         role_tag,
         t.cluster.as_bytes(),
         t.dialer_id.as_bytes(),

@@ -111,6 +111,34 @@ mod tests {
         assert!(!p.windows(6).any(|w| w == b"s3cret"));
     }
 
+    /// The proof covers the link protocol version: a proof made under another version's tag
+    /// (as a version 1 node would) does not verify.
+    #[test]
+    fn a_proof_is_bound_to_the_link_protocol() {
+        let (dn, an) = (new_nonce(), new_nonce());
+        let t = transcript(&dn, &an);
+        let mut v1 = <Hmac<Sha256> as Mac>::new_from_slice(b"k").unwrap_or_else(|_| unreachable!());
+        for part in [
+            b"wscluster-mesh-v1 dialer".as_slice(),
+            b"prod",
+            b"a",
+            b"b",
+            dn.as_slice(),
+            an.as_slice(),
+        ] {
+            v1.update(&(part.len() as u64).to_be_bytes());
+            v1.update(part);
+        }
+        let old = v1.finalize().into_bytes().to_vec();
+        assert!(!verify(b"k", Role::Dialer, &t, &old));
+        assert!(verify(
+            b"k",
+            Role::Dialer,
+            &t,
+            &proof(b"k", Role::Dialer, &t)
+        ));
+    }
+
     #[test]
     fn a_proof_is_bound_to_its_nonces() {
         let (dn, an, other) = (new_nonce(), new_nonce(), new_nonce());

@@ -380,3 +380,19 @@ pub(crate) async fn dial(
         .await
         .unwrap_or(Err(LinkError::Timeout))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_reasons_a_node_sends_reach_the_warn_line() {
+        assert_eq!(known_reason(REFUSE_SECRET), REFUSE_SECRET);
+        assert_eq!(
+            known_reason("unsupported link protocol: this node speaks wscluster-mesh/9"),
+            REFUSE_PROTOCOL
+        );
+        let forged = "ok\n2026-01-01 INFO peer connected peer=admin\u{1b}[2J";
+        assert_eq!(known_reason(forged), "another reason (logged at debug)");
+    }
+}

@@ -191,6 +191,22 @@ mod tests {
         assert!(read_frame(&mut r, 2).await.is_err());
     }
 
+    /// The acceptor's first answer carries no proof, and a refusal keeps the variant number it
+    /// had in link protocol 1, so a node of the other version still reads why it was refused.
+    #[test]
+    fn the_challenge_has_no_proof_and_refusals_stay_readable_across_versions() {
+        let c = HandshakeMsg::Challenge {
+            node_id: "a".into(),
+            incarnation: 1,
+            nonce: [7; NONCE_LEN],
+        };
+        // variant, id (length + byte), incarnation, nonce: nothing else.
+        assert_eq!(c.encode().len(), 1 + 2 + 1 + NONCE_LEN);
+        let r = HandshakeMsg::Refuse { reason: "x".into() };
+        assert_eq!(r.encode().first(), Some(&4));
+        assert_eq!(LINK_PROTOCOL, "wscluster-mesh/2");
+    }
+
     #[test]
     fn handshake_messages_round_trip_and_garbage_is_none() {
         let m = HandshakeMsg::Refuse {

@@ -553,6 +553,14 @@ fn a_short_secret_or_an_unreadable_secret_file_exits_2() {
             vec![],
             "cluster.secret_file",
         ),
+        (
+            vec![],
+            vec![(
+                "WSCLUSTER_CLUSTER__SECRET_FILE",
+                "/nonexistent/wscluster.secret",
+            )],
+            "cluster.secret_file",
+        ),
     ] {
         let mut all = vec!["--listen", "127.0.0.1:0", "--cluster-port", "0"];
         all.extend(args.iter().copied());
@@ -590,4 +598,7 @@ async fn a_generated_secret_in_a_file_links_with_the_same_secret_given_by_flag()
     let a = NodeProcess::start(NodeArgs::new("a").secret_file(file.path())).await;
     let b = NodeProcess::start(NodeArgs::new("b").secret(&secret).peer(a.mesh)).await;
     wait_linked(&[&a, &b]).await;
+    let ps_warning = "--cluster-secret shows the secret in the process list: prefer --cluster-secret-file (cluster.secret_file) or WSCLUSTER_CLUSTER__SECRET";
+    assert_eq!(b.logged(ps_warning).len(), 1, "the flag is warned about");
+    assert!(a.logged(ps_warning).is_empty(), "the file is not");
 }

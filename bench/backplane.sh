@@ -25,7 +25,7 @@
 source "$(dirname "$0")/lib.sh"
 
 CLUSTER_PORT_BASE="${CLUSTER_PORT_BASE:-17450}"
-CLUSTER_SECRET="${CLUSTER_SECRET:-bench-secret}"
+CLUSTER_SECRET="${CLUSTER_SECRET:-bench-cluster-secret}"
 RATE="${RATE:-2000}"
 SECONDS_MEASURED="${SECONDS_MEASURED:-5}"
 LOAD=(fanout --subscribers 900 --channels 100 --payload 100 --publishers 1

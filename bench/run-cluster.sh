@@ -19,7 +19,7 @@
 source "$(dirname "$0")/lib.sh"
 
 CLUSTER_PORT_BASE="${CLUSTER_PORT_BASE:-17400}"
-CLUSTER_SECRET="${CLUSTER_SECRET:-bench-secret}"
+CLUSTER_SECRET="${CLUSTER_SECRET:-bench-cluster-secret}"
 ENGINE="${ENGINE:-mesh}"
 REDIS_ROUTING="${REDIS_ROUTING:-shared}"
 REDIS_PORT=""

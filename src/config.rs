@@ -198,7 +198,11 @@ impl Config {
     /// Builds the configuration from defaults, then the file, then the environment, then flags,
     /// and [validates](Config::validate) it.
     pub fn load(sources: &Sources) -> Result<Config, ConfigError> {
-        let config = layers::load(sources)?;
+        let mut config = layers::load(sources)?;
+        config
+            .cluster
+            .load_secret_file()
+            .map_err(|(key, message)| ConfigError::Invalid { key, message })?;
         config.validate()?;
         Ok(config)
     }
@@ -210,6 +214,9 @@ impl Config {
         let invalid = |key, message: String| Err(ConfigError::Invalid { key, message });
         if let Err(message) = self.cluster.validate() {
             return invalid("cluster", message);
+        }
+        if let Err((key, message)) = self.cluster.validate_security() {
+            return invalid(key, message);
         }
         if let Err((key, message)) = self.http.validate().and_then(|()| self.admin.validate()) {
             return invalid(key, message);

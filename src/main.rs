@@ -22,6 +22,10 @@ mod cli;
 const EXIT_CONFIG: u8 = 2;
 
 fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some(cli::gen_secret::NAME) {
+        return cli::gen_secret::run(&argv[2..]);
+    }
     let args = cli::args::Args::parse();
     let config = match args.load_config() {
         Ok(c) => c,
@@ -45,6 +49,12 @@ fn main() -> ExitCode {
     if let Err(e) = cli::logging::init(&config.node) {
         eprintln!("wscluster: {e:#}");
         return ExitCode::from(EXIT_CONFIG);
+    }
+    if args.cluster_secret.is_some() {
+        tracing::warn!(
+            "--cluster-secret shows the secret in the process list: prefer --cluster-secret-file \
+             (cluster.secret_file) or WSCLUSTER_CLUSTER__SECRET"
+        );
     }
     cli::node::raise_open_file_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

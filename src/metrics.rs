@@ -496,6 +496,11 @@ pub enum Limit {
     ChannelName,
     /// `cluster.mesh.max_control_frames_per_sec`: a mesh peer flooding its link (link reset).
     MeshControlRate,
+    /// `cluster.mesh.max_failed_handshakes_per_ip`: a connection to the cluster port closed unread
+    /// because its source address failed too many handshakes.
+    MeshHandshakeFailures,
+    /// `cluster.mesh.max_known_addresses`: a learned peer address not kept (the dial set is full).
+    MeshAddresses,
 }
 
 impl Limit {
@@ -511,6 +516,8 @@ impl Limit {
             Limit::Subscriptions => "subscriptions",
             Limit::ChannelName => "channel_name",
             Limit::MeshControlRate => "mesh_control_rate",
+            Limit::MeshHandshakeFailures => "mesh_handshake_failures",
+            Limit::MeshAddresses => "mesh_addresses",
         }
     }
 }

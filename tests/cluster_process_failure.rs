@@ -404,7 +404,7 @@ async fn a_node_with_the_wrong_secret_is_refused_and_the_others_carry_on() {
 
     let x = NodeProcess::start(
         NodeArgs::new("x")
-            .secret("not-the-secret")
+            .secret("not-the-cluster-secret")
             .peer(a.mesh)
             .peer(b.mesh),
     )

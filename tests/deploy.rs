@@ -93,7 +93,7 @@ fn the_kubernetes_pod_configuration_loads_as_the_manifests_say() {
                 "WSCLUSTER_CLUSTER__MESH__ADVERTISE",
                 "wscluster-0.wscluster-headless.ns.svc.cluster.local:5410",
             ),
-            ("WSCLUSTER_CLUSTER__SECRET", "s3cret"),
+            ("WSCLUSTER_CLUSTER__SECRET", "s3cret-s3cret-s3cret"),
         ],
     );
     assert_eq!(at(&c, "node.name").as_str(), Some("wscluster-0"));
@@ -108,7 +108,10 @@ fn the_kubernetes_pod_configuration_loads_as_the_manifests_say() {
         at(&c, "cluster.mesh.peers_dns").as_array().map(|a| a.len()),
         Some(1)
     );
-    assert_eq!(at(&c, "cluster.secret").as_str(), Some("s3cret"));
+    assert_eq!(
+        at(&c, "cluster.secret").as_str(),
+        Some("s3cret-s3cret-s3cret")
+    );
     // The grace period outlasts the drain.
     let grace: u64 = statefulset
         .lines()
@@ -135,7 +138,10 @@ fn the_systemd_environment_file_loads() {
     assert!(vars.len() >= 3, "{vars:?}");
     let env: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let c = print_config(&["--config", "wscluster.example.toml"], &env);
-    assert_eq!(at(&c, "cluster.secret").as_str(), Some("change-me"));
+    assert_eq!(
+        at(&c, "cluster.secret").as_str(),
+        Some("change-me-to-a-long-random-value")
+    );
     let unit = include_str!("../deploy/systemd/wscluster.service");
     for needle in [
         "KillSignal=SIGTERM",

@@ -360,18 +360,19 @@ mod mesh_flood {
                 dialer_nonce: &their,
                 acceptor_nonce: &mine,
             };
-            let welcome = HandshakeMsg::Welcome {
+            let challenge = HandshakeMsg::Challenge {
                 node_id: "flood".into(),
                 incarnation: 9,
-                listen: None,
                 nonce: mine,
+            };
+            let _ = wire::write_frames(&mut wr, [WireFrame::whole(challenge.encode())]).await;
+            let _ = wire::read_frame(&mut rd, 1 << 16).await;
+            let welcome = HandshakeMsg::Welcome {
                 proof: auth::proof(secret.as_bytes(), Role::Acceptor, &t),
+                listen: None,
                 resume: None,
             };
             let _ = wire::write_frames(&mut wr, [WireFrame::whole(welcome.encode())]).await;
-            let _ = wire::read_frame(&mut rd, 1 << 16).await;
-            let _ =
-                wire::write_frames(&mut wr, [WireFrame::whole(HandshakeMsg::Ready.encode())]).await;
             let _ = wr.flush().await;
             // Drain what the node sends so only our writes are under test.
             tokio::spawn(async move {

@@ -417,17 +417,19 @@ async fn stuck_peer(secret: &'static str) -> std::net::SocketAddr {
             dialer_nonce: &their,
             acceptor_nonce: &mine,
         };
-        let welcome = HandshakeMsg::Welcome {
+        let challenge = HandshakeMsg::Challenge {
             node_id: "stuck".into(),
             incarnation: 9,
-            listen: None,
             nonce: mine,
+        };
+        let _ = wire::write_frames(&mut wr, [WireFrame::whole(challenge.encode())]).await;
+        let _ = wire::read_frame(&mut rd, 1 << 16).await;
+        let welcome = HandshakeMsg::Welcome {
             proof: auth::proof(secret.as_bytes(), Role::Acceptor, &t),
+            listen: None,
             resume: None,
         };
         let _ = wire::write_frames(&mut wr, [WireFrame::whole(welcome.encode())]).await;
-        let _ = wire::read_frame(&mut rd, 1 << 16).await;
-        let _ = wire::write_frames(&mut wr, [WireFrame::whole(HandshakeMsg::Ready.encode())]).await;
         let _ = tokio::io::AsyncWriteExt::flush(&mut wr).await;
         // Never read again; keep the socket open.
         tokio::time::sleep(Duration::from_secs(30)).await;

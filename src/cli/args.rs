@@ -55,9 +55,15 @@ pub(crate) struct Args {
     #[arg(long = "peers-dns", value_name = "NAME:PORT")]
     pub(crate) peers_dns: Vec<String>,
 
-    /// The shared cluster secret (cluster.secret)
+    /// The shared cluster secret (cluster.secret); it shows in the process list: prefer
+    /// --cluster-secret-file or WSCLUSTER_CLUSTER__SECRET
     #[arg(long, value_name = "SECRET")]
     pub(crate) cluster_secret: Option<String>,
+
+    /// A file holding the shared cluster secret, one trailing newline ignored; make one with
+    /// `wscluster gen-secret > FILE` (cluster.secret_file)
+    #[arg(long, value_name = "FILE")]
+    pub(crate) cluster_secret_file: Option<String>,
 
     /// The cluster's name; nodes of other clusters are refused (cluster.name) [default: wscluster]
     #[arg(long, value_name = "NAME")]
@@ -128,6 +134,11 @@ impl Args {
             ("--cluster-engine", "cluster.engine", &self.cluster_engine),
             ("--cluster-port", "cluster.mesh.port", &self.cluster_port),
             ("--cluster-secret", "cluster.secret", &self.cluster_secret),
+            (
+                "--cluster-secret-file",
+                "cluster.secret_file",
+                &self.cluster_secret_file,
+            ),
             ("--cluster-name", "cluster.name", &self.cluster_name),
             ("--redis-url", "cluster.redis.url", &self.redis_url),
             ("--redis-host", "cluster.redis.host", &self.redis_host),

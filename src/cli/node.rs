@@ -81,8 +81,14 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         println!("wscluster listening on wss://{tls}");
     }
     if let (EngineKind::Mesh, Some(mesh)) = (config.cluster.engine, cluster.mesh()) {
+        let loopback_only = if config.cluster.mesh_settings().loopback_for_lack_of_secret() {
+            " (loopback only: no cluster secret; to link other machines set one, see \
+             `wscluster gen-secret` and --cluster-secret-file)"
+        } else {
+            ""
+        };
         println!(
-            "wscluster cluster mesh on {} (cluster {})",
+            "wscluster cluster mesh on {} (cluster {}){loopback_only}",
             mesh.local_addr(),
             config.cluster.name
         );

@@ -41,9 +41,18 @@ pub struct ClusterConfig {
     pub engine: EngineKind,
     /// The cluster's name: nodes of another cluster are refused.
     pub name: String,
-    /// The shared secret every node must prove (never sent); empty lets any node that can reach
-    /// the cluster port join (a warning is logged).
+    /// The shared secret every node must prove (never sent), at least
+    /// [`MIN_SECRET_LEN`](super::mesh::MIN_SECRET_LEN) bytes. Empty: the mesh binds to loopback
+    /// only. Better given by `secret_file` or `WSCLUSTER_CLUSTER__SECRET` than by a flag (which
+    /// shows in the process list).
     pub secret: String,
+    /// A file holding the cluster secret (one trailing newline is ignored); read by
+    /// [`Config::load`](crate::Config::load) (or [`ClusterConfig::load_secret_file`]). Not
+    /// together with `secret`.
+    pub secret_file: String,
+    /// The secret read from `secret_file`.
+    #[serde(skip)]
+    pub secret_from_file: Option<String>,
     /// A peer silent for this long (milliseconds) is dead and its Presence members are purged.
     pub peer_timeout_ms: u64,
     /// Interval between heartbeats, in milliseconds.
@@ -64,6 +73,8 @@ impl Default for ClusterConfig {
             engine: EngineKind::Mesh,
             name: "wscluster".into(),
             secret: String::new(),
+            secret_file: String::new(),
+            secret_from_file: None,
             peer_timeout_ms: 3_000,
             heartbeat_interval_ms: 1_000,
             interest_routing: true,
@@ -86,10 +97,71 @@ impl ClusterConfig {
         }
     }
 
+    /// The secret in force: the one read from `secret_file`, else `secret`.
+    pub fn effective_secret(&self) -> &str {
+        self.secret_from_file.as_deref().unwrap_or(&self.secret)
+    }
+
+    /// Reads `secret_file` (when set) into `secret_from_file`: the file's text without one
+    /// trailing newline (`\n` or `\r\n`). Errors name the key.
+    pub fn load_secret_file(&mut self) -> Result<(), (&'static str, String)> {
+        if self.secret_file.is_empty() {
+            self.secret_from_file = None;
+            return Ok(());
+        }
+        if !self.secret.is_empty() {
+            return Err((
+                "cluster.secret_file",
+                "cluster.secret and cluster.secret_file are both set: keep one (the file)".into(),
+            ));
+        }
+        let text = std::fs::read_to_string(&self.secret_file).map_err(|e| {
+            (
+                "cluster.secret_file",
+                format!("cannot read {:?}: {e}", self.secret_file),
+            )
+        })?;
+        let text = text
+            .strip_suffix('\n')
+            .map(|t| t.strip_suffix('\r').unwrap_or(t))
+            .unwrap_or(&text);
+        self.secret_from_file = Some(text.to_owned());
+        Ok(())
+    }
+
+    /// Checks the secret and the cluster port's exposure: a secret shorter than
+    /// [`MIN_SECRET_LEN`](super::mesh::MIN_SECRET_LEN) bytes, or (mesh engine) a `bind` other than
+    /// loopback with nothing protecting the port. Errors name the key and the fix.
+    pub fn validate_security(&self) -> Result<(), (&'static str, String)> {
+        let secret = self.effective_secret();
+        let key = if self.secret_from_file.is_some() {
+            "cluster.secret_file"
+        } else {
+            "cluster.secret"
+        };
+        let min = super::mesh::MIN_SECRET_LEN;
+        if !secret.is_empty() && secret.len() < min {
+            return Err((
+                key,
+                format!(
+                    "the cluster secret is {} bytes, shorter than {min}: a short secret can be \
+                     guessed. Make one with `wscluster gen-secret`",
+                    secret.len()
+                ),
+            ));
+        }
+        if self.engine == EngineKind::Mesh
+            && let Err(message) = self.mesh_settings().bind_ip()
+        {
+            return Err(("cluster.mesh.bind", message));
+        }
+        Ok(())
+    }
+
     /// The mesh settings with the engine-independent options filled in.
     pub fn mesh_settings(&self) -> MeshConfig {
         MeshConfig {
-            secret: self.secret.clone(),
+            secret: self.effective_secret().to_owned(),
             cluster_name: self.name.clone(),
             peer_timeout_ms: self.peer_timeout_ms,
             heartbeat_interval_ms: self.heartbeat_interval_ms,

@@ -181,11 +181,8 @@ impl Cluster {
         let handler: Arc<dyn EngineHandler> = Arc::new(Handler {
             inner: Arc::downgrade(&self.inner),
         });
-        if self.inner.config.engine == EngineKind::Mesh && self.inner.config.secret.is_empty() {
-            tracing::warn!(
-                "cluster secret is empty: any node that reaches the cluster port may join"
-            );
-        }
+        // Without a secret the mesh refuses any address but loopback, and says so when it
+        // narrows its default bind to loopback (`MeshEngine::start`).
         let backplane = match self.inner.config.engine {
             EngineKind::None => return Ok(()),
             // The outlet is set before any link can form: a peer that links at once must find

@@ -1,10 +1,17 @@
 //! Mutual authentication of a mesh link by a shared cluster secret, without the secret ever
 //! crossing the wire: each side sends a fresh random nonce, and proves knowledge of the secret with
-//! an HMAC-SHA256 over both nonces, both node ids, the cluster name and its role. A recorded proof
-//! is useless on another link (other nonces) and cannot be reflected (the role is part of it).
+//! an HMAC-SHA256 over the link protocol version, its role, the cluster name, both node ids and both
+//! nonces. A recorded proof is useless on another link (other nonces) and cannot be reflected (the
+//! role is part of it).
+//!
+//! The dialer proves first; the acceptor sends its own proof only to a dialer whose proof it
+//! checked (`handshake.rs`). A stranger who reaches the cluster port therefore never receives an
+//! HMAC computed with the secret, and has nothing to guess the secret against offline.
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+
+use super::wire::LINK_PROTOCOL;
 
 /// Length of a link nonce.
 pub const NONCE_LEN: usize = 32;
@@ -48,10 +55,11 @@ fn mac(secret: &[u8], role: Role, t: &Transcript<'_>) -> Hmac<Sha256> {
     let mut m = <Hmac<Sha256> as Mac>::new_from_slice(secret)
         .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
     let role_tag: &[u8] = match role {
-        Role::Dialer => b"wscluster-mesh-v1 dialer",
-        Role::Acceptor => b"wscluster-mesh-v1 acceptor",
+        Role::Dialer => b"dialer",
+        Role::Acceptor => b"acceptor",
     };
     for part in [
+        LINK_PROTOCOL.as_bytes(),
         role_tag,
         t.cluster.as_bytes(),
         t.dialer_id.as_bytes(),
@@ -101,6 +109,34 @@ mod tests {
             "proofs cannot be reflected"
         );
         assert!(!p.windows(6).any(|w| w == b"s3cret"));
+    }
+
+    /// The proof covers the link protocol version: a proof made under another version's tag
+    /// (as a version 1 node would) does not verify.
+    #[test]
+    fn a_proof_is_bound_to_the_link_protocol() {
+        let (dn, an) = (new_nonce(), new_nonce());
+        let t = transcript(&dn, &an);
+        let mut v1 = <Hmac<Sha256> as Mac>::new_from_slice(b"k").unwrap_or_else(|_| unreachable!());
+        for part in [
+            b"wscluster-mesh-v1 dialer".as_slice(),
+            b"prod",
+            b"a",
+            b"b",
+            dn.as_slice(),
+            an.as_slice(),
+        ] {
+            v1.update(&(part.len() as u64).to_be_bytes());
+            v1.update(part);
+        }
+        let old = v1.finalize().into_bytes().to_vec();
+        assert!(!verify(b"k", Role::Dialer, &t, &old));
+        assert!(verify(
+            b"k",
+            Role::Dialer,
+            &t,
+            &proof(b"k", Role::Dialer, &t)
+        ));
     }
 
     #[test]

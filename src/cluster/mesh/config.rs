@@ -5,13 +5,20 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+/// The shortest cluster secret accepted, in bytes (`wscluster gen-secret` makes 64).
+pub const MIN_SECRET_LEN: usize = 16;
+
 /// How a node links to its peers over TCP (the `[cluster.mesh]` section). The fields marked
 /// "from `[cluster]`" are filled by the cluster from its engine-independent options.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MeshConfig {
-    /// IP address the cluster port is bound to.
-    pub bind: IpAddr,
+    /// IP address the cluster port is bound to. Unset (the default): every interface
+    /// (`0.0.0.0`) when the port is protected (a `cluster.secret`, or mesh TLS with client
+    /// certificates required), else `127.0.0.1` only. Set to an address other than loopback
+    /// without that protection, the node refuses to start.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bind: Option<IpAddr>,
     /// The cluster port (0 picks a free port).
     pub port: u16,
     /// The `host:port` other nodes should dial to reach this one; empty means the bound address
@@ -39,6 +46,15 @@ pub struct MeshConfig {
     pub peers_dns: Vec<String>,
     /// How often `peers_dns` names are resolved again (milliseconds).
     pub dns_refresh_ms: u64,
+    /// Failed link handshakes one source IP may have within `failed_handshake_window_ms`; past
+    /// it, its connections to the cluster port are closed before anything is read, until the
+    /// window ends. 0 turns the check off.
+    pub max_failed_handshakes_per_ip: u32,
+    /// The window of `max_failed_handshakes_per_ip`, in milliseconds.
+    pub failed_handshake_window_ms: u64,
+    /// Most peer addresses this node keeps to dial (configured, learned from authenticated peers,
+    /// found through DNS); a learned address past it is not kept. Each is at most 255 bytes.
+    pub max_known_addresses: usize,
     /// TLS (optionally mutual) on every link (`[cluster.mesh.tls]`).
     pub tls: crate::tls::MeshTlsConfig,
     /// The shared cluster secret (from `[cluster]`).
@@ -58,7 +74,7 @@ pub struct MeshConfig {
 impl Default for MeshConfig {
     fn default() -> Self {
         Self {
-            bind: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            bind: None,
             port: 5410,
             advertise: String::new(),
             peers: Vec::new(),
@@ -70,6 +86,9 @@ impl Default for MeshConfig {
             handshake_timeout_ms: 5_000,
             peers_dns: Vec::new(),
             dns_refresh_ms: 5_000,
+            max_failed_handshakes_per_ip: 10,
+            failed_handshake_window_ms: 60_000,
+            max_known_addresses: 1024,
             tls: crate::tls::MeshTlsConfig::default(),
             secret: String::new(),
             cluster_name: "wscluster".into(),
@@ -80,18 +99,57 @@ impl Default for MeshConfig {
 }
 
 impl MeshConfig {
-    /// Loopback on an ephemeral port: what tests and embedded clusters on one machine use.
+    /// Loopback on an ephemeral port: what tests and embedded clusters on one machine use. An
+    /// empty secret is allowed there (only processes of this machine reach the port).
     pub fn loopback() -> Self {
         Self {
-            bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            bind: Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
             port: 0,
             ..Self::default()
         }
     }
 
-    /// The address the cluster port is bound to.
+    /// Whether strangers cannot link through the cluster port: a cluster secret is set, or mesh
+    /// TLS requires a client certificate signed by the cluster CA.
+    pub fn protected(&self) -> bool {
+        !self.secret.is_empty() || (self.tls.enabled && self.tls.require_client_cert)
+    }
+
+    /// The IP the cluster port is bound to: `bind`, or when unset every interface if the port is
+    /// [protected](Self::protected), else `127.0.0.1`. An error (naming the keys and the fix) when
+    /// `bind` is an address other than loopback and the port is not protected.
+    pub fn bind_ip(&self) -> Result<IpAddr, String> {
+        match self.bind {
+            None if self.protected() => Ok(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+            None => Ok(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+            Some(ip) if ip.is_loopback() || self.protected() => Ok(ip),
+            Some(ip) => Err(format!(
+                "cluster.mesh.bind = {ip} opens the cluster port to the network without \
+                 cluster.secret: anyone reaching it could join the cluster. Set a secret of at \
+                 least {MIN_SECRET_LEN} bytes (make one with `wscluster gen-secret`; give it by \
+                 cluster.secret_file, --cluster-secret-file or WSCLUSTER_CLUSTER__SECRET), or \
+                 enable cluster.mesh.tls with require_client_cert, or bind to 127.0.0.1"
+            )),
+        }
+    }
+
+    /// Whether the port is on loopback only because nothing protects it (`bind` unset).
+    pub fn loopback_for_lack_of_secret(&self) -> bool {
+        self.bind.is_none() && !self.protected()
+    }
+
+    /// The address the cluster port is bound to (see [`bind_ip`](Self::bind_ip); an unusable
+    /// `bind` falls back to `127.0.0.1`, and [`MeshEngine::start`](super::MeshEngine::start)
+    /// refuses it).
     pub fn listen(&self) -> SocketAddr {
-        SocketAddr::new(self.bind, self.port)
+        SocketAddr::new(
+            self.bind_ip().unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+            self.port,
+        )
+    }
+
+    pub(crate) fn failed_handshake_window(&self) -> Duration {
+        Duration::from_millis(self.failed_handshake_window_ms.max(1))
     }
 
     pub(crate) fn peer_timeout(&self) -> Duration {
@@ -122,6 +180,12 @@ impl MeshConfig {
         self.tls.validate()?;
         if self.dns_refresh_ms == 0 {
             return Err("cluster.mesh.dns_refresh_ms must be greater than 0".into());
+        }
+        if self.failed_handshake_window_ms == 0 {
+            return Err("cluster.mesh.failed_handshake_window_ms must be greater than 0".into());
+        }
+        if self.max_known_addresses == 0 {
+            return Err("cluster.mesh.max_known_addresses must be greater than 0".into());
         }
         Ok(())
     }

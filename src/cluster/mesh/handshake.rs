@@ -1,5 +1,6 @@
-//! The link handshake, both roles: hello, welcome with the acceptor's proof, the dialer's proof,
-//! ready (or a refusal with its reason). See `auth.rs` for the proofs and `wire.rs` for the
+//! The link handshake, both roles: the dialer's hello, the acceptor's challenge (its id and nonce,
+//! no proof), the dialer's proof, then, only once that proof checked out, the acceptor's welcome
+//! with its own proof (or a refusal with its reason at any step). See `auth.rs` for the proofs and `wire.rs` for the
 //! messages. A successful handshake yields an [`Established`] link for `link.rs` to run.
 
 use std::net::SocketAddr;
@@ -145,6 +146,34 @@ pub(crate) fn advertised(shared: &Shared) -> String {
     }
 }
 
+/// Refusal reasons this node sends. They never quote what the peer sent (that is logged at debug,
+/// escaped), so they are safe to log at warn on both ends.
+pub(crate) const REFUSE_SECRET: &str = "authentication failed: wrong cluster secret";
+const REFUSE_CLUSTER: &str = "wrong cluster name";
+const REFUSE_PROTOCOL: &str = "unsupported link protocol";
+const REFUSE_NODE_ID: &str = "unusable or duplicate node id";
+const REFUSE_NO_HELLO: &str = "expected a hello";
+const REFUSE_SAME_ID: &str = "same node id";
+const REFUSE_ACCEPTOR_PROOF: &str = "authentication failed: the acceptor's proof is wrong";
+
+/// The reason a peer gave for refusing a link, as safe text for a warn line: one of the reasons
+/// this node knows (a peer's reason is unauthenticated input), else a placeholder; the raw reason
+/// goes to debug, escaped.
+pub(crate) fn known_reason(reason: &str) -> &'static str {
+    [
+        REFUSE_SECRET,
+        REFUSE_CLUSTER,
+        REFUSE_PROTOCOL,
+        REFUSE_NODE_ID,
+        REFUSE_NO_HELLO,
+        REFUSE_SAME_ID,
+        REFUSE_ACCEPTOR_PROOF,
+    ]
+    .into_iter()
+    .find(|known| reason.starts_with(known))
+    .unwrap_or("another reason (logged at debug)")
+}
+
 pub(crate) async fn dial_handshake(
     shared: &Shared,
     rd: &mut OwnedReadHalf,
@@ -163,21 +192,18 @@ pub(crate) async fn dial_handshake(
         },
     )
     .await?;
-    let (node_id, incarnation, listen, their_nonce, proof, resume) = match recv_msg(rd).await? {
-        HandshakeMsg::Welcome {
+    let (node_id, incarnation, their_nonce) = match recv_msg(rd).await? {
+        HandshakeMsg::Challenge {
             node_id,
             incarnation,
-            listen,
             nonce,
-            proof,
-            resume,
-        } => (node_id, incarnation, listen, nonce, proof, resume),
+        } => (node_id, incarnation, nonce),
         HandshakeMsg::Refuse { reason } if reason == SELF_DIAL => return Err(LinkError::SelfDial),
         HandshakeMsg::Refuse { reason } => return Err(LinkError::RefusedByPeer(reason)),
         _ => return Err(LinkError::Unexpected),
     };
     if *node_id == *shared.me.node_id {
-        let _ = refuse(wr, "same node id").await;
+        let _ = refuse(wr, REFUSE_SAME_ID).await;
         return Err(LinkError::SelfDial);
     }
     let t = Transcript {
@@ -188,23 +214,25 @@ pub(crate) async fn dial_handshake(
         acceptor_nonce: &their_nonce,
     };
     let secret = shared.cfg.secret.as_bytes();
-    if !auth::verify(secret, Role::Acceptor, &t, &proof) {
-        return Err(refuse(wr, "authentication failed: wrong cluster secret").await);
-    }
-    let my_proof = auth::proof(secret, Role::Dialer, &t);
-    let my_resume = resume_for(shared, &node_id, incarnation);
     send_msg(
         wr,
         &HandshakeMsg::Proof {
-            proof: my_proof,
-            resume: my_resume,
+            proof: auth::proof(secret, Role::Dialer, &t),
+            resume: resume_for(shared, &node_id, incarnation),
         },
     )
     .await?;
-    match recv_msg(rd).await? {
-        HandshakeMsg::Ready => {}
+    let (proof, listen, resume) = match recv_msg(rd).await? {
+        HandshakeMsg::Welcome {
+            proof,
+            listen,
+            resume,
+        } => (proof, listen, resume),
         HandshakeMsg::Refuse { reason } => return Err(LinkError::RefusedByPeer(reason)),
         _ => return Err(LinkError::Unexpected),
+    };
+    if !auth::verify(secret, Role::Acceptor, &t, &proof) {
+        return Err(refuse(wr, REFUSE_ACCEPTOR_PROOF).await);
     }
     Ok(Established {
         peer: Origin {
@@ -217,6 +245,9 @@ pub(crate) async fn dial_handshake(
     })
 }
 
+/// The acceptor's side. Nothing computed with the secret is sent before the dialer's proof has
+/// been checked; what the dialer claims before that (its cluster, id, listen address) is logged at
+/// debug only, escaped, and its listen address is used only once the link is authenticated.
 pub(crate) async fn accept_handshake(
     shared: &Shared,
     rd: &mut OwnedReadHalf,
@@ -232,13 +263,25 @@ pub(crate) async fn accept_handshake(
             listen,
             nonce,
         } => (protocol, cluster, node_id, incarnation, listen, nonce),
-        _ => return Err(refuse(wr, "expected a hello").await),
+        _ => return Err(refuse(wr, REFUSE_NO_HELLO).await),
     };
+    tracing::debug!(
+        addr = %remote,
+        ?protocol,
+        ?cluster,
+        ?node_id,
+        ?listen,
+        "mesh hello (not yet authenticated)"
+    );
     if protocol != LINK_PROTOCOL {
-        return Err(refuse(wr, &format!("unsupported link protocol {protocol}")).await);
+        return Err(refuse(
+            wr,
+            &format!("{REFUSE_PROTOCOL}: this node speaks {LINK_PROTOCOL}; every node of a cluster must run a version speaking the same link protocol"),
+        )
+        .await);
     }
     if cluster != shared.cfg.cluster_name {
-        return Err(refuse(wr, &format!("wrong cluster name {cluster:?}")).await);
+        return Err(refuse(wr, REFUSE_CLUSTER).await);
     }
     if *node_id == *shared.me.node_id && incarnation == shared.me.incarnation {
         let _ = send_msg(
@@ -251,26 +294,15 @@ pub(crate) async fn accept_handshake(
         return Err(LinkError::SelfDial);
     }
     if node_id.is_empty() || node_id.len() > 255 || *node_id == *shared.me.node_id {
-        return Err(refuse(wr, "unusable or duplicate node id").await);
+        return Err(refuse(wr, REFUSE_NODE_ID).await);
     }
     let nonce = auth::new_nonce();
-    let t = Transcript {
-        cluster: &shared.cfg.cluster_name,
-        dialer_id: &node_id,
-        acceptor_id: &shared.me.node_id,
-        dialer_nonce: &their_nonce,
-        acceptor_nonce: &nonce,
-    };
-    let secret = shared.cfg.secret.as_bytes();
     send_msg(
         wr,
-        &HandshakeMsg::Welcome {
+        &HandshakeMsg::Challenge {
             node_id: shared.me.node_id.to_string(),
             incarnation: shared.me.incarnation,
-            listen: Some(advertised(shared)),
             nonce,
-            proof: auth::proof(secret, Role::Acceptor, &t),
-            resume: resume_for(shared, &node_id, incarnation),
         },
     )
     .await?;
@@ -279,10 +311,27 @@ pub(crate) async fn accept_handshake(
         HandshakeMsg::Refuse { reason } => return Err(LinkError::RefusedByPeer(reason)),
         _ => return Err(LinkError::Unexpected),
     };
+    let t = Transcript {
+        cluster: &shared.cfg.cluster_name,
+        dialer_id: &node_id,
+        acceptor_id: &shared.me.node_id,
+        dialer_nonce: &their_nonce,
+        acceptor_nonce: &nonce,
+    };
+    let secret = shared.cfg.secret.as_bytes();
     if !auth::verify(secret, Role::Dialer, &t, &proof) {
-        return Err(refuse(wr, "authentication failed: wrong cluster secret").await);
+        return Err(refuse(wr, REFUSE_SECRET).await);
     }
-    send_msg(wr, &HandshakeMsg::Ready).await?;
+    // Authenticated from here on.
+    send_msg(
+        wr,
+        &HandshakeMsg::Welcome {
+            proof: auth::proof(secret, Role::Acceptor, &t),
+            listen: Some(advertised(shared)),
+            resume: resume_for(shared, &node_id, incarnation),
+        },
+    )
+    .await?;
     Ok(Established {
         peer: Origin {
             node_id: Arc::from(node_id.as_str()),
@@ -330,4 +379,20 @@ pub(crate) async fn dial(
     tokio::time::timeout(shared.cfg.handshake_timeout(), go)
         .await
         .unwrap_or(Err(LinkError::Timeout))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_reasons_a_node_sends_reach_the_warn_line() {
+        assert_eq!(known_reason(REFUSE_SECRET), REFUSE_SECRET);
+        assert_eq!(
+            known_reason("unsupported link protocol: this node speaks wscluster-mesh/9"),
+            REFUSE_PROTOCOL
+        );
+        let forged = "ok\n2026-01-01 INFO peer connected peer=admin\u{1b}[2J";
+        assert_eq!(known_reason(forged), "another reason (logged at debug)");
+    }
 }

@@ -11,13 +11,14 @@ use tokio::net::TcpListener;
 
 use super::handshake::{
     CLOSE_GRACE, Established, LinkError, OwnedReadHalf, OwnedWriteHalf, accept_handshake,
-    accept_stream, advertised,
+    accept_stream, advertised, known_reason,
 };
 use super::queue::LinkQueue;
 use super::replay::{Arrival, InboundSequence, ReplayWindow};
 use super::wire::{self, WireFrame};
 use super::{DialTarget, LinkSlot, Peer, Report, Shared};
 use crate::cluster::envelope::{Envelope, Kind, Origin};
+use crate::log_text::{Printable, escape_control};
 use crate::metrics::{self, PeerCounters};
 use crate::transport::token_bucket::TokenBucket;
 
@@ -41,6 +42,11 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
             },
         };
         failing = false;
+        // An address that keeps failing handshakes is closed before anything is read.
+        if !shared.guard.admit(remote.ip(), Instant::now()) {
+            drop(stream);
+            continue;
+        }
         let shared = shared.clone();
         tokio::spawn(async move {
             let hs = tokio::time::timeout(shared.cfg.handshake_timeout(), async {
@@ -50,6 +56,11 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
             })
             .await
             .unwrap_or(Err(LinkError::Timeout));
+            if let Err(e) = &hs
+                && counts_as_failure(e)
+            {
+                shared.guard.failed(remote.ip(), Instant::now());
+            }
             match hs {
                 Ok((est, rd, wr)) => run(shared, est, rd, wr).await,
                 Err(LinkError::Tls(why)) => log_tls_refusal(&shared, remote, why),
@@ -57,6 +68,16 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
             }
         });
     }
+}
+
+/// Whether an accepted connection's handshake failure counts against its source address: a
+/// refusal, garbage, silence past the timeout, a failed TLS handshake. A connection closed before
+/// saying anything (a port probe), a node that dialled itself, or an I/O error do not.
+fn counts_as_failure(e: &LinkError) -> bool {
+    matches!(
+        e,
+        LinkError::Refused(_) | LinkError::Unexpected | LinkError::Timeout | LinkError::Tls(_)
+    )
 }
 
 /// Counts a connection refused during its TLS handshake, and logs it at warn once per run of
@@ -68,29 +89,38 @@ fn log_tls_refusal(shared: &Shared, remote: std::net::SocketAddr, why: String) {
     let key = (remote.ip(), why);
     let mut last = shared.last_tls_refusal.lock();
     if last.as_ref() == Some(&key) {
-        tracing::debug!(addr = %remote, error = %key.1, "mesh link refused during TLS (again)");
+        tracing::debug!(addr = %remote, error = %Printable(&key.1), "mesh link refused during TLS (again)");
     } else {
-        tracing::warn!(addr = %remote, error = %key.1, "mesh link refused during TLS");
+        tracing::warn!(addr = %remote, error = %Printable(&key.1), "mesh link refused during TLS");
         *last = Some(key);
     }
 }
 
 /// Logs (at warn) and counts a refused link handshake; other failures (connection refused, a
 /// timeout, a peer that hung up) are logged at debug. Dialers call it once per run of failures of
-/// one kind.
+/// one kind. A reason the peer gave is unauthenticated: the warn line shows it only when it is one
+/// this node knows, the raw text goes to debug (escaped).
 pub(crate) fn log_refusal(shared: &Shared, addr: &str, e: &LinkError) {
+    let addr = Printable(addr);
     let by = match e {
         LinkError::Refused(_) => "us",
-        LinkError::RefusedByPeer(_) => "peer",
+        LinkError::RefusedByPeer(reason) => {
+            tracing::debug!(%addr, reason = ?reason, "mesh link refused by peer (its reason)");
+            "peer"
+        }
         LinkError::Tls(_) => "tls",
         _ => {
-            tracing::debug!(%addr, error = %e, "mesh link failed");
+            tracing::debug!(%addr, error = %Printable(&e.to_string()), "mesh link failed");
             return;
         }
     };
     shared.stats.refused.fetch_add(1, Ordering::Relaxed);
     ::metrics::counter!(metrics::BACKPLANE_LINKS_REFUSED, "by" => by).increment(1);
-    tracing::warn!(%addr, error = %e, "mesh link refused");
+    let error = match e {
+        LinkError::RefusedByPeer(reason) => format!("refused by peer: {}", known_reason(reason)),
+        other => escape_control(&other.to_string()).into_owned(),
+    };
+    tracing::warn!(%addr, %error, "mesh link refused");
 }
 
 /// Registers an established link, runs it until it closes, then unregisters it.
@@ -209,7 +239,7 @@ fn register(
         {
             let preferred: &str = std::cmp::min(&*shared.me.node_id, &*est.peer.node_id);
             if &*existing.dialer == preferred && &*link.dialer != preferred {
-                tracing::debug!(peer = %est.peer.node_id, "duplicate mesh link refused");
+                tracing::debug!(peer = %Printable(&est.peer.node_id), "duplicate mesh link refused");
                 return None;
             }
             shared.send_control(existing, Kind::Superseded, Bytes::new());
@@ -251,12 +281,14 @@ fn register(
         }
         peer.link = Some(link.clone());
         let mut new_addr = None;
-        if let Some(addr) = &est.listen {
-            let t = st.targets.entry(addr.clone()).or_insert_with(|| {
+        if let Some(addr) = est.listen.as_ref().filter(|a| a.len() <= MAX_ADDRESS_LEN) {
+            if !st.targets.contains_key(addr) && room_for_address(shared, &mut st) {
+                st.targets.insert(addr.clone(), DialTarget::default());
                 new_addr = Some(addr.clone());
-                DialTarget::default()
-            });
-            t.node = Some(est.peer.node_id.clone());
+            }
+            if let Some(t) = st.targets.get_mut(addr) {
+                t.node = Some(est.peer.node_id.clone());
+            }
         }
         let changes = st.membership.heard(&est.peer, now);
         if changes.is_empty() {
@@ -282,7 +314,7 @@ fn register(
     };
     if let Some(lost) = gap {
         shared.stats.lost.fetch_add(lost, Ordering::Relaxed);
-        tracing::warn!(peer = %est.peer.node_id, lost, "frames to peer lost beyond the replay window: resynchronising");
+        tracing::warn!(peer = %Printable(&est.peer.node_id), lost, "frames to peer lost beyond the replay window: resynchronising");
         shared.handler.on_resync_needed(&est.peer, lost);
     }
     shared.link_changed.notify_waiters();
@@ -356,7 +388,7 @@ async fn read_loop(
             Ok(Some(f)) => f,
             Ok(None) => return false,
             Err(e) => {
-                tracing::debug!(peer = %peer.node_id, error = %e, "mesh link read failed");
+                tracing::debug!(peer = %Printable(&peer.node_id), error = %e, "mesh link read failed");
                 return false;
             }
         };
@@ -371,11 +403,11 @@ async fn read_loop(
         let env = match Envelope::decode(frame) {
             Ok(e) if e.origin == *peer => e,
             Ok(e) => {
-                tracing::warn!(peer = %peer.node_id, claimed = %e.origin.node_id, "mesh frame with a foreign origin: closing link");
+                tracing::warn!(peer = %Printable(&peer.node_id), claimed = %Printable(&e.origin.node_id), "mesh frame with a foreign origin: closing link");
                 return false;
             }
             Err(e) => {
-                tracing::warn!(peer = %peer.node_id, error = %e, "malformed mesh frame: closing link");
+                tracing::warn!(peer = %Printable(&peer.node_id), error = %Printable(&e.to_string()), "malformed mesh frame: closing link");
                 return false;
             }
         };
@@ -386,7 +418,7 @@ async fn read_loop(
         if is_control && control.as_mut().is_some_and(|b| !b.take(now)) {
             metrics::limit_refused(metrics::Limit::MeshControlRate);
             tracing::warn!(
-                peer = %peer.node_id,
+                peer = %Printable(&peer.node_id),
                 limit = budget,
                 "mesh peer flooding control frames (over cluster.mesh.max_control_frames_per_sec): resetting the link"
             );
@@ -445,7 +477,7 @@ async fn read_loop(
                     Arrival::AfterGap { missing } => {
                         shared.stats.lost.fetch_add(missing, Ordering::Relaxed);
                         counters.lost_in.increment(missing);
-                        tracing::warn!(peer = %peer.node_id, missing, "mesh frames missing from peer");
+                        tracing::warn!(peer = %Printable(&peer.node_id), missing, "mesh frames missing from peer");
                     }
                     Arrival::InOrder => {}
                 }
@@ -464,7 +496,29 @@ async fn read_loop(
     }
 }
 
-/// Adds gossiped addresses to the dial set and starts dialing the new ones.
+/// Longest peer address kept, in bytes.
+const MAX_ADDRESS_LEN: usize = 255;
+
+/// Whether one more address fits in the dial set (`cluster.mesh.max_known_addresses`); when it
+/// does not, the refusal is counted and logged once until an address fits again.
+fn room_for_address(shared: &Shared, st: &mut super::State) -> bool {
+    if st.targets.len() < shared.cfg.max_known_addresses {
+        st.addresses_full = false;
+        return true;
+    }
+    metrics::limit_refused(metrics::Limit::MeshAddresses);
+    if !st.addresses_full {
+        st.addresses_full = true;
+        tracing::warn!(
+            limit = shared.cfg.max_known_addresses,
+            "peer addresses past cluster.mesh.max_known_addresses are not kept or dialled"
+        );
+    }
+    false
+}
+
+/// Adds addresses gossiped by an authenticated peer to the dial set (within
+/// `cluster.mesh.max_known_addresses`) and starts dialing the new ones.
 fn learn(shared: &Arc<Shared>, addrs: Vec<String>) {
     let mine = advertised(shared);
     let fresh: Vec<String> = {
@@ -472,19 +526,18 @@ fn learn(shared: &Arc<Shared>, addrs: Vec<String>) {
         if st.stopped {
             return;
         }
-        addrs
-            .into_iter()
-            .filter(|a| *a != mine && a.len() < 256)
-            .take(1024)
-            .filter(|a| {
-                if st.targets.contains_key(a) {
-                    false
-                } else {
-                    st.targets.insert(a.clone(), DialTarget::default());
-                    true
-                }
-            })
-            .collect()
+        let mut fresh = Vec::new();
+        for a in addrs {
+            if a == mine || a.len() > MAX_ADDRESS_LEN || st.targets.contains_key(&a) {
+                continue;
+            }
+            if !room_for_address(shared, &mut st) {
+                break;
+            }
+            st.targets.insert(a.clone(), DialTarget::default());
+            fresh.push(a);
+        }
+        fresh
     };
     for a in fresh {
         let _ = shared.dial_tx.send(a);

@@ -17,6 +17,7 @@ pub mod auth;
 mod config;
 mod dialer;
 mod discovery;
+mod guard;
 mod handshake;
 mod link;
 mod peers;
@@ -35,12 +36,13 @@ use parking_lot::Mutex;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 
-pub use config::MeshConfig;
+pub use config::{MIN_SECRET_LEN, MeshConfig};
 
 use super::engine::EngineHandler;
 use super::envelope::{Envelope, Kind, Origin};
 use super::membership::{DownReason, Membership, PeerChange};
 use crate::error::{Error, Result};
+use crate::log_text::Printable;
 use crate::metrics::PeerCounters;
 use queue::{LinkQueue, QueueClosed};
 use replay::{InboundSequence, ReplayWindow};
@@ -105,6 +107,8 @@ pub(crate) struct Shared {
     pub(crate) tls: Option<crate::tls::MeshTls>,
     /// The source IP and reason of the last TLS refusal logged at warn (repeats go to debug).
     pub(crate) last_tls_refusal: Mutex<Option<(std::net::IpAddr, String)>>,
+    /// Failed handshakes per source IP (`cluster.mesh.max_failed_handshakes_per_ip`).
+    pub(crate) guard: guard::HandshakeGuard,
 }
 
 /// Something the handler must hear, queued in the order it was decided.
@@ -124,6 +128,8 @@ pub(crate) struct State {
     pub(crate) stopped: bool,
     /// `peers_dns` names are configured and their first resolution is not done (not `ready`).
     pub(crate) dns_pending: bool,
+    /// `cluster.mesh.max_known_addresses` was hit and logged (once until an address fits again).
+    pub(crate) addresses_full: bool,
 }
 
 /// An address this node dials.
@@ -181,6 +187,7 @@ impl MeshEngine {
     ) -> Result<Self> {
         let tls = crate::tls::MeshTls::from_config(&cfg.tls)
             .map_err(|e| Error::Config(format!("cluster.mesh.tls: {e}")))?;
+        cfg.bind_ip().map_err(Error::Config)?;
         let listener = TcpListener::bind(cfg.listen())
             .await
             .map_err(|source| Error::Bind {
@@ -208,7 +215,12 @@ impl MeshEngine {
                 targets,
                 stopped: false,
                 dns_pending: !cfg.peers_dns.is_empty(),
+                addresses_full: false,
             }),
+            guard: guard::HandshakeGuard::new(
+                cfg.max_failed_handshakes_per_ip,
+                cfg.failed_handshake_window(),
+            ),
             me,
             cfg,
             handler,
@@ -247,7 +259,15 @@ impl MeshEngine {
         if !shared.cfg.peers_dns.is_empty() {
             tokio::spawn(discovery::watch(shared.clone()));
         }
-        tracing::info!(node = %shared.me.node_id, %local_addr, "mesh listening");
+        if shared.cfg.loopback_for_lack_of_secret() {
+            tracing::warn!(
+                node = %Printable(&shared.me.node_id),
+                %local_addr,
+                "mesh listening on loopback only: no cluster.secret (nor mesh TLS with client certificates) protects the cluster port. To link nodes of other machines, set a secret (`wscluster gen-secret`, then cluster.secret_file, --cluster-secret-file or WSCLUSTER_CLUSTER__SECRET)"
+            );
+        } else {
+            tracing::info!(node = %Printable(&shared.me.node_id), %local_addr, "mesh listening");
+        }
         Ok(engine)
     }
 
@@ -376,7 +396,7 @@ impl Shared {
             if link.queue.push(frame) == Err(QueueClosed::Overflow) && !st.stopped {
                 self.stats.overflows.fetch_add(1, Ordering::Relaxed);
                 peer.counters.overflows.increment(1);
-                tracing::warn!(peer = id, "mesh link send queue full: resetting the link");
+                tracing::warn!(peer = %Printable(id), "mesh link send queue full: resetting the link");
             }
         }
     }
@@ -410,15 +430,15 @@ impl Shared {
                         .peers
                         .get(&o.node_id)
                         .and_then(|p| p.listen.clone());
-                    tracing::info!(peer = %o.node_id, incarnation = o.incarnation, addr = addr.as_deref().unwrap_or(""), "peer connected");
+                    tracing::info!(peer = %Printable(&o.node_id), incarnation = o.incarnation, addr = %Printable(addr.as_deref().unwrap_or("")), "peer connected");
                     self.handler.on_peer_up(&o, addr.as_deref());
                 }
                 Report::Change(PeerChange::Down(o, reason)) => {
-                    tracing::info!(peer = %o.node_id, incarnation = o.incarnation, %reason, "peer disconnected");
+                    tracing::info!(peer = %Printable(&o.node_id), incarnation = o.incarnation, %reason, "peer disconnected");
                     self.handler.on_peer_down(&o, reason);
                 }
                 Report::Relinked(o) => {
-                    tracing::info!(peer = %o.node_id, incarnation = o.incarnation, "link to a live peer replaced: resynchronising");
+                    tracing::info!(peer = %Printable(&o.node_id), incarnation = o.incarnation, "link to a live peer replaced: resynchronising");
                     self.handler.on_resync_needed(&o, 0);
                 }
             }

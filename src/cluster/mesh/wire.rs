@@ -9,8 +9,10 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::auth::NONCE_LEN;
 
-/// Handshake magic and version: the first message on every link names it.
-pub const LINK_PROTOCOL: &str = "wscluster-mesh/1";
+/// Handshake magic and version: the first message on every link names it. Version 2: the dialer
+/// proves knowledge of the secret first, the acceptor only after checking that proof (version 1
+/// sent the acceptor's proof to anyone; its nodes are refused with this reason).
+pub const LINK_PROTOCOL: &str = "wscluster-mesh/2";
 
 /// A resume point: what a node last received from the other, per the other's incarnation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -21,7 +23,12 @@ pub struct Resume {
     pub last_seq: u64,
 }
 
-/// The link handshake (see `auth.rs` for the proofs).
+/// The link handshake, in this order: [`Hello`](HandshakeMsg::Hello) (dialer),
+/// [`Challenge`](HandshakeMsg::Challenge) (acceptor, no proof), [`Proof`](HandshakeMsg::Proof)
+/// (dialer), [`Welcome`](HandshakeMsg::Welcome) (acceptor's proof, only after it checked the
+/// dialer's), or a [`Refuse`](HandshakeMsg::Refuse) at any step. See `auth.rs` for the proofs. The
+/// variant order is part of the encoding: `Refuse` keeps its place so that a refusal from a node
+/// of another link protocol version is still understood.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum HandshakeMsg {
     /// Dialer → acceptor: who I am.
@@ -34,25 +41,19 @@ pub enum HandshakeMsg {
         node_id: String,
         /// The dialer's incarnation.
         incarnation: u64,
-        /// Where the dialer accepts links (for others to learn).
+        /// Where the dialer accepts links (used only once the dialer has proved the secret).
         listen: Option<String>,
         /// The dialer's nonce.
         nonce: [u8; NONCE_LEN],
     },
-    /// Acceptor → dialer: who I am, and my proof.
-    Welcome {
+    /// Acceptor → dialer: who I am and my nonce; no proof yet.
+    Challenge {
         /// The acceptor's node id.
         node_id: String,
         /// The acceptor's incarnation.
         incarnation: u64,
-        /// Where the acceptor accepts links.
-        listen: Option<String>,
         /// The acceptor's nonce.
         nonce: [u8; NONCE_LEN],
-        /// HMAC proof of the acceptor.
-        proof: Vec<u8>,
-        /// What the acceptor last received from the dialer.
-        resume: Option<Resume>,
     },
     /// Dialer → acceptor: the dialer's proof.
     Proof {
@@ -61,8 +62,16 @@ pub enum HandshakeMsg {
         /// What the dialer last received from the acceptor.
         resume: Option<Resume>,
     },
-    /// Acceptor → dialer: the link is up.
-    Ready,
+    /// Acceptor → dialer, once the dialer's proof checked out: the acceptor's proof; the link is
+    /// up for the acceptor.
+    Welcome {
+        /// HMAC proof of the acceptor.
+        proof: Vec<u8>,
+        /// Where the acceptor accepts links.
+        listen: Option<String>,
+        /// What the acceptor last received from the dialer.
+        resume: Option<Resume>,
+    },
     /// Either way: the link is refused, and why (logged by both ends).
     Refuse {
         /// Human-readable reason.
@@ -180,6 +189,22 @@ mod tests {
         assert_eq!(read_frame(&mut r, 10).await.expect("read"), None);
         let mut r: &[u8] = &out;
         assert!(read_frame(&mut r, 2).await.is_err());
+    }
+
+    /// The acceptor's first answer carries no proof, and a refusal keeps the variant number it
+    /// had in link protocol 1, so a node of the other version still reads why it was refused.
+    #[test]
+    fn the_challenge_has_no_proof_and_refusals_stay_readable_across_versions() {
+        let c = HandshakeMsg::Challenge {
+            node_id: "a".into(),
+            incarnation: 1,
+            nonce: [7; NONCE_LEN],
+        };
+        // variant, id (length + byte), incarnation, nonce: nothing else.
+        assert_eq!(c.encode().len(), 1 + 2 + 1 + NONCE_LEN);
+        let r = HandshakeMsg::Refuse { reason: "x".into() };
+        assert_eq!(r.encode().first(), Some(&4));
+        assert_eq!(LINK_PROTOCOL, "wscluster-mesh/2");
     }
 
     #[test]

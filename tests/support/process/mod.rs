@@ -50,6 +50,8 @@ pub struct NodeArgs {
     /// Redis port and routing, when the node uses the Redis engine.
     redis: Option<(u16, String)>,
     hosts_file: Option<PathBuf>,
+    /// Given, the secret comes from this file (`--cluster-secret-file`) instead of the flag.
+    secret_file: Option<String>,
     extra: Vec<String>,
 }
 
@@ -71,6 +73,7 @@ impl NodeArgs {
             log_level: "info".to_owned(),
             redis: None,
             hosts_file: None,
+            secret_file: None,
             extra: Vec::new(),
         }
     }
@@ -108,6 +111,12 @@ impl NodeArgs {
         self
     }
 
+    /// Reads the cluster secret from `path` (`--cluster-secret-file`) instead of the flag.
+    pub fn secret_file(mut self, path: &Path) -> Self {
+        self.secret_file = Some(path.to_string_lossy().into_owned());
+        self
+    }
+
     /// Listens for WebSocket clients on `addr`.
     pub fn listen(mut self, addr: SocketAddr) -> Self {
         self.listen = addr.to_string();
@@ -142,8 +151,11 @@ impl NodeArgs {
             &self.cluster_port.to_string(),
             "--set",
             "cluster.mesh.bind=127.0.0.1",
-            "--cluster-secret",
-            &self.secret,
+            match self.secret_file {
+                Some(_) => "--cluster-secret-file",
+                None => "--cluster-secret",
+            },
+            self.secret_file.as_deref().unwrap_or(&self.secret),
             "--log-format",
             "json",
             "--log-level",

@@ -79,18 +79,24 @@ fn log_tls_refusal(shared: &Shared, remote: std::net::SocketAddr, why: String) {
 /// timeout, a peer that hung up) are logged at debug. Dialers call it once per run of failures of
 /// one kind.
 pub(crate) fn log_refusal(shared: &Shared, addr: &str, e: &LinkError) {
+    if count_refusal(shared, e) {
+        tracing::warn!(%addr, error = %e, "mesh link refused");
+    } else {
+        tracing::debug!(%addr, error = %e, "mesh link failed");
+    }
+}
+
+/// Counts a refused link handshake (returns `true`); other failures are not counted (`false`).
+pub(crate) fn count_refusal(shared: &Shared, e: &LinkError) -> bool {
     let by = match e {
         LinkError::Refused(_) => "us",
         LinkError::RefusedByPeer(_) => "peer",
         LinkError::Tls(_) => "tls",
-        _ => {
-            tracing::debug!(%addr, error = %e, "mesh link failed");
-            return;
-        }
+        _ => return false,
     };
     shared.stats.refused.fetch_add(1, Ordering::Relaxed);
     ::metrics::counter!(metrics::BACKPLANE_LINKS_REFUSED, "by" => by).increment(1);
-    tracing::warn!(%addr, error = %e, "mesh link refused");
+    true
 }
 
 /// Registers an established link, runs it until it closes, then unregisters it.
@@ -251,7 +257,7 @@ fn register(
         }
         peer.link = Some(link.clone());
         let mut new_addr = None;
-        if let Some(addr) = &est.listen {
+        if let Some(addr) = est.listen.as_ref().filter(|a| !shared.is_own(&st, a)) {
             let t = st.targets.entry(addr.clone()).or_insert_with(|| {
                 new_addr = Some(addr.clone());
                 DialTarget::default()
@@ -464,6 +470,12 @@ async fn read_loop(
     }
 }
 
+/// `0.0.0.0:port` or `[::]:port`.
+fn unspecified(addr: &str) -> bool {
+    addr.parse::<std::net::SocketAddr>()
+        .is_ok_and(|a| a.ip().is_unspecified())
+}
+
 /// Adds gossiped addresses to the dial set and starts dialing the new ones.
 fn learn(shared: &Arc<Shared>, addrs: Vec<String>) {
     let mine = advertised(shared);
@@ -476,8 +488,10 @@ fn learn(shared: &Arc<Shared>, addrs: Vec<String>) {
             .into_iter()
             .filter(|a| *a != mine && a.len() < 256)
             .take(1024)
+            // An unspecified IP (a peer's bind address) is nobody's address; the node's own
+            // addresses are never dialled.
             .filter(|a| {
-                if st.targets.contains_key(a) {
+                if unspecified(a) || shared.is_own(&st, a) || st.targets.contains_key(a) {
                     false
                 } else {
                     st.targets.insert(a.clone(), DialTarget::default());

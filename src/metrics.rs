@@ -132,6 +132,14 @@ pub const PEERS: &str = "wscluster_peers";
 /// Gauge: 1 when the node is ready (cluster linked), else 0.
 pub const READY: &str = "wscluster_ready";
 
+// --- Configured peers, process and build (scrape-time) --------------------------------------
+
+/// Gauge, `peer` (a configured `host:port`, or an address a `peers_dns` name resolved to; bounded by
+/// the configuration): 1 when linked, else 0.
+pub const MESH_PEER_UP: &str = "wscluster_mesh_peer_up";
+/// Gauge, `version`, `commit`: always 1; the labels say which build runs.
+pub const BUILD_INFO: &str = "wscluster_build_info";
+
 /// Why a WebSocket upgrade was refused: the `reason` label of [`WS_HANDSHAKES_REFUSED`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
@@ -154,6 +162,18 @@ pub enum Refusal {
 }
 
 impl Refusal {
+    /// Every reason (their counters are exported at 0 from the start).
+    pub const ALL: [Refusal; 8] = [
+        Refusal::HeadTooLarge,
+        Refusal::BadRequest,
+        Refusal::Timeout,
+        Refusal::Version,
+        Refusal::Subprotocol,
+        Refusal::Auth,
+        Refusal::ShuttingDown,
+        Refusal::Origin,
+    ];
+
     /// The label value.
     pub fn label(self) -> &'static str {
         match self {
@@ -306,12 +326,78 @@ pub fn describe() {
     );
     // The scrape-time gauges (CONNECTIONS .. READY) are written by the /metrics handler itself
     // (src/ops/prometheus.rs), with their help text, not through the recorder.
+    register_at_zero();
 }
 
-/// The `protocol` label of a connection: its subprotocol token, or `none`.
+// --- Counters exported at 0 from the start --------------------------------------------------
+
+/// Registers every counter, and each labelled counter for its known label values, with the
+/// installed recorder, so that `/metrics` shows them at 0 before their first event (a rate over
+/// a series that appears only at its first event misses that event). Per-peer counters appear
+/// with their peer; `wscluster_http_requests_total` with each route and status. Called by
+/// [`describe`].
+pub fn register_at_zero() {
+    let protocols = [Protocol::Sgc.label(), Protocol::Presence.label()];
+    for p in protocols {
+        for name in [
+            WS_CONNECTIONS_OPENED,
+            WS_FRAMES_IN,
+            WS_FRAMES_OUT,
+            WS_BYTES_IN,
+            WS_BYTES_OUT,
+        ] {
+            let _ = counter!(name, "protocol" => p);
+        }
+        for origin in ["local", "remote"] {
+            let _ = counter!(PUBLISHES, "protocol" => p, "origin" => origin);
+        }
+        let _ = counter!(DELIVERIES, "protocol" => p);
+        for reason in ["undecodable", "held_overflow"] {
+            let _ = counter!(BACKPLANE_DROPPED, "protocol" => p, "reason" => reason);
+        }
+    }
+    for r in Refusal::ALL {
+        let _ = counter!(WS_HANDSHAKES_REFUSED, "reason" => r.label());
+    }
+    for r in crate::transport::bearer::AuthRefusal::ALL {
+        let _ = counter!(AUTH_REFUSALS, "reason" => r.label());
+    }
+    for l in Limit::ALL {
+        let _ = counter!(LIMIT_REFUSALS, "limit" => l.label());
+    }
+    for by in ["us", "peer", "tls"] {
+        let _ = counter!(BACKPLANE_LINKS_REFUSED, "by" => by);
+    }
+    for r in [
+        DownReason::LinkClosed,
+        DownReason::Timeout,
+        DownReason::Bye,
+        DownReason::Restarted,
+        DownReason::LocalStop,
+        DownReason::Unsubscribed,
+    ] {
+        let _ = counter!(PEER_DOWN, "reason" => down_reason(r));
+    }
+    for name in [
+        WS_SLOW_CONSUMER_CLOSES,
+        WS_HEARTBEAT_TIMEOUTS,
+        WS_SHUTDOWN_FORCED,
+        BACKPLANE_PUBLISH_ERRORS,
+        BACKPLANE_CLOCK_SKEW,
+        PEER_UP,
+    ] {
+        let _ = counter!(name);
+    }
+}
+
+/// The `protocol` label of a connection: `sgc` for `esegece.com`, `presence` for
+/// `presence.esegece.com` (the same words as every other family's `protocol` label), `none` for
+/// no subprotocol; an application's own subprotocol keeps its token.
 pub fn protocol_label(token: Option<&'static str>) -> &'static str {
     match token {
         Some("") | None => "none",
+        Some(crate::protocol::sgc::PROTOCOL_NAME) => Protocol::Sgc.label(),
+        Some(crate::protocol::presence::PROTOCOL_NAME) => Protocol::Presence.label(),
         Some(t) => t,
     }
 }
@@ -442,7 +528,7 @@ impl PublishCounters {
     }
 }
 
-/// The `protocol` label of publish metrics.
+/// The `protocol` label of every family that has one (`sgc`, `presence`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
     /// `esegece.com`.
@@ -504,6 +590,19 @@ pub enum Limit {
 }
 
 impl Limit {
+    /// Every limit (their counters are exported at 0 from the start).
+    pub const ALL: [Limit; 9] = [
+        Limit::Connections,
+        Limit::ConnectionsPerIp,
+        Limit::ConnectionRate,
+        Limit::IpTable,
+        Limit::MessageSize,
+        Limit::PublishRate,
+        Limit::Subscriptions,
+        Limit::ChannelName,
+        Limit::MeshControlRate,
+    ];
+
     /// The label value.
     pub fn label(self) -> &'static str {
         match self {

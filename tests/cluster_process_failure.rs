@@ -391,8 +391,13 @@ async fn a_node_with_the_wrong_secret_is_refused_and_the_others_carry_on() {
     let (a, b) = (&nodes[0], &nodes[1]);
     let mut sync = Syncer::new(&[a, b]).await;
     let mut alice = join_member(&mut sync, a, "alice", &mut []).await;
+    // The dialer of a configured peer says it as that peer being unreachable, with the reason.
     let refusals = |n: &NodeProcess| {
-        n.logged("mesh link refused")
+        let mut lines = n.logged("mesh link refused");
+        lines.extend(
+            n.logged("configured peer unreachable (retrying; reminded at most once a minute)"),
+        );
+        lines
             .iter()
             .filter(|f| {
                 f["error"]

@@ -26,6 +26,9 @@ const READ_DOM: &str = r##"JSON.stringify({
   ready: document.getElementById("ready").textContent,
   updates: Number(document.body.dataset.updates),
   error: document.getElementById("error").textContent,
+  summary: document.getElementById("summary").textContent,
+  limited: document.getElementById("limited").hidden ? "" : document.getElementById("limited").textContent,
+  details: !document.getElementById("details").hidden,
   nodes: [...document.querySelectorAll("#nodes tr")].map(r => [...r.cells].map(c => c.textContent)),
   peers: [...document.querySelectorAll("#peers tr")].map(r => [...r.cells].map(c => c.textContent)),
   channels: [...document.querySelectorAll("#channels tr")].map(r => [...r.cells].map(c => c.textContent)),
@@ -69,13 +72,44 @@ async fn the_status_page_shows_the_live_cluster_in_a_real_browser() {
 
     let browser = Browser::start(1100, 780);
     let mut page = browser.page().await;
-    // Without the token the page says what it needs.
+    // Without the token the page shows what anyone may see (this node, ready, linked peers) and
+    // says how to see more.
     page.navigate(&format!("http://{}/status", a.ws())).await;
-    page.wait_for("the token request", READ_DOM, SHOWN, |v| {
-        dom(v)["error"]
-            .as_str()
-            .is_some_and(|e| e.starts_with("401:"))
+    let v = page
+        .wait_for("the open summary", READ_DOM, SHOWN, |v| {
+            let d = dom(v);
+            d["node"] == "a"
+                && d["ready"] == "ready"
+                && d["summary"] == "2 linked peer(s)"
+                && d["limited"]
+                    .as_str()
+                    .is_some_and(|l| l.contains("/status#token=<admin.token>"))
+        })
+        .await;
+    assert_eq!(dom(&v)["details"], false, "{v}");
+    assert_eq!(dom(&v)["error"], "", "{v}");
+
+    // A default node (no token at all) says the same, and where the rest is.
+    let lone = OpsNode::start(NodeSpec {
+        token: String::new(),
+        ..NodeSpec::new("d")
     })
+    .await;
+    page.navigate(&format!("http://{}/status", lone.ws())).await;
+    page.wait_for(
+        "the summary of a node without a token",
+        READ_DOM,
+        SHOWN,
+        |v| {
+            let d = dom(v);
+            d["node"] == "d"
+                && d["ready"] == "ready"
+                && d["summary"] == "0 linked peer(s)"
+                && d["limited"].as_str().is_some_and(|l| {
+                    l.contains("no admin.token is set") && l.contains("http.admin_listen")
+                })
+        },
+    )
     .await;
 
     page.navigate(&format!("http://{}/status#token={TOKEN}", a.ws()))

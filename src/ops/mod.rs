@@ -10,12 +10,14 @@
 //! - `admin`: the JSON admin API (publish, broadcast, channels, Presence members, peers,
 //!   connections, disconnect); [`census`]: cluster-wide counts gathered with
 //!   [`crate::Cluster::query`].
-//! - `status`: the HTML status page and the JSON it polls.
+//! - `status`: the HTML status page and the JSON it polls; `health`: `GET /health` (JSON anyone
+//!   may read: node, ready, linked peers, unreachable configured peers).
 
 pub mod access;
 mod admin;
 pub mod census;
 mod config;
+mod health;
 mod prometheus;
 pub mod route;
 mod status;
@@ -30,7 +32,8 @@ pub use access::Listener;
 pub use census::{Census, NodeStats};
 pub use config::{AdminConfig, HttpConfig};
 pub use prometheus::{
-    HISTOGRAM_BUCKETS, RecorderError, ScrapeGauges, install_prometheus_recorder, spawn_upkeep,
+    BUILD_COMMIT, BUILD_VERSION, HISTOGRAM_BUCKETS, RecorderError, ScrapeGauges,
+    install_prometheus_recorder, spawn_upkeep,
 };
 
 use crate::cluster::{Cluster, EngineKind};
@@ -224,6 +227,7 @@ impl Ops {
             sgc_subscriptions: s.sgc_subscriptions,
             presence_members_local: s.presence_members,
             peers: s.peers,
+            peer_up: health::peer_up(self),
             ..ScrapeGauges::default()
         };
         if let Some(p) = &self.presence {
@@ -298,7 +302,7 @@ impl Ops {
     async fn dispatch(&self, route: Route, req: &HttpRequest) -> HttpResponse {
         match route {
             Route::Index => HttpResponse::text(200, INDEX),
-            Route::Health => HttpResponse::text(200, "ok\n"),
+            Route::Health => health::health(self),
             Route::Ready if self.ready() => HttpResponse::text(200, "ready\n"),
             Route::Ready => HttpResponse::text(503, "not ready\n"),
             Route::Metrics => HttpResponse::new(
@@ -322,7 +326,7 @@ impl Ops {
 
 /// `GET /`.
 const INDEX: &str = "wscluster operations routes (docs/operations.md):
-GET  /health                                  the process answers
+GET  /health                                  the process answers (JSON: node, ready, peers)
 GET  /ready                                   200 when ready, 503 otherwise
 GET  /metrics                                 Prometheus text format
 GET  /status                                  live status page (HTML)

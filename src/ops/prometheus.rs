@@ -4,6 +4,7 @@
 //! - the process-wide `metrics` recorder, when the application installed one
 //!   ([`install_prometheus_recorder`]; the binary does): every counter, gauge and histogram the
 //!   crate records (see `docs/metrics.md`) plus `wscluster_http_requests_total`;
+//! - the `process_*` families (`metrics-process`), collected into that recorder at each scrape;
 //! - gauges read from the node's state at scrape time ([`ScrapeGauges`]), written directly (not
 //!   through the recorder), so they are right even with several nodes in one process and present
 //!   even without a recorder. Their names are listed in [`ScrapeGauges::render`] and in
@@ -52,8 +53,22 @@ pub fn install_prometheus_recorder() -> Result<PrometheusHandle, RecorderError> 
     let handle = recorder.handle();
     metrics::set_global_recorder(recorder).map_err(|_| RecorderError::AlreadyInstalled)?;
     describe();
+    process_collector().describe();
     Ok(handle)
 }
+
+/// The `process_*` families (CPU seconds, resident and virtual memory, open and maximum file
+/// descriptors, threads, start time), collected into the installed recorder at each scrape.
+fn process_collector() -> &'static metrics_process::Collector {
+    static COLLECTOR: std::sync::OnceLock<metrics_process::Collector> = std::sync::OnceLock::new();
+    COLLECTOR.get_or_init(metrics_process::Collector::default)
+}
+
+/// The version and commit this binary was built from (`wscluster_build_info`).
+pub const BUILD_VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The commit (`git rev-parse --short=12 HEAD` at build time, or `WSCLUSTER_COMMIT`, or
+/// `unknown`).
+pub const BUILD_COMMIT: &str = env!("WSCLUSTER_BUILD_COMMIT");
 
 /// Describes this module's own recorded metrics.
 fn describe() {
@@ -97,6 +112,9 @@ pub struct ScrapeGauges {
     pub presence_channels: u64,
     /// Peers with a live link.
     pub peers: u64,
+    /// Each configured peer address (`cluster.mesh.peers`, and the addresses of `peers_dns`
+    /// names) and whether it is linked: `wscluster_mesh_peer_up{peer}`.
+    pub peer_up: Vec<(String, bool)>,
 }
 
 impl ScrapeGauges {
@@ -110,6 +128,16 @@ impl ScrapeGauges {
                 let _ = writeln!(out, "{name}{labels} {value}");
             }
         };
+        let build = format!(
+            "{{version=\"{}\",commit=\"{}\"}}",
+            label_value(BUILD_VERSION),
+            label_value(BUILD_COMMIT)
+        );
+        gauge(
+            m::BUILD_INFO,
+            "Always 1; the labels say which version and commit this node runs.",
+            &[(&build, 1)],
+        );
         gauge(
             m::READY,
             "1 when the node is ready (GET /ready answers 200), else 0.",
@@ -153,12 +181,39 @@ impl ScrapeGauges {
             "Peer nodes with a live link.",
             &[("", self.peers)],
         );
+        let peer_up: Vec<(String, u64)> = self
+            .peer_up
+            .iter()
+            .map(|(addr, up)| {
+                (
+                    format!("{{peer=\"{}\"}}", label_value(addr)),
+                    u64::from(*up),
+                )
+            })
+            .collect();
+        let peer_up: Vec<(&str, u64)> = peer_up.iter().map(|(l, v)| (l.as_str(), *v)).collect();
+        gauge(
+            m::MESH_PEER_UP,
+            "1 when the configured peer address (cluster.mesh.peers, or found through peers_dns) is linked, else 0.",
+            &peer_up,
+        );
         out
     }
 }
 
+/// A label value in the exposition format: backslash, double quote and newline escaped.
+fn label_value(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
 /// The whole `/metrics` body: the recorder's metrics (if any), then the scrape-time gauges.
 pub(super) fn render(handle: Option<&PrometheusHandle>, gauges: &ScrapeGauges) -> String {
+    if handle.is_some() {
+        // Fresh process figures for this scrape (they live in the same recorder).
+        process_collector().collect();
+    }
     let mut out = handle.map(PrometheusHandle::render).unwrap_or_default();
     if !out.is_empty() && !out.ends_with('\n') {
         out.push('\n');

@@ -126,6 +126,20 @@ pub enum AuthRefusal {
 }
 
 impl AuthRefusal {
+    /// Every reason (their counters are exported at 0 from the start).
+    pub const ALL: [AuthRefusal; 10] = [
+        AuthRefusal::Credentials,
+        AuthRefusal::Missing,
+        AuthRefusal::Expired,
+        AuthRefusal::NotYetValid,
+        AuthRefusal::Signature,
+        AuthRefusal::Issuer,
+        AuthRefusal::Audience,
+        AuthRefusal::NoIdentity,
+        AuthRefusal::Invalid,
+        AuthRefusal::Hook,
+    ];
+
     /// The metric label and log reason.
     pub fn label(self) -> &'static str {
         match self {

@@ -1,5 +1,7 @@
 //! Dialing one address for as long as the engine runs: connect and link when no link to the node
-//! there exists, back off exponentially with jitter (100 ms to 5 s) after failures.
+//! there exists, back off exponentially with jitter (100 ms to 5 s) after failures. An address the
+//! operator gave is said unreachable at warn (see `reach.rs`); an address that answers as this
+//! node is dropped and never dialled again.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,6 +9,7 @@ use std::time::Duration;
 use super::Shared;
 use super::handshake::{self, LinkError};
 use super::link;
+use super::reach::ReachLog;
 
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
@@ -44,6 +47,64 @@ fn settle(shared: &Shared, addr: &str) {
     }
 }
 
+/// The address answered as this node: forget it as a target and never dial it again.
+fn forget_own(shared: &Shared, addr: &str) {
+    let mut st = shared.state.lock();
+    st.targets.remove(addr);
+    if st.own.len() < 64 {
+        st.own.insert(addr.to_owned());
+    }
+    tracing::debug!(%addr, "this address is this node: not dialled again");
+}
+
+/// The address is linked: says so once if the operator gave it. Returns nothing to do otherwise.
+fn note_linked(shared: &Shared, addr: &str) {
+    let log = shared
+        .state
+        .lock()
+        .targets
+        .get_mut(addr)
+        .and_then(|t| t.reach.as_mut())
+        .and_then(|r| r.linked(std::time::Instant::now()));
+    if let Some(ReachLog::Linked { after }) = log {
+        match after {
+            Some(d) => {
+                tracing::info!(peer = %addr, unreachable_for_s = d.as_secs(), "configured peer linked")
+            }
+            None => tracing::info!(peer = %addr, "configured peer linked"),
+        }
+    }
+}
+
+/// An attempt failed: for an address the operator gave, decides what to say (`reach.rs`) and
+/// returns `true`; `false` for a learned address (logged the old way).
+fn note_failed(shared: &Shared, addr: &str, e: &LinkError) -> bool {
+    let error = link::refusal_text(e);
+    let log = {
+        let mut st = shared.state.lock();
+        let Some(reach) = st.targets.get_mut(addr).and_then(|t| t.reach.as_mut()) else {
+            return false;
+        };
+        reach.failed(std::time::Instant::now(), &error)
+    };
+    match log {
+        Some(ReachLog::Unreachable) => tracing::warn!(
+            peer = %addr,
+            %error,
+            "configured peer unreachable (retrying; reminded at most once a minute)"
+        ),
+        Some(ReachLog::StillUnreachable { down_for, failures }) => tracing::warn!(
+            peer = %addr,
+            %error,
+            down_for_s = down_for.as_secs(),
+            failures,
+            "configured peer still unreachable"
+        ),
+        Some(ReachLog::Linked { .. }) | None => {}
+    }
+    true
+}
+
 pub(crate) async fn dial_loop(shared: Arc<Shared>, addr: String) {
     let mut stop = shared.stop.subscribe();
     let mut attempt = 0u32;
@@ -57,7 +118,7 @@ pub(crate) async fn dial_loop(shared: Arc<Shared>, addr: String) {
             match linked_node_at(&shared, &addr) {
                 None => return,
                 Some(false) => break,
-                Some(true) => {}
+                Some(true) => note_linked(&shared, &addr),
             }
             tokio::select! {
                 _ = stop.changed() => return,
@@ -74,11 +135,13 @@ pub(crate) async fn dial_loop(shared: Arc<Shared>, addr: String) {
                 if let Some(t) = shared.state.lock().targets.get_mut(&addr) {
                     t.node = Some(est.peer.node_id.clone());
                 }
+                note_linked(&shared, &addr);
                 link::run(shared.clone(), est, rd, wr).await;
                 continue;
             }
             Err(LinkError::SelfDial) => {
                 settle(&shared, &addr);
+                forget_own(&shared, &addr);
                 return;
             }
             Err(e) => {
@@ -87,7 +150,13 @@ pub(crate) async fn dial_loop(shared: Arc<Shared>, addr: String) {
                     e,
                     LinkError::Refused(_) | LinkError::RefusedByPeer(_) | LinkError::Tls(_)
                 );
-                if last_failure != Some(refused) {
+                if note_failed(&shared, &addr, &e) {
+                    // Said by `note_failed`; a refusal is still counted.
+                    if refused && last_failure != Some(refused) {
+                        link::count_refusal(&shared, &e);
+                    }
+                    last_failure = Some(refused);
+                } else if last_failure != Some(refused) {
                     last_failure = Some(refused);
                     link::log_refusal(&shared, &addr, &e);
                 }

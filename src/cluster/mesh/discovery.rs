@@ -8,9 +8,9 @@
 //!   not make a node forget its peers), and the node keeps trying at every refresh.
 //! - Each change of state is logged once: the first result, a changed set of addresses, a failure
 //!   (and a different failure), the recovery. An unchanged result is not logged.
-//! - The node's own address (when bound to a specific IP, or equal to `advertise`) is skipped; when
-//!   bound to an unspecified IP the node dials itself once, which the link handshake recognises and
-//!   drops for good.
+//! - The node's own addresses (see `own.rs`: its bound address, every interface IP when bound to
+//!   an unspecified IP, `advertise`) are skipped; an address that answers as this node anyway is
+//!   dropped for good by the link handshake.
 //! - Addresses found through DNS are not gossiped: every node resolves the name itself, and a pod's
 //!   old IP must not spread after the pod is gone.
 //!
@@ -158,10 +158,9 @@ async fn resolve(target: &str) -> Result<Vec<SocketAddr>, String> {
     }
 }
 
-/// Whether `addr` is this node's own cluster address (as far as can be told without asking the
-/// operating system for its interfaces).
+/// Whether `addr` is this node's own cluster address.
 fn is_self(shared: &Shared, addr: SocketAddr) -> bool {
-    addr == shared.local_addr || addr.to_string() == advertised(shared)
+    addr.to_string() == advertised(shared) || shared.is_own(&shared.state.lock(), &addr.to_string())
 }
 
 /// Resolves the configured names now and every `dns_refresh_ms` until the engine stops.
@@ -240,6 +239,7 @@ fn apply(shared: &Shared, names: &[NameWatch], first: bool) {
                     DialTarget {
                         configured: first,
                         dns: true,
+                        reach: Some(super::reach::Reach::new()),
                         ..DialTarget::default()
                     },
                 );

@@ -359,6 +359,7 @@ pub(crate) async fn dial(
     let go = async {
         let stream = TcpStream::connect(addr).await?;
         let _ = stream.set_nodelay(true);
+        let remote = stream.peer_addr()?;
         let tls = shared.tls.is_some();
         let (mut rd, mut wr) = match &shared.tls {
             None => split_tcp(stream),
@@ -371,9 +372,10 @@ pub(crate) async fn dial(
                 split_tls(s)
             }
         };
-        let est = dial_handshake(shared, &mut rd, &mut wr)
+        let mut est = dial_handshake(shared, &mut rd, &mut wr)
             .await
             .map_err(|e| if tls { tls_failure(e) } else { e })?;
+        est.listen = est.listen.map(|l| reachable(&l, remote));
         Ok::<_, LinkError>((est, rd, wr))
     };
     tokio::time::timeout(shared.cfg.handshake_timeout(), go)

@@ -102,25 +102,36 @@ fn log_tls_refusal(shared: &Shared, remote: std::net::SocketAddr, why: String) {
 /// this node knows, the raw text goes to debug (escaped).
 pub(crate) fn log_refusal(shared: &Shared, addr: &str, e: &LinkError) {
     let addr = Printable(addr);
+    if !count_refusal(shared, e) {
+        tracing::debug!(%addr, error = %Printable(&e.to_string()), "mesh link failed");
+        return;
+    }
+    if let LinkError::RefusedByPeer(reason) = e {
+        tracing::debug!(%addr, reason = ?reason, "mesh link refused by peer (its reason)");
+    }
+    tracing::warn!(%addr, error = %refusal_text(e), "mesh link refused");
+}
+
+/// What a warn line may say of a link error: a peer's refusal reason only when it is one this node
+/// knows (it is unauthenticated), anything else with its control characters escaped.
+pub(crate) fn refusal_text(e: &LinkError) -> String {
+    match e {
+        LinkError::RefusedByPeer(reason) => format!("refused by peer: {}", known_reason(reason)),
+        other => escape_control(&other.to_string()).into_owned(),
+    }
+}
+
+/// Counts a refused link handshake (returns `true`); other failures are not counted (`false`).
+pub(crate) fn count_refusal(shared: &Shared, e: &LinkError) -> bool {
     let by = match e {
         LinkError::Refused(_) => "us",
-        LinkError::RefusedByPeer(reason) => {
-            tracing::debug!(%addr, reason = ?reason, "mesh link refused by peer (its reason)");
-            "peer"
-        }
+        LinkError::RefusedByPeer(_) => "peer",
         LinkError::Tls(_) => "tls",
-        _ => {
-            tracing::debug!(%addr, error = %Printable(&e.to_string()), "mesh link failed");
-            return;
-        }
+        _ => return false,
     };
     shared.stats.refused.fetch_add(1, Ordering::Relaxed);
     ::metrics::counter!(metrics::BACKPLANE_LINKS_REFUSED, "by" => by).increment(1);
-    let error = match e {
-        LinkError::RefusedByPeer(reason) => format!("refused by peer: {}", known_reason(reason)),
-        other => escape_control(&other.to_string()).into_owned(),
-    };
-    tracing::warn!(%addr, %error, "mesh link refused");
+    true
 }
 
 /// Registers an established link, runs it until it closes, then unregisters it.
@@ -281,7 +292,11 @@ fn register(
         }
         peer.link = Some(link.clone());
         let mut new_addr = None;
-        if let Some(addr) = est.listen.as_ref().filter(|a| a.len() <= MAX_ADDRESS_LEN) {
+        if let Some(addr) = est
+            .listen
+            .as_ref()
+            .filter(|a| a.len() <= MAX_ADDRESS_LEN && !shared.is_own(&st, a))
+        {
             if !st.targets.contains_key(addr) && room_for_address(shared, &mut st) {
                 st.targets.insert(addr.clone(), DialTarget::default());
                 new_addr = Some(addr.clone());
@@ -517,8 +532,16 @@ fn room_for_address(shared: &Shared, st: &mut super::State) -> bool {
     false
 }
 
+
+/// `0.0.0.0:port` or `[::]:port`.
+fn unspecified(addr: &str) -> bool {
+    addr.parse::<std::net::SocketAddr>()
+        .is_ok_and(|a| a.ip().is_unspecified())
+}
+
 /// Adds addresses gossiped by an authenticated peer to the dial set (within
-/// `cluster.mesh.max_known_addresses`) and starts dialing the new ones.
+/// `cluster.mesh.max_known_addresses`) and starts dialing the new ones. An unspecified IP (a
+/// peer's bind address) is nobody's address; the node's own addresses are never dialled.
 fn learn(shared: &Arc<Shared>, addrs: Vec<String>) {
     let mine = advertised(shared);
     let fresh: Vec<String> = {
@@ -528,7 +551,12 @@ fn learn(shared: &Arc<Shared>, addrs: Vec<String>) {
         }
         let mut fresh = Vec::new();
         for a in addrs {
-            if a == mine || a.len() > MAX_ADDRESS_LEN || st.targets.contains_key(&a) {
+            if a == mine
+                || a.len() > MAX_ADDRESS_LEN
+                || unspecified(&a)
+                || shared.is_own(&st, &a)
+                || st.targets.contains_key(&a)
+            {
                 continue;
             }
             if !room_for_address(shared, &mut st) {

@@ -11,7 +11,8 @@
 //! - [`replay`]: the replay window and inbound sequence (sans I/O);
 //! - `handshake`: the authenticated link handshake; `link`: the reader/writer of one link;
 //!   `queue`: its bounded send queue; `dialer`: redial with backoff; `discovery`: peers found by
-//!   resolving DNS names (`peers_dns`).
+//!   resolving DNS names (`peers_dns`); `own`: the node's own addresses (never dialled or listed);
+//!   `reach`: when to say that a configured peer cannot be reached.
 
 pub mod auth;
 mod config;
@@ -20,13 +21,15 @@ mod discovery;
 mod guard;
 mod handshake;
 mod link;
+mod own;
 mod peers;
 mod queue;
+mod reach;
 pub mod replay;
 pub mod wire;
 
-use std::collections::{HashMap, VecDeque};
-use std::net::SocketAddr;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -37,6 +40,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 
 pub use config::{MIN_SECRET_LEN, MeshConfig};
+pub use peers::ConfiguredPeer;
 
 use super::engine::EngineHandler;
 use super::envelope::{Envelope, Kind, Origin};
@@ -130,6 +134,10 @@ pub(crate) struct State {
     pub(crate) dns_pending: bool,
     /// `cluster.mesh.max_known_addresses` was hit and logged (once until an address fits again).
     pub(crate) addresses_full: bool,
+    /// Addresses that turned out to be this node (its handshake answered): never dialled again.
+    pub(crate) own: HashSet<String>,
+    /// The IPs of this host's interfaces (read at start), for [`Shared::is_own`].
+    pub(crate) local_ips: Vec<IpAddr>,
 }
 
 /// An address this node dials.
@@ -143,6 +151,9 @@ pub(crate) struct DialTarget {
     pub(crate) settled: bool,
     /// Found through `peers_dns`: forgotten when no name resolves to it any more, never gossiped.
     pub(crate) dns: bool,
+    /// Whether it can be reached, and when to say so: kept for the addresses the operator gave
+    /// (configured and `peers_dns`), which are logged at warn while unreachable and have a gauge.
+    pub(crate) reach: Option<reach::Reach>,
 }
 
 /// What this node keeps about one peer, across its links.
@@ -197,16 +208,24 @@ impl MeshEngine {
         let local_addr = listener.local_addr()?;
         let (stop, _) = watch::channel(false);
         let (dial_tx, mut dial_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let local_ips = own::local_ips();
         let mut targets = HashMap::new();
-        for p in &cfg.peers {
+        // The same peer list is often given to every node: its own entry is skipped.
+        for p in cfg
+            .peers
+            .iter()
+            .filter(|p| !own::is_own_str(p, local_addr, &cfg.advertise, &local_ips))
+        {
             targets.insert(
                 p.clone(),
                 DialTarget {
                     configured: true,
+                    reach: Some(reach::Reach::new()),
                     ..DialTarget::default()
                 },
             );
         }
+        let first_dials: Vec<String> = targets.keys().cloned().collect();
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 membership: Membership::new(me.node_id.clone(), cfg.peer_timeout()),
@@ -216,6 +235,8 @@ impl MeshEngine {
                 stopped: false,
                 dns_pending: !cfg.peers_dns.is_empty(),
                 addresses_full: false,
+                own: HashSet::new(),
+                local_ips,
             }),
             guard: guard::HandshakeGuard::new(
                 cfg.max_failed_handshakes_per_ip,
@@ -253,8 +274,8 @@ impl MeshEngine {
         before_links(&engine);
         tokio::spawn(link::accept_loop(shared.clone(), listener));
         tokio::spawn(ticker(shared.clone()));
-        for addr in &shared.cfg.peers {
-            let _ = shared.dial_tx.send(addr.clone());
+        for addr in first_dials {
+            let _ = shared.dial_tx.send(addr);
         }
         if !shared.cfg.peers_dns.is_empty() {
             tokio::spawn(discovery::watch(shared.clone()));
@@ -370,6 +391,12 @@ impl MeshEngine {
 }
 
 impl Shared {
+    /// Whether `addr` is this node (see `own.rs`), or an address that answered as this node.
+    pub(crate) fn is_own(&self, st: &State, addr: &str) -> bool {
+        st.own.contains(addr)
+            || own::is_own_str(addr, self.local_addr, &self.cfg.advertise, &st.local_ips)
+    }
+
     /// Numbers, keeps and queues one envelope for peer `id` (state lock held).
     pub(crate) fn send_locked(&self, st: &mut State, id: &str, kind: Kind, payload: Bytes) {
         let Some(peer) = st.peers.get_mut(id) else {

@@ -50,3 +50,39 @@ impl MeshEngine {
         out
     }
 }
+
+/// One address the operator gave (`cluster.mesh.peers`, or found through `peers_dns`): whether it
+/// is linked, and the last error while it is not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfiguredPeer {
+    /// The address as given (`host:port`).
+    pub address: String,
+    /// Linked now.
+    pub up: bool,
+    /// The error of the last attempt, while the address cannot be reached (`None` when linked or
+    /// not tried yet).
+    pub error: Option<String>,
+}
+
+impl MeshEngine {
+    /// The addresses the operator gave (configured peers and the addresses of `peers_dns` names),
+    /// sorted, with whether each is linked. Bounded by the configuration (and the DNS answers);
+    /// the node's own address is never among them.
+    pub fn configured_peers(&self) -> Vec<ConfiguredPeer> {
+        let st = self.shared.state.lock();
+        let mut out: Vec<ConfiguredPeer> = st
+            .targets
+            .iter()
+            .filter_map(|(addr, t)| {
+                let reach = t.reach.as_ref()?;
+                Some(ConfiguredPeer {
+                    address: addr.clone(),
+                    up: reach.is_up(),
+                    error: reach.unreachable().map(str::to_owned),
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| a.address.cmp(&b.address));
+        out
+    }
+}

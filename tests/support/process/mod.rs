@@ -52,6 +52,7 @@ pub struct NodeArgs {
     hosts_file: Option<PathBuf>,
     /// Given, the secret comes from this file (`--cluster-secret-file`) instead of the flag.
     secret_file: Option<String>,
+    resolver: Option<PathBuf>,
     extra: Vec<String>,
 }
 
@@ -74,6 +75,7 @@ impl NodeArgs {
             redis: None,
             hosts_file: None,
             secret_file: None,
+            resolver: None,
             extra: Vec::new(),
         }
     }
@@ -96,6 +98,13 @@ impl NodeArgs {
     /// test's names. Needs `unshare` and the right to mount (root); see [`hosts_override_works`].
     pub fn hosts_file(mut self, path: &Path) -> Self {
         self.hosts_file = Some(path.to_owned());
+        self
+    }
+
+    /// With [`NodeArgs::hosts_file`]: `path` over `/etc/resolv.conf` too (e.g. a file holding
+    /// [`LOOPBACK_RESOLVER`]), so that unknown names fail with no query leaving the machine.
+    pub fn resolver(mut self, path: &Path) -> Self {
+        self.resolver = Some(path.to_owned());
         self
     }
 
@@ -225,9 +234,10 @@ impl NodeProcess {
     /// Starts a node and waits until it printed both its WebSocket and its mesh address (or, on
     /// the Redis engine, its Redis line).
     pub async fn start(args: NodeArgs) -> Self {
-        let (child, stdout, stderr) = match &args.hosts_file {
-            None => spawn(&args.to_args(), &[]),
-            Some(hosts) => spawn_with_hosts(hosts, &args.to_args()),
+        let (child, stdout, stderr) = match (&args.hosts_file, &args.resolver) {
+            (None, _) => spawn(&args.to_args(), &[]),
+            (Some(hosts), None) => spawn_with_hosts(hosts, &args.to_args()),
+            (Some(hosts), Some(r)) => spawn_with_hosts_and_resolver(hosts, r, &args.to_args()),
         };
         let mut node = Self {
             name: args.name.clone(),
@@ -455,6 +465,28 @@ fn spawn_program<S: AsRef<std::ffi::OsStr>>(
 
 /// The shell line run by `unshare -m`: bind-mount `$1` over `/etc/hosts`, then exec the rest.
 const WITH_HOSTS: &str = r#"mount --bind "$1" /etc/hosts && shift && exec "$@""#;
+
+/// Like [`WITH_HOSTS`], and bind-mount `$2` over `/etc/resolv.conf` (a resolver on loopback:
+/// names outside the hosts file fail without a query leaving the machine).
+const WITH_HOSTS_AND_RESOLVER: &str =
+    r#"mount --bind "$1" /etc/hosts && mount --bind "$2" /etc/resolv.conf && shift 2 && exec "$@""#;
+
+/// A resolver configuration pointing at loopback only (nothing answers there): a name missing from
+/// the hosts file fails within about a second.
+pub const LOOPBACK_RESOLVER: &str = "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n";
+
+/// Like [`spawn_with_hosts`], with `resolver` bind-mounted over `/etc/resolv.conf` as well.
+pub fn spawn_with_hosts_and_resolver(hosts: &Path, resolver: &Path, args: &[String]) -> Spawned {
+    let mut full: Vec<std::ffi::OsString> = ["-m", "sh", "-c", WITH_HOSTS_AND_RESOLVER, "sh"]
+        .iter()
+        .map(Into::into)
+        .collect();
+    full.push(hosts.into());
+    full.push(resolver.into());
+    full.push(env!("CARGO_BIN_EXE_wscluster").into());
+    full.extend(args.iter().map(Into::into));
+    spawn_program("unshare", &full, &[])
+}
 
 /// Like [`spawn`], in a private mount namespace whose `/etc/hosts` is `hosts`. The process `exec`s
 /// the binary, so its pid is the node's (signals reach the node).

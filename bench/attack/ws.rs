@@ -238,12 +238,7 @@ impl Ws {
     pub(crate) async fn close(mut self) {
         let _ = write_frame(&mut self.wr, CLOSE, true, &1000u16.to_be_bytes()).await;
         let deadline = Instant::now() + Duration::from_secs(3);
-        loop {
-            match self.rd.recv(deadline).await {
-                Msg::Text(_) => {}
-                _ => break,
-            }
-        }
+        while let Msg::Text(_) = self.rd.recv(deadline).await {}
     }
 
     /// The two halves, for reading while writing.

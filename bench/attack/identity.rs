@@ -16,14 +16,15 @@ use crate::sgc;
 use crate::ws::{self, Upgrade, Ws};
 
 /// The option that binds Presence member ids to the authenticated identity, when the binary has
-/// one: a boolean key naming both a binding and members (or identities).
+/// one: a boolean key of the Presence or authentication section naming a binding, or member ids
+/// together with the identity or user.
 fn binding_option(ctx: &Ctx) -> Option<String> {
     flat_keys(&ctx.config).into_iter().find_map(|(k, v)| {
         let l = k.to_ascii_lowercase();
-        (v.is_bool()
-            && l.contains("bind")
-            && (l.contains("member") || l.contains("ident") || l.contains("presence")))
-        .then_some(k)
+        let section = l.starts_with("presence.") || l.starts_with("auth.");
+        let binds = l.contains("bind")
+            || (l.contains("member") && (l.contains("ident") || l.contains("user")));
+        (v.is_bool() && section && binds).then_some(k)
     })
 }
 

@@ -15,8 +15,7 @@ const FRAGMENT: usize = 64 * 1024;
 
 /// Sends `TOTAL` bytes of one text message (fragmented or not) while reading what the node sends
 /// back; returns how the connection ended.
-async fn oversize(ctx: &Ctx, addr: std::net::SocketAddr, fragmented: bool) -> Result<Msg, String> {
-    let _ = ctx;
+async fn oversize(addr: std::net::SocketAddr, fragmented: bool) -> Result<Msg, String> {
     let ws = sgc::client(addr).await?;
     let (mut rd, mut wr) = ws.split();
     let reader = tokio::spawn(async move {
@@ -28,7 +27,6 @@ async fn oversize(ctx: &Ctx, addr: std::net::SocketAddr, fragmented: bool) -> Re
             }
         }
     });
-    // A JSON string made of one publish, so the bytes are a plausible message.
     let payload = vec![b'f'; TOTAL];
     if fragmented {
         for (i, chunk) in payload.chunks(FRAGMENT).enumerate() {
@@ -82,7 +80,7 @@ pub(crate) async fn run(ctx: &Ctx, addr: std::net::SocketAddr) -> Vec<Row> {
         ("oversize-fragmented", true, "2 MiB in 64 KiB fragments"),
         ("oversize-frame", false, "one 2 MiB frame"),
     ] {
-        rows.push(match oversize(ctx, addr, fragmented).await {
+        rows.push(match oversize(addr, fragmented).await {
             Ok(end) => row(name, ctx.max_message, end, shape),
             Err(e) => Row::error(name, e),
         });

@@ -86,8 +86,18 @@ pub(crate) async fn run(ctx: &Ctx) -> Vec<Row> {
             Msg::Text(t) => sgc::is_event(&t, "admin-xs", "cross-site"),
             _ => false,
         };
+        // For the reader: the same publish sent the way the operator's own tools send it.
+        let same_site = http(
+            admin,
+            format!(
+                "POST /admin/publish HTTP/1.1\r\nHost: {admin}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            ),
+        )
+        .await
+        .map_or_else(|e| e, |s| s.to_string());
         let detail = format!(
-            "POST /admin/publish (text/plain, Origin and Host attacker.example): {status}, subscriber {}",
+            "POST /admin/publish (text/plain, Origin and Host attacker.example): {status}, subscriber {}; the same as application/json to its own Host: {same_site}",
             if delivered {
                 "received it"
             } else {

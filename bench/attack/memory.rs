@@ -203,7 +203,10 @@ pub(crate) async fn poison(ctx: &Ctx) -> Row {
                     return Ok(Row::new(
                         NAME,
                         Outcome::Bounded,
-                        "replay paced through the outbox",
+                        format!(
+                            "replay paced through the {} B outbox",
+                            ctx.config_u64("server.max_outbox_bytes").unwrap_or(0)
+                        ),
                         format!(
                             "{retained} B retained; the new subscriber stayed, got {replayed} replayed and the next publish"
                         ),

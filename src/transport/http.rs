@@ -33,6 +33,8 @@ pub struct HttpRequest {
     pub body: Bytes,
     /// The client's address.
     pub peer: SocketAddr,
+    /// The address the request arrived on, as the client reached it (known on the admin port).
+    pub local: Option<SocketAddr>,
 }
 
 impl HttpRequest {
@@ -228,6 +230,7 @@ pub async fn read_request<S: AsyncRead + AsyncWrite + Unpin>(
         headers: req.headers,
         body: buf.freeze(),
         peer,
+        local: None,
     })
 }
 
@@ -237,6 +240,7 @@ pub async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
     buf: BytesMut,
     req: Request,
     peer: SocketAddr,
+    local: Option<SocketAddr>,
     handler: &dyn HttpHandler,
     timeout: std::time::Duration,
 ) {
@@ -246,7 +250,10 @@ pub async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
     )
     .await;
     let response = match read {
-        Ok(Ok(request)) => handler.handle(request).await,
+        Ok(Ok(mut request)) => {
+            request.local = local;
+            handler.handle(request).await
+        }
         Ok(Err(e)) => {
             tracing::debug!(%peer, error = %e, "HTTP request refused");
             match e.status() {

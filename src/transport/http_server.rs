@@ -121,5 +121,15 @@ async fn serve(mut stream: TcpStream, peer: SocketAddr, handler: Arc<dyn HttpHan
         }
         Err(_) => return,
     };
-    http::answer(&mut stream, buf, req, peer, &*handler, REQUEST_TIMEOUT).await;
+    let local = stream.local_addr().ok();
+    http::answer(
+        &mut stream,
+        buf,
+        req,
+        peer,
+        local,
+        &*handler,
+        REQUEST_TIMEOUT,
+    )
+    .await;
 }

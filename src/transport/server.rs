@@ -418,7 +418,8 @@ pub(super) async fn handle_socket<S>(
     if !req.is_websocket_upgrade() {
         if let Some(handler) = shared.http.as_ref().filter(|_| !is_session_request(&req)) {
             let timeout = cfg.handshake_timeout();
-            super::http::answer(&mut stream, buf, req, peer, &**handler, timeout).await;
+            // The local address is not needed there: admin routes need the token on this port.
+            super::http::answer(&mut stream, buf, req, peer, None, &**handler, timeout).await;
             return;
         }
         serve_http(&mut stream, &req, peer, &shared).await;

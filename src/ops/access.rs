@@ -135,10 +135,11 @@ pub struct Site<'a> {
 /// `http.allowed_hosts`: names (any port) or `name:port`, compared ignoring case.
 pub fn check_site(site: &Site<'_>, allowed_hosts: &[String]) -> Result<(), Refusal> {
     // A request without Host is not a browser's (every browser sends it).
-    if let Some(host) = site.host {
-        if !host_allowed(host, site.local, allowed_hosts) {
-            return Err(Refusal::ForeignHost);
-        }
+    if site
+        .host
+        .is_some_and(|host| !host_allowed(host, site.local, allowed_hosts))
+    {
+        return Err(Refusal::ForeignHost);
     }
     if let Some(origin) = site.origin {
         let authority = origin

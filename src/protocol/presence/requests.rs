@@ -127,6 +127,11 @@ fn member_new(inner: &Inner, conn: &Connection, f: Inbound) -> Checked<()> {
             return Err(Refusal(PresenceError::NewMemberDenied, m));
         }
     };
+    // An authenticated connection creates only the member of its own identity: no client can
+    // take another user's id (its owner would then get error 1).
+    if inner.config.bind_member_id_to_user && conn.user().is_some_and(|user| user != &*sent.id) {
+        return Err(Refusal(PresenceError::NewMemberDenied, sent));
+    }
     {
         let st = inner.state.read();
         if st.roster.member(&sent.id).is_some()

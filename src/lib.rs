@@ -44,6 +44,7 @@ pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod hub;
+pub mod log_text;
 pub mod metrics;
 pub mod ops;
 pub mod protocol;

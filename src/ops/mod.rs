@@ -20,6 +20,7 @@ mod prometheus;
 pub mod route;
 mod status;
 
+use crate::log_text::Printable;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 
@@ -240,7 +241,7 @@ impl Ops {
             Question::Disconnect { id, code, reason } => {
                 let closed = self.close_local(&id, code, &reason);
                 if closed {
-                    tracing::info!(conn = %id, code, by = from, "connection closed on an operator's request from another node");
+                    tracing::info!(conn = %Printable(&id), code, by = from, "connection closed on an operator's request from another node");
                 }
                 Answer::Disconnected(closed)
             }

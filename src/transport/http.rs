@@ -8,6 +8,7 @@
 //! (`Content-Length`); a chunked body is refused with 411, a longer one with 413. A client that
 //! sends `Expect: 100-continue` (curl does for bodies past 1 KiB) gets its `100 Continue` first.
 
+use crate::log_text::Printable;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -255,7 +256,7 @@ pub async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
             handler.handle(request).await
         }
         Ok(Err(e)) => {
-            tracing::debug!(%peer, error = %e, "HTTP request refused");
+            tracing::debug!(%peer, error = %Printable(&e.to_string()), "HTTP request refused");
             match e.status() {
                 Some(status) => HttpResponse::status(status),
                 None => return,

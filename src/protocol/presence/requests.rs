@@ -6,6 +6,7 @@
 //! of one connection runs to completion before its next one (the transport calls in order), so
 //! a member's own events can never overtake each other.
 
+use crate::log_text::Printable;
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -30,7 +31,7 @@ pub(crate) fn handle(inner: &Inner, conn: &Connection, text: &str) {
     let f = match frame::parse(text) {
         Ok(f) => f,
         Err(e) => {
-            tracing::debug!(conn = conn.id(), error = %e, "presence: frame ignored");
+            tracing::debug!(conn = conn.id(), error = %Printable(&e.to_string()), "presence: frame ignored");
             return;
         }
     };
@@ -58,7 +59,7 @@ pub(crate) fn handle(inner: &Inner, conn: &Connection, text: &str) {
         Kind::GetMembers => get_members(inner, conn, f),
         Kind::Invitation => invite(inner, conn, f),
         Kind::Other(method) => {
-            tracing::debug!(conn = conn.id(), %method, "presence: unknown method ignored");
+            tracing::debug!(conn = conn.id(), method = %Printable(&method), "presence: unknown method ignored");
             Ok(())
         }
     };

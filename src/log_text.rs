@@ -1,38 +1,46 @@
-//! Text from the network, made safe for a log line.
+//! Text from clients, peers and the network, made safe for the log.
 //!
-//! A string a client, a peer or any caller sent (a node id, a cluster name, a refusal reason, a
-//! header) may hold control characters: a newline forges a second log line, an escape sequence
-//! rewrites the operator's terminal. Such strings are logged through [`Printable`] (or
-//! [`escape_control`]), which writes every control character as a Rust escape (`\n`, `\u{1b}`) and
-//! leaves the rest as it is. `{:?}` formatting does the same but also quotes the string.
+//! A user name, channel name, `Origin`, path or peer-supplied id may hold control characters: a
+//! newline forges a log line, an ANSI escape rewrites the operator's terminal. Every such string
+//! goes into a log line through [`Printable`] (or [`escape_control`]), which writes each control
+//! character as `\u{..}` (and a backslash as `\\`, so an escaped form cannot be faked), keeping
+//! everything else as is.
 
 use std::borrow::Cow;
 use std::fmt;
 
-/// `s` with every control character escaped (`\n`, `\t`, `\u{1b}`, ...); borrowed when there is
-/// none.
+/// `s` with every control character (C0, DEL, C1) written as `\u{XX}` and every backslash doubled;
+/// borrowed when there is nothing to escape.
 pub fn escape_control(s: &str) -> Cow<'_, str> {
-    if !s.chars().any(char::is_control) {
+    if !s.chars().any(needs_escape) {
         return Cow::Borrowed(s);
     }
-    let mut out = String::with_capacity(s.len() + 8);
-    for c in s.chars() {
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    Cow::Owned(out)
+    Cow::Owned(Printable(s).to_string())
 }
 
-/// Displays a string with its control characters escaped: `tracing::info!(peer = %Printable(id))`.
+fn needs_escape(c: char) -> bool {
+    c.is_control() || c == '\\'
+}
+
+/// Displays a string with its control characters escaped (see [`escape_control`]): use it for
+/// `%` fields and message arguments built from client or peer input.
 #[derive(Debug, Clone, Copy)]
 pub struct Printable<'a>(pub &'a str);
 
 impl fmt::Display for Printable<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&escape_control(self.0))
+        let mut rest = self.0;
+        while let Some(at) = rest.find(needs_escape) {
+            f.write_str(&rest[..at])?;
+            let c = rest[at..].chars().next().unwrap_or_default();
+            if c == '\\' {
+                f.write_str("\\\\")?;
+            } else {
+                write!(f, "\\u{{{:x}}}", c as u32)?;
+            }
+            rest = &rest[at + c.len_utf8()..];
+        }
+        f.write_str(rest)
     }
 }
 
@@ -42,11 +50,15 @@ mod tests {
 
     #[test]
     fn control_characters_are_escaped_and_the_rest_kept() {
-        assert!(matches!(escape_control("node-1 é"), Cow::Borrowed(_)));
+        assert!(matches!(escape_control("plain ünï"), Cow::Borrowed(_)));
         assert_eq!(
-            escape_control("a\nINFO forged\u{1b}[2J\t\u{7f}"),
-            "a\\nINFO forged\\u{1b}[2J\\t\\u{7f}"
+            escape_control("a\nb\r\x1b[31mred\x7f\u{85}\t"),
+            "a\\u{a}b\\u{d}\\u{1b}[31mred\\u{7f}\\u{85}\\u{9}"
         );
-        assert_eq!(Printable("x\r\ny").to_string(), "x\\r\\ny");
+        // A literal "\u{a}" in the input cannot pass for an escaped newline.
+        assert_eq!(escape_control("x\\u{a}"), "x\\\\u{a}");
+        assert_eq!(Printable("é\0").to_string(), "é\\u{0}");
+        let out = escape_control("\x00\x01\x1b\x7f\u{9b}");
+        assert!(!out.chars().any(char::is_control), "{out}");
     }
 }

@@ -198,6 +198,74 @@ async fn bad_tokens_are_refused_with_404() {
 }
 
 #[tokio::test]
+async fn a_jwt_with_a_crit_header_is_refused() {
+    let (n, _) = node(vec![], |_| {}, |s| s).await;
+    let signed = |header: &Header| {
+        encode(
+            header,
+            &claims("alice"),
+            &EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let critical = Header {
+        crit: Some(vec!["exp-ext".into()]),
+        ..Header::default()
+    };
+    // Correctly signed, valid claims: only the unknown critical extension is wrong.
+    let t = signed(&critical);
+    let header = format!("Authorization: Bearer {t}\r\n");
+    assert_eq!(
+        upgrade_status(n.addr, "/", &header).await,
+        "HTTP/1.1 404 Not Found"
+    );
+    assert_eq!(
+        upgrade_status(n.addr, &format!("/?access_token={t}"), "").await,
+        "HTTP/1.1 404 Not Found"
+    );
+    // The same token without `crit` is accepted.
+    let t = signed(&Header::default());
+    let (mut c, _) = sgc_at(n.addr, "/", &[("authorization", &format!("Bearer {t}"))]).await;
+    c.barrier().await;
+}
+
+#[tokio::test]
+async fn an_authenticated_client_creates_only_its_own_presence_member() {
+    let (n, presence) = node(vec![], |_| {}, |s| s).await;
+    let mut alice = PClient::connect_at(n.addr, &format!("/?token={}", token("alice"))).await;
+    // Claiming another user's id: error 2, and no member is created.
+    alice.member_new("bob", "bob", "").await;
+    alice
+        .expect(&error_frame(
+            2,
+            "Create New Member request has been denied.",
+            "",
+            &m("bob", "bob", ""),
+        ))
+        .await;
+    alice.quiet().await;
+    assert_eq!(presence.member_count(), 0);
+    // The real bob still gets his id.
+    let mut bob = PClient::connect_at(n.addr, &format!("/?token={}", token("bob"))).await;
+    bob.member_new("bob", "Bob", "").await;
+    bob.expect(&presence_support::member_frame(
+        "member@new",
+        &m("bob", "Bob", ""),
+    ))
+    .await;
+    // Its own id is accepted.
+    alice.member_new("alice", "Alice", "").await;
+    alice
+        .expect(&presence_support::member_frame(
+            "member@new",
+            &m("alice", "Alice", ""),
+        ))
+        .await;
+    alice.quiet().await;
+    assert_eq!(presence.member_count(), 2);
+}
+
+#[tokio::test]
 async fn a_required_token_refuses_upgrades_without_one() {
     let (n, _) = node(vec![], |a| a.jwt.required = true, |s| s).await;
     assert_eq!(
@@ -326,18 +394,18 @@ async fn rules_refuse_a_presence_join_with_error_10_and_a_publish_with_error_20(
     .await;
     // An admin (token in the query) may join anything.
     let mut admin = PClient::connect_at(n.addr, &format!("/?token={}", token("admin"))).await;
-    admin.member_new("b", "boss", "").await;
+    admin.member_new("admin", "boss", "").await;
     admin
         .expect(&presence_support::member_frame(
             "member@new",
-            &m("b", "boss", ""),
+            &m("admin", "boss", ""),
         ))
         .await;
     admin.join("vip").await;
     admin
         .expect(&channel_member_frame(
             "channel@member@new",
-            &m("b", "boss", ""),
+            &m("admin", "boss", ""),
             "vip",
         ))
         .await;

@@ -247,3 +247,166 @@ async fn a_panicking_handler_closes_its_connection_with_1011_and_still_disconnec
     good.send("still fine").await;
     good.expect("still fine").await;
 }
+
+/// A raw client socket past a plain upgrade (no subprotocol: the echo fallback), so frames can be
+/// written exactly as a test needs them: fragmented, oversized, unfinished.
+async fn raw_upgraded(addr: std::net::SocketAddr) -> tokio::net::TcpStream {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr)
+        .await
+        .unwrap_or_else(|e| panic!("connect: {e}"));
+    s.write_all(upgrade_request("/", "", "").as_bytes())
+        .await
+        .unwrap_or_else(|e| panic!("write: {e}"));
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = s.read(&mut byte).await.unwrap_or(0);
+        assert_eq!(n, 1, "the upgrade is answered");
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"), "{head:?}");
+    s
+}
+
+/// One masked client frame (mask 0: the payload goes as is).
+fn client_frame(opcode: u8, fin: bool, payload: &[u8]) -> Vec<u8> {
+    let mut f = vec![if fin { 0x80 } else { 0 } | opcode];
+    match payload.len() {
+        n if n < 126 => f.push(0x80 | n as u8),
+        n if n <= 0xFFFF => {
+            f.push(0x80 | 126);
+            f.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            f.push(0x80 | 127);
+            f.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    f.extend_from_slice(&[0, 0, 0, 0]);
+    f.extend_from_slice(payload);
+    f
+}
+
+/// `total` bytes of text as frames of at most `chunk` bytes (one frame when `chunk >= total`).
+fn text_message(total: usize, chunk: usize) -> Vec<Vec<u8>> {
+    let body = vec![b'x'; total];
+    let parts: Vec<&[u8]> = body.chunks(chunk).collect();
+    let last = parts.len() - 1;
+    parts
+        .iter()
+        .enumerate()
+        .map(|(i, p)| client_frame(if i == 0 { 0x1 } else { 0x0 }, i == last, p))
+        .collect()
+}
+
+/// The server's frames on a raw socket: (opcode, payload) in order, until a close frame, a frame
+/// with opcode `until`, the end of the stream or the deadline. The frames are written by a separate task meanwhile, so a server
+/// that stops reading halfway cannot stall the test.
+async fn send_and_read_frames(
+    s: tokio::net::TcpStream,
+    frames: Vec<Vec<u8>>,
+    until: u8,
+) -> Vec<(u8, Vec<u8>)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut rd, mut wr) = s.into_split();
+    let writer = tokio::spawn(async move {
+        for f in frames {
+            if wr.write_all(&f).await.is_err() {
+                return;
+            }
+        }
+        // Keep the write half open until the test is done reading.
+        std::future::pending::<()>().await;
+    });
+    let mut buf = Vec::new();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(DEFAULT_WAIT, async {
+        let mut chunk = vec![0u8; 64 * 1024];
+        loop {
+            // Parse what is complete.
+            loop {
+                if buf.len() < 2 {
+                    break;
+                }
+                let (mut len, mut at) = ((buf[1] & 0x7F) as usize, 2);
+                if len == 126 {
+                    if buf.len() < 4 {
+                        break;
+                    }
+                    len = u16::from_be_bytes([buf[2], buf[3]]) as usize;
+                    at = 4;
+                } else if len == 127 {
+                    if buf.len() < 10 {
+                        break;
+                    }
+                    let mut b = [0u8; 8];
+                    b.copy_from_slice(&buf[2..10]);
+                    len = u64::from_be_bytes(b) as usize;
+                    at = 10;
+                }
+                if buf.len() < at + len {
+                    break;
+                }
+                let opcode = buf[0] & 0x0F;
+                out.push((opcode, buf[at..at + len].to_vec()));
+                buf.drain(..at + len);
+                if opcode == 0x8 || opcode == until {
+                    return;
+                }
+            }
+            match rd.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    })
+    .await;
+    writer.abort();
+    out
+}
+
+/// The close code of the last frame if it is a close.
+fn close_code(frames: &[(u8, Vec<u8>)]) -> Option<u16> {
+    match frames.last() {
+        Some((0x8, p)) if p.len() >= 2 => Some(u16::from_be_bytes([p[0], p[1]])),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn oversized_messages_close_with_1009_whole_or_fragmented() {
+    const MIB: usize = 1024 * 1024;
+    let mut cfg = test_server_config();
+    cfg.max_message_size = MIB;
+    let server = echo_server(cfg).await;
+    let addr = server.local_addr();
+    for (shape, chunk) in [
+        ("one 2 MiB frame", 2 * MIB),
+        ("2 MiB in 64 KiB fragments", 64 * 1024),
+    ] {
+        let s = raw_upgraded(addr).await;
+        let frames = send_and_read_frames(s, text_message(2 * MIB, chunk), 0x8).await;
+        assert_eq!(
+            close_code(&frames),
+            Some(1009),
+            "{shape}: expected a 1009 close, got {:?}",
+            frames
+                .iter()
+                .map(|(op, p)| (op, p.len()))
+                .collect::<Vec<_>>()
+        );
+        assert!(
+            frames.iter().all(|(op, _)| *op == 0x8),
+            "{shape}: nothing echoed before the close"
+        );
+    }
+    // Under the cap, fragments still make one message.
+    let s = raw_upgraded(addr).await;
+    let got = send_and_read_frames(s, text_message(MIB / 2, 64 * 1024), 0x1).await;
+    assert_eq!(
+        got.first().map(|(op, p)| (*op, p.len())),
+        Some((0x1, MIB / 2))
+    );
+    server.shutdown().await;
+}

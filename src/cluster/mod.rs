@@ -25,6 +25,7 @@ pub mod query;
 pub mod redis;
 mod sgc_adapter;
 
+use crate::log_text::Printable;
 use std::sync::{Arc, Weak};
 
 use bytes::Bytes;
@@ -368,7 +369,7 @@ async fn ask_again_for_missing_snapshots(inner: Weak<Inner>, incarnation: u64) {
         nodes.sort();
         nodes.dedup();
         for node in nodes {
-            tracing::info!(peer = %node, "a peer's snapshot is overdue: asking again");
+            tracing::info!(peer = %Printable(&node), "a peer's snapshot is overdue: asking again");
             inner
                 .outlet
                 .send_to(&node, Kind::SnapshotRequest, Bytes::new());

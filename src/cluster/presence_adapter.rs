@@ -1,6 +1,7 @@
 //! The Presence protocol's side of the seam: [`PresenceEvent`]s as envelope payloads (postcard),
 //! remote events applied with their origin, dead peers purged, snapshots for new peers.
 
+use crate::log_text::Printable;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -110,7 +111,7 @@ impl Adapter for PresenceAdapter {
     fn on_remote(&self, envelope: &Envelope) {
         let Some(event) = decode(&envelope.payload) else {
             metrics::dropped(Presence, "undecodable");
-            tracing::debug!(origin = %envelope.origin.node_id, "undecodable presence envelope dropped");
+            tracing::debug!(origin = %Printable(&envelope.origin.node_id), "undecodable presence envelope dropped");
             return;
         };
         self.seen.lock().insert(envelope.origin.node_id.clone());
@@ -135,13 +136,13 @@ impl Adapter for PresenceAdapter {
                         if held.len() >= MAX_HELD {
                             held.remove(0);
                             metrics::dropped(Presence, "held_overflow");
-                            tracing::debug!(origin = %origin.node_id, "too many presence messages held for a snapshot: oldest dropped");
+                            tracing::debug!(origin = %Printable(&origin.node_id), "too many presence messages held for a snapshot: oldest dropped");
                         }
                         held.push(event);
                         return;
                     }
                     _ => {
-                        tracing::debug!(origin = %origin.node_id, "presence change older than the awaited snapshot dropped");
+                        tracing::debug!(origin = %Printable(&origin.node_id), "presence change older than the awaited snapshot dropped");
                         return;
                     }
                 },
@@ -182,7 +183,7 @@ impl Adapter for PresenceAdapter {
         self.awaited_since.lock().remove(&peer.node_id);
         let purged = self.protocol.purge_node(&peer.node_id);
         if purged > 0 {
-            tracing::info!(peer = %peer.node_id, members = purged, "presence members of a departed node purged");
+            tracing::info!(peer = %Printable(&peer.node_id), members = purged, "presence members of a departed node purged");
         }
     }
 

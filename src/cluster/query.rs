@@ -8,6 +8,7 @@
 //! through the engine handler like any other envelope. Used by the operations API for cluster-wide
 //! counts (`GET /admin/channels`) and to find a connection on any node.
 
+use crate::log_text::Printable;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -125,7 +126,7 @@ impl Queries {
     /// A question from another node: answer it through `outlet`.
     pub(crate) fn on_query(&self, outlet: &Outlet, envelope: &Envelope) {
         let Some((id, question)) = split_id(&envelope.payload) else {
-            tracing::debug!(peer = %envelope.origin.node_id, "query without an id");
+            tracing::debug!(peer = %Printable(&envelope.origin.node_id), "query without an id");
             return;
         };
         let responder = self.responder.read().clone();

@@ -8,6 +8,7 @@
 //! out. Node clocks may differ: the lag is only as good as their synchronisation (NTP), and a
 //! negative one is recorded as 0 and counted.
 
+use crate::log_text::Printable;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -251,13 +252,13 @@ impl Adapter for SgcAdapter {
                 Some(s) => self.protocol.import_retained(&s),
                 None => {
                     metrics::dropped(Sgc, "undecodable");
-                    tracing::debug!(origin = %envelope.origin.node_id, "undecodable retained snapshot dropped")
+                    tracing::debug!(origin = %Printable(&envelope.origin.node_id), "undecodable retained snapshot dropped")
                 }
             },
             Kind::Interest => {
                 let Ok(msg) = postcard::from_bytes::<InterestMsg>(&envelope.payload) else {
                     metrics::dropped(Sgc, "undecodable");
-                    tracing::debug!(origin = %envelope.origin.node_id, "undecodable interest message dropped");
+                    tracing::debug!(origin = %Printable(&envelope.origin.node_id), "undecodable interest message dropped");
                     return;
                 };
                 let opened = {
@@ -281,7 +282,7 @@ impl Adapter for SgcAdapter {
                 }
                 None => {
                     metrics::dropped(Sgc, "undecodable");
-                    tracing::debug!(origin = %envelope.origin.node_id, ?kind, "undecodable sgc envelope dropped")
+                    tracing::debug!(origin = %Printable(&envelope.origin.node_id), ?kind, "undecodable sgc envelope dropped")
                 }
             },
         }

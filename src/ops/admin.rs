@@ -2,6 +2,7 @@
 //! are `{"error": "..."}` with a 4xx status. Publishes and broadcasts go through the sgc
 //! protocol's own server-side API, so they are relayed to the other nodes like a client's.
 
+use crate::log_text::Printable;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
@@ -99,7 +100,7 @@ pub(super) fn publish(ops: &Ops, body: &[u8]) -> HttpResponse {
             queue,
             &Targets::all(),
         );
-        tracing::info!(channel = %b.channel, queue = queue.as_str(), local = n, "admin publish");
+        tracing::info!(channel = %Printable(&b.channel), queue = queue.as_str(), local = n, "admin publish");
         Ok(json(
             200,
             &Sent {
@@ -117,7 +118,7 @@ pub(super) fn broadcast(ops: &Ops, body: &[u8]) -> HttpResponse {
         let sgc = need_sgc(ops)?;
         let b: BroadcastBody = parse(body)?;
         let n = sgc.broadcast(&message_text(&b.message), &b.channel, &Targets::all());
-        tracing::info!(channel = %b.channel, local = n, "admin broadcast");
+        tracing::info!(channel = %Printable(&b.channel), local = n, "admin broadcast");
         Ok(json(
             200,
             &Sent {

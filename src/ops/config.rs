@@ -19,6 +19,13 @@ pub struct HttpConfig {
     pub admin_listen: String,
     /// Largest request body accepted, in bytes; a longer one is refused with 413.
     pub max_body_bytes: usize,
+    /// Names (any port) or `name:port` under which the admin port is reached, besides its own
+    /// address and `localhost:PORT`: admin routes served without a token refuse any other
+    /// `Host` (421), so a web page cannot reach them through DNS rebinding.
+    pub allowed_hosts: Vec<String>,
+    /// Put `/metrics` and `/status` behind the admin routes' protection: the admin token, or
+    /// without one the admin port only (with its cross-site checks).
+    pub metrics_token_required: bool,
 }
 
 impl Default for HttpConfig {
@@ -27,6 +34,8 @@ impl Default for HttpConfig {
             on_websocket_port: true,
             admin_listen: String::new(),
             max_body_bytes: 64 * 1024,
+            allowed_hosts: Vec::new(),
+            metrics_token_required: false,
         }
     }
 }
@@ -48,6 +57,16 @@ impl HttpConfig {
         self.admin_addr().map_err(|m| ("http.admin_listen", m))?;
         if self.max_body_bytes == 0 {
             return Err(("http.max_body_bytes", "must be greater than 0".into()));
+        }
+        if let Some(bad) = self
+            .allowed_hosts
+            .iter()
+            .find(|h| h.is_empty() || h.chars().any(|c| c.is_whitespace() || c.is_control()))
+        {
+            return Err((
+                "http.allowed_hosts",
+                format!("{bad:?} is not a host name such as \"ops.example.com\""),
+            ));
         }
         Ok(())
     }

@@ -22,6 +22,7 @@ mod prometheus;
 pub mod route;
 mod status;
 
+use crate::log_text::Printable;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 
@@ -244,7 +245,7 @@ impl Ops {
             Question::Disconnect { id, code, reason } => {
                 let closed = self.close_local(&id, code, &reason);
                 if closed {
-                    tracing::info!(conn = %id, code, by = from, "connection closed on an operator's request from another node");
+                    tracing::info!(conn = %Printable(&id), code, by = from, "connection closed on an operator's request from another node");
                 }
                 Answer::Disconnected(closed)
             }
@@ -278,12 +279,36 @@ impl Ops {
                 return resp;
             }
         };
-        if let Err(refusal) = access::check(
-            route.guard(),
+        let guard = match route {
+            Route::Metrics | Route::StatusPage if self.http.metrics_token_required => {
+                access::Guard::Admin
+            }
+            _ => route.guard(),
+        };
+        let allowed = access::check(
+            guard,
             listener,
             &self.admin.token,
             req.header("authorization"),
-        ) {
+        )
+        .and_then(|()| {
+            // Served without a token: closed to pages of other sites.
+            if guard == access::Guard::Admin && self.admin.token.is_empty() {
+                access::check_site(
+                    &access::Site {
+                        host: req.header("host"),
+                        origin: req.header("origin"),
+                        content_type: req.header("content-type"),
+                        mutating: req.method != "GET" && req.method != "HEAD",
+                        local: req.local,
+                    },
+                    &self.http.allowed_hosts,
+                )
+            } else {
+                Ok(())
+            }
+        });
+        if let Err(refusal) = allowed {
             tracing::debug!(peer = %req.peer, route = route.name(), listener = listener.as_str(), "operations request refused");
             let mut resp = route::error(refusal.status(), refusal.message());
             if refusal == access::Refusal::Unauthorized {
@@ -339,7 +364,8 @@ GET  /admin/presence/channels/{name}/members  Presence members of a channel     
 GET  /admin/peers                             peer nodes and their state        [admin]
 GET  /admin/connections                       this node's connections           [admin]
 POST /admin/connections/{id}/disconnect       {code?, reason?}                  [admin]
-[admin]: Authorization: Bearer <admin.token>; without a token configured, only on http.admin_listen
+[admin]: Authorization: Bearer <admin.token>; without a token configured, only on http.admin_listen,
+         to same-site requests (Host, Origin, Content-Type: application/json)
 ";
 
 fn count(route: &'static str, status: u16) {

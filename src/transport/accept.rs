@@ -69,7 +69,14 @@ pub(super) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, tls:
 /// Logs and counts a refused upgrade: once per connection, at info, with its reason.
 pub(super) fn log_refusal(peer: SocketAddr, reason: Refusal, detail: &str) {
     metrics::refused(reason);
-    tracing::info!(%peer, reason = reason.label(), detail, "WebSocket connection refused");
+    let detail = crate::log_text::Printable(detail);
+    if reason == Refusal::BadRequest {
+        // The detail quotes what the client sent (pre-authentication input): debug only.
+        tracing::debug!(%peer, reason = reason.label(), %detail, "WebSocket connection refused");
+    } else {
+        // The detail is the server's own text (a reason label, a fixed sentence).
+        tracing::info!(%peer, reason = reason.label(), %detail, "WebSocket connection refused");
+    }
 }
 
 /// A plain connection: its admission slot (held from accept to close, handshake included, so

@@ -121,6 +121,9 @@ pub enum AuthRefusal {
     NoIdentity,
     /// The token is malformed, uses another algorithm, or lacks a required claim.
     Invalid,
+    /// The token's header has a `crit` parameter: it needs extensions this server does not
+    /// understand (none are), so it must be refused (RFC 7515 §4.1.11).
+    Critical,
     /// The application's bearer hook said no.
     Hook,
 }
@@ -152,6 +155,7 @@ impl AuthRefusal {
             AuthRefusal::Audience => "audience",
             AuthRefusal::NoIdentity => "no_identity",
             AuthRefusal::Invalid => "invalid_token",
+            AuthRefusal::Critical => "critical_header",
             AuthRefusal::Hook => "hook",
         }
     }
@@ -233,6 +237,9 @@ impl JwtVerifier {
     pub fn verify(&self, token: &str) -> Result<Identity, AuthRefusal> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
             .map_err(|e| refusal(e.kind()))?;
+        if has_crit(token) {
+            return Err(AuthRefusal::Critical);
+        }
         let claims = data.claims;
         let user = claims
             .get(&self.identity_claim)
@@ -244,6 +251,23 @@ impl JwtVerifier {
             user,
             claims: Some(Arc::new(claims)),
         })
+    }
+}
+
+/// Whether the token's header (read raw: the JWT crate ignores it) names a `crit` parameter, in
+/// any form. This server understands no extension, so any `crit` means refusal; a header that
+/// cannot be read counts as one.
+fn has_crit(token: &str) -> bool {
+    use base64::Engine as _;
+    let Some(header) = token.split('.').next() else {
+        return true;
+    };
+    let Ok(raw) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(header) else {
+        return true;
+    };
+    match serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&raw) {
+        Ok(h) => h.contains_key("crit"),
+        Err(_) => true,
     }
 }
 
@@ -324,6 +348,23 @@ mod tests {
             &EncodingKey::from_secret(secret.as_bytes()),
         )
         .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn a_crit_header_is_refused_whatever_it_names() {
+        let v = JwtVerifier::new(&cfg()).unwrap_or_else(|e| panic!("{e}"));
+        let claims = json!({"sub": "alice", "iss": "me", "aud": "ws", "exp": now() + 60});
+        let key = EncodingKey::from_secret(b"s3cret");
+        for crit in [vec!["b64".to_owned()], vec!["exp-ext".to_owned()], vec![]] {
+            let header = Header {
+                crit: Some(crit.clone()),
+                ..Header::default()
+            };
+            let t = encode(&header, &claims, &key).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(v.verify(&t).err(), Some(AuthRefusal::Critical), "{crit:?}");
+        }
+        let t = encode(&Header::default(), &claims, &key).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(v.verify(&t).map(|i| i.user), Ok("alice".to_owned()));
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! (`Content-Length`); a chunked body is refused with 411, a longer one with 413. A client that
 //! sends `Expect: 100-continue` (curl does for bodies past 1 KiB) gets its `100 Continue` first.
 
+use crate::log_text::Printable;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -33,6 +34,8 @@ pub struct HttpRequest {
     pub body: Bytes,
     /// The client's address.
     pub peer: SocketAddr,
+    /// The address the request arrived on, as the client reached it (known on the admin port).
+    pub local: Option<SocketAddr>,
 }
 
 impl HttpRequest {
@@ -228,6 +231,7 @@ pub async fn read_request<S: AsyncRead + AsyncWrite + Unpin>(
         headers: req.headers,
         body: buf.freeze(),
         peer,
+        local: None,
     })
 }
 
@@ -237,6 +241,7 @@ pub async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
     buf: BytesMut,
     req: Request,
     peer: SocketAddr,
+    local: Option<SocketAddr>,
     handler: &dyn HttpHandler,
     timeout: std::time::Duration,
 ) {
@@ -246,9 +251,12 @@ pub async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
     )
     .await;
     let response = match read {
-        Ok(Ok(request)) => handler.handle(request).await,
+        Ok(Ok(mut request)) => {
+            request.local = local;
+            handler.handle(request).await
+        }
         Ok(Err(e)) => {
-            tracing::debug!(%peer, error = %e, "HTTP request refused");
+            tracing::debug!(%peer, error = %Printable(&e.to_string()), "HTTP request refused");
             match e.status() {
                 Some(status) => HttpResponse::status(status),
                 None => return,

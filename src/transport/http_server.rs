@@ -2,6 +2,7 @@
 //! WebSocket upgrades, no session tokens). The binary runs one on `http.admin_listen` so the
 //! operations routes can live on a private address.
 
+use crate::log_text::Printable;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -111,7 +112,7 @@ async fn serve(mut stream: TcpStream, peer: SocketAddr, handler: Arc<dyn HttpHan
             return;
         }
         Ok(Err(e)) => {
-            tracing::debug!(%peer, error = %e, "admin: bad request head");
+            tracing::debug!(%peer, error = %Printable(&e.to_string()), "admin: bad request head");
             if !matches!(e, handshake::HeadError::Eof | handshake::HeadError::Io(_)) {
                 let _ = stream
                     .write_all(&HttpResponse::status(400).to_bytes())
@@ -121,5 +122,15 @@ async fn serve(mut stream: TcpStream, peer: SocketAddr, handler: Arc<dyn HttpHan
         }
         Err(_) => return,
     };
-    http::answer(&mut stream, buf, req, peer, &*handler, REQUEST_TIMEOUT).await;
+    let local = stream.local_addr().ok();
+    http::answer(
+        &mut stream,
+        buf,
+        req,
+        peer,
+        local,
+        &*handler,
+        REQUEST_TIMEOUT,
+    )
+    .await;
 }

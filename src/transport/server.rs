@@ -1,6 +1,7 @@
 //! [`Server`]: binds the listener, answers HTTP, upgrades WebSocket connections to the negotiated
 //! protocol, and keeps the table of live connections (for shutdown and server-side lookups).
 
+use crate::log_text::Printable;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -399,7 +400,7 @@ pub(super) async fn handle_socket<S>(
         Ok(Err(e)) => {
             if matches!(e, handshake::HeadError::Eof | handshake::HeadError::Io(_)) {
                 // The client went away before asking for anything (a TCP probe, a port scan).
-                tracing::debug!(%peer, error = %e, "connection closed before a request");
+                tracing::debug!(%peer, error = %Printable(&e.to_string()), "connection closed before a request");
             } else {
                 log_refusal(peer, Refusal::BadRequest, &e.to_string());
                 let _ = reply(&mut stream, 400, "Bad Request", "").await;
@@ -418,7 +419,8 @@ pub(super) async fn handle_socket<S>(
     if !req.is_websocket_upgrade() {
         if let Some(handler) = shared.http.as_ref().filter(|_| !is_session_request(&req)) {
             let timeout = cfg.handshake_timeout();
-            super::http::answer(&mut stream, buf, req, peer, &**handler, timeout).await;
+            // The local address is not needed there: admin routes need the token on this port.
+            super::http::answer(&mut stream, buf, req, peer, None, &**handler, timeout).await;
             return;
         }
         serve_http(&mut stream, &req, peer, &shared).await;

@@ -43,6 +43,8 @@ pub struct NodeSpec {
     pub handshake_timeout_ms: u64,
     /// `http.max_body_bytes`.
     pub max_body_bytes: usize,
+    /// `http.metrics_token_required`.
+    pub metrics_token_required: bool,
 }
 
 impl NodeSpec {
@@ -57,6 +59,7 @@ impl NodeSpec {
             answer_queries: true,
             handshake_timeout_ms: 5_000,
             max_body_bytes: HttpConfig::default().max_body_bytes,
+            metrics_token_required: false,
         }
     }
 
@@ -94,6 +97,7 @@ impl OpsNode {
         let http = HttpConfig {
             on_websocket_port: spec.on_websocket_port,
             max_body_bytes: spec.max_body_bytes,
+            metrics_token_required: spec.metrics_token_required,
             ..HttpConfig::default()
         };
         let admin_cfg = AdminConfig {

@@ -24,6 +24,7 @@ mod stats;
 pub mod streams;
 mod subscriber;
 
+use crate::log_text::Printable;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -387,10 +388,10 @@ impl Shared {
         let new_kind = st.last_error.as_deref() != Some(error.as_str());
         if was || new_kind {
             if auth {
-                tracing::error!(%redis, %error, "{what} refused: check cluster.redis.username and password; serving local clients only, retrying");
+                tracing::error!(%redis, error = %Printable(&error), "{what} refused: check cluster.redis.username and password; serving local clients only, retrying");
             } else {
                 let state = if was { "lost" } else { "unavailable" };
-                tracing::warn!(%redis, %error, "{what} {state}: serving local clients only, reconnecting with backoff");
+                tracing::warn!(%redis, error = %Printable(&error), "{what} {state}: serving local clients only, reconnecting with backoff");
             }
         }
         st.last_error = Some(error);
@@ -490,7 +491,7 @@ impl Shared {
             .gap_log
             .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
         {
-            tracing::warn!(peer = %origin.node_id, lost = st.gaps_unlogged, "envelopes lost on redis (sequence gap)");
+            tracing::warn!(peer = %Printable(&origin.node_id), lost = st.gaps_unlogged, "envelopes lost on redis (sequence gap)");
             st.gaps_unlogged = 0;
             st.gap_log = Some(now);
         }
@@ -522,11 +523,11 @@ impl Shared {
             };
             match report {
                 Report::Change(PeerChange::Up(o)) => {
-                    tracing::info!(peer = %o.node_id, incarnation = o.incarnation, "peer connected");
+                    tracing::info!(peer = %Printable(&o.node_id), incarnation = o.incarnation, "peer connected");
                     self.handler.on_peer_up(&o, None);
                 }
                 Report::Change(PeerChange::Down(o, reason)) => {
-                    tracing::info!(peer = %o.node_id, incarnation = o.incarnation, %reason, "peer disconnected");
+                    tracing::info!(peer = %Printable(&o.node_id), incarnation = o.incarnation, %reason, "peer disconnected");
                     {
                         let mut st = self.state.lock();
                         st.inbound.forget_origin(&o.node_id);
@@ -537,7 +538,7 @@ impl Shared {
                     self.handler.on_peer_down(&o, reason);
                 }
                 Report::Resync(o, lost) => {
-                    tracing::info!(peer = %o.node_id, lost, "resynchronising with a node after lost envelopes");
+                    tracing::info!(peer = %Printable(&o.node_id), lost, "resynchronising with a node after lost envelopes");
                     self.handler.on_resync_needed(&o, lost);
                 }
                 Report::Envelope(e) => self.handler.on_envelope(e),

@@ -18,6 +18,11 @@ pub struct PresenceConfig {
     /// The most channels one member may be in; a join past it is refused with error 10. 0 means
     /// no limit. Guards the node against a client that joins channels in a loop.
     pub max_channels_per_member: usize,
+    /// A connection authenticated as a user (URL, session, Basic, user list, bearer token: its
+    /// identity claim) may create only the member whose id is that user; another id gets error 2
+    /// (`member@new` denied). Connections without a user (authentication off, or anonymous access
+    /// allowed) are not bound.
+    pub bind_member_id_to_user: bool,
 }
 
 impl Default for PresenceConfig {
@@ -26,6 +31,7 @@ impl Default for PresenceConfig {
             encode_base64: false,
             acknowledgment: AckConfig::default(),
             max_channels_per_member: 10_000,
+            bind_member_id_to_user: true,
         }
     }
 }

@@ -5,6 +5,7 @@
 //! another origin (a local member, or another node's) is ignored and logged. An event carrying a
 //! new incarnation of a known node first purges the replicas of the old one.
 
+use crate::log_text::Printable;
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -164,7 +165,7 @@ fn add(st: &mut State, fx: &mut Effects, member: &Member, origin: &RemoteOrigin)
 
 fn join(st: &mut State, fx: &mut Effects, id: &str, channel: &Arc<str>) {
     let Ok(joined) = st.roster.join(id, channel) else {
-        tracing::debug!(member = id, %channel, "presence: remote join ignored");
+        tracing::debug!(member = id, channel = %Printable(channel), "presence: remote join ignored");
         return;
     };
     let Some(member) = st.roster.member(id).cloned() else {
@@ -191,7 +192,7 @@ fn leave(st: &mut State, fx: &mut Effects, id: &str, channel: &Arc<str>) {
         return;
     };
     let Ok(left) = st.roster.leave(id, channel) else {
-        tracing::debug!(member = id, %channel, "presence: remote leave ignored");
+        tracing::debug!(member = id, channel = %Printable(channel), "presence: remote leave ignored");
         return;
     };
     fx.send(st.conns_of(&left.recipients), |b64| {

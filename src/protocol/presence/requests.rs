@@ -6,6 +6,7 @@
 //! of one connection runs to completion before its next one (the transport calls in order), so
 //! a member's own events can never overtake each other.
 
+use crate::log_text::Printable;
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -30,7 +31,7 @@ pub(crate) fn handle(inner: &Inner, conn: &Connection, text: &str) {
     let f = match frame::parse(text) {
         Ok(f) => f,
         Err(e) => {
-            tracing::debug!(conn = conn.id(), error = %e, "presence: frame ignored");
+            tracing::debug!(conn = conn.id(), error = %Printable(&e.to_string()), "presence: frame ignored");
             return;
         }
     };
@@ -58,7 +59,7 @@ pub(crate) fn handle(inner: &Inner, conn: &Connection, text: &str) {
         Kind::GetMembers => get_members(inner, conn, f),
         Kind::Invitation => invite(inner, conn, f),
         Kind::Other(method) => {
-            tracing::debug!(conn = conn.id(), %method, "presence: unknown method ignored");
+            tracing::debug!(conn = conn.id(), method = %Printable(&method), "presence: unknown method ignored");
             Ok(())
         }
     };
@@ -127,6 +128,11 @@ fn member_new(inner: &Inner, conn: &Connection, f: Inbound) -> Checked<()> {
             return Err(Refusal(PresenceError::NewMemberDenied, m));
         }
     };
+    // An authenticated connection creates only the member of its own identity: no client can
+    // take another user's id (its owner would then get error 1).
+    if inner.config.bind_member_id_to_user && conn.user().is_some_and(|user| user != &*sent.id) {
+        return Err(Refusal(PresenceError::NewMemberDenied, sent));
+    }
     {
         let st = inner.state.read();
         if st.roster.member(&sent.id).is_some()

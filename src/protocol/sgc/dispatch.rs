@@ -4,6 +4,7 @@
 //! (one arm per method). Everything runs on the connection's reader task; nothing here blocks, and
 //! no lock is held while a hook runs or a frame is queued.
 
+use crate::log_text::Printable;
 use bytes::Bytes;
 
 use crate::hub::{Member, Subscribed};
@@ -30,7 +31,7 @@ impl SgcProtocol {
         let msg = match inbound::parse(text) {
             Ok(m) => m,
             Err(e) => {
-                tracing::debug!(conn = conn.id(), error = %e, len = text.len(), "frame ignored");
+                tracing::debug!(conn = conn.id(), error = %Printable(&e.to_string()), len = text.len(), "frame ignored");
                 return;
             }
         };

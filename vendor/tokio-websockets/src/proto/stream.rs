@@ -448,6 +448,21 @@ where
                 self.partial_opcode = opcode;
                 self.partial_payload = BytesMut::from(payload);
             } else if len > max_len {
+                // wscluster: close with 1009 as for a single oversized frame (upstream returns
+                // the error without a close frame, so the peer saw a bare TCP close).
+                self.partial_payload = BytesMut::new();
+                if self.state == StreamState::ClosedByUs {
+                    self.state = StreamState::CloseAcknowledged;
+                } else if self.state == StreamState::Active {
+                    self.state = StreamState::ClosedByPeer;
+                    self.queue_frame(
+                        Message::close(
+                            Some(CloseCode::MESSAGE_TOO_BIG),
+                            &format!("max length: {max_len}"),
+                        )
+                        .into(),
+                    );
+                }
                 return Poll::Ready(Some(Err(Error::PayloadTooLong { len, max_len })));
             } else {
                 self.partial_payload.extend_from_slice(&payload);

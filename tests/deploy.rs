@@ -237,7 +237,10 @@ fn a_pod_with_the_kubernetes_service_variables_starts_and_becomes_ready() {
             "WSCLUSTER_CLUSTER__MESH__ADVERTISE",
             "wscluster-0.wscluster-headless.ns.svc.cluster.local:5410",
         ),
-        ("WSCLUSTER_CLUSTER__SECRET", "s3cret-from-the-kubernetes-secret"),
+        (
+            "WSCLUSTER_CLUSTER__SECRET",
+            "s3cret-from-the-kubernetes-secret",
+        ),
     ];
     env.extend(KUBERNETES_SERVICE_VARIABLES);
     let (mut child, stdout, stderr) = spawn(&args, &env);
@@ -332,7 +335,11 @@ fn linked_libraries(binary: &str) -> BTreeSet<String> {
     if text.contains("not a dynamic executable") || text.contains("statically linked") {
         return BTreeSet::new();
     }
-    assert!(out.status.success(), "ldd {binary}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "ldd {binary}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     text.lines()
         .filter_map(|l| l.split_whitespace().next())
         .map(|first| first.rsplit('/').next().unwrap_or(first).to_owned())
@@ -365,7 +372,10 @@ fn the_image_carries_what_the_binary_links_and_agrees_with_the_defaults() {
         .split_whitespace()
         .collect();
     let linked = linked_libraries(env!("CARGO_BIN_EXE_wscluster"));
-    assert!(linked.iter().any(|l| l.starts_with("libc.so")), "{linked:?}");
+    assert!(
+        linked.iter().any(|l| l.starts_with("libc.so")),
+        "{linked:?}"
+    );
     for lib in &linked {
         assert!(
             carried.contains(lib.as_str()),
@@ -433,13 +443,19 @@ fn the_image_carries_what_the_binary_links_and_agrees_with_the_defaults() {
 
     // The image name the script builds is the one the manifests run.
     let script = include_str!("../scripts/image.sh");
-    assert!(script.contains("IMAGE=\"${IMAGE:-wscluster}\""), "image.sh default name");
+    assert!(
+        script.contains("IMAGE=\"${IMAGE:-wscluster}\""),
+        "image.sh default name"
+    );
     assert!(
         statefulset.contains(&format!("image: wscluster:{}", env!("CARGO_PKG_VERSION"))),
         "statefulset.yaml must run the image scripts/image.sh tags"
     );
     let ignore = include_str!("../.dockerignore");
-    assert!(ignore.lines().any(|l| l.trim() == "target/"), "target/ in the build context");
+    assert!(
+        ignore.lines().any(|l| l.trim() == "target/"),
+        "target/ in the build context"
+    );
 }
 
 /// A configuration error exits 2, and systemd does not restart it forever.
@@ -457,7 +473,12 @@ fn systemd_does_not_restart_a_configuration_error() {
         service.contains(&"RestartPreventExitStatus=2"),
         "a bad configuration would be restarted forever: {service:?}"
     );
-    let (code, stderr) = run(&["--listen", "127.0.0.1:0", "--set", "server.max_message_size=0"]);
+    let (code, stderr) = run(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--set",
+        "server.max_message_size=0",
+    ]);
     assert_eq!(code, Some(2), "{stderr}");
     let (code, stderr) = run(&[
         "--listen",
@@ -469,5 +490,9 @@ fn systemd_does_not_restart_a_configuration_error() {
         "--set",
         "server.tls.key_file=/nonexistent/wscluster.key",
     ]);
-    assert_eq!(code, Some(2), "a missing certificate is a configuration error: {stderr}");
+    assert_eq!(
+        code,
+        Some(2),
+        "a missing certificate is a configuration error: {stderr}"
+    );
 }

@@ -108,7 +108,11 @@ fn check_config_lists_every_problem_and_a_start_with_them_exits_2() {
         &format!("cluster.mesh.tls: ca_file: cannot read {ca}"),
         "(7 problems)",
     ] {
-        assert!(r.stderr.contains(expected), "{expected:?} not in:\n{}", r.stderr);
+        assert!(
+            r.stderr.contains(expected),
+            "{expected:?} not in:\n{}",
+            r.stderr
+        );
     }
     assert!(r.stdout.is_empty(), "{}", r.stdout);
 
@@ -120,8 +124,16 @@ fn check_config_lists_every_problem_and_a_start_with_them_exits_2() {
     ));
     let r = run(&["--config", path_str(files_only.path())], &[]);
     assert_eq!(r.code, Some(2), "{}", r.stderr);
-    assert!(r.stderr.contains(&cert) && r.stderr.contains(&key), "{}", r.stderr);
-    assert!(r.stdout.is_empty(), "must not announce an address: {}", r.stdout);
+    assert!(
+        r.stderr.contains(&cert) && r.stderr.contains(&key),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stdout.is_empty(),
+        "must not announce an address: {}",
+        r.stdout
+    );
 
     // Fine: exit 0, and flags before the subcommand are checked as well.
     let r = run(&["--listen", "127.0.0.1:0", "check-config"], &[]);
@@ -198,7 +210,11 @@ fn print_config_shows_no_secret() {
         "admin-token-value",
         "redis-password-value",
     ] {
-        assert!(!r.stdout.contains(secret), "{secret} printed:\n{}", r.stdout);
+        assert!(
+            !r.stdout.contains(secret),
+            "{secret} printed:\n{}",
+            r.stdout
+        );
     }
     let printed: toml::Table = r.stdout.parse().unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(printed["cluster"]["secret"].as_str(), Some("<redacted>"));
@@ -287,7 +303,10 @@ async fn human_logs_into_a_pipe_carry_no_colour_codes() {
     let logs = std::fs::read(stderr.path()).unwrap_or_else(|e| panic!("{e}"));
     let text = String::from_utf8_lossy(&logs);
     assert!(text.contains("INFO") && text.contains("stopped"), "{text}");
-    assert!(!logs.contains(&0x1b), "ESC in logs written to a file:\n{text:?}");
+    assert!(
+        !logs.contains(&0x1b),
+        "ESC in logs written to a file:\n{text:?}"
+    );
 }
 
 /// Every integer field of every JSON log line is a string: incarnations (random 64-bit) above all.
@@ -295,7 +314,11 @@ async fn human_logs_into_a_pipe_carry_no_colour_codes() {
 async fn json_logs_write_64_bit_integers_as_strings() {
     let a = NodeProcess::start(NodeArgs::new("a")).await;
     let b = NodeProcess::start(NodeArgs::new("b").peer(a.mesh)).await;
-    wait_linked(&[&a, &b]).await;
+    // Not `wait_linked`: it reads incarnations, the very field under test.
+    for node in [&a, &b] {
+        node.wait_log("peer connected", |n| !n.logged("peer connected").is_empty())
+            .await;
+    }
     let mut incarnations = 0;
     for node in [&a, &b] {
         let log = node.stderr();
@@ -306,7 +329,10 @@ async fn json_logs_write_64_bit_integers_as_strings() {
                 .as_object()
                 .unwrap_or_else(|| panic!("no fields: {line}"));
             for (name, value) in fields {
-                assert!(!value.is_number() || value.is_f64(), "{name} is a JSON number: {line}");
+                assert!(
+                    !value.is_number() || value.is_f64(),
+                    "{name} is a JSON number: {line}"
+                );
             }
             if fields.get("message").and_then(|m| m.as_str()) == Some("peer connected") {
                 let inc = fields["incarnation"]

@@ -2,8 +2,8 @@
 //! filtered by `node.log_level`. Standard output is kept for the one "listening on" line.
 //!
 //! Human logs are coloured only when standard error is a terminal and `NO_COLOR` is not set to a
-//! non-empty value (<https://no-color.org>): files, pipes and journals get plain text. JSON logs
-//! write every integer field as a string ([`super::json_log`]).
+//! non-empty value (the `NO_COLOR` convention): files, pipes and journals get plain text. JSON
+//! logs write every integer field as a string ([`super::json_log`]).
 
 use std::io::IsTerminal as _;
 

@@ -207,22 +207,55 @@ impl Config {
         Ok(config)
     }
 
-    /// Checks the values that parse but cannot work: an unknown log format, zero sizes, an outbox
-    /// smaller than the largest message (every subscriber of such a message would be dropped as a
-    /// slow consumer), a node name with spaces or control characters.
+    /// Builds the configuration from the sources like [`Config::load`], but reports every
+    /// problem a start would meet instead of the first: each value that cannot work
+    /// ([`Config::problems`]) and each certificate, key or CA file that cannot be read or used
+    /// ([`Config::file_problems`]). A layer that does not parse (a bad file, variable or flag) is
+    /// one problem on its own, since nothing after it can be read.
+    pub fn load_checked(sources: &Sources) -> Result<Config, Vec<ConfigError>> {
+        let mut config = layers::load(sources).map_err(|e| vec![e])?;
+        let mut problems = Vec::new();
+        if let Err((key, message)) = config.cluster.load_secret_file() {
+            problems.push(ConfigError::Invalid { key, message });
+        }
+        problems.extend(config.problems());
+        problems.extend(config.file_problems());
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// Checks the values that parse but cannot work (the first of [`Config::problems`]).
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |key, message: String| Err(ConfigError::Invalid { key, message });
+        match self.problems().into_iter().next() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Every value that parses but cannot work: an unknown log format, zero sizes, an outbox
+    /// smaller than the largest message (every subscriber of such a message would be dropped as a
+    /// slow consumer), a node name with spaces or control characters, and each section's own
+    /// checks. Files are not read here (see [`Config::file_problems`]).
+    pub fn problems(&self) -> Vec<ConfigError> {
+        let mut out = Vec::new();
+        let mut invalid = |key, message: String| out.push(ConfigError::Invalid { key, message });
         if let Err(message) = self.cluster.validate() {
-            return invalid("cluster", message);
+            invalid("cluster", message);
         }
         if let Err((key, message)) = self.cluster.validate_security() {
-            return invalid(key, message);
+            invalid(key, message);
         }
-        if let Err((key, message)) = self.http.validate().and_then(|()| self.admin.validate()) {
-            return invalid(key, message);
+        if let Err((key, message)) = self.http.validate() {
+            invalid(key, message);
+        }
+        if let Err((key, message)) = self.admin.validate() {
+            invalid(key, message);
         }
         if !LOG_FORMATS.contains(&self.node.log_format.as_str()) {
-            return invalid(
+            invalid(
                 "node.log_format",
                 format!(
                     "{:?} is not one of {}",
@@ -232,21 +265,21 @@ impl Config {
             );
         }
         if let Err(message) = crate::protocol::access::ChannelRules::new(&self.auth.rules) {
-            return invalid("auth.rules", message);
+            invalid("auth.rules", message);
         }
         if self.auth.jwt.enabled
             && let Err(message) = crate::transport::bearer::JwtVerifier::new(&self.auth.jwt)
         {
-            return invalid("auth.jwt", message);
+            invalid("auth.jwt", message);
         }
         if self.auth.jwt.required && !self.auth.jwt.enabled {
-            return invalid(
+            invalid(
                 "auth.jwt.required",
                 "needs auth.jwt.enabled (the binary has no other bearer-token check)".into(),
             );
         }
         if self.node.log_level.trim().is_empty() {
-            return invalid("node.log_level", "must not be empty".into());
+            invalid("node.log_level", "must not be empty".into());
         }
         if self.node.name.len() > 255
             || self
@@ -255,7 +288,7 @@ impl Config {
                 .chars()
                 .any(|c| c.is_whitespace() || c.is_control())
         {
-            return invalid(
+            invalid(
                 "node.name",
                 format!(
                     "{:?}: at most 255 bytes, without spaces or control characters",
@@ -264,7 +297,7 @@ impl Config {
             );
         }
         if let Err(message) = self.server.tls.validate() {
-            return invalid("server.tls", message);
+            invalid("server.tls", message);
         }
         let s = &self.server;
         for (key, value) in [
@@ -273,11 +306,14 @@ impl Config {
             ("server.max_request_head", s.max_request_head),
         ] {
             if value == 0 {
-                return invalid(key, "must be greater than 0".into());
+                invalid(key, "must be greater than 0".into());
             }
         }
-        if s.max_outbox_bytes < s.max_message_size {
-            return invalid(
+        if s.max_message_size > 0
+            && s.max_outbox_bytes > 0
+            && s.max_outbox_bytes < s.max_message_size
+        {
+            invalid(
                 "server.max_outbox_bytes",
                 format!(
                     "{} is smaller than server.max_message_size ({}): a message that large could \
@@ -287,18 +323,37 @@ impl Config {
             );
         }
         if s.heartbeat_interval_ms > 0 && s.heartbeat_timeout_ms == 0 {
-            return invalid(
+            invalid(
                 "server.heartbeat_timeout_ms",
                 "must be greater than 0 when the heartbeat is on".into(),
             );
         }
         if s.handshake_timeout_ms == 0 {
-            return invalid(
+            invalid(
                 "server.handshake_timeout_ms",
                 "must be greater than 0".into(),
             );
         }
-        Ok(())
+        out
+    }
+
+    /// Every certificate, key and CA file the configuration names that a start could not read or
+    /// use (`server.tls`, `cluster.mesh.tls`), each file on its own. Reads the files; binds nothing.
+    pub fn file_problems(&self) -> Vec<ConfigError> {
+        let mut out = Vec::new();
+        for message in self.server.tls.file_problems() {
+            out.push(ConfigError::Invalid {
+                key: "server.tls",
+                message,
+            });
+        }
+        for message in self.cluster.mesh.tls.file_problems() {
+            out.push(ConfigError::Invalid {
+                key: "cluster.mesh.tls",
+                message,
+            });
+        }
+        out
     }
 }
 
@@ -457,6 +512,40 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    /// Every problem is reported, not just the first; files named by the TLS sections are read.
+    #[test]
+    fn problems_lists_each_one() {
+        let mut c = Config::default();
+        c.node.log_format = "xml".into();
+        c.node.name = "two words".into();
+        c.server.handshake_timeout_ms = 0;
+        let keys: Vec<&str> = c
+            .problems()
+            .iter()
+            .filter_map(|p| match p {
+                ConfigError::Invalid { key, .. } => Some(*key),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "node.log_format",
+                "node.name",
+                "server.handshake_timeout_ms"
+            ]
+        );
+        let mut c = Config::default();
+        c.server.tls.listen = "127.0.0.1:0".into();
+        c.server.tls.cert_file = "/no/such/cert.pem".into();
+        c.server.tls.key_file = "/no/such/key.pem".into();
+        assert!(c.problems().is_empty(), "files are not read by problems()");
+        let files = c.file_problems();
+        assert_eq!(files.len(), 2, "{files:?}");
+        assert!(files[0].to_string().contains("/no/such/cert.pem"));
+        assert!(files[1].to_string().contains("/no/such/key.pem"));
     }
 
     #[test]

@@ -9,8 +9,12 @@
 //! wscluster listening on ws://127.0.0.1:40123 (node alpha)
 //! ```
 //!
-//! Exit codes: 0 after a signal, 1 when the node fails (e.g. the port is taken), 2 for a bad
-//! configuration or command line.
+//! Exit codes: 0 after a signal, 1 when the node fails (e.g. the port is taken: one line naming
+//! the flag or option that sets that port), 2 for a bad configuration or command line (every
+//! problem listed, including certificate, key and CA files that cannot be read or used).
+//!
+//! Subcommands (`src/cli/commands.rs`): `check-config` checks the configuration as a start would,
+//! `version`, and `health` asks a node's `/health` (for container health checks).
 
 use std::process::ExitCode;
 
@@ -18,24 +22,22 @@ use clap::Parser as _;
 
 mod cli;
 
-/// Exit code for a configuration or command-line error (clap uses the same for usage errors).
-const EXIT_CONFIG: u8 = 2;
+use cli::commands::{EXIT_CONFIG, report_problems};
 
 fn main() -> ExitCode {
-    let argv: Vec<String> = std::env::args().collect();
-    if argv.get(1).map(String::as_str) == Some(cli::gen_secret::NAME) {
-        return cli::gen_secret::run(&argv[2..]);
-    }
     let args = cli::args::Args::parse();
-    let config = match args.load_config() {
+    if let Some(command) = &args.command {
+        return cli::commands::run(command, &args);
+    }
+    let (config, sources) = match args.load_checked(None) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("wscluster: {e:#}");
+        Err(problems) => {
+            report_problems(&problems);
             return ExitCode::from(EXIT_CONFIG);
         }
     };
     if args.print_config {
-        return match config.to_toml_string() {
+        return match cli::redact::redacted_toml(&config) {
             Ok(text) => {
                 print!("{text}");
                 ExitCode::SUCCESS
@@ -56,6 +58,13 @@ fn main() -> ExitCode {
              (cluster.secret_file) or WSCLUSTER_CLUSTER__SECRET"
         );
     }
+    for variable in sources.ignored_env() {
+        tracing::debug!(
+            variable,
+            "environment variable ignored: not an option (options are WSCLUSTER_<SECTION>__<FIELD> \
+             or a documented short name)"
+        );
+    }
     cli::node::raise_open_file_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -73,9 +82,18 @@ fn main() -> ExitCode {
     runtime.shutdown_background();
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // One line on standard error: through the logger so JSON logs stay JSON, or printed when
+        // the log filter drops errors.
         Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "node failed");
-            eprintln!("wscluster: error: {e:#}");
+            let line = match e.downcast_ref::<cli::node::PortInUse>() {
+                Some(in_use) => in_use.to_string(),
+                None => format!("node failed: {e:#}"),
+            };
+            if tracing::enabled!(tracing::Level::ERROR) {
+                tracing::error!("{line}");
+            } else {
+                eprintln!("wscluster: {line}");
+            }
             ExitCode::FAILURE
         }
     }

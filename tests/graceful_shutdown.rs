@@ -89,7 +89,7 @@ async fn a_queued_burst_reaches_the_subscriber_in_full_before_its_1001_close() {
     assert_eq!(stopped.len(), 1, "{}", node.stderr());
     assert_eq!(
         stopped[0]["forced"],
-        0,
+        "0",
         "nothing was forced: {}",
         node.stderr()
     );
@@ -146,7 +146,7 @@ async fn new_connections_are_refused_while_draining_and_a_client_that_never_read
     let forced =
         node.logged("shutdown deadline passed: closing the remaining connections without waiting");
     assert_eq!(forced.len(), 1, "{}", node.stderr());
-    assert_eq!(forced[0]["forced"], 1, "{}", node.stderr());
+    assert_eq!(forced[0]["forced"], "1", "{}", node.stderr());
     let refusals = node.logged("WebSocket connection refused");
     assert!(
         refusals.iter().all(|r| r["reason"] == "shutting_down"),

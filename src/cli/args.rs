@@ -3,7 +3,6 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context as _;
 use wscluster::Config;
 use wscluster::config::{ConfigError, Sources};
 
@@ -13,7 +12,8 @@ use wscluster::config::{ConfigError, Sources};
 /// (WSCLUSTER_<SECTION>__<FIELD>, e.g. WSCLUSTER_SERVER__MAX_MESSAGE_SIZE=65536) or by a flag
 /// (--set section.field=value); flags win over the environment, which wins over the file.
 /// Short variables: WSCLUSTER_CONFIG, WSCLUSTER_LISTEN, WSCLUSTER_NODE_NAME, WSCLUSTER_LOG_LEVEL,
-/// WSCLUSTER_LOG_FORMAT. See wscluster.example.toml and docs/configuration.md.
+/// WSCLUSTER_LOG_FORMAT. Other WSCLUSTER_ variables without `__` (such as the WSCLUSTER_SERVICE_HOST
+/// Kubernetes sets) are ignored. See wscluster.example.toml and docs/configuration.md.
 #[derive(Debug, clap::Parser)]
 #[command(name = "wscluster", version)]
 pub(crate) struct Args {
@@ -97,16 +97,32 @@ pub(crate) struct Args {
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub(crate) set: Vec<String>,
 
-    /// Print the effective configuration as TOML and exit
+    /// Print the effective configuration as TOML (secrets, passwords and tokens shown as
+    /// <redacted>) and exit
     #[arg(long)]
     pub(crate) print_config: bool,
+
+    /// A subcommand instead of running a node (check-config, version, health)
+    #[command(subcommand)]
+    pub(crate) command: Option<super::commands::Command>,
 }
 
 impl Args {
-    /// The configuration these flags, the process environment and the file give.
-    pub(crate) fn load_config(&self) -> anyhow::Result<Config> {
-        let sources = self.sources()?;
-        Config::load(&sources).context("bad configuration")
+    /// The configuration these flags, the process environment and the file (`file` instead of
+    /// `--config` when given) give, checked as a start would: every problem, each as one line.
+    /// Also returns the sources, whose ignored variables the caller logs once logging is up.
+    pub(crate) fn load_checked(
+        &self,
+        file: Option<PathBuf>,
+    ) -> Result<(Config, Sources), Vec<String>> {
+        let mut sources = self.sources().map_err(|e| vec![e.to_string()])?;
+        if file.is_some() {
+            sources.file = file;
+        }
+        match Config::load_checked(&sources) {
+            Ok(config) => Ok((config, sources)),
+            Err(problems) => Err(problems.iter().map(ToString::to_string).collect()),
+        }
     }
 
     /// The layers: the file (flag, else `WSCLUSTER_CONFIG`), the environment, then `--set` in the

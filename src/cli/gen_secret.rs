@@ -5,9 +5,6 @@
 
 use std::process::ExitCode;
 
-/// The subcommand's name, the first argument.
-pub(crate) const NAME: &str = "gen-secret";
-
 /// Random bytes in a generated secret.
 const SECRET_BYTES: usize = 32;
 
@@ -21,21 +18,8 @@ pub(crate) fn generate() -> Result<String, String> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// Runs `wscluster gen-secret [--help]`.
-pub(crate) fn run(rest: &[String]) -> ExitCode {
-    if rest.iter().any(|a| a == "--help" || a == "-h") {
-        println!(
-            "Prints a new random cluster secret ({SECRET_BYTES} random bytes as hex digits).\n\n\
-             Usage: wscluster gen-secret > /etc/wscluster/cluster.secret\n\
-             then give every node the same file: --cluster-secret-file FILE \
-             (cluster.secret_file), or the text in WSCLUSTER_CLUSTER__SECRET."
-        );
-        return ExitCode::SUCCESS;
-    }
-    if let Some(extra) = rest.first() {
-        eprintln!("wscluster gen-secret: unexpected argument {extra:?} (try --help)");
-        return ExitCode::from(2);
-    }
+/// Runs `wscluster gen-secret`: prints a new secret, one line.
+pub(crate) fn run() -> ExitCode {
     match generate() {
         Ok(secret) => {
             println!("{secret}");

@@ -1,9 +1,17 @@
 //! Logging: `tracing` events to standard error, human-readable or one JSON object per line,
 //! filtered by `node.log_level`. Standard output is kept for the one "listening on" line.
+//!
+//! Human logs are coloured only when standard error is a terminal and `NO_COLOR` is not set to a
+//! non-empty value (the `NO_COLOR` convention): files, pipes and journals get plain text. JSON
+//! logs write every integer field as a string ([`super::json_log`]).
+
+use std::io::IsTerminal as _;
 
 use anyhow::{Context as _, anyhow};
 use tracing_subscriber::EnvFilter;
 use wscluster::config::NodeConfig;
+
+use super::json_log::{JsonLines, JsonStringFields};
 
 /// Level names accepted as a whole filter (anything else must be a `tracing` directive).
 const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
@@ -19,11 +27,25 @@ pub(crate) fn init(node: &NodeConfig) -> anyhow::Result<()> {
         .with_ansi(ansi)
         .with_writer(std::io::stderr);
     let installed = if node.log_format == "json" {
-        builder.json().try_init()
+        builder
+            .with_ansi(false)
+            .fmt_fields(JsonStringFields)
+            .event_format(JsonLines)
+            .try_init()
     } else {
-        builder.try_init()
+        builder
+            .with_ansi(colour(
+                std::io::stderr().is_terminal(),
+                std::env::var_os("NO_COLOR"),
+            ))
+            .try_init()
     };
     installed.map_err(|e| anyhow!("cannot install the logger: {e}"))
+}
+
+/// Whether human logs are coloured: on a terminal, unless `NO_COLOR` is set to a non-empty value.
+fn colour(terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
+    terminal && no_color.is_none_or(|v| v.is_empty())
 }
 
 /// The filter for `level`. A single word must be a level name: `tracing` would take any other word
@@ -56,6 +78,14 @@ mod tests {
         ] {
             assert!(filter(ok).is_ok(), "{ok}");
         }
+    }
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        assert!(colour(true, None));
+        assert!(colour(true, Some("".into())));
+        assert!(!colour(true, Some("1".into())));
+        assert!(!colour(false, None));
     }
 
     #[test]

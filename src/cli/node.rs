@@ -49,12 +49,19 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     if config.http.on_websocket_port {
         server = server.http(ops.handler(Listener::WebSocket));
     }
-    let server = Arc::new(
-        server
-            .bind()
-            .await
-            .context("cannot start the WebSocket server")?,
-    );
+    let server = Arc::new(server.bind().await.map_err(|e| {
+        let tls = config.server.tls.listen_addr().ok().flatten();
+        port_in_use(e, |addr| {
+            if tls.is_some_and(|t| t.to_string() == addr)
+                && config.server.listen.to_string() != addr
+            {
+                "server.tls.listen"
+            } else {
+                "--listen (server.listen)"
+            }
+        })
+        .context("cannot start the WebSocket server")
+    })?);
     ops.attach_server(&server);
     reload_on_sighup(&server).context("cannot install the SIGHUP handler")?;
     let addr = server.local_addr();
@@ -65,13 +72,18 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         config.cluster.interest_routing,
     ));
     cluster.attach(PresenceAdapter::new(presence));
-    cluster.start().await.context("cannot start the cluster")?;
+    cluster.start().await.map_err(|e| {
+        port_in_use(e, |_| "--cluster-port (cluster.mesh.port)").context("cannot start the cluster")
+    })?;
     ops.attach_cluster(&cluster);
     let admin = match config.http.admin_addr().map_err(anyhow::Error::msg)? {
         Some(a) => Some(
             HttpServer::bind(a, ops.handler(Listener::Admin))
                 .await
-                .context("cannot start the admin HTTP listener")?,
+                .map_err(|e| {
+                    port_in_use(e, |_| "http.admin_listen")
+                        .context("cannot start the admin HTTP listener")
+                })?,
         ),
         None => None,
     };
@@ -140,6 +152,35 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
             tracing::warn!(signal, "second signal: exiting without waiting for connections");
             anyhow::bail!("interrupted during shutdown by {signal}");
         }
+    }
+}
+
+/// A listener's port is taken by another process: the one line the operator sees, naming the
+/// flag or option that chooses that port.
+#[derive(Debug, thiserror::Error)]
+#[error("port in use: cannot listen on {addr} ({error}); choose another port with {setting}")]
+pub(crate) struct PortInUse {
+    addr: String,
+    error: std::io::Error,
+    setting: &'static str,
+}
+
+/// `e` as a [`PortInUse`] when it is a bind failing with "address in use" (`setting` names the
+/// option for the address), else as it is.
+fn port_in_use(e: wscluster::Error, setting: impl Fn(&str) -> &'static str) -> anyhow::Error {
+    match e {
+        wscluster::Error::Bind { addr, source }
+            if source.kind() == std::io::ErrorKind::AddrInUse =>
+        {
+            let setting = setting(&addr);
+            PortInUse {
+                addr,
+                error: source,
+                setting,
+            }
+            .into()
+        }
+        other => other.into(),
     }
 }
 

@@ -4,7 +4,10 @@
 //! - in the file it is the key `max_message_size` of the table `[server]`;
 //! - in the environment it is `WSCLUSTER_SERVER__MAX_MESSAGE_SIZE`: the prefix, then the key in
 //!   upper case with `__` between section and field (fields themselves use single `_`). A few
-//!   options also have a short alias ([`ENV_ALIASES`], e.g. `WSCLUSTER_LISTEN`);
+//!   options also have a short alias ([`ENV_ALIASES`], e.g. `WSCLUSTER_LISTEN`). Any other
+//!   `WSCLUSTER_…` name without `__` is not configuration and is ignored (Kubernetes injects
+//!   `WSCLUSTER_SERVICE_HOST`, `WSCLUSTER_PORT=tcp://…` and more into every pod of a Service named
+//!   `wscluster`), see [`Sources::ignored_env`]; a `__` name that is no option is an error;
 //! - on the command line it is `--set server.max_message_size=VALUE`, and a few options have their
 //!   own flag (`--listen`, `--node-name`, `--log-level`, `--log-format`), which the binary turns
 //!   into the same dotted keys.
@@ -42,8 +45,9 @@ const ENV_CONFIG_FILE: &str = "WSCLUSTER_CONFIG";
 pub struct Sources {
     /// The TOML file to read, if any.
     pub file: Option<PathBuf>,
-    /// The process environment as `(name, value)` pairs; only `WSCLUSTER_…` names are looked at,
-    /// and an unknown one is an error (a typo must not be silently ignored).
+    /// The process environment as `(name, value)` pairs; only `WSCLUSTER_…` names are looked at:
+    /// the short aliases and `WSCLUSTER_<SECTION>__<FIELD>` names are options (an unknown `__` name
+    /// is an error: a typo must not be silently ignored), any other is ignored.
     pub env: Vec<(String, String)>,
     /// `(flag, dotted key, value)` from the command line, applied in order after the environment.
     /// `flag` is only used in error messages.
@@ -59,6 +63,50 @@ impl Sources {
                 .collect(),
             ..Self::default()
         }
+    }
+}
+
+impl Sources {
+    /// The `WSCLUSTER_…` variables of [`Sources::env`] that are not configuration and are
+    /// ignored: neither `WSCLUSTER_CONFIG`, nor a short alias, nor a `WSCLUSTER_<SECTION>__<FIELD>`
+    /// name (e.g. the `WSCLUSTER_SERVICE_HOST` and `WSCLUSTER_PORT_8080_TCP` that Kubernetes
+    /// injects for a Service named `wscluster`). The binary logs them at debug level.
+    pub fn ignored_env(&self) -> Vec<&str> {
+        self.env
+            .iter()
+            .map(|(name, _)| name.as_str())
+            .filter(|name| env_kind(name) == EnvKind::Ignored)
+            .collect()
+    }
+}
+
+/// What a variable of the environment is to the configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum EnvKind {
+    /// Not `WSCLUSTER_…`, or `WSCLUSTER_CONFIG` (read by the binary): not looked at here.
+    Other,
+    /// A short alias of one option ([`ENV_ALIASES`]).
+    Alias(&'static str),
+    /// `WSCLUSTER_<SECTION>__<FIELD>`: an option (or an error when it names none).
+    Systematic,
+    /// `WSCLUSTER_…` without `__` and no alias: not configuration.
+    Ignored,
+}
+
+fn env_kind(name: &str) -> EnvKind {
+    let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+        return EnvKind::Other;
+    };
+    if name == ENV_CONFIG_FILE {
+        return EnvKind::Other;
+    }
+    if let Some((_, key)) = ENV_ALIASES.iter().find(|(alias, _)| *alias == name) {
+        return EnvKind::Alias(key);
+    }
+    if rest.contains("__") {
+        EnvKind::Systematic
+    } else {
+        EnvKind::Ignored
     }
 }
 
@@ -123,29 +171,26 @@ fn env_settings(env: &[(String, String)]) -> Result<Vec<(String, String, String)
     let mut systematic = Vec::new();
     let mut aliased = Vec::new();
     for (name, value) in env {
-        let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
-            continue;
-        };
-        if name == ENV_CONFIG_FILE {
-            continue;
+        match env_kind(name) {
+            EnvKind::Other | EnvKind::Ignored => {}
+            EnvKind::Alias(key) => aliased.push((name.clone(), key.to_owned(), value.clone())),
+            EnvKind::Systematic => {
+                let rest = name.strip_prefix(ENV_PREFIX).unwrap_or(name);
+                let segments: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
+                if segments.iter().any(String::is_empty) {
+                    let aliases: Vec<&str> = ENV_ALIASES.iter().map(|(a, _)| *a).collect();
+                    return Err(ConfigError::Env {
+                        name: name.clone(),
+                        message: format!(
+                            "not an option: use {ENV_PREFIX}<SECTION>__<FIELD> (e.g. \
+                             WSCLUSTER_SERVER__MAX_MESSAGE_SIZE), {ENV_CONFIG_FILE}, or one of {}",
+                            aliases.join(", ")
+                        ),
+                    });
+                }
+                systematic.push((name.clone(), segments.join("."), value.clone()));
+            }
         }
-        if let Some((_, key)) = ENV_ALIASES.iter().find(|(alias, _)| alias == name) {
-            aliased.push((name.clone(), (*key).to_owned(), value.clone()));
-            continue;
-        }
-        let segments: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
-        if segments.len() < 2 || segments.iter().any(String::is_empty) {
-            let aliases: Vec<&str> = ENV_ALIASES.iter().map(|(a, _)| *a).collect();
-            return Err(ConfigError::Env {
-                name: name.clone(),
-                message: format!(
-                    "not an option: use {ENV_PREFIX}<SECTION>__<FIELD> (e.g. \
-                     WSCLUSTER_SERVER__MAX_MESSAGE_SIZE), {ENV_CONFIG_FILE}, or one of {}",
-                    aliases.join(", ")
-                ),
-            });
-        }
-        systematic.push((name.clone(), segments.join("."), value.clone()));
     }
     systematic.sort();
     systematic.extend(aliased);
@@ -348,7 +393,8 @@ mod tests {
             ("WSCLUSTER_SERVER__LISTEN", "nowhere"),
             ("WSCLUSTER_SERVER__NOPE", "1"),
             ("WSCLUSTER_NOPE__X", "1"),
-            ("WSCLUSTER_LISTN", "127.0.0.1:1"),
+            ("WSCLUSTER___X", "1"),
+            ("WSCLUSTER_SERVER__", "1"),
             ("WSCLUSTER_AUTH__USERS", "{ broken"),
         ] {
             let e = load(&Sources {
@@ -371,6 +417,35 @@ mod tests {
             ..Sources::default()
         });
         assert!(matches!(e, Err(ConfigError::Flag { .. })), "{e:?}");
+    }
+
+    /// What Kubernetes injects into every pod for a Service named `wscluster` (with a named
+    /// port), and any stray `WSCLUSTER_SOMETHING`, is not configuration: ignored, and listed.
+    #[test]
+    fn variables_without_double_underscore_are_ignored() {
+        let injected = env(&[
+            ("WSCLUSTER_SERVICE_HOST", "10.0.0.7"),
+            ("WSCLUSTER_SERVICE_PORT", "8080"),
+            ("WSCLUSTER_SERVICE_PORT_WS", "8080"),
+            ("WSCLUSTER_PORT", "tcp://10.0.0.7:8080"),
+            ("WSCLUSTER_PORT_8080_TCP", "tcp://10.0.0.7:8080"),
+            ("WSCLUSTER_PORT_8080_TCP_PROTO", "tcp"),
+            ("WSCLUSTER_PORT_8080_TCP_PORT", "8080"),
+            ("WSCLUSTER_PORT_8080_TCP_ADDR", "10.0.0.7"),
+            ("WSCLUSTER_LISTN", "127.0.0.1:1"),
+            ("WSCLUSTER_LISTEN", "127.0.0.1:3"),
+            ("WSCLUSTER_CONFIG", "/not/read/here.toml"),
+            ("PATH", "/bin"),
+        ]);
+        let s = Sources {
+            env: injected,
+            ..Sources::default()
+        };
+        let c = load(&s).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.server.listen.port(), 3, "the alias still counts");
+        let ignored = s.ignored_env();
+        assert_eq!(ignored.len(), 9, "{ignored:?}");
+        assert!(!ignored.contains(&"WSCLUSTER_LISTEN") && !ignored.contains(&"PATH"));
     }
 
     #[test]

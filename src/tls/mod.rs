@@ -2,6 +2,7 @@
 //! mesh links ([`MeshTlsConfig`], [`MeshTls`]), with rustls on the `ring` provider. Certificates,
 //! keys and CAs are PEM files; see `docs/security.md`.
 
+mod check;
 mod config;
 mod files;
 mod mesh;

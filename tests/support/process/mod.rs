@@ -321,7 +321,8 @@ impl NodeProcess {
                 Some(PeerEvent {
                     up,
                     peer: f["peer"].as_str()?.to_owned(),
-                    incarnation: f["incarnation"].as_u64()?,
+                    // JSON logs write 64-bit integers as strings.
+                    incarnation: f["incarnation"].as_str()?.parse().ok()?,
                     reason: f["reason"].as_str().unwrap_or_default().to_owned(),
                 })
             })

@@ -21,10 +21,8 @@ pub(crate) fn init(node: &NodeConfig) -> anyhow::Result<()> {
     let filter = filter(&node.log_level)?;
     // Colours only on a terminal: a log file or journal gets no escape sequences at all, so any
     // control character there would have to come from input (which is escaped).
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     let installed = if node.log_format == "json" {
         builder

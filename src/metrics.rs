@@ -496,6 +496,21 @@ pub enum Limit {
     ChannelName,
     /// `cluster.mesh.max_control_frames_per_sec`: a mesh peer flooding its link (link reset).
     MeshControlRate,
+    /// `sgc.transaction_max_bytes`: a transaction past its byte cap (discarded, 1008).
+    TransactionBytes,
+    /// `sgc.transaction_max_bytes_per_connection`: a connection's open transactions past their
+    /// byte cap together (discarded, 1008).
+    TransactionBytesPerConnection,
+    /// `sgc.retained_max_bytes_per_channel`: retained messages evicted from a channel, or a
+    /// message too big to retain.
+    RetainedChannelBytes,
+    /// `sgc.retained_max_bytes`: retained messages evicted to keep the node under its cap.
+    RetainedBytes,
+    /// A new subscriber's retained replay cut to the newest messages that fit half its outbox.
+    RetainedReplay,
+    /// `presence.max_member_id_length`, `max_member_name_length` or `max_member_info_length`
+    /// (error 2).
+    PresenceMemberField,
 }
 
 impl Limit {
@@ -511,6 +526,12 @@ impl Limit {
             Limit::Subscriptions => "subscriptions",
             Limit::ChannelName => "channel_name",
             Limit::MeshControlRate => "mesh_control_rate",
+            Limit::TransactionBytes => "sgc_transaction_bytes",
+            Limit::TransactionBytesPerConnection => "sgc_transaction_bytes_per_connection",
+            Limit::RetainedChannelBytes => "sgc_retained_channel_bytes",
+            Limit::RetainedBytes => "sgc_retained_bytes",
+            Limit::RetainedReplay => "sgc_retained_replay",
+            Limit::PresenceMemberField => "presence_member_field",
         }
     }
 }

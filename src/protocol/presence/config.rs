@@ -18,6 +18,13 @@ pub struct PresenceConfig {
     /// The most channels one member may be in; a join past it is refused with error 10. 0 means
     /// no limit. Guards the node against a client that joins channels in a loop.
     pub max_channels_per_member: usize,
+    /// Longest member id (bytes, after `sgc@b64:` decoding) a client may create; a longer one
+    /// gets error 2 ("Create New Member request has been denied.").
+    pub max_member_id_length: usize,
+    /// Longest member name a client may create, as for the id.
+    pub max_member_name_length: usize,
+    /// Longest member info a client may create, as for the id.
+    pub max_member_info_length: usize,
 }
 
 impl Default for PresenceConfig {
@@ -26,6 +33,9 @@ impl Default for PresenceConfig {
             encode_base64: false,
             acknowledgment: AckConfig::default(),
             max_channels_per_member: 10_000,
+            max_member_id_length: 256,
+            max_member_name_length: 256,
+            max_member_info_length: 4096,
         }
     }
 }
@@ -53,6 +63,21 @@ impl Default for AckConfig {
             interval_ms: 300_000,
             timeout_ms: 240_000,
             max_pending_per_connection: 4096,
+        }
+    }
+}
+
+impl PresenceConfig {
+    /// Which of `member`'s fields is longer than its cap, if any (`"id"`, `"name"` or `"info"`).
+    pub fn member_too_long(&self, member: &crate::hub::roster::Member) -> Option<&'static str> {
+        if member.id.len() > self.max_member_id_length {
+            Some("id")
+        } else if member.name.len() > self.max_member_name_length {
+            Some("name")
+        } else if member.info.len() > self.max_member_info_length {
+            Some("info")
+        } else {
+            None
         }
     }
 }

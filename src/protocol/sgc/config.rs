@@ -47,6 +47,20 @@ pub struct SgcConfig {
     pub transaction_max_open: usize,
     /// Most messages one open transaction may queue; further messages for it are dropped.
     pub transaction_max_messages: usize,
+    /// Most bytes (frames as received) one open transaction may hold. A message that would pass
+    /// it discards every open transaction of the connection and closes it with 1008
+    /// "transaction too large".
+    pub transaction_max_bytes: usize,
+    /// Most bytes all the open transactions of one connection may hold together; past it, the
+    /// same answer as [`SgcConfig::transaction_max_bytes`].
+    pub transaction_max_bytes_per_connection: usize,
+    /// Most bytes (stored S5 frames) one channel's retained messages may take; the oldest are
+    /// evicted first, and a message bigger than this is delivered but not retained.
+    pub retained_max_bytes_per_channel: usize,
+    /// Most bytes the retained messages of every channel may take together on this node
+    /// (including those received from other nodes and in snapshots); the oldest message of the
+    /// node, whatever its channel, is evicted first.
+    pub retained_max_bytes: usize,
     /// Most RPC requests one connection may have waiting for the application's reply; a request
     /// past the cap is answered with error -32000 at once.
     pub rpc_max_pending: usize,
@@ -74,6 +88,10 @@ impl Default for SgcConfig {
             max_subscriptions_per_connection: 10_000,
             transaction_max_open: 64,
             transaction_max_messages: 1000,
+            transaction_max_bytes: 4 * 1024 * 1024,
+            transaction_max_bytes_per_connection: 16 * 1024 * 1024,
+            retained_max_bytes_per_channel: 2 * 1024 * 1024,
+            retained_max_bytes: 32 * 1024 * 1024,
             rpc_max_pending: 1024,
             rpc_auth_enabled: false,
             rpc_auth_methods: Vec::new(),

@@ -111,8 +111,12 @@ pub(crate) struct Session {
 impl SgcProtocol {
     /// A protocol with these options.
     pub fn new(config: SgcConfig) -> Self {
-        let retained =
-            retained::RetainedQueues::new(config.queue_level2_cap, config.max_retained_channels);
+        let retained = retained::RetainedQueues::new(retained::RetainedCaps {
+            level2_cap: config.queue_level2_cap,
+            max_channels: config.max_retained_channels,
+            max_bytes_per_channel: config.retained_max_bytes_per_channel,
+            max_bytes: config.retained_max_bytes,
+        });
         Self {
             inner: Arc::new(Inner {
                 qos_name: config.qos_name(),
@@ -211,10 +215,7 @@ impl Protocol for SgcProtocol {
     fn on_connect(&self, conn: &Connection) {
         let member = self.inner.hub.join(conn, Session::default());
         self.send_session(&member);
-        let replay = self.inner.retained.read().replay("");
-        for frame in replay {
-            let _ = conn.send_text(frame);
-        }
+        self.replay_retained(conn, "");
         if let Some(h) = self.hook(|h| &h.connect) {
             h(conn);
         }

@@ -508,6 +508,10 @@ pub enum Limit {
     RetainedBytes,
     /// A new subscriber's retained replay cut to the newest messages that fit half its outbox.
     RetainedReplay,
+    /// `sgc.rpc_max_pending` or `sgc.rpc_max_pending_bytes`: an RPC answered -32000 at once.
+    RpcPending,
+    /// `sgc.qos_max_pending_bytes`: an unacknowledged frame forgotten for the bytes.
+    QosPendingBytes,
     /// `presence.max_member_id_length`, `max_member_name_length` or `max_member_info_length`
     /// (error 2).
     PresenceMemberField,
@@ -531,6 +535,8 @@ impl Limit {
             Limit::RetainedChannelBytes => "sgc_retained_channel_bytes",
             Limit::RetainedBytes => "sgc_retained_bytes",
             Limit::RetainedReplay => "sgc_retained_replay",
+            Limit::RpcPending => "sgc_rpc_pending",
+            Limit::QosPendingBytes => "sgc_qos_pending_bytes",
             Limit::PresenceMemberField => "presence_member_field",
         }
     }

@@ -73,7 +73,9 @@ async fn eighty_mib_inside_one_open_transaction_grow_the_node_by_less_than_48_mi
     }
     // Either the node closed the connection, or it answers the round trip once it has taken
     // every publish; then its memory is measured, the connection still open.
-    let _ = c.send_message(Message::text(delphi::tx("sgc@protocol", ""))).await;
+    let _ = c
+        .send_message(Message::text(delphi::tx("sgc@protocol", "")))
+        .await;
     let end = loop {
         match c.next_frame_within(DEFAULT_WAIT * 6).await {
             Some(Frame::Text(t)) if t == "esegece.com" => break None,
@@ -114,7 +116,10 @@ async fn a_hundred_mib_retained_on_a_hundred_channels_keep_less_than_64_mib() {
     // The client has left; what is left is what the node keeps.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let grown = rss(node.pid()).saturating_sub(before);
-    eprintln!("retained: 100 x 1 MiB on 100 channels, node kept {} MiB", grown / MIB);
+    eprintln!(
+        "retained: 100 x 1 MiB on 100 channels, node kept {} MiB",
+        grown / MIB
+    );
     assert!(grown < 64 * MIB, "the node kept {} MiB", grown / MIB);
     // And it still replays the newest: the last channel's message is retained.
     let (mut late, _) = WsClient::sgc(node.ws).await;

@@ -57,14 +57,21 @@ async fn a_transaction_past_its_byte_cap_is_discarded_and_closes_1008() {
     a.send(&delphi::tx("sgc@transaction", "tx")).await;
     // Each publish frame is about 710 bytes: two fit, the third passes 2000.
     for n in 0..2 {
-        a.send(&delphi::publish(&text(&n.to_string(), 600), "tx", "queueLevel1"))
-            .await;
+        a.send(&delphi::publish(
+            &text(&n.to_string(), 600),
+            "tx",
+            "queueLevel1",
+        ))
+        .await;
     }
     a.barrier().await;
     a.send(&delphi::publish(&text("2", 600), "tx", "queueLevel1"))
         .await;
     let (code, reason) = a.expect_closed_within(DEFAULT_WAIT).await;
-    assert_eq!((code, reason.as_str()), (Some(1008), "transaction too large"));
+    assert_eq!(
+        (code, reason.as_str()),
+        (Some(1008), "transaction too large")
+    );
     // Nothing of the discarded transaction was delivered nor retained.
     sub.barrier().await;
     assert_eq!(sgc.retained_count("tx"), 0);
@@ -99,7 +106,10 @@ async fn the_open_transactions_of_a_connection_share_a_byte_cap() {
     a.send(&delphi::publish(&text("t2", 600), "t2", "queueLevel0"))
         .await;
     let (code, reason) = a.expect_closed_within(DEFAULT_WAIT).await;
-    assert_eq!((code, reason.as_str()), (Some(1008), "transaction too large"));
+    assert_eq!(
+        (code, reason.as_str()),
+        (Some(1008), "transaction too large")
+    );
     sub.barrier().await;
 }
 
@@ -148,7 +158,8 @@ async fn broadcasts_count_against_the_publish_rate() {
     sub.subscribe("news").await;
     let (mut a, _) = WsClient::sgc(addr).await;
     for n in 0..10 {
-        a.send(&delphi::broadcast(&format!("\"{n}\""), "news")).await;
+        a.send(&delphi::broadcast(&format!("\"{n}\""), "news"))
+            .await;
     }
     let (code, reason) = a.expect_closed_within(DEFAULT_WAIT).await;
     assert_eq!(code, Some(1008));
@@ -175,7 +186,11 @@ async fn a_channel_keeps_its_newest_retained_bytes_and_a_too_big_message_is_only
     let (mut publisher, _) = WsClient::sgc(addr).await;
     for n in 0..5 {
         publisher
-            .send(&delphi::publish(&text(&n.to_string(), 200), "q", "queueLevel2"))
+            .send(&delphi::publish(
+                &text(&n.to_string(), 200),
+                "q",
+                "queueLevel2",
+            ))
             .await;
         live.expect(&s5("q", &text(&n.to_string(), 200))).await;
     }
@@ -230,7 +245,11 @@ async fn a_subscriber_gets_the_newest_retained_that_fit_half_its_outbox_and_stay
     // the newest four.
     for n in 0..10 {
         publisher
-            .send(&delphi::publish(&text(&n.to_string(), 900), "p", "queueLevel2"))
+            .send(&delphi::publish(
+                &text(&n.to_string(), 900),
+                "p",
+                "queueLevel2",
+            ))
             .await;
     }
     publisher.barrier().await;
@@ -258,7 +277,8 @@ async fn channel_names_are_capped_at_256_bytes_by_default() {
     for n in 0..40 {
         let name = format!("{n}{}", "y".repeat(1_000_000));
         c.send(&delphi::subscribe(&name)).await;
-        c.send(&delphi::publish("\"m\"", &name, "queueLevel1")).await;
+        c.send(&delphi::publish("\"m\"", &name, "queueLevel1"))
+            .await;
     }
     c.barrier().await;
     let names: Vec<String> = sgc.channels().into_iter().map(|ch| ch.name).collect();
@@ -277,9 +297,11 @@ async fn presence_refuses_long_member_fields_with_error_2_and_long_channels_with
     c.expect(&error_frame(2, denied, "", &m(&"i".repeat(256), "", "")))
         .await;
     c.member_new("ok", &"n".repeat(257), "").await;
-    c.expect(&error_frame(2, denied, "", &m("ok", "", ""))).await;
+    c.expect(&error_frame(2, denied, "", &m("ok", "", "")))
+        .await;
     c.member_new("ok", "n", &"f".repeat(4097)).await;
-    c.expect(&error_frame(2, denied, "", &m("ok", "", ""))).await;
+    c.expect(&error_frame(2, denied, "", &m("ok", "", "")))
+        .await;
     c.quiet().await;
     // At the caps: accepted.
     let (id, info) = ("i".repeat(256), "f".repeat(4096));
@@ -295,4 +317,34 @@ async fn presence_refuses_long_member_fields_with_error_2_and_long_channels_with
     ))
     .await;
     c.quiet().await;
+}
+
+#[tokio::test]
+async fn pending_rpc_ids_are_capped_in_bytes_with_error_32000() {
+    use support::sgc::{s2, s10, sgc_server_with};
+    let (server, _sgc) = sgc_server_with(
+        SgcConfig {
+            rpc_max_pending_bytes: 100,
+            ..SgcConfig::default()
+        },
+        |s| {
+            s.on_rpc(|_| {});
+        },
+    )
+    .await;
+    let (mut a, _) = WsClient::sgc(server.local_addr()).await;
+    let (first, second) = ("a".repeat(60), "b".repeat(60));
+    a.send(&delphi::rpc(&first, "m", "0")).await;
+    a.expect(&s2(&first)).await;
+    a.send(&delphi::rpc(&second, "m", "0")).await;
+    a.expect(&s2(&second)).await;
+    a.expect(&s10(
+        -32000,
+        "Too many pending requests.",
+        None,
+        "qosLevel0",
+        &second,
+    ))
+    .await;
+    a.barrier().await;
 }

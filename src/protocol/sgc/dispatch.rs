@@ -15,8 +15,8 @@ use super::inbound::{self, Inbound, Method};
 use super::qos::Hold;
 use super::rpc::{self, Notification, RpcRequest};
 use super::transaction::{ByteCap, Offer, TransactionCaps};
-use crate::metrics::Limit;
 use super::{Session, SgcProtocol, Targets};
+use crate::metrics::Limit;
 use crate::protocol::access::{Action, ChannelRules};
 
 impl SgcProtocol {
@@ -427,7 +427,17 @@ impl SgcProtocol {
             tracing::debug!(conn = conn.id(), method, "RPC without an application hook");
             return;
         };
-        if !member.data().rpcs.lock().insert(&id, cfg.rpc_max_pending) {
+        let admitted =
+            member
+                .data()
+                .rpcs
+                .lock()
+                .insert(&id, cfg.rpc_max_pending, cfg.rpc_max_pending_bytes);
+        if !admitted {
+            member.conn().limit_refused(
+                Limit::RpcPending,
+                "sgc.rpc_max_pending or rpc_max_pending_bytes reached",
+            );
             let f = frame::rpc_error(
                 -32000,
                 "Too many pending requests.",

@@ -160,12 +160,20 @@ impl SgcProtocol {
     /// acknowledgment can never be overtaken: once it is processed, no resend of that frame follows.
     pub(crate) fn send_tracked(&self, member: &Member<Session>, id: &str, frame: Bytes) {
         if self.inner.config.qos_level > 0 {
-            member.data().unacked.lock().track(
+            let cfg = &self.inner.config;
+            let forgot = member.data().unacked.lock().track(
                 id,
                 frame.clone(),
                 Instant::now(),
-                self.inner.config.qos_max_pending,
+                cfg.qos_max_pending,
+                cfg.qos_max_pending_bytes,
             );
+            if forgot {
+                member.conn().limit_refused(
+                    crate::metrics::Limit::QosPendingBytes,
+                    "sgc.qos_max_pending_bytes passed: oldest unacknowledged frame forgotten",
+                );
+            }
             self.ensure_sweeper();
         }
         let _ = member.conn().send_text(frame);

@@ -102,7 +102,11 @@ impl RetainedQueues {
         let len = frame.len();
         if len > self.caps.max_bytes_per_channel || len > self.caps.max_bytes {
             metrics::limit_refused(Limit::RetainedChannelBytes);
-            tracing::debug!(channel, len, "retained message bigger than the cap: not kept");
+            tracing::debug!(
+                channel,
+                len,
+                "retained message bigger than the cap: not kept"
+            );
             if level == QueueLevel::Level1 {
                 // It still replaces what the channel kept: a later subscriber must not get an
                 // older "last" message.
@@ -152,7 +156,10 @@ impl RetainedQueues {
         self.bytes += len;
         if self.bytes > self.caps.max_bytes {
             metrics::limit_refused(Limit::RetainedBytes);
-            tracing::debug!(bytes = self.bytes, "retained store over its byte cap: oldest evicted");
+            tracing::debug!(
+                bytes = self.bytes,
+                "retained store over its byte cap: oldest evicted"
+            );
         }
         while self.bytes > self.caps.max_bytes {
             if !self.evict_oldest() {
@@ -202,7 +209,12 @@ impl RetainedQueues {
             .count();
         let skipped = stored.frames.len() - fit;
         Replay {
-            frames: stored.frames.iter().skip(skipped).map(|(_, f)| f.clone()).collect(),
+            frames: stored
+                .frames
+                .iter()
+                .skip(skipped)
+                .map(|(_, f)| f.clone())
+                .collect(),
             skipped,
         }
     }
@@ -241,7 +253,11 @@ impl RetainedQueues {
             .iter()
             .map(|(name, s)| RetainedChannel {
                 channel: name.to_string(),
-                messages: s.frames.iter().map(|(_, f)| frame::event_message(f)).collect(),
+                messages: s
+                    .frames
+                    .iter()
+                    .map(|(_, f)| frame::event_message(f))
+                    .collect(),
             })
             .collect();
         channels.sort_by(|a, b| a.channel.cmp(&b.channel));
@@ -302,7 +318,11 @@ mod tests {
         assert_eq!(r.replay("a"), vec![f("a", "2"), f("a", "3")]);
         assert_eq!(r.len("b"), 3);
         assert!(r.store("b", QueueLevel::Level2, &f("b", "7")));
-        assert_eq!((r.len("a"), r.len("b")), (2, 3), "b's own cap evicted b's oldest");
+        assert_eq!(
+            (r.len("a"), r.len("b")),
+            (2, 3),
+            "b's own cap evicted b's oldest"
+        );
         assert!(r.store("c", QueueLevel::Level2, &f("c", "8")));
         assert_eq!(r.replay("a"), vec![f("a", "3")]);
         assert!(r.store("c", QueueLevel::Level2, &f("c", "9")));

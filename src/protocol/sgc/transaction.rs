@@ -182,7 +182,10 @@ mod tests {
         };
         assert!(t.open("a", 4) && t.open("b", 4));
         for _ in 0..3 {
-            assert!(matches!(t.offer(publish("a", "0123456789"), c), Offer::Queued));
+            assert!(matches!(
+                t.offer(publish("a", "0123456789"), c),
+                Offer::Queued
+            ));
         }
         assert_eq!(t.bytes(), 3 * one);
         assert!(matches!(
@@ -192,7 +195,10 @@ mod tests {
         assert_eq!((t.open_count(), t.bytes()), (0, 0));
         assert!(t.open("a", 4) && t.open("b", 4));
         for ch in ["a", "b", "a", "b"] {
-            assert!(matches!(t.offer(publish(ch, "0123456789"), c), Offer::Queued));
+            assert!(matches!(
+                t.offer(publish(ch, "0123456789"), c),
+                Offer::Queued
+            ));
         }
         assert!(matches!(
             t.offer(publish("b", "0123456789"), c),

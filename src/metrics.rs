@@ -512,6 +512,9 @@ pub enum Limit {
     RpcPending,
     /// `sgc.qos_max_pending_bytes`: an unacknowledged frame forgotten for the bytes.
     QosPendingBytes,
+    /// `presence.acknowledgment.max_pending_bytes_per_connection`: an unacknowledged frame
+    /// forgotten for the bytes.
+    PresenceAckBytes,
     /// `presence.max_member_id_length`, `max_member_name_length` or `max_member_info_length`
     /// (error 2).
     PresenceMemberField,
@@ -537,6 +540,7 @@ impl Limit {
             Limit::RetainedReplay => "sgc_retained_replay",
             Limit::RpcPending => "sgc_rpc_pending",
             Limit::QosPendingBytes => "sgc_qos_pending_bytes",
+            Limit::PresenceAckBytes => "presence_ack_pending_bytes",
             Limit::PresenceMemberField => "presence_member_field",
         }
     }

@@ -54,6 +54,9 @@ pub struct AckConfig {
     /// Most unacknowledged frames kept per connection; past it the oldest is forgotten (and
     /// logged), so a client that never acks cannot grow the node's memory without bound.
     pub max_pending_per_connection: usize,
+    /// Most bytes of unacknowledged frames kept per connection; past it the oldest are forgotten
+    /// first (the newest is always kept).
+    pub max_pending_bytes_per_connection: usize,
 }
 
 impl Default for AckConfig {
@@ -63,6 +66,7 @@ impl Default for AckConfig {
             interval_ms: 300_000,
             timeout_ms: 240_000,
             max_pending_per_connection: 4096,
+            max_pending_bytes_per_connection: 4 * 1024 * 1024,
         }
     }
 }

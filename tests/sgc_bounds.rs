@@ -348,3 +348,80 @@ async fn pending_rpc_ids_are_capped_in_bytes_with_error_32000() {
     .await;
     a.barrier().await;
 }
+
+/// An in-process node with `config`, in a mesh cluster seeded by `peers`.
+async fn cluster_node(
+    name: &str,
+    peers: Vec<String>,
+    config: SgcConfig,
+) -> (ServerHandle, SgcProtocol, wscluster::cluster::Cluster) {
+    use wscluster::cluster::{Cluster, ClusterConfig, SgcAdapter};
+    let (server, sgc) = sgc_node(config).await;
+    let cluster = Cluster::new(
+        name,
+        ClusterConfig {
+            heartbeat_interval_ms: 100,
+            peer_timeout_ms: 1_000,
+            ..ClusterConfig::loopback_mesh(peers, "test-secret")
+        },
+    );
+    cluster.attach(SgcAdapter::new(sgc.clone()));
+    cluster
+        .start()
+        .await
+        .unwrap_or_else(|e| panic!("cluster start: {e}"));
+    (server, sgc, cluster)
+}
+
+#[tokio::test]
+async fn retained_messages_from_peers_and_snapshots_obey_the_byte_caps() {
+    use std::time::Duration;
+    let one = s5("log", &text("0", 200)).len();
+    let capped = SgcConfig {
+        retained_max_bytes: 3 * one,
+        ..SgcConfig::default()
+    };
+    let (a_server, a, a_cluster) = cluster_node("a", vec![], SgcConfig::default()).await;
+    let seed = a_cluster
+        .mesh()
+        .map(|m| m.local_addr().to_string())
+        .unwrap_or_default();
+    let (_b_server, b, b_cluster) = cluster_node("b", vec![seed.clone()], capped.clone()).await;
+    assert!(
+        support::eventually(Duration::from_secs(5), || b_cluster.connected_peer_count()
+            == 1)
+        .await,
+        "b linked to a"
+    );
+    let (mut publisher, _) = WsClient::sgc(a_server.local_addr()).await;
+    for n in 0..5 {
+        publisher
+            .send(&delphi::publish(
+                &text(&n.to_string(), 200),
+                "log",
+                "queueLevel2",
+            ))
+            .await;
+    }
+    publisher.barrier().await;
+    assert_eq!(a.retained_count("log"), 5);
+    // Relayed publishes: b keeps its newest three.
+    assert!(
+        support::eventually(Duration::from_secs(5), || b.retained_count("log") == 3).await,
+        "b keeps {}",
+        b.retained_count("log")
+    );
+    // A node joining later takes a's snapshot of five under its own caps.
+    let (c_server, c, _c_cluster) = cluster_node("c", vec![seed], capped).await;
+    assert!(
+        support::eventually(Duration::from_secs(5), || c.retained_count("log") == 3).await,
+        "c keeps {}",
+        c.retained_count("log")
+    );
+    let (mut late, _) = WsClient::sgc(c_server.local_addr()).await;
+    late.subscribe("log").await;
+    for n in 2..5 {
+        late.expect(&s5("log", &text(&n.to_string(), 200))).await;
+    }
+    late.barrier().await;
+}

@@ -14,6 +14,7 @@ use support::sgc::{delphi, s5, s6};
 use support::{DEFAULT_WAIT, WsClient, init_logs, test_server_config};
 use wscluster::config::{LimitsConfig, ServerConfig};
 use wscluster::protocol::presence::{PresenceConfig, PresenceProtocol};
+use wscluster::protocol::sgc::retained::ENTRY_OVERHEAD;
 use wscluster::protocol::sgc::{SgcConfig, SgcProtocol};
 use wscluster::{Server, ServerHandle};
 
@@ -174,7 +175,7 @@ async fn broadcasts_count_against_the_publish_rate() {
 #[tokio::test]
 async fn a_channel_keeps_its_newest_retained_bytes_and_a_too_big_message_is_only_delivered() {
     // Three S5 frames of a 200-character message fit in the channel's cap, four do not.
-    let one = s5("q", &text("0", 200)).len();
+    let one = s5("q", &text("0", 200)).len() + ENTRY_OVERHEAD;
     let (server, sgc) = sgc_node(SgcConfig {
         retained_max_bytes_per_channel: 3 * one + 10,
         ..SgcConfig::default()
@@ -197,9 +198,9 @@ async fn a_channel_keeps_its_newest_retained_bytes_and_a_too_big_message_is_only
     assert_eq!(sgc.retained_count("q"), 3);
     // Bigger than the channel's cap: delivered, not retained, the older ones kept.
     publisher
-        .send(&delphi::publish(&text("big", 900), "q", "queueLevel2"))
+        .send(&delphi::publish(&text("big", 1500), "q", "queueLevel2"))
         .await;
-    live.expect(&s5("q", &text("big", 900))).await;
+    live.expect(&s5("q", &text("big", 1500))).await;
     let (mut late, _) = WsClient::sgc(addr).await;
     late.subscribe("q").await;
     for n in 2..5 {
@@ -210,7 +211,7 @@ async fn a_channel_keeps_its_newest_retained_bytes_and_a_too_big_message_is_only
 
 #[tokio::test]
 async fn the_node_evicts_its_oldest_retained_message_whatever_the_channel() {
-    let one = s5("a", &text("a", 200)).len();
+    let one = s5("a", &text("a", 200)).len() + ENTRY_OVERHEAD;
     let (server, sgc) = sgc_node(SgcConfig {
         retained_max_bytes: 4 * one,
         ..SgcConfig::default()
@@ -376,7 +377,7 @@ async fn cluster_node(
 #[tokio::test]
 async fn retained_messages_from_peers_and_snapshots_obey_the_byte_caps() {
     use std::time::Duration;
-    let one = s5("log", &text("0", 200)).len();
+    let one = s5("log", &text("0", 200)).len() + ENTRY_OVERHEAD;
     let capped = SgcConfig {
         retained_max_bytes: 3 * one,
         ..SgcConfig::default()

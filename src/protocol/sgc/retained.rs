@@ -17,6 +17,16 @@ use super::frame;
 use super::inbound::QueueLevel;
 use crate::metrics::{self, Limit};
 
+/// What one stored frame costs beyond its bytes (its place in the channel's queue and in the
+/// node's eviction order, the allocation's header), counted against the byte caps so that many
+/// tiny messages cannot hold much more than the caps say.
+pub const ENTRY_OVERHEAD: usize = 96;
+
+/// What `frame` counts against the byte caps.
+fn cost(frame: &Bytes) -> usize {
+    frame.len() + ENTRY_OVERHEAD
+}
+
 /// The caps of a [`RetainedQueues`].
 #[derive(Debug, Clone, Copy)]
 pub struct RetainedCaps {
@@ -99,7 +109,7 @@ impl RetainedQueues {
         if level == QueueLevel::Level0 {
             return false;
         }
-        let len = frame.len();
+        let len = cost(frame);
         if len > self.caps.max_bytes_per_channel || len > self.caps.max_bytes {
             metrics::limit_refused(Limit::RetainedChannelBytes);
             tracing::debug!(
@@ -142,7 +152,7 @@ impl RetainedQueues {
             let Some(old) = stored.frames.pop_front() else {
                 break;
             };
-            stored.bytes -= old.1.len();
+            stored.bytes -= cost(&old.1);
             evicted.push(old);
         }
         if by_bytes {
@@ -150,7 +160,7 @@ impl RetainedQueues {
         }
         for (old_seq, old) in evicted {
             self.order.remove(&old_seq);
-            self.bytes -= old.len();
+            self.bytes -= cost(&old);
         }
         self.order.insert(seq, name);
         self.bytes += len;
@@ -176,8 +186,8 @@ impl RetainedQueues {
         };
         if let Some(stored) = self.channels.get_mut(&channel) {
             if let Some((_, old)) = stored.frames.pop_front() {
-                stored.bytes -= old.len();
-                self.bytes -= old.len();
+                stored.bytes -= cost(&old);
+                self.bytes -= cost(&old);
             }
             if stored.frames.is_empty() {
                 self.channels.remove(&channel);
@@ -236,7 +246,7 @@ impl RetainedQueues {
         self.channels.get(channel).map_or(0, |s| s.frames.len())
     }
 
-    /// Bytes of the frames every channel keeps.
+    /// Bytes of the frames every channel keeps, each with its [`ENTRY_OVERHEAD`].
     pub fn bytes(&self) -> usize {
         self.bytes
     }
@@ -300,7 +310,7 @@ mod tests {
 
     #[test]
     fn byte_caps_evict_the_oldest() {
-        let one = f("a", "0").len();
+        let one = f("a", "0").len() + ENTRY_OVERHEAD;
         let mut r = RetainedQueues::new(RetainedCaps {
             max_bytes_per_channel: 3 * one,
             max_bytes: 5 * one,
@@ -355,7 +365,7 @@ mod tests {
 
     #[test]
     fn import_obeys_the_caps() {
-        let one = f("a", "0").len();
+        let one = f("a", "0").len() + ENTRY_OVERHEAD;
         let mut src = RetainedQueues::new(caps(100, 100));
         for m in ["0", "1", "2", "3"] {
             src.store("a", QueueLevel::Level2, &f("a", m));

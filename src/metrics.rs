@@ -587,11 +587,33 @@ pub enum Limit {
     MeshHandshakeFailures,
     /// `cluster.mesh.max_known_addresses`: a learned peer address not kept (the dial set is full).
     MeshAddresses,
+    /// `sgc.transaction_max_bytes`: a transaction past its byte cap (discarded, 1008).
+    TransactionBytes,
+    /// `sgc.transaction_max_bytes_per_connection`: a connection's open transactions past their
+    /// byte cap together (discarded, 1008).
+    TransactionBytesPerConnection,
+    /// `sgc.retained_max_bytes_per_channel`: retained messages evicted from a channel, or a
+    /// message too big to retain.
+    RetainedChannelBytes,
+    /// `sgc.retained_max_bytes`: retained messages evicted to keep the node under its cap.
+    RetainedBytes,
+    /// A new subscriber's retained replay cut to the newest messages that fit half its outbox.
+    RetainedReplay,
+    /// `sgc.rpc_max_pending` or `sgc.rpc_max_pending_bytes`: an RPC answered -32000 at once.
+    RpcPending,
+    /// `sgc.qos_max_pending_bytes`: an unacknowledged frame forgotten for the bytes.
+    QosPendingBytes,
+    /// `presence.acknowledgment.max_pending_bytes_per_connection`: an unacknowledged frame
+    /// forgotten for the bytes.
+    PresenceAckBytes,
+    /// `presence.max_member_id_length`, `max_member_name_length` or `max_member_info_length`
+    /// (error 2).
+    PresenceMemberField,
 }
 
 impl Limit {
     /// Every limit (their counters are exported at 0 from the start).
-    pub const ALL: [Limit; 9] = [
+    pub const ALL: [Limit; 20] = [
         Limit::Connections,
         Limit::ConnectionsPerIp,
         Limit::ConnectionRate,
@@ -601,6 +623,17 @@ impl Limit {
         Limit::Subscriptions,
         Limit::ChannelName,
         Limit::MeshControlRate,
+        Limit::MeshHandshakeFailures,
+        Limit::MeshAddresses,
+        Limit::TransactionBytes,
+        Limit::TransactionBytesPerConnection,
+        Limit::RetainedChannelBytes,
+        Limit::RetainedBytes,
+        Limit::RetainedReplay,
+        Limit::RpcPending,
+        Limit::QosPendingBytes,
+        Limit::PresenceAckBytes,
+        Limit::PresenceMemberField,
     ];
 
     /// The label value.
@@ -617,6 +650,15 @@ impl Limit {
             Limit::MeshControlRate => "mesh_control_rate",
             Limit::MeshHandshakeFailures => "mesh_handshake_failures",
             Limit::MeshAddresses => "mesh_addresses",
+            Limit::TransactionBytes => "sgc_transaction_bytes",
+            Limit::TransactionBytesPerConnection => "sgc_transaction_bytes_per_connection",
+            Limit::RetainedChannelBytes => "sgc_retained_channel_bytes",
+            Limit::RetainedBytes => "sgc_retained_bytes",
+            Limit::RetainedReplay => "sgc_retained_replay",
+            Limit::RpcPending => "sgc_rpc_pending",
+            Limit::QosPendingBytes => "sgc_qos_pending_bytes",
+            Limit::PresenceAckBytes => "presence_ack_pending_bytes",
+            Limit::PresenceMemberField => "presence_member_field",
         }
     }
 }

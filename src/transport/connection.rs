@@ -204,6 +204,12 @@ impl Connection {
         self.shared.outbox.queued_bytes()
     }
 
+    /// The most bytes this connection's outbox holds (`server.max_outbox_bytes`) before it is
+    /// closed as a slow consumer.
+    pub fn max_outbox_bytes(&self) -> usize {
+        self.shared.outbox.max_bytes()
+    }
+
     pub(crate) fn outbox(&self) -> &Outbox {
         &self.shared.outbox
     }

@@ -1,5 +1,6 @@
-//! [`LimitsConfig`]: the admission limits of the `[limits]` section (issue 7). Every limit is off
-//! at 0; the defaults are all off, so a node behaves as before until an operator sets them.
+//! [`LimitsConfig`]: the admission limits of the `[limits]` section. Every limit is off at 0; the
+//! defaults are off except the channel name length (256 bytes), which bounds what a client makes
+//! the node hold per channel name.
 //! `docs/security.md` ("Limits and origins") says what each one answers.
 
 use serde::{Deserialize, Serialize};
@@ -12,7 +13,7 @@ use crate::protocol::{presence, sgc};
 /// Subscriptions per connection are capped by the protocols' own options
 /// (`sgc.max_subscriptions_per_connection`, `presence.max_channels_per_member`), which answer as
 /// their spec says (sgc: silently refused; Presence: error 10).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LimitsConfig {
     /// Most open connections on the WebSocket port, counting those still in their handshake;
@@ -37,8 +38,27 @@ pub struct LimitsConfig {
     pub publish_burst: u32,
     /// Longest channel name a client may subscribe or publish to, in bytes (each name of an sgc
     /// comma list). Longer: an sgc subscribe or publish is ignored (the spec sends nothing on a
-    /// refused subscription), a Presence join gets error 10. 0 = off.
+    /// refused subscription), a Presence join gets error 10. 0 = off. Default 256.
     pub max_channel_name_length: usize,
+}
+
+/// The default of [`LimitsConfig::max_channel_name_length`], in bytes.
+pub const DEFAULT_MAX_CHANNEL_NAME_LENGTH: usize = 256;
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 0,
+            max_connections_per_ip: 0,
+            connections_per_ip_per_second: 0,
+            connections_per_ip_burst: 0,
+            max_message_size_sgc: 0,
+            max_message_size_presence: 0,
+            publishes_per_second_per_connection: 0,
+            publish_burst: 0,
+            max_channel_name_length: DEFAULT_MAX_CHANNEL_NAME_LENGTH,
+        }
+    }
 }
 
 impl LimitsConfig {
@@ -104,10 +124,16 @@ mod tests {
     }
 
     #[test]
-    fn off_by_default() {
+    fn off_by_default_but_channel_names() {
         let l = LimitsConfig::default();
         assert!(!l.tracks_ips());
-        assert!(!l.channel_too_long(&"x".repeat(100_000)));
+        assert!(!l.channel_too_long(&"x".repeat(256)));
+        assert!(l.channel_too_long(&"x".repeat(257)));
+        let off = LimitsConfig {
+            max_channel_name_length: 0,
+            ..l.clone()
+        };
+        assert!(!off.channel_too_long(&"x".repeat(100_000)));
         let l = LimitsConfig {
             max_channel_name_length: 3,
             ..l

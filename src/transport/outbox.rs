@@ -186,6 +186,11 @@ impl Outbox {
         st.bytes = st.bytes.saturating_sub(bytes);
     }
 
+    /// The most bytes the outbox holds.
+    pub(crate) fn max_bytes(&self) -> usize {
+        self.max_bytes
+    }
+
     /// Bytes queued and not yet written.
     pub(crate) fn queued_bytes(&self) -> usize {
         self.state.lock().bytes

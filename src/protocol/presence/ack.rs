@@ -35,6 +35,8 @@ struct ConnPending {
     next: u64,
     by_seq: BTreeMap<u64, Pending>,
     by_id: HashMap<Arc<str>, u64>,
+    /// Bytes of the pending frames.
+    bytes: usize,
 }
 
 /// Tracks unacknowledged frames per connection and resends them.
@@ -77,9 +79,11 @@ impl AckTracker {
             next: 0,
             by_seq: BTreeMap::new(),
             by_id: HashMap::new(),
+            bytes: 0,
         });
         p.next += 1;
         p.by_id.insert(id.clone(), p.next);
+        p.bytes += frame.len();
         p.by_seq.insert(
             p.next,
             Pending {
@@ -89,9 +93,14 @@ impl AckTracker {
             },
         );
         let cap = self.config.max_pending_per_connection.max(1);
-        while p.by_seq.len() > cap {
+        let max_bytes = self.config.max_pending_bytes_per_connection;
+        while p.by_seq.len() > cap || (p.by_seq.len() > 1 && p.bytes > max_bytes) {
+            if p.by_seq.len() <= cap {
+                crate::metrics::limit_refused(crate::metrics::Limit::PresenceAckBytes);
+            }
             if let Some((_, old)) = p.by_seq.pop_first() {
                 p.by_id.remove(&old.id);
+                p.bytes -= old.frame.len();
                 tracing::debug!(
                     conn = conn.id(),
                     id = &*old.id,
@@ -110,7 +119,9 @@ impl AckTracker {
         let Some(seq) = p.by_id.remove(id) else {
             return false;
         };
-        p.by_seq.remove(&seq);
+        if let Some(old) = p.by_seq.remove(&seq) {
+            p.bytes -= old.frame.len();
+        }
         if p.by_seq.is_empty() {
             all.remove(&conn_key);
         }
@@ -202,6 +213,7 @@ mod tests {
                 interval_ms: 10,
                 timeout_ms,
                 max_pending_per_connection: cap,
+                max_pending_bytes_per_connection: usize::MAX,
             },
             false,
         )
@@ -238,6 +250,32 @@ mod tests {
         assert_eq!(t.pending_count(c.key()), 2);
         assert!(!t.acknowledge(c.key(), "1"));
         assert!(t.acknowledge(c.key(), "3"));
+    }
+
+    #[test]
+    fn pending_is_capped_in_bytes_oldest_first() {
+        let t = AckTracker::new(
+            AckConfig {
+                enabled: true,
+                interval_ms: 10,
+                timeout_ms: 0,
+                max_pending_per_connection: 100,
+                max_pending_bytes_per_connection: 25,
+            },
+            false,
+        );
+        let c = Connection::detached("C", None);
+        let now = Instant::now();
+        // 10 bytes each, 25 at most: two stay.
+        for id in ["1", "2", "3"] {
+            t.track(&c, id.into(), Bytes::from(id.repeat(10)), now);
+        }
+        assert_eq!(t.pending_count(c.key()), 2);
+        assert!(!t.acknowledge(c.key(), "1"));
+        assert!(t.acknowledge(c.key(), "2") && t.acknowledge(c.key(), "3"));
+        // One frame bigger than the cap is still kept (the newest always is).
+        t.track(&c, "big".into(), Bytes::from("x".repeat(100)), now);
+        assert_eq!(t.pending_count(c.key()), 1);
     }
 
     #[test]

@@ -23,6 +23,13 @@ pub struct PresenceConfig {
     /// (`member@new` denied). Connections without a user (authentication off, or anonymous access
     /// allowed) are not bound.
     pub bind_member_id_to_user: bool,
+    /// Longest member id (bytes, after `sgc@b64:` decoding) a client may create; a longer one
+    /// gets error 2 ("Create New Member request has been denied.").
+    pub max_member_id_length: usize,
+    /// Longest member name a client may create, as for the id.
+    pub max_member_name_length: usize,
+    /// Longest member info a client may create, as for the id.
+    pub max_member_info_length: usize,
 }
 
 impl Default for PresenceConfig {
@@ -32,6 +39,9 @@ impl Default for PresenceConfig {
             acknowledgment: AckConfig::default(),
             max_channels_per_member: 10_000,
             bind_member_id_to_user: true,
+            max_member_id_length: 256,
+            max_member_name_length: 256,
+            max_member_info_length: 4096,
         }
     }
 }
@@ -50,6 +60,9 @@ pub struct AckConfig {
     /// Most unacknowledged frames kept per connection; past it the oldest is forgotten (and
     /// logged), so a client that never acks cannot grow the node's memory without bound.
     pub max_pending_per_connection: usize,
+    /// Most bytes of unacknowledged frames kept per connection; past it the oldest are forgotten
+    /// first (the newest is always kept).
+    pub max_pending_bytes_per_connection: usize,
 }
 
 impl Default for AckConfig {
@@ -59,6 +72,22 @@ impl Default for AckConfig {
             interval_ms: 300_000,
             timeout_ms: 240_000,
             max_pending_per_connection: 4096,
+            max_pending_bytes_per_connection: 4 * 1024 * 1024,
+        }
+    }
+}
+
+impl PresenceConfig {
+    /// Which of `member`'s fields is longer than its cap, if any (`"id"`, `"name"` or `"info"`).
+    pub fn member_too_long(&self, member: &crate::hub::roster::Member) -> Option<&'static str> {
+        if member.id.len() > self.max_member_id_length {
+            Some("id")
+        } else if member.name.len() > self.max_member_name_length {
+            Some("name")
+        } else if member.info.len() > self.max_member_info_length {
+            Some("info")
+        } else {
+            None
         }
     }
 }

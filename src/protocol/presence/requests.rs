@@ -128,6 +128,23 @@ fn member_new(inner: &Inner, conn: &Connection, f: Inbound) -> Checked<()> {
             return Err(Refusal(PresenceError::NewMemberDenied, m));
         }
     };
+    if let Some(field) = inner.config.member_too_long(&sent) {
+        conn.limit_refused(
+            crate::metrics::Limit::PresenceMemberField,
+            &format!("presence member {field} longer than presence.max_member_{field}_length"),
+        );
+        // The error frame names the member by its id, cut to the cap: the refusal must not
+        // echo the oversized fields back.
+        let id: String = sent
+            .id
+            .chars()
+            .scan(0usize, |n, c| {
+                *n += c.len_utf8();
+                (*n <= inner.config.max_member_id_length).then_some(c)
+            })
+            .collect();
+        return Err(Refusal(PresenceError::NewMemberDenied, Member::with_id(id)));
+    }
     // An authenticated connection creates only the member of its own identity: no client can
     // take another user's id (its owner would then get error 1).
     if inner.config.bind_member_id_to_user && conn.user().is_some_and(|user| user != &*sent.id) {

@@ -21,6 +21,9 @@ pub struct SgcConfig {
     /// At most this many unacknowledged server frames are tracked per connection; the oldest is
     /// forgotten (no longer resent) when a new one would pass the cap.
     pub qos_max_pending: usize,
+    /// At most this many bytes of unacknowledged server frames (and their ids) are tracked per
+    /// connection; the oldest is forgotten first, as for [`SgcConfig::qos_max_pending`].
+    pub qos_max_pending_bytes: usize,
     /// At most this many QoS-2 messages (received, PubRec sent, waiting for PubRel) are stored per
     /// connection. A new one past the cap gets no PubRec (the client will retry later).
     pub qos2_max_pending: usize,
@@ -47,9 +50,27 @@ pub struct SgcConfig {
     pub transaction_max_open: usize,
     /// Most messages one open transaction may queue; further messages for it are dropped.
     pub transaction_max_messages: usize,
+    /// Most bytes (frames as received) one open transaction may hold. A message that would pass
+    /// it discards every open transaction of the connection and closes it with 1008
+    /// "transaction too large".
+    pub transaction_max_bytes: usize,
+    /// Most bytes all the open transactions of one connection may hold together; past it, the
+    /// same answer as [`SgcConfig::transaction_max_bytes`].
+    pub transaction_max_bytes_per_connection: usize,
+    /// Most bytes (stored S5 frames) one channel's retained messages may take; the oldest are
+    /// evicted first, and a message bigger than this is delivered but not retained.
+    pub retained_max_bytes_per_channel: usize,
+    /// Most bytes the retained messages of every channel may take together on this node
+    /// (including those received from other nodes and in snapshots); the oldest message of the
+    /// node, whatever its channel, is evicted first.
+    pub retained_max_bytes: usize,
     /// Most RPC requests one connection may have waiting for the application's reply; a request
     /// past the cap is answered with error -32000 at once.
     pub rpc_max_pending: usize,
+    /// Most bytes of request ids one connection may have waiting for the application's reply
+    /// (ids are opaque client text); a request past it gets error -32000 at once, like
+    /// [`SgcConfig::rpc_max_pending`].
+    pub rpc_max_pending_bytes: usize,
     /// Check RPC calls against [`SgcConfig::rpc_auth_methods`] and the application's RPC
     /// authentication hook (the reference server's `RPCAuthentication.Enabled`, spec §2.9).
     pub rpc_auth_enabled: bool,
@@ -65,6 +86,7 @@ impl Default for SgcConfig {
             qos_interval_ms: 60_000,
             qos_timeout_ms: 300_000,
             qos_max_pending: 1024,
+            qos_max_pending_bytes: 4 * 1024 * 1024,
             qos2_max_pending: 256,
             qos2_max_pending_bytes: 4 * 1024 * 1024,
             use_matches_mask: false,
@@ -74,7 +96,12 @@ impl Default for SgcConfig {
             max_subscriptions_per_connection: 10_000,
             transaction_max_open: 64,
             transaction_max_messages: 1000,
+            transaction_max_bytes: 4 * 1024 * 1024,
+            transaction_max_bytes_per_connection: 16 * 1024 * 1024,
+            retained_max_bytes_per_channel: 2 * 1024 * 1024,
+            retained_max_bytes: 32 * 1024 * 1024,
             rpc_max_pending: 1024,
+            rpc_max_pending_bytes: 256 * 1024,
             rpc_auth_enabled: false,
             rpc_auth_methods: Vec::new(),
         }

@@ -15,7 +15,9 @@ use super::hooks::{PublishRequest, SubscribeRequest};
 use super::inbound::{self, Inbound, Method};
 use super::qos::Hold;
 use super::rpc::{self, Notification, RpcRequest};
+use super::transaction::{ByteCap, Offer, TransactionCaps};
 use super::{Session, SgcProtocol, Targets};
+use crate::metrics::Limit;
 use crate::protocol::access::{Action, ChannelRules};
 
 impl SgcProtocol {
@@ -109,10 +111,40 @@ impl SgcProtocol {
             // Acknowledgments settle delivery; they are never held in a transaction.
             Method::Acknowledgment => self.process_message(member, msg),
             _ => {
-                let max = self.inner.config.transaction_max_messages;
-                let free = session.transactions.lock().offer(msg, max);
-                if let Some(m) = free {
-                    self.process_message(member, m);
+                // `[limits]` count a publish when it arrives, inside a transaction or not: past
+                // the publish rate the connection is closed (1008) by the transport; a publish
+                // naming a channel that is too long is ignored, like a denied one.
+                if matches!(msg.method, Method::Publish | Method::Broadcast)
+                    && !publish_admitted(member.conn(), &msg)
+                {
+                    return;
+                }
+                let cfg = &self.inner.config;
+                let caps = TransactionCaps {
+                    max_messages: cfg.transaction_max_messages,
+                    max_bytes: cfg.transaction_max_bytes,
+                    max_bytes_per_connection: cfg.transaction_max_bytes_per_connection,
+                };
+                let offer = session.transactions.lock().offer(msg, caps);
+                match offer {
+                    Offer::Free(m) => self.process_message(member, m),
+                    Offer::Queued | Offer::Dropped => {}
+                    Offer::TooLarge(cap) => {
+                        let conn = member.conn();
+                        let (limit, detail) = match cap {
+                            ByteCap::Transaction => (
+                                Limit::TransactionBytes,
+                                "sgc.transaction_max_bytes passed: transactions discarded, closing",
+                            ),
+                            ByteCap::Connection => (
+                                Limit::TransactionBytesPerConnection,
+                                "sgc.transaction_max_bytes_per_connection passed: transactions \
+                                 discarded, closing",
+                            ),
+                        };
+                        conn.limit_refused(limit, detail);
+                        conn.close(1008, frame::TRANSACTION_TOO_LARGE);
+                    }
                 }
             }
         }
@@ -137,11 +169,6 @@ impl SgcProtocol {
                 Some(id) => self.acknowledged(member, id),
                 None => tracing::debug!(conn = conn.id(), "acknowledgment without id"),
             },
-            // `[limits]`: past the publish rate the connection is closed (1008) by the transport;
-            // a publish naming a channel that is too long is ignored, like a denied one.
-            Method::Publish | Method::Broadcast
-                if !conn.publish_allowed()
-                    || !msg.channel.split(',').all(|c| conn.channel_allowed(c)) => {}
             Method::Publish => self.client_publish(member, msg),
             Method::Broadcast => {
                 let rules = self.hook(|h| &h.rules);
@@ -304,8 +331,26 @@ impl SgcProtocol {
             }
         }
         let _ = conn.send_text(frame::subscribed(ch, qos, id));
-        let replay = self.inner.retained.read().replay(ch);
-        for f in replay {
+        self.replay_retained(conn, ch);
+    }
+
+    /// Sends `channel`'s retained messages to a new subscriber: the newest that fit in half its
+    /// outbox, less what is already queued to it, so a channel that retains more than a
+    /// subscriber's outbox holds never closes it as a slow consumer.
+    pub(crate) fn replay_retained(&self, conn: &Connection, channel: &str) {
+        let budget = (conn.max_outbox_bytes() / 2).saturating_sub(conn.queued_bytes());
+        let replay = self.inner.retained.read().replay_within(channel, budget);
+        if replay.skipped > 0 {
+            crate::metrics::limit_refused(Limit::RetainedReplay);
+            tracing::debug!(
+                conn = conn.id(),
+                channel,
+                skipped = replay.skipped,
+                sent = replay.frames.len(),
+                "retained replay cut to the newest messages that fit half the outbox"
+            );
+        }
+        for f in replay.frames {
             let _ = conn.send_text(f);
         }
     }
@@ -383,7 +428,17 @@ impl SgcProtocol {
             tracing::debug!(conn = conn.id(), method, "RPC without an application hook");
             return;
         };
-        if !member.data().rpcs.lock().insert(&id, cfg.rpc_max_pending) {
+        let admitted =
+            member
+                .data()
+                .rpcs
+                .lock()
+                .insert(&id, cfg.rpc_max_pending, cfg.rpc_max_pending_bytes);
+        if !admitted {
+            member.conn().limit_refused(
+                Limit::RpcPending,
+                "sgc.rpc_max_pending or rpc_max_pending_bytes reached",
+            );
             let f = frame::rpc_error(
                 -32000,
                 "Too many pending requests.",
@@ -409,6 +464,12 @@ impl SgcProtocol {
         }
         self.hook(|h| &h.rpc_auth).is_some_and(|h| h(conn, method))
     }
+}
+
+/// Whether a publish or broadcast passes the connection's `[limits]` (publish rate, channel
+/// name length); a refusal is counted by the transport.
+fn publish_admitted(conn: &Connection, msg: &Inbound) -> bool {
+    conn.publish_allowed() && msg.channel.split(',').all(|c| conn.channel_allowed(c))
 }
 
 /// What the channel rules say (true without rules); a refusal is logged at debug.

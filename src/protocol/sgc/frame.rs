@@ -18,6 +18,10 @@ pub const METHOD_NOT_FOUND_CODE: i64 = -32601;
 /// S11: the raw reply to `sgc@protocol`.
 pub const PROTOCOL_REPLY: &str = "esegece.com";
 
+/// Close reason (code 1008) when a message would take a connection's open transactions past
+/// `sgc.transaction_max_bytes` or `sgc.transaction_max_bytes_per_connection`.
+pub const TRANSACTION_TOO_LARGE: &str = "transaction too large";
+
 /// A payload written as a JSON value: raw JSON for objects and arrays, an escaped string otherwise.
 pub fn message_json(payload: &Payload) -> Bytes {
     let mut out = Vec::with_capacity(payload.len_hint());

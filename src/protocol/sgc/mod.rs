@@ -111,8 +111,12 @@ pub(crate) struct Session {
 impl SgcProtocol {
     /// A protocol with these options.
     pub fn new(config: SgcConfig) -> Self {
-        let retained =
-            retained::RetainedQueues::new(config.queue_level2_cap, config.max_retained_channels);
+        let retained = retained::RetainedQueues::new(retained::RetainedCaps {
+            level2_cap: config.queue_level2_cap,
+            max_channels: config.max_retained_channels,
+            max_bytes_per_channel: config.retained_max_bytes_per_channel,
+            max_bytes: config.retained_max_bytes,
+        });
         Self {
             inner: Arc::new(Inner {
                 qos_name: config.qos_name(),
@@ -156,12 +160,20 @@ impl SgcProtocol {
     /// acknowledgment can never be overtaken: once it is processed, no resend of that frame follows.
     pub(crate) fn send_tracked(&self, member: &Member<Session>, id: &str, frame: Bytes) {
         if self.inner.config.qos_level > 0 {
-            member.data().unacked.lock().track(
+            let cfg = &self.inner.config;
+            let forgot = member.data().unacked.lock().track(
                 id,
                 frame.clone(),
                 Instant::now(),
-                self.inner.config.qos_max_pending,
+                cfg.qos_max_pending,
+                cfg.qos_max_pending_bytes,
             );
+            if forgot {
+                member.conn().limit_refused(
+                    crate::metrics::Limit::QosPendingBytes,
+                    "sgc.qos_max_pending_bytes passed: oldest unacknowledged frame forgotten",
+                );
+            }
             self.ensure_sweeper();
         }
         let _ = member.conn().send_text(frame);
@@ -211,10 +223,7 @@ impl Protocol for SgcProtocol {
     fn on_connect(&self, conn: &Connection) {
         let member = self.inner.hub.join(conn, Session::default());
         self.send_session(&member);
-        let replay = self.inner.retained.read().replay("");
-        for frame in replay {
-            let _ = conn.send_text(frame);
-        }
+        self.replay_retained(conn, "");
         if let Some(h) = self.hook(|h| &h.connect) {
             h(conn);
         }

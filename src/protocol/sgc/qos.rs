@@ -15,34 +15,66 @@ pub struct Unacked {
     /// id → (frame, first sent, order of arrival).
     frames: HashMap<String, (Bytes, Instant, u64)>,
     next_seq: u64,
+    /// Bytes held: each tracked frame and its id.
+    bytes: usize,
 }
 
 impl Unacked {
-    /// Tracks `frame` sent now under `id`, replacing an earlier frame with the same id. When `cap`
-    /// frames are already tracked the oldest is forgotten.
-    pub fn track(&mut self, id: &str, frame: Bytes, now: Instant, cap: usize) {
-        if !self.frames.contains_key(id)
-            && self.frames.len() >= cap.max(1)
-            && let Some(oldest) = self
+    /// Tracks `frame` sent now under `id`, replacing an earlier frame with the same id. While
+    /// `cap` frames or `max_bytes` bytes (frames and ids) are already tracked, the oldest is
+    /// forgotten; returns whether any was forgotten for the bytes.
+    pub fn track(
+        &mut self,
+        id: &str,
+        frame: Bytes,
+        now: Instant,
+        cap: usize,
+        max_bytes: usize,
+    ) -> bool {
+        if let Some((old, _, _)) = self.frames.remove(id) {
+            self.bytes -= old.len() + id.len();
+        }
+        let size = frame.len() + id.len();
+        let mut by_bytes = false;
+        while !self.frames.is_empty()
+            && (self.frames.len() >= cap.max(1) || self.bytes + size > max_bytes)
+        {
+            by_bytes |= self.frames.len() < cap.max(1);
+            let Some(oldest) = self
                 .frames
                 .iter()
                 .min_by_key(|(_, (_, _, seq))| *seq)
                 .map(|(k, _)| k.clone())
-        {
+            else {
+                break;
+            };
             tracing::debug!(
                 id = oldest,
                 "too many unacknowledged frames: oldest forgotten"
             );
-            self.frames.remove(&oldest);
+            self.ack(&oldest);
         }
         self.next_seq += 1;
+        self.bytes += size;
         self.frames
             .insert(id.to_owned(), (frame, now, self.next_seq));
+        by_bytes
     }
 
     /// The client acknowledged `id`. Returns whether it was tracked.
     pub fn ack(&mut self, id: &str) -> bool {
-        self.frames.remove(id).is_some()
+        match self.frames.remove(id) {
+            Some((f, _, _)) => {
+                self.bytes -= f.len() + id.len();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Bytes held by the tracked frames and their ids.
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 
     /// The frames to resend at `now`: those first sent at least `timeout` ago, in the order they
@@ -134,12 +166,13 @@ mod tests {
     fn unacked_resends_due_frames_in_order_until_acked() {
         let t0 = Instant::now();
         let mut u = Unacked::default();
-        u.track("b", Bytes::from_static(b"B"), t0, 10);
+        u.track("b", Bytes::from_static(b"B"), t0, 10, usize::MAX);
         u.track(
             "a",
             Bytes::from_static(b"A"),
             t0 + Duration::from_millis(5),
             10,
+            usize::MAX,
         );
         assert!(u.due(t0, Duration::from_millis(10)).is_empty());
         let later = t0 + Duration::from_millis(20);
@@ -156,13 +189,28 @@ mod tests {
         let t0 = Instant::now();
         let mut u = Unacked::default();
         for id in ["1", "2", "3"] {
-            u.track(id, Bytes::from(id.to_owned()), t0, 2);
+            u.track(id, Bytes::from(id.to_owned()), t0, 2, usize::MAX);
         }
         assert_eq!(u.len(), 2);
         assert_eq!(u.due(t0, Duration::ZERO), vec!["2", "3"]);
         // Re-tracking an id already there does not evict.
-        u.track("3", Bytes::from_static(b"3'"), t0, 2);
+        u.track("3", Bytes::from_static(b"3'"), t0, 2, usize::MAX);
         assert_eq!(u.len(), 2);
+    }
+
+    #[test]
+    fn unacked_byte_cap_forgets_the_oldest() {
+        let t0 = Instant::now();
+        let mut u = Unacked::default();
+        // Each entry is 10 bytes of frame and 1 of id: two fit in 25.
+        for id in ["1", "2", "3"] {
+            let evicted = u.track(id, Bytes::from(id.repeat(10)), t0, 100, 25);
+            assert_eq!(evicted, id == "3");
+        }
+        assert_eq!(u.due(t0, Duration::ZERO).len(), 2);
+        assert_eq!(u.bytes(), 22);
+        assert!(u.ack("2") && u.ack("3"));
+        assert_eq!(u.bytes(), 0);
     }
 
     #[test]

@@ -81,25 +81,33 @@ pub struct Notification {
 #[derive(Debug, Default)]
 pub struct PendingRpcs {
     ids: HashSet<String>,
+    /// Bytes of the ids kept.
+    bytes: usize,
 }
 
 impl PendingRpcs {
-    /// Remembers `id`; false when `cap` requests already wait (a duplicate id is accepted and
-    /// stays one entry: the first answer answers it).
-    pub fn insert(&mut self, id: &str, cap: usize) -> bool {
+    /// Remembers `id`; false when `cap` requests already wait or their ids would pass
+    /// `max_bytes` together (a duplicate id is accepted and stays one entry: the first answer
+    /// answers it).
+    pub fn insert(&mut self, id: &str, cap: usize, max_bytes: usize) -> bool {
         if self.ids.contains(id) {
             return true;
         }
-        if self.ids.len() >= cap {
+        if self.ids.len() >= cap || self.bytes + id.len() > max_bytes {
             return false;
         }
+        self.bytes += id.len();
         self.ids.insert(id.to_owned());
         true
     }
 
     /// Forgets `id` as it is answered; false when it was not waiting.
     pub fn take(&mut self, id: &str) -> bool {
-        self.ids.remove(id)
+        let taken = self.ids.remove(id);
+        if taken {
+            self.bytes -= id.len();
+        }
+        taken
     }
 
     /// How many requests wait.
@@ -146,12 +154,17 @@ mod tests {
     #[test]
     fn pending_ids() {
         let mut p = PendingRpcs::default();
-        assert!(p.insert("1", 2));
-        assert!(p.insert("1", 2));
-        assert!(p.insert("2", 2));
-        assert!(!p.insert("3", 2));
+        assert!(p.insert("1", 2, 100));
+        assert!(p.insert("1", 2, 100));
+        assert!(p.insert("2", 2, 100));
+        assert!(!p.insert("3", 2, 100));
         assert!(p.take("1"));
         assert!(!p.take("1"));
         assert_eq!(p.len(), 1);
+        // Bytes of ids: "2" and "abc" fit in 4, one more byte does not.
+        assert!(p.insert("abc", 10, 4));
+        assert!(!p.insert("d", 10, 4));
+        assert!(p.take("abc"));
+        assert!(p.insert("d", 10, 4));
     }
 }

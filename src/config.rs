@@ -27,7 +27,7 @@ pub struct Config {
     pub node: NodeConfig,
     /// The WebSocket listener and per-connection limits.
     pub server: ServerConfig,
-    /// Authentication of WebSocket upgrades (spec §1.6).
+    /// Authentication of WebSocket upgrades (docs/wire.md §1.6).
     pub auth: AuthConfig,
     /// Admission limits: connections per node and per address, rates, sizes (all off by default).
     pub limits: LimitsConfig,

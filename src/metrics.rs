@@ -153,7 +153,7 @@ pub enum Refusal {
     Version,
     /// None of the offered subprotocols is served (400).
     Subprotocol,
-    /// Authentication failed (404, spec §1.6).
+    /// Authentication failed (404, docs/wire.md §1.6).
     Auth,
     /// The server is shutting down (503).
     ShuttingDown,

@@ -1,4 +1,4 @@
-//! Authentication of WebSocket upgrades (spec §1.6) over real sockets, with sgc clients: URL,
+//! Authentication of WebSocket upgrades (docs/wire.md §1.6) over real sockets, with sgc clients: URL,
 //! single-use session tokens, Basic, the user list and the application hook, refusal with HTTP 404,
 //! and `allow_non_auth`.
 

@@ -145,7 +145,7 @@ async fn prints_its_real_address_and_serves_sgc() {
 }
 
 /// LEAD: fails until the sgc protocol (another helper's branch) sends S1 on connect; verify after
-/// merge. Expected frame: spec §2 S1,
+/// merge. Expected frame: docs/wire.md §2 S1,
 /// `{"jsonrpc":"2.0","result":{"method":"sgc@session","message":"<GUID>"},"qos":"qosLevel0","id":"<GUID>"}`.
 #[tokio::test]
 async fn first_sgc_frame_is_the_session() {

@@ -1,4 +1,4 @@
-//! Resource exhaustion (issue 7): a slowloris, a frame header promising gigabytes, a subscriber
+//! Resource exhaustion: a slowloris, a frame header promising gigabytes, a subscriber
 //! that never reads on a busy channel, and a mesh peer that floods its link. Each attacker is cut
 //! off within a bounded time and memory, and the node's other clients keep their latency: a
 //! publish → deliver round trip is measured before and during each attack (numbers printed with

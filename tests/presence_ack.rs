@@ -1,4 +1,4 @@
-//! Acknowledgments (spec §3.5): every client frame with an id is acknowledged before it is
+//! Acknowledgments (docs/wire.md §3.5): every client frame with an id is acknowledged before it is
 //! processed; the optional server-side mode adds ids to outgoing frames and resends them until
 //! the client acknowledges them.
 

@@ -1,6 +1,6 @@
-//! Base64 (spec §1.4): `sgc@b64:` values are decoded everywhere on input (JS clients encode
+//! Base64 (docs/wire.md §1.4): `sgc@b64:` values are decoded everywhere on input (JS clients encode
 //! everything, `method` included); with `encode_base64` every outgoing string but `jsonrpc` is
-//! encoded, except the entries of member lists (spec §3.6, docs/presence.md).
+//! encoded, except the entries of member lists (docs/wire.md §3.6, docs/presence.md).
 
 mod presence_support;
 mod support;

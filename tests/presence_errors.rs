@@ -1,4 +1,4 @@
-//! Every Presence error code and text (spec §3.2), each sent as `error@member@channel` to the
+//! Every Presence error code and text (docs/wire.md §3.2), each sent as `error@member@channel` to the
 //! requester only; refusals of a connection acting as another's member; bad input.
 
 mod presence_support;

@@ -1,4 +1,4 @@
-//! Presence flows over real sockets (spec §3.4, §5.3): who receives which frame, byte for byte,
+//! Presence flows over real sockets (docs/wire.md §3.4, §5.3): who receives which frame, byte for byte,
 //! and who does not (proved with a barrier round trip that must come back next).
 
 mod presence_support;

@@ -1,4 +1,4 @@
-//! QoS (spec §2.6): server → client resends of id'd frames at QoS 1 until acknowledged, and the
+//! QoS (docs/wire.md §2.6): server → client resends of id'd frames at QoS 1 until acknowledged, and the
 //! QoS-2 PubRec/PubRel flow for client messages, over real sockets.
 
 mod support;

@@ -1,4 +1,4 @@
-//! Retained queues (spec §2.7), channel `""`, non-subscribers, include/exclude targets and the
+//! Retained queues (docs/wire.md §2.7), channel `""`, non-subscribers, include/exclude targets and the
 //! wildcard mask (§2.8), over real sockets.
 
 mod support;

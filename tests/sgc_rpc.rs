@@ -1,4 +1,4 @@
-//! RPC, notifications and RPC authorisation (spec §2.9, §5.2 item 12) over real sockets.
+//! RPC, notifications and RPC authorisation (docs/wire.md §2.9, §5.2 item 12) over real sockets.
 
 mod support;
 

@@ -1,4 +1,4 @@
-//! Transactions (spec §2.10) over real sockets: queued per (connection, channel), replayed in order
+//! Transactions (docs/wire.md §2.10) over real sockets: queued per (connection, channel), replayed in order
 //! on commit, dropped on rollback, no replies beyond acknowledgments.
 
 mod support;

@@ -1,4 +1,4 @@
-//! Presence clients (spec `client-protocols.md` §3.4, Delphi frames) and what each of them knows.
+//! Presence clients (`docs/wire.md` §3.4, Delphi frames) and what each of them knows.
 //!
 //! Every client joins as a member (id = its connection GUID, as Delphi does) and may join a
 //! channel. A reader task per client stamps the frames that matter (`member@new`,

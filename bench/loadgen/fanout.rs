@@ -11,7 +11,7 @@
 //!
 //! sgc: subscribers and publishers are separate connections (publishers are not subscribed).
 //! Presence: every client is a member in its channels; publishers are the first members on the
-//! publishers' node, and receive their own messages like everyone else (spec §3.4).
+//! publishers' node, and receive their own messages like everyone else (docs/wire.md §3.4).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

@@ -1,7 +1,7 @@
 //! `wscluster-loadgen`: the load generator of wscluster's benchmarks (see `bench/README.md`).
 //!
 //! It is a client of the node's *wire* protocols only (sgc `esegece.com`, Presence
-//! `presence.esegece.com`, spec `client-protocols.md`), never of its internals, so it measures any
+//! `presence.esegece.com`, `docs/wire.md`), never of its internals, so it measures any
 //! node or cluster that speaks them. It prints figures; it asserts nothing.
 //!
 //! Map, in the order a run uses it:

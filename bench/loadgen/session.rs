@@ -1,6 +1,6 @@
 //! Bringing a fresh connection to the state a scenario needs, as a real client would: wait for the
 //! session frame, then (sgc) subscribe to channels and wait for every S3, or (Presence) join as a
-//! member and join channels, waiting for the server's own echo of each step (spec §2.5, §3.4).
+//! member and join channels, waiting for the server's own echo of each step (docs/wire.md §2.5, §3.4).
 //! Frames about other clients that arrive meanwhile are read and ignored.
 
 use std::collections::HashSet;

@@ -1,5 +1,5 @@
 //! The frames the load generator sends and how it reads what comes back (spec
-//! `client-protocols.md` §2.3–2.4 for sgc, §3.4 for Presence, Appendix A).
+//! `docs/wire.md` §2.3–2.4 for sgc, §3.4 for Presence, Appendix A).
 //!
 //! Outgoing frames are the Delphi client's exact shapes (compact, `qosLevel0`, no `id`), so the
 //! server sees what real clients send and nothing asks for an acknowledgment. Incoming frames are
@@ -156,7 +156,7 @@ pub(crate) enum Incoming<'a> {
     },
     /// Presence `error@member@channel` / `error@publish@msg`.
     Error {
-        /// The error code (spec §3.2).
+        /// The error code (docs/wire.md §3.2).
         code: i64,
         /// The error text.
         text: Cow<'a, str>,
@@ -165,7 +165,7 @@ pub(crate) enum Incoming<'a> {
     Other(Cow<'a, str>),
 }
 
-/// The `sgc@b64:` prefix a server may put on Presence strings (spec §1.4); always decoded.
+/// The `sgc@b64:` prefix a server may put on Presence strings (docs/wire.md §1.4); always decoded.
 const B64_PREFIX: &str = "sgc@b64:";
 
 /// Classifies a text frame; never fails (an unreadable frame is `Other("")`).

@@ -2,8 +2,8 @@
 
 pub(crate) mod args;
 pub(crate) mod commands;
-pub(crate) mod json_log;
 pub(crate) mod gen_secret;
+pub(crate) mod json_log;
 pub(crate) mod logging;
 pub(crate) mod node;
 pub(crate) mod redact;

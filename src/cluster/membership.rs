@@ -2,7 +2,7 @@
 //! link closed, a bye, the passing of time) and get back the peer changes to act on. No sockets, no
 //! clocks of its own: `now` is passed in, so tests play crashes and restarts without sleeping.
 //!
-//! Rules (see `shared/design/cluster.md`, "Membership and failure"):
+//! Rules (see `docs/cluster.md`, "Guarantees and how they are kept"):
 //! - the first frame heard from a node (or from a new incarnation of it) makes it a live peer;
 //! - a new incarnation of a known node means the old process is gone: the old one is reported down
 //!   at once, before the new one is reported up;

@@ -14,7 +14,7 @@
 //! - With `role` (a mask too), the rule applies only to connections whose token lists a matching
 //!   role in its roles claim (`auth.jwt.roles_claim`, default `roles`: a string or an array of
 //!   strings); together with `identity`, both must match. Connections without such a claim
-//!   (anonymous ones, users of the spec's modes) never match a rule with a role.
+//!   (anonymous ones, users of the wire reference's modes) never match a rule with a role.
 //! - `subscribe` / `publish` are lists of channel masks (the same matching). An empty list allows
 //!   nothing. A publish or broadcast to everyone is the channel `""`, which only `*` matches.
 

@@ -1,4 +1,4 @@
-//! The tolerant JSON dialect of sgcWebSockets (spec §1.3, §1.4, §5.1).
+//! The tolerant JSON dialect of sgcWebSockets (docs/wire.md §1.3, §1.4, §5.1).
 //!
 //! Input: raw control characters inside strings are escaped and `#` comments dropped before the
 //! text reaches `serde_json`; objects are read as borrowed raw values so payloads can be forwarded
@@ -226,7 +226,7 @@ impl Payload {
         }
     }
 
-    /// The payload for a server-side `publish(text)` (spec §5.1 item 4): raw when `text` starts with
+    /// The payload for a server-side `publish(text)` (docs/wire.md §5.1 item 4): raw when `text` starts with
     /// `{` or `[` and parses as JSON, otherwise a string.
     pub fn from_text(text: impl Into<String>) -> Self {
         let text = text.into();

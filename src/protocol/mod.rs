@@ -59,7 +59,7 @@ impl std::fmt::Debug for ProtocolRegistry {
     }
 }
 
-/// The outcome of subprotocol negotiation (spec §1.1).
+/// The outcome of subprotocol negotiation (docs/wire.md §1.1).
 #[derive(Clone)]
 pub enum Negotiated {
     /// The first client-offered token that is registered.
@@ -98,7 +98,7 @@ impl ProtocolRegistry {
         self.protocols.iter().find(|p| p.name() == token)
     }
 
-    /// Picks a protocol for the offered tokens, walking them in the client's order (spec §1.1).
+    /// Picks a protocol for the offered tokens, walking them in the client's order (docs/wire.md §1.1).
     pub fn negotiate<'a>(&self, offered: impl IntoIterator<Item = &'a str>) -> Negotiated {
         let mut any = false;
         for token in offered {

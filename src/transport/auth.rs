@@ -1,12 +1,12 @@
-//! Authentication of WebSocket upgrades (spec §1.6): URL (`/sgc/auth/url/<user>/<password>`),
+//! Authentication of WebSocket upgrades (docs/wire.md §1.6): URL (`/sgc/auth/url/<user>/<password>`),
 //! single-use session tokens (`GET /sgc/req/auth/session/<user>/<password>`, then
 //! `/sgc/auth/session/<token>`), and HTTP Basic. Credentials are checked against the configured
 //! user list first, then the application's hook.
 //!
-//! Beyond the spec: bearer tokens (`[auth.jwt]` or the application's bearer hook, see
+//! Beyond the wire reference: bearer tokens (`[auth.jwt]` or the application's bearer hook, see
 //! [`super::bearer`]). A presented token decides alone: valid, the upgrade is the token's
 //! identity; invalid, the upgrade is refused (404, like every refusal of §1.6) even when
-//! non-authenticated connections are allowed. Without a token the spec's modes are tried.
+//! non-authenticated connections are allowed. Without a token the wire reference's modes are tried.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -257,7 +257,7 @@ impl Authenticator {
         }
     }
 
-    /// The user the spec's modes prove, if any.
+    /// The user the wire reference's modes prove, if any.
     fn credentials(&self, req: &Request, peer_addr: SocketAddr) -> Option<String> {
         let path = req.path_only();
         if self.config.url && path.starts_with("/sgc/auth/url/") {

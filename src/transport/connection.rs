@@ -20,7 +20,7 @@ pub const PUBLISH_RATE_EXCEEDED: &str = "publish rate exceeded";
 /// What the handshake learned about a connection; fixed for the connection's life.
 #[derive(Debug, Clone)]
 pub struct ConnectionInfo {
-    /// The connection GUID: 32 uppercase hex characters (spec §1.2).
+    /// The connection GUID: 32 uppercase hex characters (docs/wire.md §1.2).
     pub id: Arc<str>,
     /// The negotiated subprotocol token, or `None` when the client offered none.
     pub protocol: Option<&'static str>,
@@ -71,7 +71,7 @@ impl Eq for Connection {}
 
 static NEXT_KEY: AtomicU64 = AtomicU64::new(1);
 
-/// A new connection GUID: a random UUID v4 as 32 uppercase hex characters, no dashes (spec §5.1).
+/// A new connection GUID: a random UUID v4 as 32 uppercase hex characters, no dashes (docs/wire.md §5.1).
 pub fn new_guid() -> String {
     let mut s = uuid::Uuid::new_v4().simple().to_string();
     s.make_ascii_uppercase();

@@ -352,7 +352,7 @@ fn close_message(reason: &CloseReason) -> Message {
     Message::close(Some(code), &reason.reason)
 }
 
-/// The ping payload: the current time as `yyyymmddhhnnsszzz` (spec §1.8), UTC.
+/// The ping payload: the current time as `yyyymmddhhnnsszzz` (docs/wire.md §1.8), UTC.
 fn ping_stamp() -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -37,7 +37,7 @@ pub struct LimitsConfig {
     /// Publishes one connection may make at once above its rate; 0 = the rate.
     pub publish_burst: u32,
     /// Longest channel name a client may subscribe or publish to, in bytes (each name of an sgc
-    /// comma list). Longer: an sgc subscribe or publish is ignored (the spec sends nothing on a
+    /// comma list). Longer: an sgc subscribe or publish is ignored (the wire reference sends nothing on a
     /// refused subscription), a Presence join gets error 10. 0 = off. Default 256.
     pub max_channel_name_length: usize,
 }

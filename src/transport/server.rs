@@ -103,7 +103,7 @@ impl Server {
         self
     }
 
-    /// Sets the authentication options (spec §1.6).
+    /// Sets the authentication options (docs/wire.md §1.6).
     pub fn auth(mut self, auth: AuthConfig) -> Self {
         self.auth = auth;
         self

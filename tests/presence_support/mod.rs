@@ -141,7 +141,7 @@ pub struct PClient {
 }
 
 impl PClient {
-    /// Connects and reads the session frame, which must be exactly the spec's.
+    /// Connects and reads the session frame, which must be exactly the wire reference's.
     pub async fn connect(addr: SocketAddr) -> Self {
         Self::connect_at(addr, "/").await
     }

@@ -1,5 +1,5 @@
 //! sgc (`esegece.com`) test helpers: start a node with an [`SgcProtocol`], the exact frames the
-//! Delphi and JS clients send (spec §2.4), the exact frames the server must send (§2.3), and a
+//! Delphi and JS clients send (docs/wire.md §2.4), the exact frames the server must send (§2.3), and a
 //! round-trip barrier that proves what did *not* arrive.
 
 use std::sync::Arc;

@@ -532,7 +532,6 @@ fn room_for_address(shared: &Shared, st: &mut super::State) -> bool {
     false
 }
 
-
 /// `0.0.0.0:port` or `[::]:port`.
 fn unspecified(addr: &str) -> bool {
     addr.parse::<std::net::SocketAddr>()

@@ -5,7 +5,7 @@ use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 
-/// A Presence member: `{id, name, info}` (spec §3.1). Ids are opaque strings (spec §1.2).
+/// A Presence member: `{id, name, info}` (docs/wire.md §3.1). Ids are opaque strings (docs/wire.md §1.2).
 ///
 /// Cheap to clone (shared strings). It memoises one encoded form of itself (see
 /// [`Member::entry_with`]) so large member lists are served by copying bytes, not re-encoding.

@@ -4,7 +4,7 @@
 //! keys of local members, so the protocol can build a frame once and queue it to exactly those
 //! connections. Every member has an [`Origin`]: a local connection, or a node of the cluster (a
 //! replica). Queries answer with the union of both. A channel exists while it has members: it is
-//! created by the first join and freed by the last leave (spec §5.3 item 25).
+//! created by the first join and freed by the last leave (docs/wire.md §5.3 item 25).
 //!
 //! Costs: join, leave, member lookups, add and remove are O(1) or O(log n) (hash maps, plus ordered
 //! maps that keep join order for member lists). Removing a member costs O(its channels); listing a
@@ -152,7 +152,7 @@ impl Roster {
     }
 
     /// Adds `member` living at `origin`. Returns the local connections that must hear
-    /// `member@new`: every local member, the new one included (spec §3.4).
+    /// `member@new`: every local member, the new one included (docs/wire.md §3.4).
     pub fn add_member(
         &mut self,
         member: Arc<Member>,

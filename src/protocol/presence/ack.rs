@@ -1,4 +1,4 @@
-//! The optional server-side acknowledgment mode (spec §3.5): every outgoing frame gets a fresh
+//! The optional server-side acknowledgment mode (docs/wire.md §3.5): every outgoing frame gets a fresh
 //! `"id":"<GUID>"`, is remembered until the client acknowledges it, and is resent by a sweeper
 //! every `interval` once it is older than `timeout`.
 //!

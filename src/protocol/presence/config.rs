@@ -8,11 +8,11 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PresenceConfig {
-    /// Encode every outgoing string value except `jsonrpc` as `sgc@b64:…` (spec §1.4), the
+    /// Encode every outgoing string value except `jsonrpc` as `sgc@b64:…` (docs/wire.md §1.4), the
     /// `method` included. Entries of `members` lists stay plain (see `docs/presence.md`): clients
     /// read them without decoding. Incoming `sgc@b64:` values are always decoded.
     pub encode_base64: bool,
-    /// The optional server-side acknowledgment mode (spec §3.5). Acks of client frames that carry
+    /// The optional server-side acknowledgment mode (docs/wire.md §3.5). Acks of client frames that carry
     /// an id are sent whatever this says.
     pub acknowledgment: AckConfig,
     /// The most channels one member may be in; a join past it is refused with error 10. 0 means

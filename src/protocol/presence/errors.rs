@@ -1,6 +1,6 @@
-//! The Presence error codes and texts (spec §3.2), in one place.
+//! The Presence error codes and texts (docs/wire.md §3.2), in one place.
 //!
-//! Every one of them reaches the client as `sgc@presence@error@member@channel` (spec §3.6, §5.3
+//! Every one of them reaches the client as `sgc@presence@error@member@channel` (docs/wire.md §3.6, §5.3
 //! item 23), publish errors included.
 
 /// A refusal the server reports to a client, with its wire code and text.

@@ -1,9 +1,9 @@
 //! Presence frames: the pure parse of inbound frames and the encoders of every outbound frame,
-//! with the key order of spec §3.3. No I/O, no state.
+//! with the key order of docs/wire.md §3.3. No I/O, no state.
 //!
-//! Output is compact, with standard escaping (spec §5.1 item 4). With `b64` set, every string
-//! value except `jsonrpc` is written as `sgc@b64:…` (spec §1.4) — `method` and ids included —
-//! except the entries of `members` lists, which clients read without decoding (spec §3.6), and
+//! Output is compact, with standard escaping (docs/wire.md §5.1 item 4). With `b64` set, every string
+//! value except `jsonrpc` is written as `sgc@b64:…` (docs/wire.md §1.4) — `method` and ids included —
+//! except the entries of `members` lists, which clients read without decoding (docs/wire.md §3.6), and
 //! empty strings, which stay `""`.
 
 use std::sync::Arc;
@@ -28,9 +28,9 @@ pub const CHANNEL_MEMBER_NEW: &str = "sgc@presence@channel@member@new";
 pub const CHANNEL_MEMBER_REMOVE: &str = "sgc@presence@channel@member@remove";
 /// `sgc@presence@publish@msg`.
 pub const PUBLISH_MSG: &str = "sgc@presence@publish@msg";
-/// `sgc@presence@error@member@channel`: every error goes out under this method (spec §5.3).
+/// `sgc@presence@error@member@channel`: every error goes out under this method (docs/wire.md §5.3).
 pub const ERROR_MEMBER_CHANNEL: &str = "sgc@presence@error@member@channel";
-/// `sgc@presence@error@publish@msg`: never sent by wscluster (spec §3.6).
+/// `sgc@presence@error@publish@msg`: never sent by wscluster (docs/wire.md §3.6).
 pub const ERROR_PUBLISH_MSG: &str = "sgc@presence@error@publish@msg";
 /// `sgc@presence@get@members`: client → server.
 pub const GET_MEMBERS: &str = "sgc@presence@get@members";

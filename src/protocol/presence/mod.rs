@@ -1,4 +1,4 @@
-//! The Presence protocol (`presence.esegece.com`, spec §3 and §5.3).
+//! The Presence protocol (`presence.esegece.com`, docs/wire.md §3 and §5.3).
 //!
 //! - [`frame`]: pure parse of inbound frames and encoders of every outbound frame.
 //! - [`errors`]: the error codes and texts.
@@ -8,7 +8,7 @@
 //!   the state lock is released.
 //! - `ack`: the optional server-side acknowledgment mode.
 //!
-//! Choices the spec leaves open are listed in `docs/presence.md`.
+//! Choices the wire reference leaves open are listed in `docs/presence.md`.
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -1,4 +1,4 @@
-//! The rules applied to client frames (spec §3.4, §5.3): each request is checked, then applied
+//! The rules applied to client frames (docs/wire.md §3.4, §5.3): each request is checked, then applied
 //! to the roster, then its frames are queued to exactly the receivers its scope names.
 //!
 //! Locks: checks take the state's read lock, application hooks run with no lock held, changes
@@ -77,7 +77,7 @@ pub(crate) fn handle(inner: &Inner, conn: &Connection, text: &str) {
 }
 
 /// The member `conn` acts as: the sent member id must be the one bound to this connection
-/// (spec §5.3 item 21). Refused with error 3 otherwise, the member written as sent.
+/// (docs/wire.md §5.3 item 21). Refused with error 3 otherwise, the member written as sent.
 fn actor(st: &State, conn: &Connection, sent: Option<&Member>) -> Checked<Arc<Member>> {
     let sent_id = sent.map_or("", |m| &*m.id);
     match st.roster.member_of_connection(conn.key()) {
@@ -377,7 +377,7 @@ fn publish(inner: &Inner, conn: &Connection, f: Inbound) -> Checked<()> {
         PresenceError::PublishDenied,
         &member,
     )?;
-    // With a channel the publisher comes from the roster; to everyone, as sent (spec §3.4).
+    // With a channel the publisher comes from the roster; to everyone, as sent (docs/wire.md §3.4).
     let written = if channel.is_empty() {
         f.member.clone().unwrap_or_else(|| owned(&member))
     } else {
@@ -440,7 +440,7 @@ fn get_members(inner: &Inner, conn: &Connection, f: Inbound) -> Checked<()> {
 
 fn invite(inner: &Inner, conn: &Connection, f: Inbound) -> Checked<()> {
     let channel: Arc<str> = Arc::from(f.channel.as_str());
-    // The inviter must be this connection's member, but is forwarded as sent (spec §3.4).
+    // The inviter must be this connection's member, but is forwarded as sent (docs/wire.md §3.4).
     let inviter = f.member.clone().unwrap_or_else(|| Member::with_id(""));
     let mut local = Vec::new();
     let mut remote = Vec::new();
@@ -492,7 +492,7 @@ fn invite(inner: &Inner, conn: &Connection, f: Inbound) -> Checked<()> {
 }
 
 /// `conn` is gone: its member (whatever its id) and memberships are removed with the frames of
-/// an explicit removal (spec §5.3 item 21): no ghost survives a disconnect.
+/// an explicit removal (docs/wire.md §5.3 item 21): no ghost survives a disconnect.
 pub(crate) fn disconnect(inner: &Inner, conn: &Connection) {
     let mut fx = Effects::new(inner);
     let removed = {

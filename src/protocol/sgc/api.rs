@@ -46,7 +46,7 @@ impl SgcProtocol {
     }
 
     /// Sends `message` to one local connection as the result-shaped S6 frame (`sgc@message` with
-    /// channel `""`), which both the JS and the Delphi clients surface (spec §5.2 item 11).
+    /// channel `""`), which both the JS and the Delphi clients surface (docs/wire.md §5.2 item 11).
     /// Returns false when the connection is not on this node or is closing.
     pub fn send(&self, conn_id: &str, message: &str) -> bool {
         let message = frame::message_json(&Payload::from_text(message));

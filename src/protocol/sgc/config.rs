@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 pub struct SgcConfig {
     /// The server's QoS level (0, 1 or 2; higher values count as 2). It is written as
     /// `"qos":"qosLevelN"` in session (S1), RPC result (S9) and RPC error (S10) frames; at 1 or more
-    /// the server also resends those id'd frames until the client acknowledges them (spec §2.6).
+    /// the server also resends those id'd frames until the client acknowledges them (docs/wire.md §2.6).
     pub qos_level: u8,
     /// Period of the QoS resend scan, in milliseconds (the reference server's `QoS.Interval`).
     pub qos_interval_ms: u64,
@@ -32,7 +32,7 @@ pub struct SgcConfig {
     pub qos2_max_pending_bytes: usize,
     /// Expand channel names of subscribe, unsubscribe and publish as Delphi `MatchesMask` patterns
     /// (`*`, `?`, `[set]`, case-insensitive) against the channels that exist on this node
-    /// (spec §2.8). Off by default, like the reference server's `UseMatchesMask`.
+    /// (docs/wire.md §2.8). Off by default, like the reference server's `UseMatchesMask`.
     pub use_matches_mask: bool,
     /// Most messages kept for one channel by `queueLevel2` publishes; the oldest is dropped first.
     pub queue_level2_cap: usize,
@@ -72,7 +72,7 @@ pub struct SgcConfig {
     /// [`SgcConfig::rpc_max_pending`].
     pub rpc_max_pending_bytes: usize,
     /// Check RPC calls against [`SgcConfig::rpc_auth_methods`] and the application's RPC
-    /// authentication hook (the reference server's `RPCAuthentication.Enabled`, spec §2.9).
+    /// authentication hook (the reference server's `RPCAuthentication.Enabled`, docs/wire.md §2.9).
     pub rpc_auth_enabled: bool,
     /// Methods anyone may call (`"method"`) or that one authenticated user may call
     /// (`"method=user"`). Compared case-insensitively, like a Delphi `TStringList`.

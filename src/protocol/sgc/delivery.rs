@@ -12,7 +12,7 @@ use super::{SgcProtocol, frame, mask};
 use crate::metrics::Origin::{Local, Remote};
 
 impl SgcProtocol {
-    /// The concrete channels of a requested channel (spec §2.8), per this node's options and
+    /// The concrete channels of a requested channel (docs/wire.md §2.8), per this node's options and
     /// existing channels.
     pub(crate) fn expand(&self, requested: &str) -> Vec<String> {
         let cfg = &self.inner.config;

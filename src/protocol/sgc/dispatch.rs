@@ -1,4 +1,4 @@
-//! The server algorithm of spec §2.5: what happens to one client frame.
+//! The server algorithm of docs/wire.md §2.5: what happens to one client frame.
 //!
 //! `handle_text` → QoS-2 path or `process` (ack S2 first, then transactions) → `process_message`
 //! (one arm per method). Everything runs on the connection's reader task; nothing here blocks, and
@@ -44,7 +44,7 @@ impl SgcProtocol {
         }
     }
 
-    /// The QoS-2 inbound path (spec §2.6): hold and PubRec; on PubRel ack then process; an ack
+    /// The QoS-2 inbound path (docs/wire.md §2.6): hold and PubRec; on PubRel ack then process; an ack
     /// settles an outbound frame.
     fn qos2(&self, member: &Member<Session>, msg: Inbound) {
         let id = msg.id.clone().unwrap_or_default();

@@ -1,4 +1,4 @@
-//! Encoders of every server → client sgc frame (spec §2.3, S1–S11), byte for byte in the reference
+//! Encoders of every server → client sgc frame (docs/wire.md §2.3, S1–S11), byte for byte in the reference
 //! server's key order: compact, `"jsonrpc":"2.0"` first, strings escaped the standard way.
 //!
 //! Message values arrive here already written as JSON (see [`message_json`]): a publish is turned

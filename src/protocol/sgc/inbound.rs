@@ -1,4 +1,4 @@
-//! An inbound sgc frame, parsed the way the reference server reads it (spec §2.2), tolerant of both
+//! An inbound sgc frame, parsed the way the reference server reads it (docs/wire.md §2.2), tolerant of both
 //! client dialects (§2.4) and of sgcJSON oddities (§1.3, §5.1): raw control characters, any JSON type
 //! for `message` and `params`, `qos` inside `params` or at top level, `sgc@b64:` strings.
 //!
@@ -65,7 +65,7 @@ impl Method {
     }
 }
 
-/// Retained-message level of a publish (spec §2.7).
+/// Retained-message level of a publish (docs/wire.md §2.7).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub enum QueueLevel {
     /// `queueLevel0`: not stored.
@@ -124,7 +124,7 @@ pub struct Inbound {
 }
 
 impl Inbound {
-    /// Whether this frame takes the QoS-2 inbound path (spec §2.5, §5.2 item 14).
+    /// Whether this frame takes the QoS-2 inbound path (docs/wire.md §2.5, §5.2 item 14).
     pub fn is_qos2(&self) -> bool {
         self.id.is_some() && self.qos.as_deref() == Some(QOS_LEVEL2)
     }
@@ -147,7 +147,7 @@ pub enum ParseError {
     NoMethod,
 }
 
-/// Parses one text frame (spec §2.2).
+/// Parses one text frame (docs/wire.md §2.2).
 pub fn parse(text: &str) -> Result<Inbound, ParseError> {
     let clean = sanitize(text);
     let top = RawObject::parse(&clean).ok_or(ParseError::NotAnObject)?;
@@ -199,7 +199,7 @@ pub fn parse(text: &str) -> Result<Inbound, ParseError> {
     Ok(m)
 }
 
-/// Reads the `params` keys the reference server reads for this method (spec §2.2 step 4).
+/// Reads the `params` keys the reference server reads for this method (docs/wire.md §2.2 step 4).
 fn read_params(m: &mut Inbound, method: &Method, p: &RawObject<'_>) {
     let channel = || p.text("channel").unwrap_or_default();
     let qos = || p.text("qos").filter(|s| !s.is_empty());

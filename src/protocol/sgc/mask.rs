@@ -1,4 +1,4 @@
-//! Channel expansion (spec §2.8): a requested channel becomes the concrete channels a subscribe,
+//! Channel expansion (docs/wire.md §2.8): a requested channel becomes the concrete channels a subscribe,
 //! unsubscribe or publish acts on.
 //!
 //! With `use_matches_mask` on, the whole request is a Delphi `MatchesMask` pattern (`*` any run,
@@ -141,7 +141,7 @@ fn fold(c: char) -> char {
     }
 }
 
-/// Expands a requested channel into concrete channels (spec §2.8), at most `limit` of them.
+/// Expands a requested channel into concrete channels (docs/wire.md §2.8), at most `limit` of them.
 ///
 /// - `""` is the channel `""` (everyone, for publish).
 /// - With `use_mask`, the existing channels matching the whole request as a mask, in the order

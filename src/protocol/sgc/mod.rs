@@ -1,10 +1,10 @@
-//! The sgc protocol (`esegece.com`, spec §2 and §5.2): JSON-RPC-shaped pub/sub with channels,
+//! The sgc protocol (`esegece.com`, docs/wire.md §2 and §5.2): JSON-RPC-shaped pub/sub with channels,
 //! retained queues, QoS acknowledgments, transactions and RPC to the application.
 //!
 //! ## Files, in the order a client frame passes through them
 //!
 //! - [`inbound`]: parse a client frame (both the Delphi and the JS dialect) into an [`Inbound`].
-//! - `dispatch`: the server algorithm of spec §2.5 (QoS-2 path, ack, transactions, methods).
+//! - `dispatch`: the server algorithm of docs/wire.md §2.5 (QoS-2 path, ack, transactions, methods).
 //! - [`mask`]: channel expansion (comma lists, optional `MatchesMask` patterns).
 //! - `delivery`: publish and broadcast: encode once, store retained, fan out through the
 //!   [`crate::hub`], emit the relay event.

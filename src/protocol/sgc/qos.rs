@@ -1,4 +1,4 @@
-//! Per-connection QoS state (spec §2.6): server frames waiting for the client's acknowledgment
+//! Per-connection QoS state (docs/wire.md §2.6): server frames waiting for the client's acknowledgment
 //! (QoS 1, resent by the protocol's sweeper), and client messages held between PubRec and PubRel
 //! (QoS 2). Pure state, with time passed in, so the rules are tested without clocks or sockets.
 

@@ -1,4 +1,4 @@
-//! Retained messages (spec §2.7): what `queueLevel1` and `queueLevel2` publishes leave behind for
+//! Retained messages (docs/wire.md §2.7): what `queueLevel1` and `queueLevel2` publishes leave behind for
 //! later subscribers. The store keeps the exact S5 frames, so a replay is a clone of shared bytes.
 //!
 //! What it keeps is capped in bytes, per channel and for the node: past either cap the oldest

@@ -1,4 +1,4 @@
-//! RPC and notifications (spec §2.9, §5.2 item 12): the request value the application answers
+//! RPC and notifications (docs/wire.md §2.9, §5.2 item 12): the request value the application answers
 //! (from any task, at any time), the per-connection table of requests awaiting an answer, and the
 //! authorisation rule of `rpc_auth_methods`.
 

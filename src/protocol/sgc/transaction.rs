@@ -1,4 +1,4 @@
-//! Per-connection transactions (spec §2.10): while a transaction is open on channel C, every later
+//! Per-connection transactions (docs/wire.md §2.10): while a transaction is open on channel C, every later
 //! message of that connection whose channel is C is queued; commit hands the queue back in order,
 //! rollback drops it. Pure state; the protocol decides what a message is.
 //!

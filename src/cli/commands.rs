@@ -62,15 +62,14 @@ pub(crate) fn run(command: &Command, args: &Args) -> ExitCode {
     }
 }
 
-/// `wscluster 0.1.0 (commit abc123)`; the commit is the `WSCLUSTER_COMMIT` variable at build time
-/// (`scripts/image.sh` sets it), else `unknown`.
+/// `wscluster 0.1.0 (commit abc123def456)`: the commit the build recorded (`WSCLUSTER_COMMIT` at
+/// build time, which `scripts/image.sh` sets, else the git commit, else `unknown`), the same as
+/// `wscluster_build_info{commit}`.
 pub(crate) fn version_line() -> String {
     format!(
         "wscluster {} (commit {})",
-        env!("CARGO_PKG_VERSION"),
-        option_env!("WSCLUSTER_COMMIT")
-            .filter(|c| !c.is_empty())
-            .unwrap_or("unknown")
+        wscluster::ops::BUILD_VERSION,
+        wscluster::ops::BUILD_COMMIT
     )
 }
 

@@ -14,13 +14,7 @@ impl TlsConfig {
         {
             return Vec::new();
         }
-        let mut out = Vec::new();
-        if let Err(e) = files::load_certs(&self.cert_file) {
-            out.push(format!("cert_file: {e}"));
-        }
-        if let Err(e) = files::load_key(&self.key_file) {
-            out.push(format!("key_file: {e}"));
-        }
+        let mut out = pair_problems(&self.cert_file, &self.key_file);
         if out.is_empty()
             && let Err(e) = CertReloader::new(self)
         {
@@ -42,13 +36,7 @@ impl MeshTlsConfig {
         {
             return Vec::new();
         }
-        let mut out = Vec::new();
-        if let Err(e) = files::load_certs(&self.cert_file) {
-            out.push(format!("cert_file: {e}"));
-        }
-        if let Err(e) = files::load_key(&self.key_file) {
-            out.push(format!("key_file: {e}"));
-        }
+        let mut out = pair_problems(&self.cert_file, &self.key_file);
         if let Err(e) = files::load_roots(&self.ca_file) {
             out.push(format!("ca_file: {e}"));
         }
@@ -59,4 +47,16 @@ impl MeshTlsConfig {
         }
         out
     }
+}
+
+/// The problems of a certificate file and its key file, each read on its own.
+fn pair_problems(cert_file: &str, key_file: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Err(e) = files::load_certs(cert_file) {
+        out.push(format!("cert_file: {e}"));
+    }
+    if let Err(e) = files::load_key(key_file) {
+        out.push(format!("key_file: {e}"));
+    }
+    out
 }

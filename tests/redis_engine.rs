@@ -1,7 +1,8 @@
 //! The Redis engine against a real `redis-server` (each test starts its own on an ephemeral
-//! port): nodes meet through Redis, survive Redis going away (a killed subscription, a restarted
-//! server), count exactly what Redis lost, resynchronise Presence rosters after a loss, route per channel when asked, refuse a wrong password clearly
-//! while serving local clients, and drop garbage published on their channels.
+//! port): nodes meet through Redis, survive Redis going away (a cut subscription, a restarted
+//! server), count exactly what Redis lost, resynchronise Presence rosters after a loss, route per
+//! channel when asked, refuse a wrong password clearly while serving local clients, and drop
+//! garbage published on their channels.
 //!
 //! The cross-node sgc and Presence scenarios, SIGKILL, SIGTERM and restarts run on Redis too: see
 //! the `redis_shared::` and `redis_channel::` tests of `cluster_process_*.rs`.

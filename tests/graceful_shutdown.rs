@@ -100,11 +100,30 @@ async fn new_connections_are_refused_while_draining_and_a_client_that_never_read
  {
     const DEADLINE: Duration = Duration::from_millis(2_000);
     let mut node = node(DEADLINE.as_millis() as u64).await;
+    // A connection accepted before the signal whose upgrade request comes only after it: refused
+    // with 503 and logged as `shutting_down`. It connects before the clients below, so once they
+    // are served the node has accepted it too.
+    let mut late = tokio::net::TcpStream::connect(node.ws)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let _stuck = subscriber(&node).await;
     queue_burst(&node).await;
     let signalled = Instant::now();
     node.signal("TERM");
     shutting_down(&node).await;
+    {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        late.write_all(support::upgrade_request("/", "esegece.com", "").as_bytes())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(DEADLINE, late.read_to_end(&mut answer)).await;
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(
+            answer.starts_with("HTTP/1.1 503"),
+            "an upgrade after SIGTERM got {answer:?}"
+        );
+    }
 
     // The listener closes first: a new client is refused while the stuck one still holds the
     // drain open (the node is still running after the refusal).
@@ -148,6 +167,8 @@ async fn new_connections_are_refused_while_draining_and_a_client_that_never_read
     assert_eq!(forced.len(), 1, "{}", node.stderr());
     assert_eq!(forced[0]["forced"], "1", "{}", node.stderr());
     let refusals = node.logged("WebSocket connection refused");
+    // Not vacuous: the late upgrade above was refused, so there is at least one refusal to check.
+    assert!(!refusals.is_empty(), "{}", node.stderr());
     assert!(
         refusals.iter().all(|r| r["reason"] == "shutting_down"),
         "{refusals:?}"

@@ -384,8 +384,18 @@ async fn frames_past_the_replay_window_are_a_counted_loss_and_a_resync_never_a_d
     b.stop().await;
 }
 
-/// A peer that completes the link handshake honestly and then never reads again.
-async fn stuck_peer(secret: &'static str) -> std::net::SocketAddr {
+/// A peer that completes the link handshake honestly and then never reads again, until told to
+/// (`drain`): then it reads what is left and reports whether its socket reached its end (closed
+/// or reset by the other side) within [`WAIT`].
+async fn stuck_peer(
+    secret: &'static str,
+) -> (
+    std::net::SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::sync::oneshot::Receiver<Result<u64, String>>,
+) {
+    let (drain, drain_rx) = tokio::sync::oneshot::channel::<()>();
+    let (ended_tx, ended) = tokio::sync::oneshot::channel();
     use wscluster::cluster::mesh::auth::{self, Role, Transcript};
     use wscluster::cluster::mesh::wire::{self, HandshakeMsg, WireFrame};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -431,17 +441,39 @@ async fn stuck_peer(secret: &'static str) -> std::net::SocketAddr {
         };
         let _ = wire::write_frames(&mut wr, [WireFrame::whole(welcome.encode())]).await;
         let _ = tokio::io::AsyncWriteExt::flush(&mut wr).await;
-        // Never read again; keep the socket open.
-        tokio::time::sleep(Duration::from_secs(30)).await;
-        drop((rd, wr));
+        // Never read again until told to; keep the socket open.
+        if tokio::time::timeout(Duration::from_secs(30), drain_rx)
+            .await
+            .is_err()
+        {
+            return;
+        }
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut read = 0u64;
+        let end = tokio::time::timeout(WAIT, async {
+            loop {
+                match tokio::io::AsyncReadExt::read(&mut rd, &mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => read += n as u64,
+                }
+            }
+        })
+        .await;
+        let _ = ended_tx.send(match end {
+            Ok(()) => Ok(read),
+            Err(_) => Err(format!(
+                "still open after reading {read} bytes for {WAIT:?}"
+            )),
+        });
+        drop(wr);
     });
-    addr
+    (addr, drain, ended)
 }
 
 #[tokio::test]
 async fn a_peer_that_stops_reading_gets_its_link_reset_without_slowing_the_sender() {
     support::init_logs();
-    let stuck = stuck_peer("s").await;
+    let (stuck, drain, ended) = stuck_peer("s").await;
     let rec = Arc::new(Recorder::default());
     let mut c = cfg(vec![stuck.to_string()], "s");
     c.link_queue_bytes = 256 * 1024;
@@ -473,6 +505,14 @@ async fn a_peer_that_stops_reading_gets_its_link_reset_without_slowing_the_sende
         .await,
         "the stuck link is reset"
     );
+    // The reset is real: the stuck peer's socket was closed (reading what is left reaches its end;
+    // a link still open would keep it waiting for more).
+    let _ = drain.send(());
+    let end = tokio::time::timeout(WAIT * 2, ended)
+        .await
+        .unwrap_or_else(|_| panic!("the stuck peer never reported"))
+        .unwrap_or_else(|e| panic!("the stuck peer is gone: {e}"));
+    assert!(end.is_ok(), "the stuck link was not closed: {end:?}");
     assert!(
         a.stats()
             .overflows

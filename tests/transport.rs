@@ -176,6 +176,7 @@ async fn silent_client_is_dropped_by_heartbeat() {
     // enough for a loaded machine, and the well-behaved client below spans several intervals).
     cfg.heartbeat_interval_ms = 50;
     cfg.heartbeat_timeout_ms = 400;
+    let timeout = Duration::from_millis(cfg.heartbeat_timeout_ms);
     let server = echo_server(cfg).await;
     // A raw TCP client that upgrades and then never reads nor answers pings.
     let mut s = tokio::net::TcpStream::connect(server.local_addr())
@@ -189,15 +190,26 @@ async fn silent_client_is_dropped_by_heartbeat() {
         eventually(DEFAULT_WAIT, || server.connection_count() == 0).await,
         "heartbeat must drop it"
     );
-    // A normal client answers pings (the client library does) and stays.
+    // A normal client answers pings (the client library does while it reads) and stays: watched
+    // for three heartbeat timeouts while it sends nothing, so only its pongs can keep it.
     let mut c = WsClient::connect(server.local_addr(), "/", &[])
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    for i in 0..5 {
-        c.send(&format!("m{i}")).await;
-        c.expect(&format!("m{i}")).await;
-        tokio::time::sleep(Duration::from_millis(60)).await;
-    }
+    c.send("m0").await;
+    c.expect("m0").await;
+    let watched = tokio::time::timeout(timeout * 3, c.next_frame()).await;
+    assert!(
+        watched.is_err(),
+        "the client answering pings got {watched:?} within {:?}",
+        timeout * 3
+    );
+    assert_eq!(
+        server.connection_count(),
+        1,
+        "the client answering pings was dropped"
+    );
+    c.send("m1").await;
+    c.expect("m1").await;
 }
 
 /// A protocol whose handler panics on "boom" and records disconnects.

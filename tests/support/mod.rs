@@ -26,6 +26,30 @@ impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> ClientIo fo
 /// How long a test waits for an expected frame before failing.
 pub const DEFAULT_WAIT: Duration = Duration::from_secs(5);
 
+/// The environment variable that scales latency bounds: [`time_factor`].
+pub const TIME_FACTOR_VAR: &str = "WSCLUSTER_TEST_TIME_FACTOR";
+
+/// How much slower than a quiet machine this run may be: `WSCLUSTER_TEST_TIME_FACTOR` (a number
+/// of at least 1; 1 when unset). Only latency bounds (how fast something happens) are multiplied
+/// by it, never what must happen: counts, orders and frames stay exact. A value that is not such a
+/// number fails the test that reads it.
+#[allow(dead_code)]
+pub fn time_factor() -> f64 {
+    match std::env::var(TIME_FACTOR_VAR) {
+        Err(_) => 1.0,
+        Ok(v) => match v.trim().parse::<f64>() {
+            Ok(f) if f.is_finite() && f >= 1.0 => f,
+            _ => panic!("{TIME_FACTOR_VAR}={v:?}: expected a number of at least 1"),
+        },
+    }
+}
+
+/// A latency bound `bound` scaled by [`time_factor`].
+#[allow(dead_code)]
+pub fn scaled(bound: Duration) -> Duration {
+    bound.mul_f64(time_factor())
+}
+
 /// Listener settings for tests: loopback, ephemeral port, defaults otherwise.
 pub fn test_server_config() -> ServerConfig {
     ServerConfig {

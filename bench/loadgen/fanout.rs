@@ -531,6 +531,10 @@ fn add_results(rep: &mut Report, t: &Tally, secs: f64, by_node: bool) {
             .summary()
             .add_to(rep, "latency_other_node", "other nodes");
     }
+    rep.section("load generator lateness (paced publish due → sent)");
+    t.lateness
+        .summary()
+        .add_to(rep, "publish_lateness", "lateness");
 }
 
 #[cfg(test)]

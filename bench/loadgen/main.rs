@@ -10,8 +10,8 @@
 //!   setup as a real client does it (session, subscribe / member + channel joins).
 //! - `wire`: the frames sent and the classification of frames received; `payload`: the timestamped
 //!   message body; `clock`: the one monotonic clock of the process.
-//! - scenarios: `fanout` (sgc and Presence fan-out, with `layout`, `publisher`, `flow` and
-//!   `tally`), `idle`,
+//! - scenarios: `fanout` (sgc and Presence fan-out, with `layout`, `publisher` paced by `pacing`,
+//!   `flow` and `tally`), `idle`,
 //!   `presence` (churn, members) over a `members` pool.
 //! - figures: `latency` (HdrHistogram), `procfs` (node CPU and RSS), `report` (table and JSON).
 
@@ -24,6 +24,7 @@ mod idle;
 mod latency;
 mod layout;
 mod members;
+mod pacing;
 mod payload;
 mod presence;
 mod procfs;

@@ -2,10 +2,13 @@
 //! publishes on schedule (paced, or as fast as the in-flight bound allows) until the window ends.
 //!
 //! Pacing: publish `k` of a publisher is due `k × M / R` seconds after the start (`M` publishers,
-//! total rate `R`). Due publishes are sent in batches of up to 64 frames, flushed together; timers
-//! wake at most every millisecond, so at high rates publishes leave in small bursts. A publisher
-//! that falls behind catches up as fast as it can (the achieved rate shows it). Each message's
-//! timestamp is taken just before it is queued, so latency includes the client's own send path.
+//! total rate `R`); see [`crate::pacing`] for how the publisher waits for it (a timer until shortly
+//! before, then yielding until due), so publishes leave one by one near their due time. Publishes
+//! already due (a publisher that fell behind) are sent in batches of up to 64 frames, flushed
+//! together, as fast as the in-flight bound allows (the achieved rate shows it). Each message's
+//! timestamp is taken just before it is queued (the real send time, not the due time), so latency
+//! includes the client's own send path but not the generator's lateness; that lateness (due →
+//! sent) is recorded per window publish and reported on its own.
 
 use std::sync::Arc;
 
@@ -15,6 +18,7 @@ use tokio_websockets::Message;
 
 use crate::clock::{self, now_ns};
 use crate::layout::Layout;
+use crate::pacing::{Pace, Wait};
 use crate::tally::Tally;
 use crate::wire::PublishTemplate;
 
@@ -100,29 +104,31 @@ impl Publisher {
         S: Sink<Message, Error = tokio_websockets::Error> + Unpin,
     {
         tokio::time::sleep_until(clock::instant_at(start)).await;
-        // Nanoseconds between two publishes of this publisher; 0 = no pacing.
-        let interval_ns = if self.rate > 0.0 {
-            self.publishers.max(1) as f64 * 1e9 / self.rate
-        } else {
-            0.0
-        };
+        let pace = Pace::new(start, self.publishers, self.rate);
         let mut k: u64 = 0;
         loop {
             let now = now_ns();
             if now >= end {
                 break;
             }
-            let mut batch = BATCH;
-            if interval_ns > 0.0 {
-                let due = ((now - start) as f64 / interval_ns) as u64 + 1;
-                if k >= due {
-                    let next = start + (k as f64 * interval_ns) as u64;
-                    tokio::time::sleep_until(clock::instant_at(next.min(end))).await;
-                    continue;
+            if let Some(pace) = &pace {
+                match pace.wait(k, now) {
+                    Wait::Send => {}
+                    Wait::Spin => {
+                        tokio::task::yield_now().await;
+                        continue;
+                    }
+                    Wait::Sleep(until) => {
+                        tokio::time::sleep_until(clock::instant_at(until.min(end))).await;
+                        continue;
+                    }
                 }
-                batch = batch.min(due - k);
             }
-            for _ in 0..batch {
+            for _ in 0..BATCH {
+                // Only what is due by `now` goes in this batch (at least publish `k`).
+                if pace.as_ref().is_some_and(|p| p.due(k) > now) {
+                    break;
+                }
                 let ch = self.layout.publish_channel(self.p, k, self.publishers);
                 if !tally.flow.has_room() && sink.flush().await.is_err() {
                     return;
@@ -137,8 +143,11 @@ impl Publisher {
                 if sink.feed(Message::text(frame)).await.is_err() {
                     return;
                 }
-                k += 1;
                 tally.published(ch, sent);
+                if let Some(pace) = &pace {
+                    tally.publish_lateness(sent, pace.lateness(k, sent));
+                }
+                k += 1;
             }
             if sink.flush().await.is_err() {
                 return;

@@ -13,6 +13,7 @@ fn columns(scenario: &str) -> &'static [(&'static str, &'static str)] {
         ("latency_p999_us", "p99.9us"),
         ("latency_max_us", "max_us"),
         ("latency_other_node_p99_us", "other-node-p99us"),
+        ("publish_lateness_p99_us", "lg-late-p99us"),
         ("server_cores", "node-cores"),
         ("server_core_s_per_million", "core-s/M-deliv"),
         ("loadgen_cores", "lg-cores"),

@@ -35,6 +35,8 @@ pub(crate) struct Tally {
     pub(crate) latency: [Arc<Latency>; 2],
     /// Publishes sent in the window.
     pub(crate) published: AtomicU64,
+    /// The generator's own lateness of paced window publishes: due time → sent.
+    pub(crate) lateness: Arc<Latency>,
     /// Deliveries the window's publishes should produce, by class.
     pub(crate) expected: [AtomicU64; 2],
     /// Receivers subscribed, per channel and class (fixed once setup ends).
@@ -67,6 +69,7 @@ impl Tally {
             foreign: AtomicU64::new(0),
             latency: [Latency::new(), Latency::new()],
             published: AtomicU64::new(0),
+            lateness: Latency::new(),
             expected: Default::default(),
             subscribed: (0..channels).map(|_| Default::default()).collect(),
             live: (0..channels).map(|_| AtomicU64::new(0)).collect(),
@@ -132,6 +135,14 @@ impl Tally {
                 let n = self.subscribed[channel][class].load(Ordering::Relaxed);
                 self.expected[class].fetch_add(n, Ordering::Relaxed);
             }
+        }
+    }
+
+    /// Accounts the lateness (`late_ns`, due → sent) of a paced publish sent at `sent` (clock ns);
+    /// only window publishes count.
+    pub(crate) fn publish_lateness(&self, sent: u64, late_ns: u64) {
+        if sent >= self.window_start.load(Ordering::Relaxed) {
+            self.lateness.record(late_ns);
         }
     }
 
@@ -215,6 +226,18 @@ mod tests {
         assert_eq!(t.received_outside.load(Ordering::Relaxed), 1);
         assert_eq!(t.latency[SAME].summary().count, 1);
         assert_eq!(t.latency[OTHER].summary().count, 1);
+    }
+
+    #[test]
+    fn only_window_publishes_count_in_the_generator_lateness() {
+        let t = Tally::new(1, 1, 100);
+        t.window_start.store(1_000, Ordering::Relaxed);
+        t.publish_lateness(999, 5_000_000);
+        t.publish_lateness(1_000, 2_000);
+        t.publish_lateness(2_000, 4_000);
+        let s = t.lateness.summary();
+        assert_eq!(s.count, 2);
+        assert!((s.max_us - 4.0).abs() < 0.01, "{s:?}");
     }
 
     #[test]

@@ -1,8 +1,7 @@
 //! The Redis engine against a real `redis-server` (each test starts its own on an ephemeral
 //! port): nodes meet through Redis, survive Redis going away (a cut subscription, a restarted
-//! server), route per
-//! channel when asked, refuse a wrong password clearly while serving local clients, and drop
-//! garbage published on their channels.
+//! server), route per channel when asked, refuse a wrong password clearly while serving local
+//! clients, and drop garbage published on their channels.
 //!
 //! Exact loss counting and the roster resync after a loss: `tests/redis_loss.rs`. The cross-node
 //! sgc and Presence scenarios, SIGKILL, SIGTERM and restarts run on Redis too: see

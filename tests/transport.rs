@@ -260,27 +260,6 @@ async fn a_panicking_handler_closes_its_connection_with_1011_and_still_disconnec
     good.expect("still fine").await;
 }
 
-/// A raw client socket past a plain upgrade (no subprotocol: the echo fallback), so frames can be
-/// written exactly as a test needs them: fragmented, oversized, unfinished.
-async fn raw_upgraded(addr: std::net::SocketAddr) -> tokio::net::TcpStream {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr)
-        .await
-        .unwrap_or_else(|e| panic!("connect: {e}"));
-    s.write_all(upgrade_request("/", "", "").as_bytes())
-        .await
-        .unwrap_or_else(|e| panic!("write: {e}"));
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        let n = s.read(&mut byte).await.unwrap_or(0);
-        assert_eq!(n, 1, "the upgrade is answered");
-        head.push(byte[0]);
-    }
-    assert!(head.starts_with(b"HTTP/1.1 101"), "{head:?}");
-    s
-}
-
 /// One masked client frame (mask 0: the payload goes as is).
 fn client_frame(opcode: u8, fin: bool, payload: &[u8]) -> Vec<u8> {
     let mut f = vec![if fin { 0x80 } else { 0 } | opcode];
@@ -397,7 +376,7 @@ async fn oversized_messages_close_with_1009_whole_or_fragmented() {
         ("one 2 MiB frame", 2 * MIB),
         ("2 MiB in 64 KiB fragments", 64 * 1024),
     ] {
-        let s = raw_upgraded(addr).await;
+        let s = support::raw_upgraded(addr, "").await;
         let frames = send_and_read_frames(s, text_message(2 * MIB, chunk), 0x8).await;
         assert_eq!(
             close_code(&frames),
@@ -414,7 +393,7 @@ async fn oversized_messages_close_with_1009_whole_or_fragmented() {
         );
     }
     // Under the cap, fragments still make one message.
-    let s = raw_upgraded(addr).await;
+    let s = support::raw_upgraded(addr, "").await;
     let got = send_and_read_frames(s, text_message(MIB / 2, 64 * 1024), 0x1).await;
     assert_eq!(
         got.first().map(|(op, p)| (*op, p.len())),

@@ -288,6 +288,26 @@ pub fn upgrade_request(path: &str, protocols: &str, extra_headers: &str) -> Stri
     )
 }
 
+/// A raw client socket past an upgrade offering `protocols` (empty: none, the echo fallback), so
+/// frames can be written exactly as a test needs them: fragmented, oversized, unfinished.
+pub async fn raw_upgraded(addr: SocketAddr, protocols: &str) -> TcpStream {
+    let mut s = TcpStream::connect(addr)
+        .await
+        .unwrap_or_else(|e| panic!("connect: {e}"));
+    s.write_all(upgrade_request("/", protocols, "").as_bytes())
+        .await
+        .unwrap_or_else(|e| panic!("write: {e}"));
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = s.read(&mut byte).await.unwrap_or(0);
+        assert_eq!(n, 1, "the upgrade is answered");
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"), "{head:?}");
+    s
+}
+
 /// Polls `cond` every few milliseconds until it holds or `wait` passes; returns whether it held.
 pub async fn eventually(wait: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = tokio::time::Instant::now() + wait;

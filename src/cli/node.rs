@@ -5,7 +5,7 @@ use std::io::Write as _;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use wscluster::cluster::{Cluster, EngineKind, PresenceAdapter, SgcAdapter};
+use wscluster::cluster::{Cluster, PresenceAdapter, SgcAdapter};
 use wscluster::ops::{self, Listener, Ops};
 use wscluster::protocol::access::ChannelRules;
 use wscluster::transport::HttpServer;
@@ -92,29 +92,8 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     if let Some(tls) = server.tls_local_addr() {
         println!("wscluster listening on wss://{tls}");
     }
-    if let (EngineKind::Mesh, Some(mesh)) = (config.cluster.engine, cluster.mesh()) {
-        let loopback_only = if config.cluster.mesh_settings().loopback_for_lack_of_secret() {
-            " (loopback only: no cluster secret; to link other machines set one, see \
-             `wscluster gen-secret` and --cluster-secret-file)"
-        } else {
-            ""
-        };
-        println!(
-            "wscluster cluster mesh on {} (cluster {}){loopback_only}",
-            mesh.local_addr(),
-            config.cluster.name
-        );
-    }
-    if config.cluster.engine == EngineKind::Redis {
-        println!(
-            "wscluster cluster redis at {} on channel {} ({} routing)",
-            config.cluster.redis.display_address(),
-            config.cluster.redis.channel,
-            match config.cluster.redis.routing {
-                wscluster::cluster::redis::RedisRouting::Shared => "shared",
-                wscluster::cluster::redis::RedisRouting::Channel => "per-channel",
-            }
-        );
+    if let Some(engine) = cluster.running_engine() {
+        println!("wscluster cluster {}", engine.describe());
     }
     if let Some(a) = &admin {
         println!("wscluster admin on http://{}", a.local_addr());

@@ -1,5 +1,5 @@
-//! The backplane a running cluster uses, and the [`Outlet`] adapters send through: it forwards
-//! to the running engine (or drops while stopped) and says how per-channel traffic is addressed.
+//! The [`Outlet`] adapters send through: it forwards to the running engine (or drops while
+//! stopped) and says how per-channel traffic is addressed.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -7,56 +7,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 
-use super::envelope::{Kind, Origin};
-use super::mesh::MeshEngine;
-use super::redis::RedisEngine;
+use super::engine::Engine;
+use super::envelope::Kind;
 use crate::relay::InterestReady;
-
-/// The backplane a running cluster uses.
-#[derive(Clone, Debug)]
-pub(crate) enum Backplane {
-    Mesh(MeshEngine),
-    Redis(RedisEngine),
-}
-
-impl Backplane {
-    pub(super) fn send_all(&self, kind: Kind, payload: Bytes) {
-        match self {
-            Backplane::Mesh(m) => m.send_all(kind, payload),
-            Backplane::Redis(r) => r.send_all(kind, payload),
-        }
-    }
-    pub(super) fn send_to(&self, node: &str, kind: Kind, payload: Bytes) {
-        match self {
-            Backplane::Mesh(m) => m.send_to(node, kind, payload),
-            Backplane::Redis(r) => r.send_to(node, kind, payload),
-        }
-    }
-    pub(super) fn live_peers(&self) -> Vec<Origin> {
-        match self {
-            Backplane::Mesh(m) => m.live_peers(),
-            Backplane::Redis(r) => r.live_peers(),
-        }
-    }
-    pub(super) fn ready(&self) -> bool {
-        match self {
-            Backplane::Mesh(m) => m.ready(),
-            Backplane::Redis(r) => r.ready(),
-        }
-    }
-    pub(super) fn connected_peer_count(&self) -> usize {
-        match self {
-            Backplane::Mesh(m) => m.connected_peer_count(),
-            Backplane::Redis(r) => r.connected_peer_count(),
-        }
-    }
-    pub(super) async fn stop(&self) {
-        match self {
-            Backplane::Mesh(m) => m.stop().await,
-            Backplane::Redis(r) => r.stop().await,
-        }
-    }
-}
 
 /// How the backplane wants a protocol's per-channel traffic addressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,14 +23,22 @@ pub enum ChannelRouting {
     Engine,
 }
 
-/// Where adapters send: the running backplane, or nothing while stopped.
-#[derive(Debug)]
+/// Where adapters send: the running engine, or nothing while stopped.
 pub struct Outlet {
-    pub(super) backplane: RwLock<Option<Backplane>>,
+    pub(super) engine: RwLock<Option<Arc<dyn Engine>>>,
     routing: ChannelRouting,
     /// The channels with local subscribers, when the engine routes by channel (kept across
     /// stops and starts: a started engine subscribes to all of them).
     pub(super) channels: Arc<Mutex<HashSet<Arc<str>>>>,
+}
+
+impl std::fmt::Debug for Outlet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outlet")
+            .field("engine", &self.engine.read().as_ref().map(|e| e.name()))
+            .field("routing", &self.routing)
+            .finish()
+    }
 }
 
 impl Default for Outlet {
@@ -90,7 +51,7 @@ impl Default for Outlet {
 impl Outlet {
     pub(super) fn new(routing: ChannelRouting) -> Self {
         Self {
-            backplane: RwLock::new(None),
+            engine: RwLock::new(None),
             routing,
             channels: Arc::default(),
         }
@@ -104,10 +65,8 @@ impl Outlet {
     /// Sends to the nodes that want channel `channel`'s traffic (all of them unless the engine
     /// routes by channel); dropped while the cluster is stopped.
     pub fn send_channel(&self, channel: &str, kind: Kind, payload: Bytes) {
-        match &*self.backplane.read() {
-            Some(Backplane::Redis(r)) => r.send_channel(channel, kind, payload),
-            Some(b) => b.send_all(kind, payload),
-            None => {}
+        if let Some(e) = &*self.engine.read() {
+            e.send_channel(channel, kind, payload);
         }
     }
 
@@ -118,9 +77,9 @@ impl Outlet {
             return ready();
         }
         self.channels.lock().insert(Arc::from(channel));
-        match &*self.backplane.read() {
-            Some(Backplane::Redis(r)) => r.subscribe_channel(channel, ready),
-            _ => ready(),
+        match &*self.engine.read() {
+            Some(e) => e.subscribe_channel(channel, ready),
+            None => ready(),
         }
     }
 
@@ -130,22 +89,22 @@ impl Outlet {
             return;
         }
         self.channels.lock().remove(channel);
-        if let Some(Backplane::Redis(r)) = &*self.backplane.read() {
-            r.unsubscribe_channel(channel);
+        if let Some(e) = &*self.engine.read() {
+            e.unsubscribe_channel(channel);
         }
     }
 
     /// Sends to every other node; dropped while the cluster is stopped.
     pub fn send_all(&self, kind: Kind, payload: Bytes) {
-        if let Some(b) = &*self.backplane.read() {
-            b.send_all(kind, payload);
+        if let Some(e) = &*self.engine.read() {
+            e.send_all(kind, payload);
         }
     }
 
     /// Sends to one node; dropped while the cluster is stopped.
     pub fn send_to(&self, node: &str, kind: Kind, payload: Bytes) {
-        if let Some(b) = &*self.backplane.read() {
-            b.send_to(node, kind, payload);
+        if let Some(e) = &*self.engine.read() {
+            e.send_to(node, kind, payload);
         }
     }
 }

@@ -178,6 +178,14 @@ impl ClusterConfig {
         }
     }
 
+    /// How the engine wants a protocol's per-channel traffic addressed.
+    pub fn channel_routing(&self) -> super::ChannelRouting {
+        match self.engine {
+            EngineKind::Redis => self.redis.channel_routing(),
+            EngineKind::None | EngineKind::Mesh => super::ChannelRouting::PerPeer,
+        }
+    }
+
     /// The Redis settings with the engine-independent options filled in.
     pub fn redis_settings(&self) -> RedisConfig {
         RedisConfig {

@@ -11,8 +11,10 @@
 
 mod adapter;
 mod backplane;
+pub mod broker;
 mod config;
 pub mod engine;
+mod engines;
 pub mod envelope;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -33,17 +35,16 @@ use parking_lot::{Mutex, RwLock};
 use tokio::sync::broadcast;
 
 pub use adapter::Adapter;
-pub(crate) use backplane::Backplane;
 pub use backplane::{ChannelRouting, Outlet};
 pub use config::{ClusterConfig, EngineKind};
-use engine::EngineHandler;
+use engine::{Engine, EngineHandler, EngineStart};
 use envelope::{Envelope, Kind, Origin};
 use membership::DownReason;
 use mesh::MeshEngine;
 pub use peers::{PeerState, PeerStatus};
 pub use presence_adapter::PresenceAdapter;
 pub use query::{QueryOutcome, QueryResponder};
-use redis::{RedisEngine, RedisRouting};
+use redis::RedisEngine;
 pub use sgc_adapter::SgcAdapter;
 
 use crate::error::Result;
@@ -80,7 +81,7 @@ struct Inner {
     config: ClusterConfig,
     node_id: Arc<str>,
     outlet: Arc<Outlet>,
-    running: Mutex<Option<Backplane>>,
+    running: Mutex<Option<Arc<dyn Engine>>>,
     adapters: RwLock<Vec<Arc<dyn Adapter>>>,
     events: broadcast::Sender<ClusterEvent>,
     /// Set by `shutdown`: a local stop does not purge remote members locally.
@@ -110,12 +111,7 @@ impl Cluster {
     /// A stopped cluster for node `node_id` with these options.
     pub fn new(node_id: impl Into<Arc<str>>, config: ClusterConfig) -> Self {
         let (events, _) = broadcast::channel(1024);
-        let channel_routing = |c: &ClusterConfig| match (c.engine, c.redis.routing) {
-            (EngineKind::Redis, RedisRouting::Channel) => ChannelRouting::Engine,
-            (EngineKind::Redis, RedisRouting::Shared) => ChannelRouting::Broadcast,
-            _ => ChannelRouting::PerPeer,
-        };
-        let outlet = Outlet::new(channel_routing(&config));
+        let outlet = Outlet::new(config.channel_routing());
         Self {
             inner: Arc::new(Inner {
                 config,
@@ -182,33 +178,21 @@ impl Cluster {
         let handler: Arc<dyn EngineHandler> = Arc::new(Handler {
             inner: Arc::downgrade(&self.inner),
         });
-        // Without a secret the mesh refuses any address but loopback, and says so when it
-        // narrows its default bind to loopback (`MeshEngine::start`).
-        let backplane = match self.inner.config.engine {
-            EngineKind::None => return Ok(()),
-            // The outlet is set before any link can form: a peer that links at once must find
-            // it, or its snapshot request (and ours) would be dropped for good.
-            EngineKind::Mesh => Backplane::Mesh(
-                MeshEngine::start_with(self.inner.config.mesh_settings(), origin, handler, |m| {
-                    *self.inner.outlet.backplane.write() = Some(Backplane::Mesh(m.clone()));
-                })
-                .await?,
-            ),
-            EngineKind::Redis => Backplane::Redis(
-                RedisEngine::start_with(
-                    self.inner.config.redis_settings(),
-                    origin,
-                    handler,
-                    self.inner.outlet.channels.clone(),
-                    |r| {
-                        *self.inner.outlet.backplane.write() = Some(Backplane::Redis(r.clone()));
-                    },
-                )
-                .await?,
-            ),
+        // The outlet is set before any link can form or any envelope can arrive: a peer that
+        // links at once must find it, or its snapshot request (and ours) would be dropped for
+        // good.
+        let outlet = self.inner.outlet.clone();
+        let start = EngineStart {
+            origin,
+            handler,
+            channels: self.inner.outlet.channels.clone(),
+            before_start: Box::new(move |engine| *outlet.engine.write() = Some(engine)),
         };
-        *self.inner.outlet.backplane.write() = Some(backplane.clone());
-        *self.inner.running.lock() = Some(backplane);
+        let Some(engine) = engines::start(&self.inner.config, start).await? else {
+            return Ok(());
+        };
+        *self.inner.outlet.engine.write() = Some(engine.clone());
+        *self.inner.running.lock() = Some(engine);
         self.inner
             .incarnation
             .store(incarnation, std::sync::atomic::Ordering::SeqCst);
@@ -240,7 +224,7 @@ impl Cluster {
             .incarnation
             .store(0, std::sync::atomic::Ordering::SeqCst);
         let running = self.inner.running.lock().take();
-        *self.inner.outlet.backplane.write() = None;
+        *self.inner.outlet.engine.write() = None;
         if let Some(b) = running {
             b.stop().await;
         }
@@ -254,7 +238,7 @@ impl Cluster {
             .running
             .lock()
             .as_ref()
-            .is_some_and(Backplane::ready)
+            .is_some_and(|e| e.ready())
     }
 
     /// Live authenticated mesh links, or live nodes seen through Redis.
@@ -263,23 +247,17 @@ impl Cluster {
             .running
             .lock()
             .as_ref()
-            .map_or(0, Backplane::connected_peer_count)
+            .map_or(0, |e| e.connected_peer_count())
     }
 
     /// The mesh engine, when running with it (its address and counters).
     pub fn mesh(&self) -> Option<MeshEngine> {
-        match &*self.inner.running.lock() {
-            Some(Backplane::Mesh(m)) => Some(m.clone()),
-            _ => None,
-        }
+        self.running_as::<MeshEngine>()
     }
 
     /// The Redis engine, when running with it (its counters and last error).
     pub fn redis(&self) -> Option<RedisEngine> {
-        match &*self.inner.running.lock() {
-            Some(Backplane::Redis(r)) => Some(r.clone()),
-            _ => None,
-        }
+        self.running_as::<RedisEngine>()
     }
 
     /// The live peers of the running backplane (none while stopped).
@@ -288,7 +266,7 @@ impl Cluster {
             .running
             .lock()
             .as_ref()
-            .map_or_else(Vec::new, Backplane::live_peers)
+            .map_or_else(Vec::new, |e| e.live_peers())
     }
 
     /// Subscribes to cluster events (peer connected/disconnected, messages).
@@ -304,23 +282,23 @@ impl Cluster {
     /// Every peer the running engine knows, with its state (empty when stopped).
     pub fn peers(&self) -> Vec<PeerStatus> {
         let running = self.inner.running.lock().clone();
-        match running {
-            Some(Backplane::Mesh(m)) => m.peer_statuses(),
-            // Through Redis a peer is either live (heard within the peer timeout) or forgotten.
-            Some(Backplane::Redis(r)) => r
-                .live_peers()
-                .into_iter()
-                .map(|o| PeerStatus {
-                    node_id: Some(o.node_id),
-                    address: None,
-                    incarnation: Some(o.incarnation),
-                    state: PeerState::Linked,
-                    unacked_frames: 0,
-                    unacked_bytes: 0,
-                })
-                .collect(),
-            None => Vec::new(),
-        }
+        running.map_or_else(Vec::new, |e| e.peer_statuses())
+    }
+
+    /// The running engine, when there is one.
+    pub fn running_engine(&self) -> Option<Arc<dyn Engine>> {
+        self.inner.running.lock().clone()
+    }
+
+    /// Why the running engine is not ready, when it knows (a broker's last error).
+    pub fn last_error(&self) -> Option<String> {
+        self.running_engine().and_then(|e| e.last_error())
+    }
+
+    /// The running engine as its own type `E`, when it is one.
+    fn running_as<E: Engine + Clone>(&self) -> Option<E> {
+        let running = self.inner.running.lock().clone()?;
+        running.as_any().downcast_ref::<E>().cloned()
     }
 
     /// Sets what this node answers to other nodes' [`Cluster::query`] questions (`None`: empty

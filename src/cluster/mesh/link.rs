@@ -16,7 +16,8 @@ use super::handshake::{
 use super::queue::LinkQueue;
 use super::replay::{Arrival, InboundSequence, ReplayWindow};
 use super::wire::{self, WireFrame};
-use super::{DialTarget, LinkSlot, Peer, Report, Shared};
+use super::{DialTarget, LinkSlot, Peer, Shared};
+use crate::cluster::engine::{Report, ResyncCause};
 use crate::cluster::envelope::{Envelope, Kind, Origin};
 use crate::log_text::{Printable, escape_control};
 use crate::metrics::{self, PeerCounters};
@@ -184,7 +185,7 @@ pub(crate) async fn run(
                 watch = true;
             } else {
                 let changes = st.membership.link_closed(&est.peer.node_id);
-                st.reports.extend(changes.into_iter().map(Report::Change));
+                shared.queue_changes(&st, changes);
             }
         }
     }
@@ -199,7 +200,7 @@ pub(crate) async fn run(
                 let unlinked = st.peers.get(&peer.node_id).is_none_or(|p| p.link.is_none());
                 if unlinked && st.membership.is_live(&peer) {
                     let changes = st.membership.link_closed(&peer.node_id);
-                    st.reports.extend(changes.into_iter().map(Report::Change));
+                    shared.queue_changes(&st, changes);
                 }
             }
             shared.drain_reports();
@@ -309,9 +310,11 @@ fn register(
         if changes.is_empty() {
             // Already live (a replaced link): the peer may have purged us meanwhile, so it asks
             // for our state, and we for its, as after any link.
-            st.reports.push_back(Report::Relinked(est.peer.clone()));
+            shared
+                .reports
+                .push_one(Report::Resync(est.peer.clone(), ResyncCause::Relinked));
         }
-        st.reports.extend(changes.into_iter().map(Report::Change));
+        shared.queue_changes(&st, changes);
         // Gossip the addresses we know, so a new node needs only one reachable peer. Addresses
         // found through DNS are left out: every node resolves the names itself, and an old pod's
         // address must not outlive its DNS record by spreading from node to node.
@@ -452,7 +455,7 @@ async fn read_loop(
                         p.window.ack(seq);
                     }
                     let changes = st.membership.heard(peer, now);
-                    st.reports.extend(changes.into_iter().map(Report::Change));
+                    shared.queue_changes(&st, changes);
                 }
                 shared.drain_reports();
             }
@@ -469,7 +472,7 @@ async fn read_loop(
                         .get_mut(&peer.node_id)
                         .map(|p| p.inbound.arrive(env.seq));
                     let changes = st.membership.bye(peer);
-                    st.reports.extend(changes.into_iter().map(Report::Change));
+                    shared.queue_changes(&st, changes);
                 }
                 shared.drain_reports();
                 return false;
@@ -483,7 +486,7 @@ async fn read_loop(
                     let arrival = p.inbound.arrive(env.seq);
                     let last = p.inbound.last();
                     let changes = st.membership.heard(peer, now);
-                    st.reports.extend(changes.into_iter().map(Report::Change));
+                    shared.queue_changes(&st, changes);
                     (arrival, last)
                 };
                 shared.drain_reports();

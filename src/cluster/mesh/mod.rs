@@ -25,10 +25,11 @@ mod own;
 mod peers;
 mod queue;
 mod reach;
+pub(crate) mod registration;
 pub mod replay;
 pub mod wire;
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -42,7 +43,7 @@ use tokio::sync::{Notify, watch};
 pub use config::{MIN_SECRET_LEN, MeshConfig};
 pub use peers::ConfiguredPeer;
 
-use super::engine::EngineHandler;
+use super::engine::{EngineHandler, Report, Reports};
 use super::envelope::{Envelope, Kind, Origin};
 use super::membership::{DownReason, Membership, PeerChange};
 use crate::error::{Error, Result};
@@ -102,8 +103,8 @@ pub(crate) struct Shared {
     pub(crate) link_changed: Notify,
     pub(crate) next_link_id: AtomicU64,
     pub(crate) stats: MeshStats,
-    /// Held by the one task telling the handler about queued peer changes.
-    pub(crate) report_lock: Mutex<()>,
+    /// Peer changes decided and not yet told to the handler.
+    pub(crate) reports: Reports,
     /// New addresses to dial; a spawner task starts one dial loop per address (a channel, so
     /// that links never spawn dial loops themselves, which would make the futures recursive).
     pub(crate) dial_tx: tokio::sync::mpsc::UnboundedSender<String>,
@@ -115,18 +116,8 @@ pub(crate) struct Shared {
     pub(crate) guard: guard::HandshakeGuard,
 }
 
-/// Something the handler must hear, queued in the order it was decided.
-pub(crate) enum Report {
-    /// A peer came up or went down.
-    Change(PeerChange),
-    /// A new link replaced the link to a peer that stayed live: exchange state again.
-    Relinked(Origin),
-}
-
 pub(crate) struct State {
     pub(crate) membership: Membership,
-    /// Peer changes decided and not yet told to the handler (see `Shared::drain_reports`).
-    pub(crate) reports: VecDeque<Report>,
     pub(crate) peers: HashMap<Arc<str>, Peer>,
     pub(crate) targets: HashMap<String, DialTarget>,
     pub(crate) stopped: bool,
@@ -226,10 +217,10 @@ impl MeshEngine {
             );
         }
         let first_dials: Vec<String> = targets.keys().cloned().collect();
+        let reports = Reports::new(handler.clone());
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 membership: Membership::new(me.node_id.clone(), cfg.peer_timeout()),
-                reports: VecDeque::new(),
                 peers: HashMap::new(),
                 targets,
                 stopped: false,
@@ -250,7 +241,7 @@ impl MeshEngine {
             link_changed: Notify::new(),
             next_link_id: AtomicU64::new(1),
             stats: MeshStats::default(),
-            report_lock: Mutex::new(()),
+            reports,
             dial_tx,
             tls,
             last_tls_refusal: Mutex::new(None),
@@ -383,7 +374,7 @@ impl MeshEngine {
         {
             let mut st = self.shared.state.lock();
             let changes = st.membership.clear(DownReason::LocalStop);
-            st.reports.extend(changes.into_iter().map(Report::Change));
+            self.shared.queue_changes(&st, changes);
         }
         self.shared.drain_reports();
         self.shared.link_changed.notify_waiters();
@@ -438,38 +429,21 @@ impl Shared {
         }
     }
 
-    /// Tells the handler what was queued in `State::reports`, in queue order, one drainer at a
-    /// time (never with the state lock held). Changes are queued under the state lock where they
-    /// are decided, so the handler hears them in the order they happened, even when several
-    /// tasks decide at once.
-    pub(crate) fn drain_reports(&self) {
-        let _one_at_a_time = self.report_lock.lock();
-        loop {
-            let next = self.state.lock().reports.pop_front();
-            let Some(report) = next else {
-                return;
+    /// Queues peer changes decided under the state lock `st` (a peer that came up with the
+    /// address it listens on).
+    pub(crate) fn queue_changes(&self, st: &State, changes: Vec<PeerChange>) {
+        self.reports.push(changes.into_iter().map(|c| {
+            let addr = match &c {
+                PeerChange::Up(o) => st.peers.get(&o.node_id).and_then(|p| p.listen.clone()),
+                PeerChange::Down(..) => None,
             };
-            match report {
-                Report::Change(PeerChange::Up(o)) => {
-                    let addr = self
-                        .state
-                        .lock()
-                        .peers
-                        .get(&o.node_id)
-                        .and_then(|p| p.listen.clone());
-                    tracing::info!(peer = %Printable(&o.node_id), incarnation = o.incarnation, addr = %Printable(addr.as_deref().unwrap_or("")), "peer connected");
-                    self.handler.on_peer_up(&o, addr.as_deref());
-                }
-                Report::Change(PeerChange::Down(o, reason)) => {
-                    tracing::info!(peer = %Printable(&o.node_id), incarnation = o.incarnation, %reason, "peer disconnected");
-                    self.handler.on_peer_down(&o, reason);
-                }
-                Report::Relinked(o) => {
-                    tracing::info!(peer = %Printable(&o.node_id), incarnation = o.incarnation, "link to a live peer replaced: resynchronising");
-                    self.handler.on_resync_needed(&o, 0);
-                }
-            }
-        }
+            Report::Change(c, addr)
+        }));
+    }
+
+    /// Tells the handler what was queued, in order (see [`Reports`]).
+    pub(crate) fn drain_reports(&self) {
+        self.reports.drain(|_| {});
     }
 }
 
@@ -512,7 +486,7 @@ async fn ticker(shared: Arc<Shared>) {
                     || p.unlinked_since
                         .is_none_or(|t| now.duration_since(t) <= window)
             });
-            st.reports.extend(changes.into_iter().map(Report::Change));
+            shared.queue_changes(&st, changes);
             to_close
         };
         for l in to_close {

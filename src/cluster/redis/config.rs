@@ -136,6 +136,15 @@ impl RedisConfig {
         }
     }
 
+    /// How sgc traffic is addressed: one send to the shared channel, or the engine routes by
+    /// channel.
+    pub fn channel_routing(&self) -> crate::cluster::ChannelRouting {
+        match self.routing {
+            RedisRouting::Shared => crate::cluster::ChannelRouting::Broadcast,
+            RedisRouting::Channel => crate::cluster::ChannelRouting::Engine,
+        }
+    }
+
     /// The address as a URL, with the password masked: for logs.
     pub fn display_address(&self) -> String {
         match self.connection_info() {

@@ -5,38 +5,16 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use futures_util::StreamExt;
-use parking_lot::Mutex;
 use tokio::sync::mpsc;
 
 use super::Shared;
-use crate::relay::InterestReady;
+use crate::cluster::broker::interest::Command;
+use crate::cluster::broker::streams::StreamNames;
 
 /// Most Redis channels named in one SUBSCRIBE.
 const SUBSCRIBE_CHUNK: usize = 1024;
-
-/// A first-subscriber callback that runs once, whichever comes first: the subscription is
-/// confirmed, Redis is away, or the wait timed out.
-#[derive(Clone)]
-pub(crate) struct ReadyOnce(Arc<Mutex<Option<InterestReady>>>);
-
-impl ReadyOnce {
-    pub(crate) fn new(ready: InterestReady) -> Self {
-        Self(Arc::new(Mutex::new(Some(ready))))
-    }
-    pub(crate) fn fire(&self) {
-        let ready = self.0.lock().take();
-        if let Some(ready) = ready {
-            ready();
-        }
-    }
-}
-
-/// A change of the per-channel subscriptions, carried out by the subscriber task.
-pub(crate) enum Command {
-    Subscribe(Arc<str>, ReadyOnce),
-    Unsubscribe(Arc<str>),
-}
 
 type Sink = redis::aio::PubSubSink;
 type Stream = redis::aio::PubSubStream;
@@ -50,7 +28,7 @@ async fn connect(shared: &Shared) -> Result<(Sink, Stream), String> {
     let (mut sink, stream) = pubsub.split();
     let mut names: Vec<String> = vec![
         shared.names.shared().to_string(),
-        shared.names.node(&shared.me.node_id),
+        shared.names.node(&shared.core.origin().node_id),
     ];
     names.extend(shared.keys.lock().iter().map(|k| shared.names.channel(k)));
     for chunk in names.chunks(SUBSCRIBE_CHUNK) {
@@ -67,7 +45,8 @@ pub(crate) async fn subscriber(
     shared: Arc<Shared>,
     mut commands: mpsc::UnboundedReceiver<Command>,
 ) {
-    let mut stop = shared.stop.subscribe();
+    let core = &shared.core;
+    let mut stop = core.stopping();
     let mut failures: u32 = 0;
     let mut connected_before = false;
     loop {
@@ -78,23 +57,21 @@ pub(crate) async fn subscriber(
             Ok((sink, stream)) => {
                 failures = 0;
                 if connected_before {
-                    shared.add_reconnect();
+                    core.add_reconnect();
                 }
                 connected_before = true;
-                shared.set_subscriber_up(true, None);
+                core.set_subscriber_up(true, None);
                 // Tell everyone this incarnation is here (again): nodes that timed it out take
                 // it back at once, and it learns of them from their answers.
-                shared.announce();
+                core.announce();
                 let why = receive(&shared, sink, stream, &mut commands, &mut stop).await;
-                shared.set_subscriber_up(false, why);
+                core.set_subscriber_up(false, why);
                 // Whatever waits on a subscription must not wait for Redis to come back.
                 while let Ok(cmd) = commands.try_recv() {
-                    if let Command::Subscribe(_, ready) = cmd {
-                        ready.fire();
-                    }
+                    cmd.give_up();
                 }
             }
-            Err(e) => shared.set_subscriber_up(false, Some(e)),
+            Err(e) => core.set_subscriber_up(false, Some(e)),
         }
         let wait = shared.cfg.backoff(failures);
         failures = failures.saturating_add(1);
@@ -121,7 +98,7 @@ async fn receive(
         tokio::select! {
             _ = stop.changed() => return None,
             msg = stream.next() => match msg {
-                Some(m) => shared.on_message(m.get_channel_name(), m.get_payload_bytes()),
+                Some(m) => shared.core.on_message(m.get_channel_name(), Bytes::copy_from_slice(m.get_payload_bytes())),
                 None => return Some("redis subscription connection closed".into()),
             },
             cmd = commands.recv() => {
@@ -168,7 +145,7 @@ async fn apply(
                 }
             }
             Command::Unsubscribe(name) => {
-                shared.forget_stream(&name);
+                shared.core.forget_stream(&name);
                 match tokio::time::timeout(timeout, sink.unsubscribe(&*name)).await {
                     Ok(Ok(())) => {}
                     Ok(Err(e)) => return Err(format!("redis unsubscribe failed: {e}")),

@@ -1,77 +1,44 @@
-//! Redis channel names and per-stream sequence numbers, sans I/O.
+//! Streams and per-stream sequence numbers, sans I/O.
 //!
-//! Redis Pub/Sub is at-most-once, so every envelope a node publishes carries a sequence number
-//! of its *stream*: the Redis channel it goes to. A receiver subscribed to a stream sees every
-//! number of it in order unless Redis (or the sender's connection) lost some; each skipped
-//! number is a lost envelope, counted, and on a control stream a reason to resynchronise.
+//! Broker Pub/Sub (Redis, Redis Cluster, core NATS) is at-most-once, so every envelope a node
+//! publishes carries a sequence number of its *stream*: the broker channel or subject it goes to.
+//! A receiver subscribed to a stream sees every number of it in order unless the broker (or the
+//! sender's connection) lost some; each skipped number is a lost envelope, counted, and on a
+//! control stream a reason to resynchronise.
 //!
-//! Streams: the shared channel (`<prefix>`: control, Presence, retained sgc traffic), one per node
-//! (`<prefix>:node:<id>`: what is meant for one node, e.g. snapshots) and, in per-channel routing,
-//! one per sgc channel (`<prefix>:ch:<name>`).
+//! Streams: the shared stream (control, Presence, retained sgc traffic), one per node (what is
+//! meant for one node, e.g. snapshots) and, in per-channel routing, one per sgc channel. Each
+//! engine names them its own way ([`StreamNames`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::cluster::envelope::Origin;
 
-/// The Redis channel names of one cluster.
-#[derive(Debug, Clone)]
-pub struct Names {
-    shared: Arc<str>,
-    node_prefix: String,
-    channel_prefix: String,
-}
-
-/// What a Redis channel carries.
+/// What a stream (a broker channel or subject) carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StreamKind {
-    /// The shared channel.
+    /// The shared stream every node subscribes to.
     Shared,
-    /// A node's own channel.
+    /// A node's own stream.
     Node,
-    /// An sgc channel's own Redis channel (per-channel routing).
+    /// An sgc channel's own stream (per-channel routing).
     Channel,
-    /// Not one of this cluster's channels.
+    /// Not one of this cluster's streams.
     Foreign,
 }
 
-impl Names {
-    /// The names under the shared channel `prefix`.
-    pub fn new(prefix: &str) -> Self {
-        Self {
-            shared: Arc::from(prefix),
-            node_prefix: format!("{prefix}:node:"),
-            channel_prefix: format!("{prefix}:ch:"),
-        }
-    }
-
-    /// The shared channel.
-    pub fn shared(&self) -> &Arc<str> {
-        &self.shared
-    }
-
-    /// The channel of node `id`.
-    pub fn node(&self, id: &str) -> String {
-        format!("{}{id}", self.node_prefix)
-    }
-
-    /// The Redis channel of sgc channel `name`.
-    pub fn channel(&self, name: &str) -> String {
-        format!("{}{name}", self.channel_prefix)
-    }
-
-    /// What the Redis channel `name` carries.
-    pub fn kind_of(&self, name: &str) -> StreamKind {
-        if name == &*self.shared {
-            StreamKind::Shared
-        } else if name.starts_with(&self.node_prefix) {
-            StreamKind::Node
-        } else if name.starts_with(&self.channel_prefix) {
-            StreamKind::Channel
-        } else {
-            StreamKind::Foreign
-        }
-    }
+/// How an engine names its streams on its broker (each broker has its own rules: Redis channels
+/// are any bytes, NATS subjects are dot-separated tokens, Redis Cluster names carry hash tags).
+pub trait StreamNames: Send + Sync + 'static {
+    /// The shared stream (control, Presence, retained sgc traffic; sgc traffic in shared routing).
+    fn shared(&self) -> &Arc<str>;
+    /// The stream of node `id`.
+    fn node(&self, id: &str) -> String;
+    /// The stream of sgc channel `name` (per-channel routing).
+    fn channel(&self, name: &str) -> String;
+    /// What stream `name` carries.
+    fn kind_of(&self, name: &str) -> StreamKind;
 }
 
 /// How many per-stream counters a sender keeps before starting over (a receiver takes a number
@@ -178,19 +145,6 @@ mod tests {
             node_id: Arc::from(id),
             incarnation: inc,
         }
-    }
-
-    #[test]
-    fn names_and_kinds() {
-        let n = Names::new("wsc");
-        assert_eq!(&**n.shared(), "wsc");
-        assert_eq!(n.node("a"), "wsc:node:a");
-        assert_eq!(n.channel("room:1"), "wsc:ch:room:1");
-        assert_eq!(n.kind_of("wsc"), StreamKind::Shared);
-        assert_eq!(n.kind_of("wsc:node:b"), StreamKind::Node);
-        assert_eq!(n.kind_of("wsc:ch:x"), StreamKind::Channel);
-        assert_eq!(n.kind_of("other"), StreamKind::Foreign);
-        assert_eq!(n.kind_of("wscx"), StreamKind::Foreign);
     }
 
     #[test]

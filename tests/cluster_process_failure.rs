@@ -213,7 +213,7 @@ async fn a_sigkilled_process_s_members_leave_everywhere_at_once_with_disconnect_
     // does it: tests/redis_engine.rs).
     let (within, reason) = match bp {
         Backplane::Mesh => (purge_within(), "link closed"),
-        Backplane::Redis(..) => (purge_within(), "its redis subscription is gone"),
+        Backplane::Redis(..) => (purge_within(), "its broker subscription is gone"),
     };
     assert!(
         took < within,

@@ -29,7 +29,8 @@ pub enum DownReason {
     Restarted,
     /// This node stopped its backplane: every peer is out of reach.
     LocalStop,
-    /// Redis: its subscription connection is gone (the process died, or lost Redis).
+    /// A broker engine: its subscription to its own stream is gone (the process died, or lost
+    /// the broker).
     Unsubscribed,
 }
 
@@ -41,7 +42,7 @@ impl std::fmt::Display for DownReason {
             DownReason::Bye => "bye",
             DownReason::Restarted => "restarted with a new incarnation",
             DownReason::LocalStop => "local backplane stopped",
-            DownReason::Unsubscribed => "its redis subscription is gone",
+            DownReason::Unsubscribed => "its broker subscription is gone",
         })
     }
 }

@@ -45,15 +45,23 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
             drop(stream);
             continue;
         }
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            let hs = tokio::time::timeout(shared.cfg.handshake_timeout(), async {
+        let task_shared = shared.clone();
+        shared.tasks.spawn(async move {
+            let shared = task_shared;
+            let mut stop = shared.stop.subscribe();
+            if *stop.borrow() {
+                return;
+            }
+            let handshake = tokio::time::timeout(shared.cfg.handshake_timeout(), async {
                 let (mut rd, mut wr) = accept_stream(&shared, stream).await?;
                 let est = accept_handshake(&shared, &mut rd, &mut wr, remote).await?;
                 Ok((est, rd, wr))
-            })
-            .await
-            .unwrap_or(Err(LinkError::Timeout));
+            });
+            // A handshake in flight when the engine stops is abandoned.
+            let hs = tokio::select! {
+                _ = stop.changed() => return,
+                r = handshake => r.unwrap_or(Err(LinkError::Timeout)),
+            };
             if let Err(e) = &hs
                 && counts_as_failure(e)
             {
@@ -161,21 +169,23 @@ pub(crate) async fn run(
     if let Some(addr) = up.new_addr {
         let _ = shared.dial_tx.send(addr);
     }
-    let writer = tokio::spawn(write_loop(
-        shared.clone(),
-        queue.clone(),
-        wr,
-        up.counters.clone(),
-    ));
+    // The writer is a task of its own (reads and writes proceed in parallel) owned by the
+    // engine's tasks like this one; this one waits for it before unregistering the link.
+    let (written, writer_done) = tokio::sync::oneshot::channel::<()>();
+    let writer = write_loop(shared.clone(), queue.clone(), wr, up.counters.clone());
+    shared.tasks.spawn(async move {
+        writer.await;
+        let _ = written.send(());
+    });
     let superseded = read_loop(&shared, &est.peer, &link, rd, &up.counters).await;
     queue.close();
-    let _ = writer.await;
+    let _ = writer_done.await;
     if link_core::link_down(&shared, &est.peer, link.id, superseded, Instant::now()) {
         // Its replacement is on its way; if it does not come, the peer is down.
-        let (shared, peer) = (shared.clone(), est.peer.clone());
-        tokio::spawn(async move {
-            tokio::time::sleep(shared.cfg.handshake_timeout()).await;
-            link_core::replacement_overdue(&shared, &peer);
+        let (task_shared, peer) = (shared.clone(), est.peer.clone());
+        shared.tasks.spawn(async move {
+            tokio::time::sleep(task_shared.cfg.handshake_timeout()).await;
+            link_core::replacement_overdue(&task_shared, &peer);
         });
     }
 }

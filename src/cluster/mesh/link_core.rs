@@ -338,7 +338,9 @@ pub(crate) fn link_down(
         {
             p.link = None;
             p.unlinked_since = Some(now);
-            if superseded {
+            if st.stopped {
+                // This node is stopping: it reports every peer down itself (a local stop).
+            } else if superseded {
                 watch = true;
             } else {
                 let changes = st.membership.link_closed(&peer.node_id);
@@ -357,7 +359,7 @@ pub(crate) fn replacement_overdue(shared: &Shared, peer: &Origin) {
     {
         let mut st = shared.state.lock();
         let unlinked = st.peers.get(&peer.node_id).is_none_or(|p| p.link.is_none());
-        if unlinked && st.membership.is_live(peer) {
+        if unlinked && !st.stopped && st.membership.is_live(peer) {
             let changes = st.membership.link_closed(&peer.node_id);
             shared.queue_changes(&st, changes);
         }

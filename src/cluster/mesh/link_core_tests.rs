@@ -484,6 +484,21 @@ fn a_superseded_link_waits_for_its_replacement_then_gives_up() {
     );
 }
 
+#[test]
+fn links_closing_while_the_node_stops_report_no_death() {
+    // The stopping node reports every peer down itself, once, as a local stop.
+    let (shared, rec) = node(|_| {});
+    let b = origin("b", 7);
+    let t = Instant::now();
+    let l = link(&shared, 1, "b");
+    up(&shared, &established(&b, None), &l, t);
+    rec.take();
+    shared.state.lock().stopped = true;
+    assert!(!link_core::link_down(&shared, &b, l.id, false, t));
+    link_core::replacement_overdue(&shared, &b);
+    assert!(rec.take().is_empty());
+}
+
 proptest! {
     /// Whatever a link does to a peer's frames (drops, duplicates, reorders), what is delivered
     /// is increasing, never twice, and every skipped number is counted as lost.

@@ -52,6 +52,10 @@ use super::membership::{DownReason, Membership, PeerChange};
 use crate::error::{Error, Result};
 use crate::log_text::Printable;
 use crate::metrics::PeerCounters;
+use crate::tasks::Tasks;
+
+/// How long `stop` lets links flush their byes before cancelling what is left.
+const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 use queue::{LinkQueue, QueueClosed};
 use replay::{InboundSequence, ReplayWindow};
 use wire::WireFrame;
@@ -117,6 +121,9 @@ pub(crate) struct Shared {
     pub(crate) last_tls_refusal: Mutex<Option<(std::net::IpAddr, String)>>,
     /// Failed handshakes per source IP (`cluster.mesh.max_failed_handshakes_per_ip`).
     pub(crate) guard: guard::HandshakeGuard,
+    /// Every task of the engine (accept loop, dialers, links, ticker, DNS watch): `stop` waits
+    /// for them.
+    pub(crate) tasks: Tasks,
 }
 
 pub(crate) struct State {
@@ -202,13 +209,13 @@ impl MeshEngine {
         let local_addr = listener.local_addr()?;
         let (shared, mut dial_rx, first_dials) = Shared::new(cfg, me, handler, local_addr, tls);
         let spawner = shared.clone();
-        tokio::spawn(async move {
+        shared.tasks.spawn(async move {
             let mut stop = spawner.stop.subscribe();
             loop {
                 tokio::select! {
                     _ = stop.changed() => return,
                     a = dial_rx.recv() => match a {
-                        Some(addr) => { tokio::spawn(dialer::dial_loop(spawner.clone(), addr)); }
+                        Some(addr) => spawner.tasks.spawn(dialer::dial_loop(spawner.clone(), addr)),
                         None => return,
                     },
                 }
@@ -218,13 +225,15 @@ impl MeshEngine {
             shared: shared.clone(),
         };
         before_links(&engine);
-        tokio::spawn(link::accept_loop(shared.clone(), listener));
-        tokio::spawn(ticker(shared.clone()));
+        shared
+            .tasks
+            .spawn(link::accept_loop(shared.clone(), listener));
+        shared.tasks.spawn(ticker(shared.clone()));
         for addr in first_dials {
             let _ = shared.dial_tx.send(addr);
         }
         if !shared.cfg.peers_dns.is_empty() {
-            tokio::spawn(discovery::watch(shared.clone()));
+            shared.tasks.spawn(discovery::watch(shared.clone()));
         }
         let local_addr = shared.local_addr;
         if shared.cfg.loopback_for_lack_of_secret() {
@@ -285,6 +294,11 @@ impl MeshEngine {
         !st.stopped && !st.dns_pending && st.targets.values().all(|t| !t.configured || t.settled)
     }
 
+    /// How many of the engine's tasks are running (none once `stop` returned).
+    pub fn task_count(&self) -> usize {
+        self.shared.tasks.len()
+    }
+
     /// Counters.
     pub fn stats(&self) -> &MeshStats {
         &self.shared.stats
@@ -320,13 +334,8 @@ impl MeshEngine {
             l.queue.close();
         }
         let _ = self.shared.stop.send(true);
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(1);
-        while tokio::time::Instant::now() < deadline {
-            if self.connected_peer_count() == 0 {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        }
+        // Links flush their byes and end; what is still running after a second is cancelled.
+        self.shared.tasks.stop(STOP_GRACE).await;
         {
             let mut st = self.shared.state.lock();
             let changes = st.membership.clear(DownReason::LocalStop);
@@ -403,6 +412,7 @@ impl Shared {
             dial_tx,
             tls,
             last_tls_refusal: Mutex::new(None),
+            tasks: Tasks::new(),
         });
         (shared, dial_rx, first_dials)
     }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::event::{SgcBroadcast, SgcEvent, SgcPublish, Targets};
+use super::idempotency::{Claim, IdempotencyStore};
 use super::inbound::QueueLevel;
 use super::{SgcProtocol, frame, mask};
 use crate::metrics::Origin::{Local, Remote};
@@ -70,6 +71,70 @@ impl SgcProtocol {
             .counters
             .published(Local, channels.len() as u64, sent);
         sent
+    }
+
+    /// [`SgcProtocol::publish_json`] with an idempotency key: `None` (nothing delivered) when this
+    /// node saw the key used by another publish within `api.idempotency_window_ms`, otherwise how
+    /// many local connections it was queued to. The key travels with the publish to every node
+    /// (whatever their interest), which remember it too (see [`super::idempotency`]).
+    pub(crate) fn publish_once(
+        &self,
+        key: &str,
+        requested: &str,
+        message: Bytes,
+        queue: QueueLevel,
+        targets: &Targets,
+    ) -> Option<usize> {
+        let id = fastrand::u64(..);
+        if self.claim(key, id) == Claim::Duplicate {
+            return None;
+        }
+        let channels = self.expand(requested);
+        let key: Arc<str> = Arc::from(key);
+        let mut sent = 0;
+        for channel in &channels {
+            sent += self.publish_local(channel, &message, queue, targets);
+            self.inner.relay.emit_with(|| SgcEvent::PublishOnce {
+                key: key.clone(),
+                id,
+                publish: SgcPublish {
+                    channel: Arc::from(channel.as_str()),
+                    message: message.clone(),
+                    queue,
+                    targets: targets.clone(),
+                },
+            });
+        }
+        self.inner
+            .counters
+            .published(Local, channels.len() as u64, sent);
+        Some(sent)
+    }
+
+    /// Claims an idempotency key for publish `id` in this node's store (counting the keys the
+    /// byte bound made it forget).
+    pub(crate) fn claim(&self, key: &str, id: u64) -> Claim {
+        let mut store = self.inner.idempotency.lock();
+        // Monotonic milliseconds (a wall clock stepping back would keep keys too long).
+        static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+        let now_ms = u64::try_from(
+            START
+                .get_or_init(std::time::Instant::now)
+                .elapsed()
+                .as_millis(),
+        )
+        .unwrap_or(u64::MAX);
+        let claim = store.claim(key, id, now_ms);
+        for _ in 0..store.take_evicted() {
+            crate::metrics::limit_refused(crate::metrics::Limit::ApiIdempotencyBytes);
+        }
+        claim
+    }
+
+    /// Sets how long idempotency keys are remembered and the bytes they may take
+    /// (`api.idempotency_window_ms`, `api.idempotency_max_bytes`); keys held so far are dropped.
+    pub fn set_idempotency(&self, window_ms: u64, max_bytes: usize) {
+        *self.inner.idempotency.lock() = IdempotencyStore::new(window_ms, max_bytes);
     }
 
     /// One concrete channel, this node only: encode S5 once, store, fan out.
@@ -139,6 +204,15 @@ impl SgcProtocol {
                 let frame =
                     frame::message(&b.channel, &b.message, b.qos.as_deref(), b.id.as_deref());
                 let sent = self.deliver(&b.channel, &frame, &b.targets);
+                self.inner.counters.published(Remote, 1, sent);
+            }
+            SgcEvent::PublishOnce { key, id, publish } => {
+                if self.claim(key, *id) == Claim::Duplicate {
+                    tracing::debug!(key = %crate::log_text::Printable(key), "duplicate keyed publish from another node dropped");
+                    return;
+                }
+                let p = publish;
+                let sent = self.publish_local(&p.channel, &p.message, p.queue, &p.targets);
                 self.inner.counters.published(Remote, 1, sent);
             }
             SgcEvent::ClearQueue { channel } => {

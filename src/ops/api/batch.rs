@@ -64,7 +64,7 @@ fn at(i: usize, e: ApiError) -> ApiError {
 
 /// Runs a batch for `caller`.
 pub(super) async fn run(ops: &Ops, caller: Caller<'_>, body: &[u8]) -> Result<Value, ApiError> {
-    let b: BatchBody<'_> = serde_json::from_slice(body)?;
+    let b: BatchBody<'_> = super::error::parse(body)?;
     if b.commands.len() > ops.api.max_batch_commands {
         return Err(ApiError::InvalidRequest(format!(
             "{} commands: at most api.max_batch_commands ({}) per batch",
@@ -101,11 +101,9 @@ pub(super) async fn run(ops: &Ops, caller: Caller<'_>, body: &[u8]) -> Result<Va
 /// Parses a command's params without running it.
 fn check_shape(method: Method, params: &[u8]) -> Result<(), ApiError> {
     match method {
-        Method::Publish => serde_json::from_slice::<routes::PublishBody<'_>>(params).map(drop)?,
-        Method::Broadcast => {
-            serde_json::from_slice::<routes::BroadcastBody<'_>>(params).map(drop)?
-        }
-        Method::Disconnect => serde_json::from_slice::<routes::DisconnectBody>(params).map(drop)?,
+        Method::Publish => super::error::parse::<routes::PublishBody<'_>>(params).map(drop)?,
+        Method::Broadcast => super::error::parse::<routes::BroadcastBody<'_>>(params).map(drop)?,
+        Method::Disconnect => super::error::parse::<routes::DisconnectBody>(params).map(drop)?,
     }
     Ok(())
 }

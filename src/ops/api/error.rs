@@ -118,14 +118,22 @@ impl ApiError {
     }
 }
 
-impl From<serde_json::Error> for ApiError {
-    /// Syntax errors are `invalid_json`; a well-formed body of the wrong shape is
-    /// `invalid_request`.
-    fn from(e: serde_json::Error) -> Self {
-        use serde_json::error::Category;
-        match e.classify() {
-            Category::Data => ApiError::InvalidRequest(format!("invalid request: {e}")),
-            _ => ApiError::InvalidJson(e.to_string()),
+/// Parses a JSON body into `T`: a syntax error is `invalid_json`, a well-formed body of the wrong
+/// shape `invalid_request` naming the field at fault (`channel: invalid type: …`).
+pub fn parse<'a, T: serde::Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.classify() != serde_json::error::Category::Data {
+            return ApiError::InvalidJson(inner.to_string());
         }
-    }
+        if path.is_empty() || path == "." {
+            ApiError::InvalidRequest(format!("invalid request: {inner}"))
+        } else {
+            ApiError::InvalidRequest(format!("{path}: {inner}"))
+        }
+    })?;
+    de.end().map_err(|e| ApiError::InvalidJson(e.to_string()))?;
+    Ok(value)
 }

@@ -67,7 +67,7 @@ fn message_json(raw: &RawValue) -> bytes::Bytes {
 
 /// `POST /api/publish {channel, message, idempotency_key?, queue?}`.
 pub(super) fn publish(ops: &Ops, body: &[u8]) -> Result<Value, ApiError> {
-    let b: PublishBody<'_> = serde_json::from_slice(body)?;
+    let b: PublishBody<'_> = super::error::parse(body)?;
     let sgc = sgc(ops)?;
     if b.channel.is_empty() {
         return Err(ApiError::InvalidRequest(
@@ -104,7 +104,7 @@ pub(super) fn publish(ops: &Ops, body: &[u8]) -> Result<Value, ApiError> {
 
 /// `POST /api/broadcast {message, channel?}`.
 pub(super) fn broadcast(ops: &Ops, body: &[u8]) -> Result<Value, ApiError> {
-    let b: BroadcastBody<'_> = serde_json::from_slice(body)?;
+    let b: BroadcastBody<'_> = super::error::parse(body)?;
     let sgc = sgc(ops)?;
     let sent = sgc.broadcast_json(
         &b.channel,
@@ -162,7 +162,7 @@ pub(super) async fn channels(ops: &Ops) -> Result<Value, ApiError> {
 /// `POST /api/disconnect {connection | member, code?, reason?}`: closes the connection (or the
 /// Presence member's connection) on whichever node has it.
 pub(super) async fn disconnect(ops: &Ops, body: &[u8]) -> Result<Value, ApiError> {
-    let b: DisconnectBody = serde_json::from_slice(body)?;
+    let b: DisconnectBody = super::error::parse(body)?;
     let code = b.code.unwrap_or(DEFAULT_CLOSE_CODE);
     if !(code == 1000 || (3000..=4999).contains(&code)) {
         return Err(ApiError::InvalidRequest(

@@ -437,3 +437,41 @@ fn a_short_key_stops_the_node_with_exit_2_naming_it_and_print_config_hides_keys(
         assert!(!text.contains(key), "{key} shown:\n{text}");
     }
 }
+
+#[tokio::test]
+async fn the_tls_listener_serves_the_api_with_keep_alive() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let ca = support::tls::TestCa::new(dir.path(), "api");
+    let cert = ca.issue(dir.path(), "ws", 1);
+    let cfg = dir.path().join("a.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[server.tls]\nlisten = \"127.0.0.1:0\"\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+            cert.cert(),
+            cert.key()
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let cfg = cfg.display().to_string();
+    let a = NodeProcess::start(api_node("a").args(&["--config", &cfg])).await;
+    let wss = a.wss.unwrap_or_else(|| panic!("no wss:// line"));
+    let (mut sub, _) = WsClient::sgc(a.ws).await;
+    sub.subscribe("secure").await;
+    let tcp = tokio::net::TcpStream::connect(wss)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let name =
+        rustls::pki_types::ServerName::try_from("localhost").unwrap_or_else(|e| panic!("{e}"));
+    let tls = support::tls::connector(&ca.ca_file)
+        .connect(name, tcp)
+        .await
+        .unwrap_or_else(|e| panic!("TLS handshake: {e}"));
+    let mut c = HttpClient::over(Box::new(tls));
+    for i in 0..3 {
+        publish(&mut c, &format!(r#"{{"channel":"secure","message":{i}}}"#)).await;
+        sub.expect(&s5("secure", &format!("\"{i}\""))).await;
+    }
+    let r = c.call("POST", "/api/publish", &[], "{}").await;
+    assert_eq!(r.status, 401, "{}", r.body);
+}

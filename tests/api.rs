@@ -475,3 +475,27 @@ async fn the_tls_listener_serves_the_api_with_keep_alive() {
     let r = c.call("POST", "/api/publish", &[], "{}").await;
     assert_eq!(r.status, 401, "{}", r.body);
 }
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
+    let a = NodeProcess::start(api_node("a").set("api.idle_timeout_ms=300")).await;
+    let mut c = HttpClient::connect(a.ws).await;
+    let r = call(&mut c, "GET", "/api/channels", ALL, "").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        c.closed_within(support::scaled(Duration::from_secs(5)))
+            .await,
+        "an idle connection stayed open"
+    );
+    // A keep-alive connection that never finishes its next request head is closed too.
+    let mut slow = HttpClient::connect(a.ws).await;
+    let r = call(&mut slow, "GET", "/api/channels", ALL, "").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    slow.write_raw(b"POST /api/publish HTTP/1.1\r\nHost: x\r\n")
+        .await;
+    assert!(
+        slow.closed_within(support::scaled(Duration::from_secs(5)))
+            .await,
+        "a half-sent request head kept its connection"
+    );
+}

@@ -561,6 +561,16 @@ mod tests {
             SgcEvent::ClearQueue {
                 channel: Arc::from("x"),
             },
+            SgcEvent::PublishOnce {
+                key: Arc::from("order-42"),
+                id: 7,
+                publish: SgcPublish {
+                    channel: Arc::from("orders"),
+                    message: Bytes::from_static(br#""paid""#),
+                    queue: QueueLevel::Level0,
+                    targets: Targets::all(),
+                },
+            },
         ];
         for e in events {
             let (kind, bytes) = encode(&e);

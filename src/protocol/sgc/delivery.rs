@@ -278,4 +278,46 @@ mod tests {
         );
         assert_eq!(counter(&snap, DELIVERIES, &sgc), 6);
     }
+
+    #[test]
+    fn a_keyed_publish_is_delivered_once_per_key_whichever_node_it_comes_from() {
+        use crate::protocol::sgc::{QueueLevel, Targets};
+        let ((), snap) = record(|| {
+            let sgc = SgcProtocol::new(SgcConfig::default());
+            let conn = Connection::detached("A", Some(PROTOCOL_NAME));
+            sgc.on_connect(&conn);
+            sgc.on_text(&conn, SUBSCRIBE);
+            let msg = bytes::Bytes::from_static(b"\"m\"");
+            let all = Targets::all();
+            assert_eq!(
+                sgc.publish_once("k1", "c", msg.clone(), QueueLevel::Level0, &all),
+                Some(1)
+            );
+            assert_eq!(
+                sgc.publish_once("k1", "c", msg.clone(), QueueLevel::Level0, &all),
+                None
+            );
+            let remote = |key: &str, id: u64| SgcEvent::PublishOnce {
+                key: key.into(),
+                id,
+                publish: SgcPublish {
+                    channel: "c".into(),
+                    message: msg.clone(),
+                    queue: QueueLevel::Level0,
+                    targets: Targets::all(),
+                },
+            };
+            // Another publish of k1 from another node: dropped.
+            sgc.apply_remote(&remote("k1", 99));
+            // k2 from another node: delivered, and again for another channel of the same publish;
+            // then a local publish of k2 is a duplicate.
+            sgc.apply_remote(&remote("k2", 5));
+            sgc.apply_remote(&remote("k2", 5));
+            assert_eq!(
+                sgc.publish_once("k2", "c", msg.clone(), QueueLevel::Level0, &all),
+                None
+            );
+        });
+        assert_eq!(counter(&snap, DELIVERIES, &[("protocol", "sgc")]), 3);
+    }
 }

@@ -499,3 +499,25 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
         "a half-sent request head kept its connection"
     );
 }
+
+#[tokio::test]
+async fn the_admin_port_serves_the_api_with_keep_alive() {
+    let a = NodeProcess::start(api_node("a").set("http.admin_listen=127.0.0.1:0")).await;
+    let line = a.stdout_line("wscluster admin on http://").await;
+    let admin: std::net::SocketAddr = line
+        .trim_start_matches("wscluster admin on http://")
+        .split(' ')
+        .next()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{line}"));
+    let (mut sub, _) = WsClient::sgc(a.ws).await;
+    sub.subscribe("ops").await;
+    let mut c = HttpClient::connect(admin).await;
+    for i in 0..3 {
+        publish(&mut c, &format!(r#"{{"channel":"ops","message":{i}}}"#)).await;
+        sub.expect(&s5("ops", &format!("\"{i}\""))).await;
+    }
+    // The key is still needed there.
+    let r = c.call("GET", "/api/channels", &[], "").await;
+    assert_eq!(r.status, 401, "{}", r.body);
+}

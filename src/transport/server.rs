@@ -398,10 +398,14 @@ pub(super) async fn handle_socket<S>(
                 && let Some(keep_alive) = handler.keep_alive(req.path_only())
             {
                 // The whole connection goes to the persistent HTTP server, this request included.
+                // Boxed: hyper's connection state would otherwise be part of every WebSocket
+                // connection task's future for the connection's whole life.
                 drop(req);
                 let stop = phase_leaves_serving(shared.phase.subscribe());
                 let io = Prefixed::new(buf.freeze(), stream);
-                super::keep_alive::serve(io, peer, None, handler.clone(), keep_alive, stop).await;
+                let serve =
+                    super::keep_alive::serve(io, peer, None, handler.clone(), keep_alive, stop);
+                Box::pin(serve).await;
                 return;
             }
             buf.advance(len);

@@ -41,6 +41,8 @@ pub struct Config {
     pub http: HttpConfig,
     /// How the admin routes are protected.
     pub admin: AdminConfig,
+    /// Lifecycle webhooks (`[webhooks]`; off without a URL).
+    pub webhooks: crate::webhooks::WebhooksConfig,
 }
 
 /// Identity and logging of the node.
@@ -203,6 +205,10 @@ impl Config {
             .cluster
             .load_secret_file()
             .map_err(|(key, message)| ConfigError::Invalid { key, message })?;
+        config
+            .webhooks
+            .load_secret_file()
+            .map_err(|(key, message)| ConfigError::Invalid { key, message })?;
         config.validate()?;
         Ok(config)
     }
@@ -216,6 +222,9 @@ impl Config {
         let mut config = layers::load(sources).map_err(|e| vec![e])?;
         let mut problems = Vec::new();
         if let Err((key, message)) = config.cluster.load_secret_file() {
+            problems.push(ConfigError::Invalid { key, message });
+        }
+        if let Err((key, message)) = config.webhooks.load_secret_file() {
             problems.push(ConfigError::Invalid { key, message });
         }
         problems.extend(config.problems());
@@ -252,6 +261,9 @@ impl Config {
             invalid(key, message);
         }
         if let Err((key, message)) = self.admin.validate() {
+            invalid(key, message);
+        }
+        for (key, message) in self.webhooks.problems() {
             invalid(key, message);
         }
         if !LOG_FORMATS.contains(&self.node.log_format.as_str()) {
@@ -351,6 +363,15 @@ impl Config {
             out.push(ConfigError::Invalid {
                 key: "cluster.mesh.tls",
                 message,
+            });
+        }
+        if self.webhooks.enabled()
+            && !self.webhooks.ca_file.is_empty()
+            && let Err(e) = crate::tls::load_roots(&self.webhooks.ca_file)
+        {
+            out.push(ConfigError::Invalid {
+                key: "webhooks.ca_file",
+                message: e.to_string(),
             });
         }
         out

@@ -57,6 +57,9 @@ pub enum Kind {
     PresenceDelta = 20,
     /// The local Presence members of a node, for a late joiner or after a partition.
     PresenceSnapshot = 21,
+    /// A survivor delivered the lifecycle webhooks of a crashed node: the other survivors drop
+    /// their copies.
+    WebhooksDelivered = 30,
 }
 
 impl Kind {
@@ -77,6 +80,7 @@ impl Kind {
             13 => Kind::SgcRetainedSnapshot,
             20 => Kind::PresenceDelta,
             21 => Kind::PresenceSnapshot,
+            30 => Kind::WebhooksDelivered,
             _ => return None,
         })
     }

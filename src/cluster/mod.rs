@@ -445,6 +445,17 @@ impl EngineHandler for Handler {
         if !quiet {
             let started = std::time::Instant::now();
             let adapters = inner.adapters.read().clone();
+            let live: Vec<Origin> = inner
+                .running
+                .lock()
+                .as_ref()
+                .map_or_else(Vec::new, Backplane::live_peers)
+                .into_iter()
+                .filter(|o| o.node_id != peer.node_id)
+                .collect();
+            for a in &adapters {
+                a.before_peer_down(peer, reason, &live);
+            }
             for a in &adapters {
                 a.peer_down(peer);
             }

@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use super::effects::{Effects, owned};
-use super::event::{PresenceEvent, SnapshotMember};
+use super::event::{NodeHoldings, PresenceEvent, SnapshotMember};
 use super::frame;
 use super::hooks::AppEvent;
 use super::{Inner, State};
@@ -111,6 +111,38 @@ pub(crate) fn purge(inner: &Inner, node_id: &str) -> usize {
     n
 }
 
+/// What `node_id` holds in the replica.
+pub(crate) fn holdings(inner: &Inner, node_id: &str) -> NodeHoldings {
+    let st = inner.state.read();
+    let mut members = Vec::new();
+    let mut channels: std::collections::BTreeSet<Arc<str>> = Default::default();
+    for id in st.roster.node_members(node_id) {
+        let Some(m) = st.roster.member(&id) else {
+            continue;
+        };
+        let list = st.roster.channels_of(&id);
+        channels.extend(list.iter().cloned());
+        members.push(SnapshotMember {
+            member: owned(m),
+            channels: list,
+        });
+    }
+    let of_node = |id: &str| matches!(st.roster.origin(id), Some(Origin::Remote(r)) if &*r.node_id == node_id);
+    let sole_channels = channels
+        .into_iter()
+        .filter(|c| {
+            st.roster
+                .channel_members(c)
+                .is_some_and(|list| list.iter().all(|m| of_node(&m.id)))
+        })
+        .collect();
+    NodeHoldings {
+        incarnation: st.roster.node_incarnation(node_id),
+        members,
+        sole_channels,
+    }
+}
+
 /// This node's local members with their channels.
 pub(crate) fn snapshot(inner: &Inner) -> PresenceEvent {
     let list = inner.state.read().roster.local_snapshot();
@@ -205,6 +237,7 @@ fn leave(st: &mut State, fx: &mut Effects, id: &str, channel: &Arc<str>) {
     });
     if left.freed {
         fx.event(|| AppEvent::ChannelFreed {
+            connection: None,
             channel: channel.clone(),
         });
     }

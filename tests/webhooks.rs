@@ -178,6 +178,54 @@ async fn a_killed_node_s_member_leaves_are_reported_once_by_one_survivor(bp: Bac
 on_every_backplane!(a_killed_node_s_member_leaves_are_reported_once_by_one_survivor);
 
 #[tokio::test]
+async fn when_the_reporting_survivor_dies_too_the_next_one_reports_both_nodes() {
+    // The receiver is down: a cannot deliver b's events before it dies in turn.
+    let addr = free_addr().await;
+    let url = format!("http://{addr}/hook");
+    let mut nodes = start_cluster_on(&Backplane::Mesh, &["a", "b", "c"], |a| hooked(a, &url)).await;
+    let _bob = PClient::member(nodes[1].ws, "bob-id", "bob").await;
+    let _alice = PClient::member(nodes[0].ws, "alice-id", "alice").await;
+    // Both members are replicated everywhere once a flush from each node came back.
+    let mut sync = Syncer::new(&[&nodes[0], &nodes[1], &nodes[2]]).await;
+    sync.flush_all().await;
+    nodes[1].kill();
+    sync.remove("b");
+    // a holds b's events and fails to post them.
+    nodes[0]
+        .wait_log("b down on a", |n| {
+            n.peer_events().iter().any(|e| !e.up && e.peer == "b")
+        })
+        .await;
+    nodes[2]
+        .wait_log("b down on c", |n| {
+            n.peer_events().iter().any(|e| !e.up && e.peer == "b")
+        })
+        .await;
+    wait_metric(
+        &nodes[0],
+        r#"wscluster_webhook_posts_total{outcome="failed"}"#,
+        |v| v >= 1.0,
+    )
+    .await;
+    nodes[0].kill();
+    let receiver = Receiver::start_on(addr).await;
+    let events = receiver
+        .wait_for("b's and a's departures", WAIT, |e| {
+            !about(e, "member_left", "bob-id").is_empty()
+                && !about(e, "member_left", "alice-id").is_empty()
+        })
+        .await;
+    for id in ["bob-id", "alice-id"] {
+        let left = about(&events, "member_left", id);
+        assert_eq!(left.len(), 1, "{events:#?}");
+        assert_eq!(left[0]["reported_by"], "c", "{events:#?}");
+    }
+    assert_eq!(about(&events, "member_left", "bob-id")[0]["node"], "b");
+    assert_eq!(about(&events, "member_left", "alice-id")[0]["node"], "a");
+    assert_signed(&receiver);
+}
+
+#[tokio::test]
 async fn a_cleanly_stopped_node_reports_its_own_departures_and_no_survivor_does() {
     let receiver = Receiver::start().await;
     let url = receiver.url();

@@ -148,7 +148,9 @@ pub const BUILD_INFO: &str = "wscluster_build_info";
 
 /// Counter: webhook events delivered (a 2xx answer to the POST that carried them).
 pub const WEBHOOK_EVENTS_DELIVERED: &str = "wscluster_webhook_events_delivered_total";
-/// Counter, `reason` (`queue_full`, `expired`): webhook events dropped undelivered.
+/// Counter, `reason` (`queue_full`, `expired`, `replica_full`): webhook events dropped
+/// undelivered (`replica_full`: another node's connection id not kept, so its `connection_closed`
+/// cannot be reported should that node crash).
 pub const WEBHOOK_EVENTS_DROPPED: &str = "wscluster_webhook_events_dropped_total";
 /// Counter, `outcome` (`ok`, `refused`: a non-2xx status, `failed`: no answer): webhook POSTs.
 pub const WEBHOOK_POSTS: &str = "wscluster_webhook_posts_total";

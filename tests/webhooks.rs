@@ -172,6 +172,13 @@ async fn a_killed_node_s_member_leaves_are_reported_once_by_one_survivor(bp: Bac
         .filter(|e| e["type"] == "channel_vacated" && e["channel"] == "room")
         .collect();
     assert_eq!(vacated.len(), 1, "{events:#?}");
+    // b's connections are reported closed too (its peers knew them), once.
+    let closed: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["type"] == "connection_closed" && e["connection"] == bob.guid.as_str())
+        .collect();
+    assert_eq!(closed.len(), 1, "{events:#?}");
+    assert_eq!(closed[0]["reported_by"], "a");
     assert_signed(&receiver);
 }
 

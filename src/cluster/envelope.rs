@@ -60,6 +60,9 @@ pub enum Kind {
     /// A survivor delivered the lifecycle webhooks of a crashed node: the other survivors drop
     /// their copies.
     WebhooksDelivered = 30,
+    /// A node's open connections (one opened, one closed, or all of them for a new peer), so a
+    /// survivor can report them closed when the node crashes.
+    WebhooksConnections = 31,
 }
 
 impl Kind {
@@ -81,6 +84,7 @@ impl Kind {
             20 => Kind::PresenceDelta,
             21 => Kind::PresenceSnapshot,
             30 => Kind::WebhooksDelivered,
+            31 => Kind::WebhooksConnections,
             _ => return None,
         })
     }

@@ -146,7 +146,7 @@ pub fn describe() {
     describe_counter!(
         WEBHOOK_EVENTS_DROPPED,
         count,
-        "Webhook events dropped undelivered: webhooks.queue_bytes reached, or retried past webhooks.retry_max_ms"
+        "Webhook events dropped undelivered: webhooks.queue_bytes reached, retried past webhooks.retry_max_ms, or a connection id past webhooks.replica_bytes"
     );
     describe_counter!(WEBHOOK_POSTS, count, "Webhook POSTs, by outcome");
     ::metrics::describe_gauge!(
@@ -208,7 +208,7 @@ pub fn register_at_zero() {
     ] {
         let _ = counter!(PEER_DOWN, "reason" => down_reason(r));
     }
-    for reason in ["queue_full", "expired"] {
+    for reason in ["queue_full", "expired", "replica_full"] {
         let _ = counter!(WEBHOOK_EVENTS_DROPPED, "reason" => reason);
     }
     for outcome in ["ok", "refused", "failed"] {

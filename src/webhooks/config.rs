@@ -39,6 +39,10 @@ pub struct WebhooksConfig {
     /// they are delivered), in bytes of their JSON; an event that would pass it is dropped and
     /// counted in `wscluster_webhook_events_dropped_total{reason="queue_full"}`.
     pub queue_bytes: usize,
+    /// Cap of the other nodes' open connection ids this node keeps (to report them closed should
+    /// their node crash), in bytes; ids past it are not kept, and counted in
+    /// `wscluster_webhook_events_dropped_total{reason="replica_full"}`.
+    pub replica_bytes: usize,
 }
 
 impl Default for WebhooksConfig {
@@ -54,6 +58,7 @@ impl Default for WebhooksConfig {
             max_batch: 100,
             retry_max_ms: 60_000,
             queue_bytes: 4 * 1024 * 1024,
+            replica_bytes: 16 * 1024 * 1024,
         }
     }
 }
@@ -139,6 +144,7 @@ impl WebhooksConfig {
             ("webhooks.timeout_ms", self.timeout_ms),
             ("webhooks.max_batch", self.max_batch as u64),
             ("webhooks.queue_bytes", self.queue_bytes as u64),
+            ("webhooks.replica_bytes", self.replica_bytes as u64),
         ] {
             if value == 0 {
                 out.push((key, "must be greater than 0".into()));

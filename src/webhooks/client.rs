@@ -30,6 +30,12 @@ pub struct Target {
 impl Target {
     /// Parses an `http://` or `https://` URL; the message says what is wrong.
     pub fn parse(url: &str) -> Result<Self, String> {
+        // Errors quote the URL, except one that may carry credentials (never echoed).
+        if url.contains('@') {
+            return Err(
+                "credentials (user@ or user:password@) in the URL are not supported".into(),
+            );
+        }
         let (https, rest) = if let Some(r) = url.strip_prefix("http://") {
             (false, r)
         } else if let Some(r) = url.strip_prefix("https://") {
@@ -42,9 +48,6 @@ impl Target {
             Some(i) => (&rest[..i], format!("/{}", &rest[i..])),
             None => (rest, "/".to_owned()),
         };
-        if authority.contains('@') {
-            return Err(format!("{url:?}: credentials in the URL are not supported"));
-        }
         if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(format!("{url:?}: spaces or control characters"));
         }

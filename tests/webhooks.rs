@@ -40,7 +40,8 @@ fn assert_signed(receiver: &Receiver) {
     let posts = receiver.posts();
     assert!(!posts.is_empty());
     for p in posts {
-        let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
         mac.update(&p.body);
         let hex: String = mac
             .finalize()
@@ -349,7 +350,7 @@ async fn webhook_options_that_cannot_work_stop_the_node_naming_the_key() {
             args.push((*s).to_owned());
         }
         let (mut child, _out, err) = spawn(&args, &[]);
-        let status = child.wait().unwrap();
+        let status = child.wait().unwrap_or_else(|e| panic!("wait: {e}"));
         let stderr = std::fs::read_to_string(err.path()).unwrap_or_default();
         assert_eq!(status.code(), Some(2), "{sets:?}: {stderr}");
         assert!(stderr.contains(key), "{sets:?}: {key} not in {stderr}");

@@ -13,6 +13,7 @@ use sha2::Sha256;
 
 use presence_support::PClient;
 use support::process::*;
+use support::tls::TestCa;
 use support::webhook_receiver::{Receiver, free_addr};
 use support::{raw_http, scaled};
 
@@ -321,6 +322,42 @@ async fn a_receiver_that_comes_back_gets_the_queued_events_and_the_cap_drops_are
         "each event delivered or counted as dropped"
     );
     assert_eq!(receiver.events().len(), delivered as usize);
+    assert_signed(&receiver);
+}
+
+#[tokio::test]
+async fn https_receivers_are_reached_only_with_a_certificate_the_node_trusts() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let ca = TestCa::new(dir.path(), "hooks");
+    let other = TestCa::new(dir.path(), "other");
+    let receiver = Receiver::start_tls(&ca.issue(dir.path(), "receiver", 1)).await;
+    let trusted = NodeProcess::start(
+        hooked(NodeArgs::new("trusting"), &receiver.https_url())
+            .set(&format!("webhooks.ca_file={}", ca.ca())),
+    )
+    .await;
+    let untrusted = NodeProcess::start(
+        hooked(NodeArgs::new("doubting"), &receiver.https_url())
+            .set(&format!("webhooks.ca_file={}", other.ca())),
+    )
+    .await;
+    let _dave = PClient::member(untrusted.ws, "dave-id", "dave").await;
+    wait_metric(
+        &untrusted,
+        r#"wscluster_webhook_posts_total{outcome="failed"}"#,
+        |v| v >= 1.0,
+    )
+    .await;
+    let _erin = PClient::member(trusted.ws, "erin-id", "erin").await;
+    let events = receiver
+        .wait_for("erin's join over https", WAIT, |e| {
+            !about(e, "member_joined", "erin-id").is_empty()
+        })
+        .await;
+    assert!(
+        events.iter().all(|e| e["node"] == "trusting"),
+        "the node that does not trust the certificate sent nothing: {events:#?}"
+    );
     assert_signed(&receiver);
 }
 

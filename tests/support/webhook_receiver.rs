@@ -6,8 +6,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+use super::tls::Issued;
 
 /// One POST as received.
 #[derive(Debug, Clone)]
@@ -68,6 +71,26 @@ impl Receiver {
 
     /// A receiver on `addr`.
     pub async fn start_on(addr: SocketAddr) -> Self {
+        Self::listen(addr, None).await
+    }
+
+    /// An `https://` receiver on an ephemeral loopback port presenting `cert`.
+    pub async fn start_tls(cert: &Issued) -> Self {
+        let certs = wscluster::tls::load_certs(&cert.cert()).unwrap_or_else(|e| panic!("{e}"));
+        let key = wscluster::tls::load_key(&cert.key()).unwrap_or_else(|e| panic!("{e}"));
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap_or_else(|e| panic!("{e}"));
+        let acceptor = TlsAcceptor::from(Arc::new(config));
+        Self::listen(SocketAddr::from(([127, 0, 0, 1], 0)), Some(acceptor)).await
+    }
+
+    async fn listen(addr: SocketAddr, tls: Option<TlsAcceptor>) -> Self {
         let listener = TcpListener::bind(addr)
             .await
             .unwrap_or_else(|e| panic!("bind {addr}: {e}"));
@@ -79,7 +102,18 @@ impl Receiver {
         let task = tokio::spawn(async move {
             while let Ok((s, _)) = listener.accept().await {
                 let p = p.clone();
-                tokio::spawn(read_post(s, p));
+                match tls.clone() {
+                    None => {
+                        tokio::spawn(read_post(s, p));
+                    }
+                    Some(acceptor) => {
+                        tokio::spawn(async move {
+                            if let Ok(s) = acceptor.accept(s).await {
+                                read_post(s, p).await;
+                            }
+                        });
+                    }
+                }
             }
         });
         Self { addr, posts, task }
@@ -88,6 +122,11 @@ impl Receiver {
     /// `http://<addr>/hook`.
     pub fn url(&self) -> String {
         format!("http://{}/hook", self.addr)
+    }
+
+    /// `https://<addr>/hook`.
+    pub fn https_url(&self) -> String {
+        format!("https://{}/hook", self.addr)
     }
 
     /// Every POST so far.
@@ -125,7 +164,10 @@ impl Receiver {
 
 /// Reads one POST, records it, then answers 200 (so a batch is recorded before the next one can
 /// be sent).
-async fn read_post(mut s: TcpStream, posts: Arc<Mutex<Vec<Post>>>) -> Option<()> {
+async fn read_post<S: AsyncRead + AsyncWrite + Unpin>(
+    mut s: S,
+    posts: Arc<Mutex<Vec<Post>>>,
+) -> Option<()> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     let (headers, body_start, len) = loop {
@@ -170,5 +212,6 @@ async fn read_post(mut s: TcpStream, posts: Arc<Mutex<Vec<Post>>>) -> Option<()>
     let _ = s
         .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
         .await;
+    let _ = s.shutdown().await;
     Some(())
 }

@@ -136,6 +136,7 @@ async fn a_killed_node_s_member_leaves_are_reported_once_by_one_survivor(bp: Bac
         })
         .await;
     let took = killed.elapsed();
+    println!("member_left received {took:?} after SIGKILL");
     assert!(took <= bound, "member_left after {took:?}");
     let left = about(&events, "member_left", "bob-id");
     assert_eq!(left.len(), 1, "{events:#?}");

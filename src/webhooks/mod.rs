@@ -3,15 +3,16 @@
 //! URL (`[webhooks]`), at least once.
 //!
 //! - [`event`]: the event types, their JSON and their ids; [`config`]: the options.
-//! - [`queue`] and [`takeover`]: the decisions, sans I/O (what is sent, dropped, retried; which
-//!   survivor reports a crashed node's events).
+//! - [`queue`], [`takeover`] and [`connections`]: the decisions, sans I/O (what is sent, dropped,
+//!   retried; which survivor reports a crashed node's events; which connections each node holds).
 //! - [`client`] and `sender`: the I/O (one POST; the task that drains the queue).
+//! - `adapter`: the cluster side (a crashed node's events, "delivered" notices, connection lists).
 //!
 //! Each node reports what happens on it, from the protocols' application events (the protocols
 //! know nothing of webhooks). A node that stops cleanly reports its own clients' departures before
 //! it exits. A node that crashes cannot: every survivor computes its events from the Presence
-//! replica before purging it, and one survivor sends them ([`takeover`]), through the cluster
-//! [`Adapter`] this module provides ([`Webhooks::adapter`]).
+//! replica and the connection lists before purging them, and one survivor sends them
+//! ([`takeover`]), through the cluster [`Adapter`] this module provides ([`Webhooks::adapter`]).
 
 mod adapter;
 pub mod client;

@@ -75,7 +75,7 @@ impl Inner {
             None => NodeHoldings::default(),
         };
         let connections = self.replica.lock().of(&peer.node_id);
-        let events: Vec<Event> = crashed_node_events(
+        let events: Vec<String> = crashed_node_events(
             &peer.node_id,
             peer.incarnation,
             &held,
@@ -85,6 +85,7 @@ impl Inner {
         )
         .into_iter()
         .filter(|e| self.config.wants(e.kind))
+        .map(|e| e.to_json())
         .collect();
         let live: Vec<Arc<str>> = live.iter().map(|o| o.node_id.clone()).collect();
         let key = SetKey {
@@ -110,10 +111,10 @@ impl Inner {
                 events = events.len(),
                 "reporting the lifecycle webhooks of a departed node"
             );
-            for e in events {
+            for json in events {
                 self.sender
                     .shared()
-                    .push(e.to_json(), self.deadline(), Some(set.clone()));
+                    .push(json, self.deadline(), Some(set.clone()));
             }
         }
     }

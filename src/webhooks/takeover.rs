@@ -10,8 +10,6 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::event::Event;
-
 /// One crashed node incarnation: the key of the events computed for it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SetKey {
@@ -26,7 +24,8 @@ const DONE_REMEMBERED: usize = 1024;
 
 struct Pending {
     key: SetKey,
-    events: Vec<Event>,
+    /// The events' JSON.
+    events: Vec<String>,
     bytes: usize,
     handed: bool,
     expires: Instant,
@@ -45,7 +44,7 @@ pub struct Takeover {
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Decision {
     /// Sets this node must send now (it is the sender; each set once).
-    pub send: Vec<(SetKey, Vec<Event>)>,
+    pub send: Vec<(SetKey, Vec<String>)>,
     /// Events not kept because the cap was reached.
     pub dropped: usize,
 }
@@ -67,13 +66,14 @@ impl Takeover {
         }
     }
 
-    /// Node `key` died holding what `events` describe; `live` are the other nodes live now. The
+    /// Node `key` died holding what `events` (each event's JSON) describe; `live` are the other
+    /// nodes live now. The
     /// events are kept until delivered (or until `now + keep_for`); every kept set this node must
     /// now send (its own, or those of a sender that died) is returned once.
     pub fn node_died(
         &mut self,
         key: SetKey,
-        events: Vec<Event>,
+        events: Vec<String>,
         live: &[Arc<str>],
         now: Instant,
         keep_for: Duration,
@@ -82,7 +82,7 @@ impl Takeover {
         self.expire(now);
         let known = self.done.contains(&key) || self.pending.iter().any(|p| p.key == key);
         if !known && !events.is_empty() {
-            let bytes: usize = events.iter().map(|e| e.to_json().len()).sum();
+            let bytes: usize = events.iter().map(String::len).sum();
             if self.bytes + bytes > self.cap_bytes {
                 decision.dropped = events.len();
             } else {
@@ -146,9 +146,9 @@ impl Takeover {
 mod tests {
     use super::*;
     use crate::hub::roster::Member;
-    use crate::webhooks::event::{EventType, Subject};
+    use crate::webhooks::event::{Event, EventType, Subject};
 
-    fn ev(id: &str) -> Event {
+    fn ev(id: &str) -> String {
         Event {
             id: id.into(),
             kind: EventType::MemberLeft,
@@ -157,6 +157,7 @@ mod tests {
             reported_by: None,
             subject: Subject::Member(Member::new(id, "", "")),
         }
+        .to_json()
     }
 
     fn key(n: &str) -> SetKey {
@@ -213,7 +214,7 @@ mod tests {
     #[test]
     fn kept_sets_are_bounded_in_bytes_and_in_time() {
         let now = Instant::now();
-        let one = ev("m1").to_json().len();
+        let one = ev("m1").len();
         let mut c = Takeover::new(Arc::from("c"), one);
         c.node_died(key("b"), vec![ev("m1")], &names(&["a"]), now, KEEP);
         let d = c.node_died(

@@ -327,6 +327,43 @@ async fn a_receiver_that_comes_back_gets_the_queued_events_and_the_cap_drops_are
 }
 
 #[tokio::test]
+async fn a_refused_batch_is_sent_again_with_the_same_ids() {
+    let receiver = Receiver::start().await;
+    receiver.fail_next(2);
+    let node = NodeProcess::start(hooked(NodeArgs::new("solo"), &receiver.url())).await;
+    let _frank = PClient::member(node.ws, "frank-id", "frank").await;
+    let events = receiver
+        .wait_for("frank's join after two 500s", WAIT, |e| {
+            !about(e, "member_joined", "frank-id").is_empty()
+        })
+        .await;
+    let posts = receiver.posts();
+    assert_eq!(
+        posts.iter().map(|p| p.status).collect::<Vec<_>>()[..3],
+        [500, 500, 200]
+    );
+    let ids = |p: &support::webhook_receiver::Post| {
+        p.events()
+            .iter()
+            .map(|e| e["id"].as_str().unwrap_or_default().to_owned())
+            .collect::<Vec<_>>()
+    };
+    // The refused events come again, first, with the same ids (newer ones may follow them).
+    let refused = ids(&posts[0]);
+    for retry in &posts[1..3] {
+        assert_eq!(ids(retry)[..refused.len()], refused[..]);
+    }
+    assert_eq!(about(&events, "member_joined", "frank-id").len(), 1);
+    wait_metric(
+        &node,
+        r#"wscluster_webhook_posts_total{outcome="refused"}"#,
+        |v| v == 2.0,
+    )
+    .await;
+    assert_signed(&receiver);
+}
+
+#[tokio::test]
 async fn https_receivers_are_reached_only_with_a_certificate_the_node_trusts() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let ca = TestCa::new(dir.path(), "hooks");

@@ -15,6 +15,8 @@ use super::tls::Issued;
 /// One POST as received.
 #[derive(Debug, Clone)]
 pub struct Post {
+    /// The status it was answered with.
+    pub status: u16,
     /// Its headers, names lower-cased.
     pub headers: Vec<(String, String)>,
     /// Its raw body.
@@ -45,6 +47,8 @@ impl Post {
 pub struct Receiver {
     /// Where it listens.
     pub addr: SocketAddr,
+    /// How many of the next POSTs are answered 500 (then 200).
+    failing: Arc<std::sync::atomic::AtomicUsize>,
     posts: Arc<Mutex<Vec<Post>>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -74,6 +78,11 @@ impl Receiver {
         Self::listen(addr, None).await
     }
 
+    /// Answers the next `n` POSTs with 500 (they are still recorded, with that status).
+    pub fn fail_next(&self, n: usize) {
+        self.failing.store(n, std::sync::atomic::Ordering::SeqCst);
+    }
+
     /// An `https://` receiver on an ephemeral loopback port presenting `cert`.
     pub async fn start_tls(cert: &Issued) -> Self {
         let certs = wscluster::tls::load_certs(&cert.cert()).unwrap_or_else(|e| panic!("{e}"));
@@ -98,25 +107,32 @@ impl Receiver {
             .local_addr()
             .unwrap_or_else(|e| panic!("addr: {e}"));
         let posts: Arc<Mutex<Vec<Post>>> = Arc::default();
+        let failing: Arc<std::sync::atomic::AtomicUsize> = Arc::default();
         let p = posts.clone();
+        let f = failing.clone();
         let task = tokio::spawn(async move {
             while let Ok((s, _)) = listener.accept().await {
-                let p = p.clone();
+                let (p, f) = (p.clone(), f.clone());
                 match tls.clone() {
                     None => {
-                        tokio::spawn(read_post(s, p));
+                        tokio::spawn(read_post(s, p, f));
                     }
                     Some(acceptor) => {
                         tokio::spawn(async move {
                             if let Ok(s) = acceptor.accept(s).await {
-                                read_post(s, p).await;
+                                read_post(s, p, f).await;
                             }
                         });
                     }
                 }
             }
         });
-        Self { addr, posts, task }
+        Self {
+            addr,
+            failing,
+            posts,
+            task,
+        }
     }
 
     /// `http://<addr>/hook`.
@@ -134,9 +150,13 @@ impl Receiver {
         self.posts.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Every event so far, in arrival order.
+    /// Every event accepted (answered 200) so far, in arrival order.
     pub fn events(&self) -> Vec<Value> {
-        self.posts().iter().flat_map(Post::events).collect()
+        self.posts()
+            .iter()
+            .filter(|p| p.status == 200)
+            .flat_map(Post::events)
+            .collect()
     }
 
     /// Polls until `cond` holds for the events received (failing the test after `wait`); returns
@@ -162,11 +182,12 @@ impl Receiver {
     }
 }
 
-/// Reads one POST, records it, then answers 200 (so a batch is recorded before the next one can
-/// be sent).
+/// Reads one POST, records it, then answers it (so a batch is recorded before the next one can be
+/// sent): 500 while `failing` counts down, else 200.
 async fn read_post<S: AsyncRead + AsyncWrite + Unpin>(
     mut s: S,
     posts: Arc<Mutex<Vec<Post>>>,
+    failing: Arc<std::sync::atomic::AtomicUsize>,
 ) -> Option<()> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
@@ -205,13 +226,24 @@ async fn read_post<S: AsyncRead + AsyncWrite + Unpin>(
         }
         buf.extend_from_slice(&chunk[..n]);
     }
+    let fail = failing
+        .fetch_update(
+            std::sync::atomic::Ordering::SeqCst,
+            std::sync::atomic::Ordering::SeqCst,
+            |n| n.checked_sub(1),
+        )
+        .is_ok();
+    let status = if fail { 500 } else { 200 };
     posts.lock().unwrap_or_else(|e| e.into_inner()).push(Post {
+        status,
         headers,
         body: buf[body_start..body_start + len].to_vec(),
     });
-    let _ = s
-        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-        .await;
+    let answer = format!(
+        "HTTP/1.1 {status} {}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        if fail { "Internal Server Error" } else { "OK" }
+    );
+    let _ = s.write_all(answer.as_bytes()).await;
     let _ = s.shutdown().await;
     Some(())
 }

@@ -70,7 +70,7 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     let cluster = Cluster::new(name.as_str(), config.cluster.clone());
     // Before the cluster starts: a peer that dies at once is reported too.
     let webhooks = Webhooks::start(&config.webhooks, &name)
-        .map_err(|message| anyhow::anyhow!("webhooks.url: {message}"))?;
+        .map_err(|message| anyhow::anyhow!("webhooks: {message}"))?;
     if let Some(w) = &webhooks {
         w.observe_sgc(&sgc);
         w.observe_presence(&presence);

@@ -236,6 +236,58 @@ async fn when_the_reporting_survivor_dies_too_the_next_one_reports_both_nodes() 
 }
 
 #[tokio::test]
+async fn losing_redis_reports_no_departure_of_nodes_that_are_alive() {
+    let mut redis = support::redis::RedisServer::start().await;
+    let receiver = Receiver::start().await;
+    let url = receiver.url();
+    let args = |name: &str| {
+        hooked(NodeArgs::new(name), &url)
+            .redis(redis.port(), "shared")
+            .set(&format!(
+                "cluster.peer_timeout_ms={}",
+                REDIS_PEER_TIMEOUT.as_millis()
+            ))
+    };
+    let a = NodeProcess::start(args("a")).await;
+    let b = NodeProcess::start(args("b")).await;
+    wait_linked(&[&a, &b]).await;
+    let _alice = PClient::member(a.ws, "alice-id", "alice").await;
+    let _bob = PClient::member(b.ws, "bob-id", "bob").await;
+    receiver
+        .wait_for("both joins", WAIT, |e| {
+            !about(e, "member_joined", "alice-id").is_empty()
+                && !about(e, "member_joined", "bob-id").is_empty()
+        })
+        .await;
+    // Redis goes away for longer than the peer timeout: each node sees the other go silent.
+    redis.kill();
+    for (n, other) in [(&a, "b"), (&b, "a")] {
+        n.wait_log("the other node timed out", |n| {
+            n.peer_events().iter().any(|e| !e.up && e.peer == other)
+        })
+        .await;
+    }
+    redis.restart().await;
+    wait_linked(&[&a, &b]).await;
+    // Barriers: an event from each node after it is linked again.
+    let on_a = PClient::connect(a.ws).await;
+    let on_b = PClient::connect(b.ws).await;
+    let events = receiver
+        .wait_for("both barriers", WAIT, |e| {
+            [&on_a.guid, &on_b.guid].iter().all(|g| {
+                e.iter()
+                    .any(|x| x["type"] == "connection_opened" && x["connection"] == g.as_str())
+            })
+        })
+        .await;
+    let departures: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["type"] == "member_left" || e.get("reported_by").is_some())
+        .collect();
+    assert!(departures.is_empty(), "{departures:#?}");
+}
+
+#[tokio::test]
 async fn a_cleanly_stopped_node_reports_its_own_departures_and_no_survivor_does() {
     let receiver = Receiver::start().await;
     let url = receiver.url();

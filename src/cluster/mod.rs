@@ -445,16 +445,20 @@ impl EngineHandler for Handler {
         if !quiet {
             let started = std::time::Instant::now();
             let adapters = inner.adapters.read().clone();
-            let live: Vec<Origin> = inner
-                .running
-                .lock()
+            let running = inner.running.lock().clone();
+            let live: Vec<Origin> = running
                 .as_ref()
                 .map_or_else(Vec::new, Backplane::live_peers)
                 .into_iter()
                 .filter(|o| o.node_id != peer.node_id)
                 .collect();
+            // Mesh links fail one by one; a node that lost Redis loses every peer at once.
+            let connected = match &running {
+                Some(Backplane::Redis(r)) => r.ready(),
+                _ => true,
+            };
             for a in &adapters {
-                a.before_peer_down(peer, reason, &live);
+                a.before_peer_down(peer, reason, &live, connected);
             }
             for a in &adapters {
                 a.peer_down(peer);

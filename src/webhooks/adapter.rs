@@ -185,7 +185,22 @@ impl Adapter for WebhooksAdapter {
         }
     }
 
-    fn before_peer_down(&self, peer: &Origin, reason: DownReason, live: &[Origin]) {
+    fn before_peer_down(
+        &self,
+        peer: &Origin,
+        reason: DownReason,
+        live: &[Origin],
+        connected: bool,
+    ) {
+        if !connected {
+            // Every peer looks dead to a node that lost Redis: reporting them would announce
+            // every member of the cluster gone. Their departures are not reported.
+            tracing::warn!(
+                node = %Printable(&peer.node_id),
+                "this node is cut off from its backplane: the departed node's webhooks are not reported (it may be alive)"
+            );
+            return;
+        }
         self.inner.peer_gone(peer, reason, live);
     }
 

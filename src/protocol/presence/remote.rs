@@ -283,3 +283,58 @@ fn reconcile(st: &mut State, fx: &mut Effects, members: &[SnapshotMember], origi
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{PresenceConfig, PresenceProtocol};
+    use super::*;
+
+    fn from(p: &PresenceProtocol, node: &str, event: PresenceEvent) {
+        p.apply_remote(
+            &event,
+            &RemoteOrigin {
+                node_id: Arc::from(node),
+                incarnation: 7,
+            },
+        );
+    }
+
+    fn joined(p: &PresenceProtocol, node: &str, id: &str, channels: &[&str]) {
+        let member = Member::new(id, id, "");
+        from(
+            p,
+            node,
+            PresenceEvent::MemberNew {
+                member: member.clone(),
+            },
+        );
+        for c in channels {
+            from(
+                p,
+                node,
+                PresenceEvent::ChannelMemberNew {
+                    member: member.clone(),
+                    channel: Arc::from(*c),
+                },
+            );
+        }
+    }
+
+    #[test]
+    fn holdings_name_a_node_s_members_and_the_channels_only_they_are_in() {
+        let p = PresenceProtocol::new(PresenceConfig::default());
+        joined(&p, "b", "b1", &["shared", "only-b"]);
+        joined(&p, "b", "b2", &["only-b"]);
+        joined(&p, "c", "c1", &["shared"]);
+        let held = p.node_holdings("b");
+        assert_eq!(held.incarnation, Some(7));
+        let ids: Vec<&str> = held.members.iter().map(|m| &*m.member.id).collect();
+        assert_eq!(ids, ["b1", "b2"]);
+        assert_eq!(held.members[0].channels.len(), 2);
+        assert_eq!(held.sole_channels, [Arc::from("only-b")]);
+        assert_eq!(p.node_holdings("x"), NodeHoldings::default());
+        // What the purge then removes is what the holdings said.
+        assert_eq!(p.purge_node("b"), 2);
+        assert_eq!(p.channels(), [("shared".to_owned(), 1)]);
+    }
+}

@@ -44,6 +44,8 @@ pub struct Config {
     pub admin: AdminConfig,
     /// The server API for backends (`/api/...`): keys, idempotency, HTTP limits.
     pub api: ApiConfig,
+    /// Lifecycle webhooks (`[webhooks]`; off without a URL).
+    pub webhooks: crate::webhooks::WebhooksConfig,
 }
 
 /// Identity and logging of the node.
@@ -210,6 +212,10 @@ impl Config {
             .api
             .load_keys_file()
             .map_err(|(key, message)| ConfigError::Invalid { key, message })?;
+        config
+            .webhooks
+            .load_secret_file()
+            .map_err(|(key, message)| ConfigError::Invalid { key, message })?;
         config.validate()?;
         Ok(config)
     }
@@ -226,6 +232,9 @@ impl Config {
             problems.push(ConfigError::Invalid { key, message });
         }
         if let Err((key, message)) = config.api.load_keys_file() {
+            problems.push(ConfigError::Invalid { key, message });
+        }
+        if let Err((key, message)) = config.webhooks.load_secret_file() {
             problems.push(ConfigError::Invalid { key, message });
         }
         problems.extend(config.problems());
@@ -265,6 +274,9 @@ impl Config {
             invalid(key, message);
         }
         if let Err((key, message)) = self.api.validate() {
+            invalid(key, message);
+        }
+        for (key, message) in self.webhooks.problems() {
             invalid(key, message);
         }
         if !LOG_FORMATS.contains(&self.node.log_format.as_str()) {
@@ -364,6 +376,15 @@ impl Config {
             out.push(ConfigError::Invalid {
                 key: "cluster.mesh.tls",
                 message,
+            });
+        }
+        if self.webhooks.enabled()
+            && !self.webhooks.ca_file.is_empty()
+            && let Err(e) = crate::tls::load_roots(&self.webhooks.ca_file)
+        {
+            out.push(ConfigError::Invalid {
+                key: "webhooks.ca_file",
+                message: e.to_string(),
             });
         }
         out

@@ -21,6 +21,8 @@
 //!   the status page, served over HTTP on the WebSocket port or a separate admin port.
 //! - [`metrics`]: every metric's name and description (the binary installs the recorder).
 //! - [`tls`]: `wss://` for clients (reloadable certificate) and TLS for mesh links.
+//! - [`webhooks`]: signed lifecycle events POSTed to the application, a crashed node's reported by
+//!   a survivor.
 //!
 //! ## Embedding
 //!
@@ -53,6 +55,7 @@ pub mod relay;
 pub mod tasks;
 pub mod tls;
 pub mod transport;
+pub mod webhooks;
 
 pub use cluster::{Cluster, ClusterConfig, PresenceAdapter, SgcAdapter};
 pub use config::Config;

@@ -59,6 +59,12 @@ pub enum Kind {
     PresenceDelta = 20,
     /// The local Presence members of a node, for a late joiner or after a partition.
     PresenceSnapshot = 21,
+    /// A survivor delivered the lifecycle webhooks of a crashed node: the other survivors drop
+    /// their copies.
+    WebhooksDelivered = 30,
+    /// A node's open connections (one opened, one closed, or all of them for a new peer), so a
+    /// survivor can report them closed when the node crashes.
+    WebhooksConnections = 31,
 }
 
 impl Kind {
@@ -80,6 +86,8 @@ impl Kind {
             14 => Kind::SgcPublishOnce,
             20 => Kind::PresenceDelta,
             21 => Kind::PresenceSnapshot,
+            30 => Kind::WebhooksDelivered,
+            31 => Kind::WebhooksConnections,
             _ => return None,
         })
     }

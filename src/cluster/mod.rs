@@ -436,6 +436,18 @@ impl EngineHandler for Handler {
         if !quiet {
             let started = std::time::Instant::now();
             let adapters = inner.adapters.read().clone();
+            let running = inner.running.lock().clone();
+            let live: Vec<Origin> = running
+                .as_ref()
+                .map_or_else(Vec::new, |e| e.live_peers())
+                .into_iter()
+                .filter(|o| o.node_id != peer.node_id)
+                .collect();
+            // Mesh links fail one by one; a node that lost its broker loses every peer at once.
+            let connected = running.as_ref().is_none_or(|e| e.reaches_cluster());
+            for a in &adapters {
+                a.before_peer_down(peer, reason, &live, connected);
+            }
             for a in &adapters {
                 a.peer_down(peer);
             }

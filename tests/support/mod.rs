@@ -19,6 +19,7 @@ pub mod process;
 pub mod redis;
 pub mod sgc;
 pub mod tls;
+pub mod webhook_receiver;
 
 /// The byte stream under a test client: plain TCP or TLS over TCP.
 pub trait ClientIo: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}

@@ -261,6 +261,9 @@ impl Engine for RedisEngine {
     fn last_error(&self) -> Option<String> {
         RedisEngine::last_error(self)
     }
+    fn reaches_cluster(&self) -> bool {
+        RedisEngine::ready(self)
+    }
     fn stop(&self) -> EngineFuture<'_, ()> {
         Box::pin(RedisEngine::stop(self))
     }

@@ -16,6 +16,7 @@ use wscluster::config::ServerConfig;
 
 pub mod process;
 pub mod redis;
+pub mod redis_cluster;
 pub mod sgc;
 pub mod tls;
 

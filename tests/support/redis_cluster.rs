@@ -197,15 +197,19 @@ impl RedisCluster {
         }
     }
 
-    /// Waits until every master says `cluster_state:ok` and knows three masters.
+    /// Waits until every master says `cluster_state:ok`, knows three masters and sees every slot
+    /// served (`CLUSTER SLOTS` has the three ranges: with `cluster-require-full-coverage no`,
+    /// `cluster_state:ok` alone does not say that).
     pub async fn wait_ok(&self) {
         let deadline = Instant::now() + FORM_WAIT;
         for i in 0..self.masters.len() {
             loop {
                 let info: Option<String> = self.try_query(i, &["CLUSTER", "INFO"]).await;
+                let slots: Option<Vec<redis::Value>> =
+                    self.try_query(i, &["CLUSTER", "SLOTS"]).await;
                 let ok = info.as_deref().is_some_and(|info| {
                     info.contains("cluster_state:ok") && info.contains("cluster_known_nodes:3")
-                });
+                }) && slots.is_some_and(|s| s.len() == SLOT_RANGES.len());
                 if ok {
                     break;
                 }
@@ -298,8 +302,9 @@ impl RedisCluster {
     }
 
     /// Starts master `i` again on the same ports with its `nodes.conf` (after
-    /// [`RedisCluster::kill`], or killing it first), and waits until the cluster is whole.
-    pub async fn restart(&mut self, i: usize) {
+    /// [`RedisCluster::kill`], or killing it first); returns once it answers (it rejoins the
+    /// cluster with its slots: [`RedisCluster::wait_ok`] waits for that).
+    pub async fn relaunch(&mut self, i: usize) {
         self.kill(i);
         let deadline = Instant::now() + Duration::from_secs(10);
         while !self.launch(i).await {
@@ -309,6 +314,11 @@ impl RedisCluster {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// [`RedisCluster::relaunch`], then waits until the cluster is whole.
+    pub async fn restart(&mut self, i: usize) {
+        self.relaunch(i).await;
         self.wait_ok().await;
     }
 }

@@ -29,7 +29,6 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use ::redis::cluster_async::ClusterConnection;
-use ::redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
@@ -87,14 +86,6 @@ impl Shared {
     fn connection(&self) -> Option<ClusterConnection> {
         self.connection.lock().clone()
     }
-}
-
-/// Routing to the master that owns Redis channel `name`'s slot.
-fn master_of(name: &str) -> RoutingInfo {
-    RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(Route::with_key(
-        name.as_bytes(),
-        SlotAddr::Master,
-    )))
 }
 
 /// Whether a Redis error message means "wrong credentials".

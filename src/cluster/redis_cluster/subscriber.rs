@@ -5,8 +5,11 @@
 //! SSUBSCRIBE is confirmed; everything is pending after a connection to a node was lost, after
 //! the server dropped a subscription (its slot moved: the SUNSUBSCRIBE push) and after a failed
 //! publish or ping, and pending groups are subscribed again with backoff. The control group (the
-//! shared channel and this node's own) decides readiness; after [`REBUILD_AFTER`] failures in a
-//! row the whole connection is made anew (the seeds are asked for the cluster again).
+//! shared channel and this node's own) decides readiness, and every heartbeat interval the
+//! control slot's master is asked whether this node's own channel really has its subscriber (a
+//! confirmation is not proof when the client's slot map is stale). After [`REBUILD_AFTER`]
+//! failures (or failed checks) in a row the whole connection is made anew (the seeds are asked for
+//! the cluster again).
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
@@ -17,8 +20,8 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::Shared;
 use super::names::hash_tag;
-use super::{Shared, master_of};
 use crate::cluster::broker::interest::Command;
 use crate::cluster::broker::streams::StreamNames;
 use crate::cluster::redis::RedisRouting;
@@ -26,7 +29,8 @@ use crate::cluster::redis::RedisRouting;
 /// Most Redis channels named in one SSUBSCRIBE.
 const SUBSCRIBE_CHUNK: usize = 1024;
 
-/// Failed attempts in a row at the control subscription before the connection is made anew.
+/// Failed attempts (or checks) in a row at the control subscription before the connection is
+/// made anew.
 const REBUILD_AFTER: u32 = 3;
 
 type Pushes = mpsc::UnboundedReceiver<PushInfo>;
@@ -216,6 +220,7 @@ impl Session<'_> {
         let mut retry_at = Instant::now();
         let mut control_failures: u32 = 0;
         let mut group_failures: u32 = 0;
+        let mut check_misses: u32 = 0;
         loop {
             if !self.pending.is_empty() && Instant::now() >= retry_at {
                 match self.subscribe_pending().await {
@@ -251,15 +256,23 @@ impl Session<'_> {
                 _ = self.shared.trouble.notified() => {
                     self.all_pending();
                 }
-                _ = ping.tick() => {
-                    let shared_name = self.shared.names.shared().to_string();
-                    let r = tokio::time::timeout(
-                        cfg.response_timeout(),
-                        self.conn.route_command(::redis::cmd("PING"), master_of(&shared_name)),
-                    ).await;
-                    if self.up && !matches!(r, Ok(Ok(_))) {
-                        self.all_pending();
-                        retry_at = Instant::now();
+                _ = ping.tick(), if self.up => {
+                    // Checks the control subscription is really in place at the slot's master
+                    // (and that master answers): a confirmation is not enough when the client's
+                    // slot map is stale.
+                    match super::prober::own_subscription(self.shared, &mut self.conn).await {
+                        Some(true) => check_misses = 0,
+                        found => {
+                            check_misses += 1;
+                            if check_misses >= REBUILD_AFTER {
+                                return Some("this node's control subscription could not be confirmed at its master".into());
+                            }
+                            if found == Some(false) {
+                                tracing::info!("redis-cluster: this node's own subscription is missing at the control slot's master; subscribing again");
+                            }
+                            self.all_pending();
+                            retry_at = Instant::now();
+                        }
                     }
                 }
                 _ = tokio::time::sleep_until(retry_at), if waiting => {}

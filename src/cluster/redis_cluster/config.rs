@@ -149,7 +149,7 @@ impl RedisClusterConfig {
                 invalid(
                     "cluster.redis_cluster.nodes",
                     format!(
-                        "{:?} is not HOST:PORT",
+                        "\"{}\" is not HOST:PORT",
                         crate::log_text::Printable(node.as_str())
                     ),
                 )

@@ -308,6 +308,63 @@ async fn a_master_restarted_mid_stream_loses_what_it_held_counted_and_resumes_pe
     a_master_restarted_mid_stream(RedisRouting::Channel).await;
 }
 
+/// A slot moved to another master (a resharding): Redis drops the sharded subscriptions of the
+/// slot, and the engine subscribes again at the new owner; traffic resumes without a restart.
+async fn a_moved_slot_is_subscribed_again_at_its_new_master(routing: RedisRouting) {
+    let rc = RedisCluster::start().await;
+    let v = nodes(&rc, routing, &["a", "b"]).await;
+    let b = engine(&v[1]);
+    let (ch, from) = channel_off_the_control_master(&rc, &b).await;
+    let stream = b.channel_stream(&ch);
+    let mut sub_b = v[1].client(&ch).await;
+    let (mut pub_a, _) = WsClient::sgc(v[0].server.local_addr()).await;
+    pub_a
+        .send(&delphi::publish("\"before\"", &ch, "queueLevel0"))
+        .await;
+    sub_b.expect(&s5(&ch, "\"before\"")).await;
+
+    let control = rc.master_of(&format!("{}:{{ctl}}", prefix_of(&rc))).await;
+    let to = (0..3)
+        .find(|m| *m != from && *m != control)
+        .unwrap_or(control);
+    rc.move_slot(rc.slot_of(&stream).await, from, to).await;
+    // The stream is subscribed at the new master (both nodes in shared routing; b in channel
+    // routing), and no longer at the old one.
+    let mut moved = false;
+    for _ in 0..200 {
+        let on = ours_by_master(&rc).await;
+        if on[to].contains(&stream) && !on[from].contains(&stream) {
+            moved = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        moved,
+        "{stream} not subscribed at master {to}: {:?}",
+        ours_by_master(&rc).await
+    );
+    // Publishing follows the slot (MOVED) and the next message arrives; nothing is duplicated.
+    pub_a
+        .send(&delphi::publish("\"after\"", &ch, "queueLevel0"))
+        .await;
+    sub_b.expect(&s5(&ch, "\"after\"")).await;
+    assert!(
+        v.iter()
+            .all(|n| n.cluster.ready() && n.cluster.connected_peer_count() == 1)
+    );
+}
+
+#[tokio::test]
+async fn a_moved_slot_is_subscribed_again_at_its_new_master_shared() {
+    a_moved_slot_is_subscribed_again_at_its_new_master(RedisRouting::Shared).await;
+}
+
+#[tokio::test]
+async fn a_moved_slot_is_subscribed_again_at_its_new_master_per_channel() {
+    a_moved_slot_is_subscribed_again_at_its_new_master(RedisRouting::Channel).await;
+}
+
 #[test]
 fn no_seeds_is_a_config_error_naming_the_key() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_wscluster"))

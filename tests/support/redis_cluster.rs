@@ -296,6 +296,35 @@ impl RedisCluster {
             .unwrap_or_else(|| panic!("slot {slot} outside every range"))
     }
 
+    /// Moves an empty slot from master `from` to master `to` (`CLUSTER SETSLOT … IMPORTING /
+    /// MIGRATING / NODE`), as a resharding does; every master learns the new owner at once.
+    pub async fn move_slot(&self, slot: u16, from: usize, to: usize) {
+        let slot = slot.to_string();
+        let from_id: String = self.query(from, &["CLUSTER", "MYID"]).await;
+        let to_id: String = self.query(to, &["CLUSTER", "MYID"]).await;
+        let _: String = self
+            .query(to, &["CLUSTER", "SETSLOT", &slot, "IMPORTING", &from_id])
+            .await;
+        let _: String = self
+            .query(from, &["CLUSTER", "SETSLOT", &slot, "MIGRATING", &to_id])
+            .await;
+        for i in [to, from] {
+            let _: String = self
+                .query(i, &["CLUSTER", "SETSLOT", &slot, "NODE", &to_id])
+                .await;
+        }
+        let other = (0..3).find(|i| *i != from && *i != to).unwrap_or(0);
+        let _: String = self
+            .query(other, &["CLUSTER", "SETSLOT", &slot, "NODE", &to_id])
+            .await;
+    }
+
+    /// The slot of Redis channel `name` (`CLUSTER KEYSLOT`).
+    pub async fn slot_of(&self, name: &str) -> u16 {
+        let slot: i64 = self.query(0, &["CLUSTER", "KEYSLOT", name]).await;
+        u16::try_from(slot).unwrap_or_else(|e| panic!("slot {slot}: {e}"))
+    }
+
     /// Kills master `i` (SIGKILL): every connection to it drops at once.
     pub fn kill(&mut self, i: usize) {
         self.masters[i].kill();

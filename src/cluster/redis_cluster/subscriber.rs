@@ -62,7 +62,11 @@ pub(crate) async fn subscriber(
         if *stop.borrow() {
             return;
         }
-        match connect(&shared).await {
+        let connected = tokio::select! {
+            c = connect(&shared) => c,
+            _ = stop.changed() => return,
+        };
+        match connected {
             Ok((conn, pushes)) => {
                 failures = 0;
                 let mut session = Session {

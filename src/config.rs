@@ -13,6 +13,7 @@ mod layers;
 pub use layers::{ENV_ALIASES, ENV_PREFIX, Sources};
 
 pub use crate::cluster::{ClusterConfig, EngineKind};
+pub use crate::ops::api::ApiConfig;
 pub use crate::ops::{AdminConfig, HttpConfig};
 pub use crate::protocol::presence::PresenceConfig;
 pub use crate::protocol::sgc::SgcConfig;
@@ -41,6 +42,8 @@ pub struct Config {
     pub http: HttpConfig,
     /// How the admin routes are protected.
     pub admin: AdminConfig,
+    /// The server API for backends (`/api/...`): keys, idempotency, HTTP limits.
+    pub api: ApiConfig,
 }
 
 /// Identity and logging of the node.
@@ -203,6 +206,10 @@ impl Config {
             .cluster
             .load_secret_file()
             .map_err(|(key, message)| ConfigError::Invalid { key, message })?;
+        config
+            .api
+            .load_keys_file()
+            .map_err(|(key, message)| ConfigError::Invalid { key, message })?;
         config.validate()?;
         Ok(config)
     }
@@ -216,6 +223,9 @@ impl Config {
         let mut config = layers::load(sources).map_err(|e| vec![e])?;
         let mut problems = Vec::new();
         if let Err((key, message)) = config.cluster.load_secret_file() {
+            problems.push(ConfigError::Invalid { key, message });
+        }
+        if let Err((key, message)) = config.api.load_keys_file() {
             problems.push(ConfigError::Invalid { key, message });
         }
         problems.extend(config.problems());
@@ -252,6 +262,9 @@ impl Config {
             invalid(key, message);
         }
         if let Err((key, message)) = self.admin.validate() {
+            invalid(key, message);
+        }
+        if let Err((key, message)) = self.api.validate() {
             invalid(key, message);
         }
         if !LOG_FORMATS.contains(&self.node.log_format.as_str()) {

@@ -11,6 +11,7 @@
 //!   sgcJSON reader and writers), [`protocol::sgc`] and [`protocol::presence`] (frames and rules).
 //! - [`hub`]: channels → local subscribers; a publish is encoded once and the same bytes are queued
 //!   to every subscriber.
+//! - [`tasks`]: the owner of a component's background tasks (spawn, then stop and wait).
 //! - [`relay`]: the seam to the cluster: protocols emit events other nodes must replay and accept
 //!   events from them; the interest gate.
 //! - [`cluster`]: the [`cluster::Cluster`] component and its protocol adapters, the inter-node
@@ -49,6 +50,7 @@ pub mod metrics;
 pub mod ops;
 pub mod protocol;
 pub mod relay;
+pub mod tasks;
 pub mod tls;
 pub mod transport;
 

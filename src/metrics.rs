@@ -412,11 +412,13 @@ pub enum Limit {
     /// `presence.max_member_id_length`, `max_member_name_length` or `max_member_info_length`
     /// (error 2).
     PresenceMemberField,
+    /// `api.idempotency_max_bytes`: an idempotency key forgotten before its window ended.
+    ApiIdempotencyBytes,
 }
 
 impl Limit {
     /// Every limit (their counters are exported at 0 from the start).
-    pub const ALL: [Limit; 20] = [
+    pub const ALL: [Limit; 21] = [
         Limit::Connections,
         Limit::ConnectionsPerIp,
         Limit::ConnectionRate,
@@ -437,6 +439,7 @@ impl Limit {
         Limit::QosPendingBytes,
         Limit::PresenceAckBytes,
         Limit::PresenceMemberField,
+        Limit::ApiIdempotencyBytes,
     ];
 
     /// The label value.
@@ -462,6 +465,7 @@ impl Limit {
             Limit::QosPendingBytes => "sgc_qos_pending_bytes",
             Limit::PresenceAckBytes => "presence_ack_pending_bytes",
             Limit::PresenceMemberField => "presence_member_field",
+            Limit::ApiIdempotencyBytes => "api_idempotency_bytes",
         }
     }
 }

@@ -193,7 +193,8 @@ fn reload_on_sighup(server: &Arc<wscluster::ServerHandle>) -> std::io::Result<()
 fn operations(config: &Config, sgc: &SgcProtocol, presence: &PresenceProtocol) -> Arc<Ops> {
     let mut o = Ops::new(config.http.clone(), config.admin.clone())
         .sgc(sgc.clone())
-        .presence(presence.clone());
+        .presence(presence.clone())
+        .api(config.api.clone());
     match ops::install_prometheus_recorder() {
         Ok(handle) => {
             // Handles made before the recorder is installed record nothing: this runs before

@@ -111,8 +111,12 @@ pub trait Engine: Send + Sync + 'static {
             .collect()
     }
 
-    /// Says bye to the peers, stops every task of the engine and reports every peer down.
+    /// Says bye to the peers, stops every task of the engine (and waits for them) and reports
+    /// every peer down.
     fn stop(&self) -> EngineFuture<'_, ()>;
+
+    /// How many of the engine's tasks are running (none once `stop` returned).
+    fn task_count(&self) -> usize;
 
     /// The engine itself, for callers that need its own API (its counters, its address).
     fn as_any(&self) -> &dyn Any;

@@ -53,6 +53,8 @@ pub enum Kind {
     SgcClearQueue = 12,
     /// The retained queues of a node, for a late joiner.
     SgcRetainedSnapshot = 13,
+    /// An sgc publish with an idempotency key (sent to every node).
+    SgcPublishOnce = 14,
     /// A Presence change (member or channel membership, publish, invitation).
     PresenceDelta = 20,
     /// The local Presence members of a node, for a late joiner or after a partition.
@@ -75,6 +77,7 @@ impl Kind {
             11 => Kind::SgcBroadcast,
             12 => Kind::SgcClearQueue,
             13 => Kind::SgcRetainedSnapshot,
+            14 => Kind::SgcPublishOnce,
             20 => Kind::PresenceDelta,
             21 => Kind::PresenceSnapshot,
             _ => return None,

@@ -32,7 +32,6 @@ use ::redis::cluster_async::ClusterConnection;
 use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
-use tokio::task::JoinHandle;
 
 pub use config::{RedisClusterConfig, RedisClusterConfigError};
 
@@ -77,8 +76,6 @@ pub(crate) struct Shared {
     connection: Mutex<Option<ClusterConnection>>,
     /// The writer saw a failure: the subscriber checks every subscription again.
     trouble: Notify,
-    /// The engine's tasks, awaited by `stop`.
-    tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl Shared {
@@ -146,25 +143,22 @@ impl RedisClusterEngine {
             subscriptions,
             connection: Mutex::new(None),
             trouble: Notify::new(),
-            tasks: Mutex::new(Vec::new()),
         });
         let engine = Self {
             shared: shared.clone(),
         };
         before_start(&engine);
-        let mut tasks = vec![
-            tokio::spawn(publisher::writer(shared.clone(), queue_rx)),
-            tokio::spawn(subscriber::subscriber(shared.clone(), commands_rx)),
-        ];
+        // Every task is the core's: its `stop` ends them and waits for them.
+        core.spawn(publisher::writer(shared.clone(), queue_rx));
+        core.spawn(subscriber::subscriber(shared.clone(), commands_rx));
         core.spawn_ticker();
         if shared.cfg.probe_interval_ms > 0 {
-            tasks.push(tokio::spawn(super::broker::probe::prober(
+            core.spawn(super::broker::probe::prober(
                 core.clone(),
                 shared.cfg.probe_interval(),
                 prober::ShardNumSub(shared.clone()),
-            )));
+            ));
         }
-        shared.tasks.lock().extend(tasks);
         tracing::info!(
             node = %core.origin().node_id,
             seeds = %shared.cfg.display_address(),
@@ -211,10 +205,6 @@ impl RedisClusterEngine {
     /// reports every peer down.
     pub async fn stop(&self) {
         self.shared.core.stop().await;
-        let tasks: Vec<JoinHandle<()>> = std::mem::take(&mut *self.shared.tasks.lock());
-        for t in tasks {
-            let _ = t.await;
-        }
         self.shared.connection.lock().take();
     }
 }
@@ -275,6 +265,9 @@ impl Engine for RedisClusterEngine {
     }
     fn stop(&self) -> EngineFuture<'_, ()> {
         Box::pin(RedisClusterEngine::stop(self))
+    }
+    fn task_count(&self) -> usize {
+        self.shared.core.task_count()
     }
     fn as_any(&self) -> &dyn Any {
         self

@@ -2,7 +2,8 @@
 # SIGKILL / SIGTERM → purge time on a 3-node cluster (wscluster-killbench, see bench/README.md,
 # "Cluster benchmarks"): the nodes pinned to NODE_CPU (default 0), the benchmark's clients to
 # LOADGEN_CPU (default 1). ROUNDS (default 30) kills per signal, MEMBERS (default 50) Presence
-# members per node. ENGINE=redis: through a redis-server of its own instead of the mesh. Extra
+# members per node. ENGINE=redis: through a redis-server of its own instead of the mesh;
+# ENGINE=redis-cluster: through a three-master Redis Cluster of its own (pinned likewise). Extra
 # arguments go to wscluster-killbench (e.g. --signal KILL).
 #
 # Before the run it waits (10 s polls, up to 10 minutes) while cargo, rustc or another wscluster
@@ -15,7 +16,7 @@ ROUNDS="${ROUNDS:-30}"
 MEMBERS="${MEMBERS:-50}"
 ENGINE="${ENGINE:-mesh}"
 REDIS_PID=""
-trap 'stop_nodes; [[ -n $REDIS_PID ]] && kill "$REDIS_PID" 2>/dev/null; true' EXIT
+trap 'stop_nodes; [[ -n $REDIS_PID ]] && kill "$REDIS_PID" 2>/dev/null; for p in "${RC_PIDS[@]}"; do kill "$p" 2>/dev/null; done; true' EXIT
 
 ulimit -n "$(ulimit -Hn)"
 header
@@ -34,6 +35,13 @@ if [[ $ENGINE == redis ]]; then
     sleep 0.5
     ENGINE_ARGS=(--node-set cluster.engine=redis --node-set "cluster.redis.port=$REDIS_PORT"
         --node-set cluster.redis.channel=killbench)
+fi
+if [[ $ENGINE == redis-cluster ]]; then
+    start_redis_cluster
+    seeds="$(printf '"%s",' "${RC_SEEDS[@]}")"
+    ENGINE_ARGS=(--node-set cluster.engine=redis-cluster
+        --node-set "cluster.redis_cluster.nodes=[${seeds%,}]"
+        --node-set cluster.redis_cluster.prefix=killbench)
 fi
 cmd=(taskset -c "$LOADGEN_CPU" "$ROOT/target/release/wscluster-killbench" --node-bin "$NODE_BIN"
     --node-cpu "$NODE_CPU" --rounds "$ROUNDS" --members "$MEMBERS"

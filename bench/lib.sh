@@ -166,3 +166,43 @@ wait_quiet() {
     done
     ((waited == 0)) || echo "(waited ${waited}s for the machine to be quiet)"
 }
+
+# A three-master Redis Cluster on free loopback ports, every redis-server pinned to NODE_CPU with
+# the nodes (its CPU time is server time), in $BENCH_OUT/redis-cluster/m1..m3: each master gets a
+# third of the slots (CLUSTER ADDSLOTSRANGE), the first meets the others (CLUSTER MEET), and the
+# function returns once every master sees all three slot ranges. Sets RC_SEEDS (HOST:PORT each)
+# and RC_PIDS; the caller stops them (add them to NODE_PIDS to measure them with the nodes).
+RC_SEEDS=()
+RC_PIDS=()
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+start_redis_cluster() {
+    local i port bus dir ranges=("0 5460" "5461 10922" "10923 16383")
+    RC_SEEDS=()
+    RC_PIDS=()
+    for i in 1 2 3; do
+        port="$(free_port)"
+        bus="$(free_port)"
+        dir="$BENCH_OUT/redis-cluster/m$i"
+        mkdir -p "$dir"
+        rm -f "$dir/nodes.conf"
+        show taskset -c "$NODE_CPU" redis-server --port "$port" --cluster-port "$bus" --cluster-enabled yes
+        (cd "$dir" && exec taskset -c "$NODE_CPU" redis-server --port "$port" --cluster-port "$bus" \
+            --bind 127.0.0.1 --cluster-enabled yes --cluster-config-file nodes.conf --save "" \
+            --appendonly no --loglevel warning --logfile redis.log) &
+        RC_PIDS+=($!)
+        RC_SEEDS+=("127.0.0.1:$port")
+        for _ in $(seq 100); do
+            redis-cli -p "$port" ping >/dev/null 2>&1 && break
+            sleep 0.05
+        done
+        redis-cli -p "$port" cluster addslotsrange ${ranges[$((i - 1))]} >/dev/null
+        [[ $i == 1 ]] || redis-cli -p "${RC_SEEDS[0]##*:}" cluster meet 127.0.0.1 "$port" "$bus" >/dev/null
+    done
+    for i in 0 1 2; do
+        for _ in $(seq 200); do
+            [[ "$(redis-cli -p "${RC_SEEDS[$i]##*:}" cluster slots 2>/dev/null | grep -c '^127.0.0.1$')" -ge 3 ]] && break
+            sleep 0.05
+        done
+    done
+    echo "redis cluster: pids ${RC_PIDS[*]}, seeds ${RC_SEEDS[*]}"
+}

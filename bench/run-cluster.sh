@@ -10,6 +10,9 @@
 #   ENGINE=redis bench/run-cluster.sh  the same through Redis: a redis-server of its own (free port,
 #                                      pinned to NODE_CPU with the nodes, its CPU time counted as
 #                                      server time); REDIS_ROUTING=shared (default) or channel
+#   ENGINE=redis-cluster bench/run-cluster.sh  the same through a three-master Redis Cluster of its
+#                                      own (sharded Pub/Sub; every master pinned to NODE_CPU, its
+#                                      CPU time counted as server time); REDIS_ROUTING as above
 #
 # The load generator first probes until a publish on node 1 reaches subscribers on nodes 2 and 3;
 # if the nodes are not clustered it stops with that message instead of reporting loss.
@@ -55,6 +58,18 @@ cluster_flags() {
         )
         return
     fi
+    if [[ $ENGINE == redis-cluster ]]; then
+        CLUSTER_FLAGS=(
+            --node-name "bench-$i"
+            --cluster-engine redis-cluster
+            --set cluster.redis_cluster.prefix=bench
+            --set "cluster.redis_cluster.routing=$REDIS_ROUTING"
+        )
+        for j in "${RC_SEEDS[@]}"; do
+            CLUSTER_FLAGS+=(--redis-cluster-node "$j")
+        done
+        return
+    fi
     CLUSTER_FLAGS=(
         --node-name "bench-$i"
         --cluster-engine mesh
@@ -82,6 +97,9 @@ run_w() {
     if [[ $ENGINE == redis ]]; then
         start_redis || return 0
     fi
+    if [[ $ENGINE == redis-cluster ]]; then
+        start_redis_cluster
+    fi
     for i in 1 2 3; do
         cluster_flags "$i"
         if ! start_node "$name-node$i" "${CLUSTER_FLAGS[@]}"; then
@@ -92,6 +110,7 @@ run_w() {
     done
     # Redis counts as server time: its PID is measured with the nodes' (and stopped with them).
     [[ -n $REDIS_PID ]] && NODE_PIDS+=("$REDIS_PID") && REDIS_PID=""
+    NODE_PIDS+=("${RC_PIDS[@]}") && RC_PIDS=()
     loadgen "$name" --publisher-url "${NODE_URLS[0]}" "${W[@]}" "$@" "${WINDOW[@]}"
     stop_nodes
 }
@@ -107,9 +126,10 @@ run_single() {
 WANT=("$@")
 PREFIX=""
 [[ $ENGINE == redis ]] && PREFIX="redis-$REDIS_ROUTING-"
+[[ $ENGINE == redis-cluster ]] && PREFIX="redis-cluster-$REDIS_ROUTING-"
 run_w "${PREFIX}w-5k" --publishers 1 --rate 5000
 run_w "${PREFIX}w-max" --publishers 4 --rate 0
-[[ $ENGINE == redis ]] && { summary; exit 0; }
+[[ $ENGINE == redis* ]] && { summary; exit 0; }
 run_single w-single-node-5k --publishers 1 --rate 5000
 run_single w-single-node-max --publishers 4 --rate 0
 summary

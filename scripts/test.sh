@@ -10,6 +10,9 @@
 #                        redis_* tests of tests/cluster_process_*.rs; tests/redis_tls.rs needs its
 #                        TLS support, which Debian's build has: --tls-port); each test starts its
 #                        own server on an ephemeral port. REDIS_SERVER may name another binary.
+#                        The Redis Cluster engine's tests (tests/redis_cluster_engine.rs and the
+#                        redis_cluster_* tests of tests/cluster_process_*.rs) start three of them
+#                        with --cluster-enabled yes and need Redis 7 or later (sharded Pub/Sub).
 #   chromium (Debian)    the headless browser of tests/ops_status_page.rs (the status page test);
 #                        installed with apt when missing and exported as CHROMIUM.
 # To add a tool: write an ensure_<tool> function next to ensure_kosoku (apt packages go through
@@ -121,7 +124,12 @@ ensure_redis() {
         apt_install redis-server
         command -v redis-server >/dev/null 2>&1 || die "redis-server was installed but is not on PATH"
     fi
-    say "redis-server: $(${REDIS_SERVER:-redis-server} --version)"
+    local version major
+    version="$(${REDIS_SERVER:-redis-server} --version)"
+    say "redis-server: $version"
+    # Sharded Pub/Sub (SSUBSCRIBE/SPUBLISH), which the redis-cluster engine uses, came in Redis 7.
+    major="$(printf '%s\n' "$version" | sed -n 's/.* v=\([0-9]*\)\..*/\1/p')"
+    [ "${major:-0}" -ge 7 ] || die "redis-server 7 or later is needed (sharded Pub/Sub): $version"
 }
 
 # Debian's chromium for the status page test; CHROMIUM, when set, names another browser.

@@ -1,5 +1,6 @@
 //! Every task of the cluster and its engine has an owner: after `stop` none is left running, on
-//! the mesh (three in-process nodes, linked and exchanging traffic) and through Redis.
+//! the mesh (three in-process nodes, linked and exchanging traffic), through Redis and through a
+//! Redis Cluster.
 
 mod support;
 
@@ -9,6 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use support::eventually;
 use support::redis::RedisServer;
+use support::redis_cluster::RedisCluster;
 use wscluster::cluster::envelope::Kind;
 use wscluster::cluster::{Cluster, ClusterConfig};
 
@@ -115,6 +117,36 @@ async fn no_task_of_a_redis_cluster_is_left_after_stop() {
             .all(|n| n.connected_peer_count() == 1))
         .await,
         "both nodes see each other through redis"
+    );
+    stop_and_check(&nodes).await;
+}
+
+#[tokio::test]
+async fn no_task_of_a_cluster_on_redis_cluster_is_left_after_stop() {
+    use wscluster::cluster::EngineKind;
+    use wscluster::cluster::redis::RedisRouting;
+    use wscluster::cluster::redis_cluster::RedisClusterConfig;
+    support::init_logs();
+    let rc = RedisCluster::start().await;
+    let config = || {
+        let mut c = ClusterConfig {
+            engine: EngineKind::RedisCluster,
+            heartbeat_interval_ms: 100,
+            peer_timeout_ms: 1_000,
+            ..ClusterConfig::default()
+        };
+        c.redis_cluster = RedisClusterConfig::local(rc.seeds(), "tasks", RedisRouting::Channel);
+        c
+    };
+    let a = started("a", config()).await;
+    let b = started("b", config()).await;
+    let nodes = [a, b];
+    assert!(
+        eventually(Duration::from_secs(5), || nodes
+            .iter()
+            .all(|n| n.connected_peer_count() == 1))
+        .await,
+        "both nodes see each other through the redis cluster"
     );
     stop_and_check(&nodes).await;
 }

@@ -38,8 +38,8 @@ pub(crate) struct Args {
     #[arg(long, value_name = "FORMAT", value_parser = ["human", "json"])]
     pub(crate) log_format: Option<String>,
 
-    /// Cluster engine: none, mesh or redis (cluster.engine) [default: mesh]
-    #[arg(long, value_name = "ENGINE", value_parser = ["none", "mesh", "redis"])]
+    /// Cluster engine: none, mesh, redis or redis-cluster (cluster.engine) [default: mesh]
+    #[arg(long, value_name = "ENGINE", value_parser = ["none", "mesh", "redis", "redis-cluster"])]
     pub(crate) cluster_engine: Option<String>,
 
     /// The mesh cluster port; 0 picks a free one (cluster.mesh.port) [default: 5410]
@@ -91,6 +91,10 @@ pub(crate) struct Args {
     /// (cluster.redis.routing) [default: shared]
     #[arg(long, value_name = "MODE", value_parser = ["shared", "channel"])]
     pub(crate) redis_routing: Option<String>,
+
+    /// A Redis Cluster seed node, HOST:PORT (repeatable; cluster.redis_cluster.nodes)
+    #[arg(long = "redis-cluster-node", value_name = "HOST:PORT")]
+    pub(crate) redis_cluster_nodes: Vec<String>,
 
     /// Set any option by its file key, e.g. --set server.max_message_size=65536 (repeatable;
     /// applied before the flags above)
@@ -179,6 +183,11 @@ impl Args {
         for (flag, key, values) in [
             ("--peer", "cluster.mesh.peers", &self.peers),
             ("--peers-dns", "cluster.mesh.peers_dns", &self.peers_dns),
+            (
+                "--redis-cluster-node",
+                "cluster.redis_cluster.nodes",
+                &self.redis_cluster_nodes,
+            ),
         ] {
             if !values.is_empty() {
                 let list: Vec<String> = values.iter().map(|p| toml_string(p.trim())).collect();

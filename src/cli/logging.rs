@@ -58,8 +58,20 @@ fn filter(level: &str) -> anyhow::Result<EnvFilter> {
             LEVELS.join(", ")
         ));
     }
-    EnvFilter::try_new(level).with_context(|| format!("node.log_level: {level:?}"))
+    // The Redis Cluster client logs every failed attempt to reach a node that is away (many a
+    // second); the redis-cluster engine logs what matters once, so a plain level keeps the
+    // client's own lines to errors. A directive decides for itself.
+    let level = if is_directive || level.eq_ignore_ascii_case("off") {
+        level.to_owned()
+    } else {
+        format!("{level},{QUIET_CLIENT}")
+    };
+    EnvFilter::try_new(&level).with_context(|| format!("node.log_level: {level:?}"))
 }
+
+/// The directive added to a plain level: the Redis Cluster client's own log lines (through
+/// `log`), errors only.
+const QUIET_CLIENT: &str = "redis::cluster_handling=error";
 
 #[cfg(test)]
 mod tests {
@@ -76,6 +88,18 @@ mod tests {
         ] {
             assert!(filter(ok).is_ok(), "{ok}");
         }
+    }
+
+    #[test]
+    fn a_plain_level_quiets_the_redis_cluster_client_and_off_stays_off() {
+        assert_eq!(
+            filter("info").map(|f| f.to_string()).ok().as_deref(),
+            Some("redis::cluster_handling=error,info")
+        );
+        assert_eq!(
+            filter("off").map(|f| f.to_string()).ok().as_deref(),
+            Some("off")
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::mesh::MeshConfig;
 use super::redis::RedisConfig;
+use super::redis_cluster::RedisClusterConfig;
 
 /// Which backplane links the nodes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -17,6 +18,9 @@ pub enum EngineKind {
     Mesh,
     /// Redis Pub/Sub.
     Redis,
+    /// Redis Cluster sharded Pub/Sub.
+    #[serde(rename = "redis-cluster")]
+    RedisCluster,
 }
 
 impl std::str::FromStr for EngineKind {
@@ -26,8 +30,9 @@ impl std::str::FromStr for EngineKind {
             "none" => Ok(EngineKind::None),
             "mesh" => Ok(EngineKind::Mesh),
             "redis" => Ok(EngineKind::Redis),
+            "redis-cluster" => Ok(EngineKind::RedisCluster),
             other => Err(format!(
-                "unknown cluster engine {other:?} (expected none, mesh or redis)"
+                "unknown cluster engine {other:?} (expected none, mesh, redis or redis-cluster)"
             )),
         }
     }
@@ -37,7 +42,7 @@ impl std::str::FromStr for EngineKind {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClusterConfig {
-    /// `none` (a single node), `mesh` (default) or `redis`.
+    /// `none` (a single node), `mesh` (default), `redis` or `redis-cluster`.
     pub engine: EngineKind,
     /// The cluster's name: nodes of another cluster are refused.
     pub name: String,
@@ -65,6 +70,8 @@ pub struct ClusterConfig {
     pub mesh: MeshConfig,
     /// The Redis engine (`[cluster.redis]`).
     pub redis: RedisConfig,
+    /// The Redis Cluster engine (`[cluster.redis_cluster]`).
+    pub redis_cluster: RedisClusterConfig,
 }
 
 impl Default for ClusterConfig {
@@ -80,6 +87,7 @@ impl Default for ClusterConfig {
             interest_routing: true,
             mesh: MeshConfig::default(),
             redis: RedisConfig::default(),
+            redis_cluster: RedisClusterConfig::default(),
         }
     }
 }
@@ -182,6 +190,7 @@ impl ClusterConfig {
     pub fn channel_routing(&self) -> super::ChannelRouting {
         match self.engine {
             EngineKind::Redis => self.redis.channel_routing(),
+            EngineKind::RedisCluster => self.redis_cluster.channel_routing(),
             EngineKind::None | EngineKind::Mesh => super::ChannelRouting::PerPeer,
         }
     }
@@ -192,6 +201,15 @@ impl ClusterConfig {
             peer_timeout_ms: self.peer_timeout_ms,
             heartbeat_interval_ms: self.heartbeat_interval_ms,
             ..self.redis.clone()
+        }
+    }
+
+    /// The Redis Cluster settings with the engine-independent options filled in.
+    pub fn redis_cluster_settings(&self) -> RedisClusterConfig {
+        RedisClusterConfig {
+            peer_timeout_ms: self.peer_timeout_ms,
+            heartbeat_interval_ms: self.heartbeat_interval_ms,
+            ..self.redis_cluster.clone()
         }
     }
 
@@ -217,6 +235,9 @@ impl ClusterConfig {
             if let Err(e) = self.redis.client() {
                 return Err(e.to_string());
             }
+        }
+        if self.engine == EngineKind::RedisCluster {
+            self.redis_cluster.validate().map_err(|e| e.to_string())?;
         }
         Ok(())
     }

@@ -6,7 +6,7 @@
 //! - [`envelope`]: the versioned binary frame every engine carries.
 //! - [`membership`]: who is alive, sans I/O.
 //! - [`engine`]: what an engine hands back; [`mesh`]: the TCP mesh engine; [`redis`]: the Redis
-//!   Pub/Sub engine.
+//!   Pub/Sub engine; [`redis_cluster`]: the Redis Cluster sharded Pub/Sub engine.
 //! - `adapter`: how one protocol's relay events become envelopes and back.
 
 mod adapter;
@@ -25,6 +25,7 @@ pub mod peers;
 mod presence_adapter;
 pub mod query;
 pub mod redis;
+pub mod redis_cluster;
 mod sgc_adapter;
 
 use crate::log_text::Printable;
@@ -271,6 +272,11 @@ impl Cluster {
     /// The Redis engine, when running with it (its counters and last error).
     pub fn redis(&self) -> Option<RedisEngine> {
         self.running_as::<RedisEngine>()
+    }
+
+    /// The Redis Cluster engine, when running with it (its counters and last error).
+    pub fn redis_cluster(&self) -> Option<redis_cluster::RedisClusterEngine> {
+        self.running_as::<redis_cluster::RedisClusterEngine>()
     }
 
     /// The live peers of the running backplane (none while stopped).

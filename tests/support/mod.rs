@@ -17,6 +17,7 @@ use wscluster::config::ServerConfig;
 pub mod http_client;
 pub mod process;
 pub mod redis;
+pub mod redis_cluster;
 pub mod sgc;
 pub mod tls;
 pub mod webhook_receiver;

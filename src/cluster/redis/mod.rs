@@ -13,7 +13,7 @@
 pub mod config;
 pub mod names;
 mod prober;
-mod publisher;
+pub(crate) mod publisher;
 mod subscriber;
 
 use std::any::Any;

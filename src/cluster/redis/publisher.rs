@@ -16,8 +16,9 @@ use crate::cluster::broker::queue::{QueueReceiver, split_batch};
 /// Most envelopes sent in one pipeline.
 const MAX_BATCH: usize = 512;
 
-/// One PUBLISH message made of the envelope header and payload, written as a single argument.
-pub(super) struct Message<'a>(pub(super) &'a Bytes, pub(super) &'a Bytes);
+/// One PUBLISH (or SPUBLISH) message made of the envelope header and payload, written as a single
+/// argument.
+pub(crate) struct Message<'a>(pub(crate) &'a Bytes, pub(crate) &'a Bytes);
 
 impl redis::ToRedisArgs for Message<'_> {
     fn write_redis_args<W: ?Sized + redis::RedisWrite>(&self, out: &mut W) {

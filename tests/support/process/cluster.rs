@@ -24,7 +24,7 @@ pub async fn wait_linked(nodes: &[&NodeProcess]) {
     }
 }
 
-/// The peer timeout of test nodes on the Redis engine (a SIGKILLed node is noticed by silence
+/// The peer timeout of test nodes on the Redis engines (a SIGKILLed node is noticed by silence
 /// there, not by a closed link): long enough for a loaded machine, short enough for the tests.
 pub const REDIS_PEER_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -38,6 +38,11 @@ pub enum Backplane {
         std::sync::Arc<crate::support::redis::RedisServer>,
         &'static str,
     ),
+    /// A three-master Redis Cluster of the test's own, with a routing (`shared` or `channel`).
+    RedisCluster(
+        std::sync::Arc<crate::support::redis_cluster::RedisCluster>,
+        &'static str,
+    ),
 }
 
 impl Backplane {
@@ -45,6 +50,14 @@ impl Backplane {
     pub async fn redis(routing: &'static str) -> Self {
         Backplane::Redis(
             std::sync::Arc::new(crate::support::redis::RedisServer::start().await),
+            routing,
+        )
+    }
+
+    /// The Redis Cluster engine on a fresh three-master Redis Cluster, with `routing`.
+    pub async fn redis_cluster(routing: &'static str) -> Self {
+        Backplane::RedisCluster(
+            std::sync::Arc::new(crate::support::redis_cluster::RedisCluster::start().await),
             routing,
         )
     }
@@ -65,12 +78,23 @@ impl Backplane {
                     "cluster.peer_timeout_ms={}",
                     REDIS_PEER_TIMEOUT.as_millis()
                 )),
+            Backplane::RedisCluster(cluster, routing) => NodeArgs::new(name)
+                .redis_cluster(
+                    &cluster.seeds(),
+                    &format!("wsc-test-{}", cluster.port(0)),
+                    routing,
+                )
+                .set(&format!(
+                    "cluster.peer_timeout_ms={}",
+                    REDIS_PEER_TIMEOUT.as_millis()
+                )),
         }
     }
 }
 
 /// Declares, for each listed `async fn name(bp: Backplane)` scenario, one test per engine:
-/// `mesh::name`, `redis_shared::name` and `redis_channel::name`.
+/// `mesh::name`, `redis_shared::name`, `redis_channel::name`, `redis_cluster_shared::name` and
+/// `redis_cluster_channel::name`.
 #[macro_export]
 macro_rules! on_every_backplane {
     ($($name:ident),* $(,)?) => {
@@ -82,6 +106,12 @@ macro_rules! on_every_backplane {
         }
         mod redis_channel {
             $( #[tokio::test] async fn $name() { super::$name($crate::support::process::Backplane::redis("channel").await).await } )*
+        }
+        mod redis_cluster_shared {
+            $( #[tokio::test] async fn $name() { super::$name($crate::support::process::Backplane::redis_cluster("shared").await).await } )*
+        }
+        mod redis_cluster_channel {
+            $( #[tokio::test] async fn $name() { super::$name($crate::support::process::Backplane::redis_cluster("channel").await).await } )*
         }
     };
 }

@@ -49,6 +49,9 @@ pub struct NodeArgs {
     log_level: String,
     /// Redis port and routing, when the node uses the Redis engine.
     redis: Option<(u16, String)>,
+    /// Redis Cluster seeds, channel prefix and routing, when the node uses the Redis Cluster
+    /// engine.
+    redis_cluster: Option<(Vec<String>, String, String)>,
     hosts_file: Option<PathBuf>,
     /// Given, the secret comes from this file (`--cluster-secret-file`) instead of the flag.
     secret_file: Option<String>,
@@ -73,6 +76,7 @@ impl NodeArgs {
             ],
             log_level: "info".to_owned(),
             redis: None,
+            redis_cluster: None,
             hosts_file: None,
             secret_file: None,
             resolver: None,
@@ -84,6 +88,13 @@ impl NodeArgs {
     /// or `channel`); the Redis channel is unique per server, so tests never share one.
     pub fn redis(mut self, port: u16, routing: &str) -> Self {
         self.redis = Some((port, routing.to_owned()));
+        self
+    }
+
+    /// Uses the Redis Cluster engine through `seeds` (`HOST:PORT`), with channel prefix `prefix`
+    /// and `routing` (`shared` or `channel`).
+    pub fn redis_cluster(mut self, seeds: &[String], prefix: &str, routing: &str) -> Self {
+        self.redis_cluster = Some((seeds.to_vec(), prefix.to_owned(), routing.to_owned()));
         self
     }
 
@@ -193,6 +204,19 @@ impl NodeArgs {
                 a.push(x.to_owned());
             }
         }
+        if let Some((seeds, prefix, routing)) = &self.redis_cluster {
+            a.extend(["--cluster-engine".to_owned(), "redis-cluster".to_owned()]);
+            for seed in seeds {
+                a.extend(["--redis-cluster-node".to_owned(), seed.clone()]);
+            }
+            for s in [
+                format!("cluster.redis_cluster.prefix={prefix}"),
+                format!("cluster.redis_cluster.routing={routing}"),
+                "cluster.redis_cluster.reconnect_max_ms=500".to_owned(),
+            ] {
+                a.extend(["--set".to_owned(), s]);
+            }
+        }
         for s in &self.sets {
             a.push("--set".into());
             a.push(s.clone());
@@ -250,10 +274,17 @@ impl NodeProcess {
         };
         let deadline = Instant::now() + PROCESS_WAIT;
         let (mut ws, mut mesh) = (None, None);
-        if args.redis.is_some() {
+        let broker_line = if args.redis.is_some() {
+            Some("wscluster cluster redis at ")
+        } else if args.redis_cluster.is_some() {
+            Some("wscluster cluster redis-cluster at ")
+        } else {
+            None
+        };
+        if broker_line.is_some() {
             mesh = Some(SocketAddr::from(([0, 0, 0, 0], 0)));
         }
-        let mut redis_line = args.redis.is_none();
+        let mut redis_line = broker_line.is_none();
         while ws.is_none() || mesh.is_none() || !redis_line {
             match node.stdout.try_recv() {
                 Ok(line) => {
@@ -263,7 +294,7 @@ impl NodeProcess {
                         node.wss = rest.split(' ').next().and_then(|a| a.parse().ok());
                     } else if let Some(rest) = line.strip_prefix("wscluster cluster mesh on ") {
                         mesh = rest.split(' ').next().and_then(|a| a.parse().ok());
-                    } else if line.starts_with("wscluster cluster redis at ") {
+                    } else if broker_line.is_some_and(|b| line.starts_with(b)) {
                         redis_line = true;
                     }
                 }

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::mesh::MeshConfig;
+use super::nats::NatsConfig;
 use super::redis::RedisConfig;
 
 /// Which backplane links the nodes.
@@ -17,6 +18,8 @@ pub enum EngineKind {
     Mesh,
     /// Redis Pub/Sub.
     Redis,
+    /// Core NATS Pub/Sub.
+    Nats,
 }
 
 impl std::str::FromStr for EngineKind {
@@ -26,8 +29,9 @@ impl std::str::FromStr for EngineKind {
             "none" => Ok(EngineKind::None),
             "mesh" => Ok(EngineKind::Mesh),
             "redis" => Ok(EngineKind::Redis),
+            "nats" => Ok(EngineKind::Nats),
             other => Err(format!(
-                "unknown cluster engine {other:?} (expected none, mesh or redis)"
+                "unknown cluster engine {other:?} (expected none, mesh, redis or nats)"
             )),
         }
     }
@@ -37,7 +41,7 @@ impl std::str::FromStr for EngineKind {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClusterConfig {
-    /// `none` (a single node), `mesh` (default) or `redis`.
+    /// `none` (a single node), `mesh` (default), `redis` or `nats`.
     pub engine: EngineKind,
     /// The cluster's name: nodes of another cluster are refused.
     pub name: String,
@@ -65,6 +69,8 @@ pub struct ClusterConfig {
     pub mesh: MeshConfig,
     /// The Redis engine (`[cluster.redis]`).
     pub redis: RedisConfig,
+    /// The NATS engine (`[cluster.nats]`).
+    pub nats: NatsConfig,
 }
 
 impl Default for ClusterConfig {
@@ -80,6 +86,7 @@ impl Default for ClusterConfig {
             interest_routing: true,
             mesh: MeshConfig::default(),
             redis: RedisConfig::default(),
+            nats: NatsConfig::default(),
         }
     }
 }
@@ -182,6 +189,7 @@ impl ClusterConfig {
     pub fn channel_routing(&self) -> super::ChannelRouting {
         match self.engine {
             EngineKind::Redis => self.redis.channel_routing(),
+            EngineKind::Nats => self.nats.channel_routing(),
             EngineKind::None | EngineKind::Mesh => super::ChannelRouting::PerPeer,
         }
     }
@@ -192,6 +200,24 @@ impl ClusterConfig {
             peer_timeout_ms: self.peer_timeout_ms,
             heartbeat_interval_ms: self.heartbeat_interval_ms,
             ..self.redis.clone()
+        }
+    }
+
+    /// A cluster through `nats-server` on `127.0.0.1:port`, under subject prefix `prefix`.
+    pub fn local_nats(port: u16, prefix: &str) -> Self {
+        Self {
+            engine: EngineKind::Nats,
+            nats: NatsConfig::local(port, prefix),
+            ..Self::default()
+        }
+    }
+
+    /// The NATS settings with the engine-independent options filled in.
+    pub fn nats_settings(&self) -> NatsConfig {
+        NatsConfig {
+            peer_timeout_ms: self.peer_timeout_ms,
+            heartbeat_interval_ms: self.heartbeat_interval_ms,
+            ..self.nats.clone()
         }
     }
 
@@ -217,6 +243,9 @@ impl ClusterConfig {
             if let Err(e) = self.redis.client() {
                 return Err(e.to_string());
             }
+        }
+        if self.engine == EngineKind::Nats {
+            self.nats.validate().map_err(|e| e.to_string())?;
         }
         Ok(())
     }

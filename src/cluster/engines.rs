@@ -15,5 +15,6 @@ pub(super) async fn start(
         EngineKind::None => return Ok(None),
         EngineKind::Mesh => super::mesh::registration::start(config, start).await?,
         EngineKind::Redis => super::redis::start(config, start).await?,
+        EngineKind::Nats => super::nats::start(config, start).await?,
     }))
 }

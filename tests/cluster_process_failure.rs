@@ -213,7 +213,9 @@ async fn a_sigkilled_process_s_members_leave_everywhere_at_once_with_disconnect_
     // does it: tests/redis_engine.rs).
     let (within, reason) = match bp {
         Backplane::Mesh => (purge_within(), "link closed"),
-        Backplane::Redis(..) => (purge_within(), "its broker subscription is gone"),
+        Backplane::Redis(..) | Backplane::Nats(..) => {
+            (purge_within(), "its broker subscription is gone")
+        }
     };
     assert!(
         took < within,
@@ -274,7 +276,7 @@ async fn a_process_restarted_under_the_same_name_does_not_bring_back_its_old_mem
     let args = bp.args("b", Some(&nodes[0])).listen(old_ws);
     let b2 = NodeProcess::start(match bp {
         Backplane::Mesh => args.cluster_port(old_mesh.port()),
-        Backplane::Redis(..) => args,
+        Backplane::Redis(..) | Backplane::Nats(..) => args,
     })
     .await;
     assert_eq!((b2.ws, b2.mesh), (old_ws, old_mesh), "same ports");

@@ -15,6 +15,7 @@ use tokio_websockets::{ClientBuilder, Message, WebSocketStream};
 use wscluster::config::ServerConfig;
 
 pub mod process;
+pub mod nats;
 pub mod redis;
 pub mod sgc;
 pub mod tls;

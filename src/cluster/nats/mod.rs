@@ -111,7 +111,9 @@ impl NatsEngine {
     ) -> Result<Self> {
         let options = cfg
             .connect_options()
-            .map_err(|e| Error::Config(e.to_string()))?;
+            .map_err(|e| Error::Config(e.to_string()))?
+            // The server's monitoring (`connz`) names each connection by its node.
+            .name(&*me.node_id);
         let servers = cfg
             .server_addrs()
             .map_err(|e| Error::Config(e.to_string()))?;

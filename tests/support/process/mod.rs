@@ -49,6 +49,8 @@ pub struct NodeArgs {
     log_level: String,
     /// Redis port and routing, when the node uses the Redis engine.
     redis: Option<(u16, String)>,
+    /// NATS URL, port and routing, when the node uses the NATS engine.
+    nats: Option<(String, u16, String)>,
     hosts_file: Option<PathBuf>,
     /// Given, the secret comes from this file (`--cluster-secret-file`) instead of the flag.
     secret_file: Option<String>,
@@ -73,6 +75,7 @@ impl NodeArgs {
             ],
             log_level: "info".to_owned(),
             redis: None,
+            nats: None,
             hosts_file: None,
             secret_file: None,
             resolver: None,
@@ -84,6 +87,13 @@ impl NodeArgs {
     /// or `channel`); the Redis channel is unique per server, so tests never share one.
     pub fn redis(mut self, port: u16, routing: &str) -> Self {
         self.redis = Some((port, routing.to_owned()));
+        self
+    }
+
+    /// Uses the NATS engine through `nats-server` at `url` (port `port`), with `routing`
+    /// (`shared` or `channel`); the subject prefix is unique per server, so tests never share one.
+    pub fn nats(mut self, url: &str, port: u16, routing: &str) -> Self {
+        self.nats = Some((url.to_owned(), port, routing.to_owned()));
         self
     }
 
@@ -193,6 +203,22 @@ impl NodeArgs {
                 a.push(x.to_owned());
             }
         }
+        if let Some((url, port, routing)) = &self.nats {
+            for x in [
+                "--cluster-engine",
+                "nats",
+                "--nats-url",
+                url,
+                "--nats-subject-prefix",
+                &format!("wsc-test-{port}"),
+                "--nats-routing",
+                routing,
+                "--set",
+                "cluster.nats.reconnect_max_ms=500",
+            ] {
+                a.push(x.to_owned());
+            }
+        }
         for s in &self.sets {
             a.push("--set".into());
             a.push(s.clone());
@@ -224,7 +250,7 @@ pub struct NodeProcess {
     stderr: tempfile::NamedTempFile,
     /// The WebSocket address it printed.
     pub ws: SocketAddr,
-    /// The mesh address it printed (0.0.0.0:0 on the Redis engine).
+    /// The mesh address it printed (0.0.0.0:0 on a broker engine).
     pub mesh: SocketAddr,
     /// The TLS (`wss://`) address it printed, when `server.tls.listen` is set.
     pub wss: Option<SocketAddr>,
@@ -250,10 +276,11 @@ impl NodeProcess {
         };
         let deadline = Instant::now() + PROCESS_WAIT;
         let (mut ws, mut mesh) = (None, None);
-        if args.redis.is_some() {
+        let broker = args.redis.is_some() || args.nats.is_some();
+        if broker {
             mesh = Some(SocketAddr::from(([0, 0, 0, 0], 0)));
         }
-        let mut redis_line = args.redis.is_none();
+        let mut redis_line = !broker;
         while ws.is_none() || mesh.is_none() || !redis_line {
             match node.stdout.try_recv() {
                 Ok(line) => {
@@ -263,7 +290,9 @@ impl NodeProcess {
                         node.wss = rest.split(' ').next().and_then(|a| a.parse().ok());
                     } else if let Some(rest) = line.strip_prefix("wscluster cluster mesh on ") {
                         mesh = rest.split(' ').next().and_then(|a| a.parse().ok());
-                    } else if line.starts_with("wscluster cluster redis at ") {
+                    } else if line.starts_with("wscluster cluster redis at ")
+                        || line.starts_with("wscluster cluster nats at ")
+                    {
                         redis_line = true;
                     }
                 }

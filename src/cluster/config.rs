@@ -245,7 +245,10 @@ impl ClusterConfig {
             }
         }
         if self.engine == EngineKind::Nats {
-            self.nats.validate().map_err(|e| e.to_string())?;
+            // Reads the login and CA files too, so a missing one is a configuration error.
+            if let Err(e) = self.nats.connect_options() {
+                return Err(e.to_string());
+            }
         }
         Ok(())
     }

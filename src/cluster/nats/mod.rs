@@ -81,6 +81,7 @@ fn is_auth_error(error: &str) -> bool {
     e.contains("authorization violation")
         || e.contains("authentication")
         || e.contains("user authentication expired")
+        || e.contains("failed signing nonce")
 }
 
 /// Starts the NATS engine for the cluster (registered in `cluster::engines`).

@@ -337,7 +337,8 @@ fn backoff(min: u64, max: u64, failures: u32) -> Duration {
     Duration::from_millis(ms - fastrand::u64(0..=ms / 4))
 }
 
-/// `scheme://user:password@host` with the password masked.
+/// `scheme://user:password@host` with the password masked, `scheme://token@host` with the
+/// token masked.
 fn mask_password(url: &str) -> String {
     let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
         return url.to_owned();
@@ -348,7 +349,7 @@ fn mask_password(url: &str) -> String {
     };
     match rest[..at].split_once(':') {
         Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end], &rest[at..]),
-        None => url.to_owned(),
+        None => format!("{}***{}", &url[..scheme_end], &rest[at..]),
     }
 }
 
@@ -408,12 +409,16 @@ mod tests {
     #[test]
     fn passwords_are_masked_for_display() {
         let c = NatsConfig {
-            urls: vec!["nats://app:pw@10.0.0.1:4222".into(), "nats://h:4223".into()],
+            urls: vec![
+                "nats://app:pw@10.0.0.1:4222".into(),
+                "nats://h:4223".into(),
+                "tls://s3cret@h:4224".into(),
+            ],
             ..NatsConfig::default()
         };
         assert_eq!(
             c.display_address(),
-            "nats://app:***@10.0.0.1:4222,nats://h:4223"
+            "nats://app:***@10.0.0.1:4222,nats://h:4223,tls://***@h:4224"
         );
     }
 

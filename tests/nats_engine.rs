@@ -124,7 +124,11 @@ async fn per_channel_routing_holds_the_subjects_of_subscribed_channels_only() {
     };
     let deadline = Instant::now() + WAIT;
     while !b_left().await {
-        assert!(Instant::now() < deadline, "{:?}", nats.subscriptions().await);
+        assert!(
+            Instant::now() < deadline,
+            "{:?}",
+            nats.subscriptions().await
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -140,7 +144,11 @@ fn stream(
         while !*stop.borrow() {
             let i = sent.load(Ordering::SeqCst);
             publisher
-                .send(&delphi::publish(&format!("\"s-{i}\""), channel, "queueLevel0"))
+                .send(&delphi::publish(
+                    &format!("\"s-{i}\""),
+                    channel,
+                    "queueLevel0",
+                ))
                 .await;
             sent.fetch_add(1, Ordering::SeqCst);
             tokio::select! {
@@ -392,9 +400,17 @@ fn bad_nats_configuration_exits_2_naming_the_key() {
     let base = ["--listen", "127.0.0.1:0", "--cluster-engine", "nats"];
     for (extra, key) in [
         (&[][..], "cluster.nats.urls"),
-        (&["--nats-url", "http://127.0.0.1:4222"][..], "cluster.nats.urls"),
         (
-            &["--nats-url", "nats://127.0.0.1:4222", "--nats-subject-prefix", "a.*"][..],
+            &["--nats-url", "http://127.0.0.1:4222"][..],
+            "cluster.nats.urls",
+        ),
+        (
+            &[
+                "--nats-url",
+                "nats://127.0.0.1:4222",
+                "--nats-subject-prefix",
+                "a.*",
+            ][..],
             "cluster.nats.subject_prefix",
         ),
         (

@@ -69,7 +69,7 @@ pub(crate) struct Node {
 
 impl Node {
     /// Starts a node and waits (until `deadline`) for `wscluster listening on ws://ADDR …` and
-    /// `wscluster cluster mesh on …` (or `… redis at …`) on its stdout. Retries a node that exits at start (its fixed
+    /// `wscluster cluster mesh on …` (or `… redis at …`, `… nats at …`) on its stdout. Retries a node that exits at start (its fixed
     /// mesh port may still be held by its previous incarnation's sockets for a moment).
     pub(crate) async fn start(spec: &NodeSpec, deadline: Instant) -> Result<Self, String> {
         loop {
@@ -128,6 +128,7 @@ impl Node {
                         ws = rest.split(' ').next().and_then(|a| a.parse().ok());
                     } else if line.starts_with("wscluster cluster mesh on ")
                         || line.starts_with("wscluster cluster redis at ")
+                        || line.starts_with("wscluster cluster nats at ")
                     {
                         mesh = true;
                     }

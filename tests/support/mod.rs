@@ -14,8 +14,8 @@ use tokio::net::TcpStream;
 use tokio_websockets::{ClientBuilder, Message, WebSocketStream};
 use wscluster::config::ServerConfig;
 
-pub mod process;
 pub mod nats;
+pub mod process;
 pub mod redis;
 pub mod sgc;
 pub mod tls;

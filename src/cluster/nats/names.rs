@@ -83,10 +83,7 @@ impl StreamNames for Names {
         let one_token = |rest: &str| !rest.is_empty() && !rest.contains('.');
         if name == &*self.shared {
             StreamKind::Shared
-        } else if name
-            .strip_prefix(&self.node_prefix)
-            .is_some_and(one_token)
-        {
+        } else if name.strip_prefix(&self.node_prefix).is_some_and(one_token) {
             StreamKind::Node
         } else if name
             .strip_prefix(&self.channel_prefix)

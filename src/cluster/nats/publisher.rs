@@ -25,10 +25,7 @@ fn message(o: &Outgoing) -> Bytes {
 }
 
 /// Publishes one batch; returns how many envelopes and bytes left, and the first error.
-async fn publish(
-    client: &async_nats::Client,
-    out: &[Outgoing],
-) -> (u64, u64, u64, Option<String>) {
+async fn publish(client: &async_nats::Client, out: &[Outgoing]) -> (u64, u64, u64, Option<String>) {
     let (mut sent, mut bytes, mut failed, mut first) = (0u64, 0u64, 0u64, None);
     for o in out {
         let subject = async_nats::Subject::from(&*o.stream);

@@ -41,11 +41,7 @@ impl Channels {
     }
 
     /// Subscribes to `subject` unless already subscribed (the server confirms on the next flush).
-    async fn join(
-        &mut self,
-        client: &async_nats::Client,
-        subject: Arc<str>,
-    ) -> Result<(), String> {
+    async fn join(&mut self, client: &async_nats::Client, subject: Arc<str>) -> Result<(), String> {
         if self.leave.contains_key(&subject) {
             return Ok(());
         }
@@ -147,7 +143,10 @@ fn went_down(shared: &Shared, why: String) {
 
 /// The connection task: connect, subscribe, receive; reconnect from scratch only if the client
 /// gives up.
-pub(crate) async fn subscriber(shared: Arc<Shared>, mut commands: mpsc::UnboundedReceiver<Command>) {
+pub(crate) async fn subscriber(
+    shared: Arc<Shared>,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+) {
     let core = &shared.core;
     let mut stop = core.stopping();
     let mut failures: u32 = 0;

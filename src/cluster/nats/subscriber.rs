@@ -218,6 +218,8 @@ async fn receive(
 ) -> Option<String> {
     let core = &shared.core;
     let mut slow_logged = false;
+    // The client reports each message it dropped for a full subscription.
+    let slow_consumer = metrics::counter!(crate::metrics::BACKPLANE_DROPPED, "protocol" => "nats", "reason" => "slow_consumer");
     // Whether the client lost its connection (its first `Connected` came before this loop).
     let mut down = false;
     loop {
@@ -247,6 +249,7 @@ async fn receive(
                         return Some("the nats connection was closed".into());
                     }
                     Some(async_nats::Event::SlowConsumer(sid)) => {
+                        slow_consumer.increment(1);
                         if !std::mem::replace(&mut slow_logged, true) {
                             tracing::warn!(subscription = sid, "nats messages dropped: this node takes them too slowly (cluster.nats.subscription_capacity)");
                         }

@@ -13,6 +13,7 @@ mod layers;
 pub use layers::{ENV_ALIASES, ENV_PREFIX, Sources};
 
 pub use crate::cluster::{ClusterConfig, EngineKind};
+pub use crate::ops::api::ApiConfig;
 pub use crate::ops::{AdminConfig, HttpConfig};
 pub use crate::protocol::presence::PresenceConfig;
 pub use crate::protocol::sgc::SgcConfig;
@@ -41,6 +42,10 @@ pub struct Config {
     pub http: HttpConfig,
     /// How the admin routes are protected.
     pub admin: AdminConfig,
+    /// The server API for backends (`/api/...`): keys, idempotency, HTTP limits.
+    pub api: ApiConfig,
+    /// Lifecycle webhooks (`[webhooks]`; off without a URL).
+    pub webhooks: crate::webhooks::WebhooksConfig,
 }
 
 /// Identity and logging of the node.
@@ -203,6 +208,14 @@ impl Config {
             .cluster
             .load_secret_file()
             .map_err(|(key, message)| ConfigError::Invalid { key, message })?;
+        config
+            .api
+            .load_keys_file()
+            .map_err(|(key, message)| ConfigError::Invalid { key, message })?;
+        config
+            .webhooks
+            .load_secret_file()
+            .map_err(|(key, message)| ConfigError::Invalid { key, message })?;
         config.validate()?;
         Ok(config)
     }
@@ -216,6 +229,12 @@ impl Config {
         let mut config = layers::load(sources).map_err(|e| vec![e])?;
         let mut problems = Vec::new();
         if let Err((key, message)) = config.cluster.load_secret_file() {
+            problems.push(ConfigError::Invalid { key, message });
+        }
+        if let Err((key, message)) = config.api.load_keys_file() {
+            problems.push(ConfigError::Invalid { key, message });
+        }
+        if let Err((key, message)) = config.webhooks.load_secret_file() {
             problems.push(ConfigError::Invalid { key, message });
         }
         problems.extend(config.problems());
@@ -252,6 +271,12 @@ impl Config {
             invalid(key, message);
         }
         if let Err((key, message)) = self.admin.validate() {
+            invalid(key, message);
+        }
+        if let Err((key, message)) = self.api.validate() {
+            invalid(key, message);
+        }
+        for (key, message) in self.webhooks.problems() {
             invalid(key, message);
         }
         if !LOG_FORMATS.contains(&self.node.log_format.as_str()) {
@@ -351,6 +376,15 @@ impl Config {
             out.push(ConfigError::Invalid {
                 key: "cluster.mesh.tls",
                 message,
+            });
+        }
+        if self.webhooks.enabled()
+            && !self.webhooks.ca_file.is_empty()
+            && let Err(e) = crate::tls::load_roots(&self.webhooks.ca_file)
+        {
+            out.push(ConfigError::Invalid {
+                key: "webhooks.ca_file",
+                message: e.to_string(),
             });
         }
         out

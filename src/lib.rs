@@ -11,6 +11,7 @@
 //!   sgcJSON reader and writers), [`protocol::sgc`] and [`protocol::presence`] (frames and rules).
 //! - [`hub`]: channels → local subscribers; a publish is encoded once and the same bytes are queued
 //!   to every subscriber.
+//! - [`tasks`]: the owner of a component's background tasks (spawn, then stop and wait).
 //! - [`relay`]: the seam to the cluster: protocols emit events other nodes must replay and accept
 //!   events from them; the interest gate.
 //! - [`cluster`]: the [`cluster::Cluster`] component and its protocol adapters, the inter-node
@@ -20,6 +21,8 @@
 //!   the status page, served over HTTP on the WebSocket port or a separate admin port.
 //! - [`metrics`]: every metric's name and description (the binary installs the recorder).
 //! - [`tls`]: `wss://` for clients (reloadable certificate) and TLS for mesh links.
+//! - [`webhooks`]: signed lifecycle events POSTed to the application, a crashed node's reported by
+//!   a survivor.
 //!
 //! ## Embedding
 //!
@@ -49,8 +52,10 @@ pub mod metrics;
 pub mod ops;
 pub mod protocol;
 pub mod relay;
+pub mod tasks;
 pub mod tls;
 pub mod transport;
+pub mod webhooks;
 
 pub use cluster::{Cluster, ClusterConfig, PresenceAdapter, SgcAdapter};
 pub use config::Config;

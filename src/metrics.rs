@@ -144,6 +144,19 @@ pub const MESH_PEER_UP: &str = "wscluster_mesh_peer_up";
 /// Gauge, `version`, `commit`: always 1; the labels say which build runs.
 pub const BUILD_INFO: &str = "wscluster_build_info";
 
+// --- Webhooks ---------------------------------------------------------------------------------
+
+/// Counter: webhook events delivered (a 2xx answer to the POST that carried them).
+pub const WEBHOOK_EVENTS_DELIVERED: &str = "wscluster_webhook_events_delivered_total";
+/// Counter, `reason` (`queue_full`, `expired`, `replica_full`): webhook events dropped
+/// undelivered (`replica_full`: another node's connection id not kept, so its `connection_closed`
+/// cannot be reported should that node crash).
+pub const WEBHOOK_EVENTS_DROPPED: &str = "wscluster_webhook_events_dropped_total";
+/// Counter, `outcome` (`ok`, `refused`: a non-2xx status, `failed`: no answer): webhook POSTs.
+pub const WEBHOOK_POSTS: &str = "wscluster_webhook_posts_total";
+/// Gauge: bytes of webhook events waiting to be delivered.
+pub const WEBHOOK_QUEUE_BYTES: &str = "wscluster_webhook_queue_bytes";
+
 /// Why a WebSocket upgrade was refused: the `reason` label of [`WS_HANDSHAKES_REFUSED`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
@@ -412,11 +425,13 @@ pub enum Limit {
     /// `presence.max_member_id_length`, `max_member_name_length` or `max_member_info_length`
     /// (error 2).
     PresenceMemberField,
+    /// `api.idempotency_max_bytes`: an idempotency key forgotten before its window ended.
+    ApiIdempotencyBytes,
 }
 
 impl Limit {
     /// Every limit (their counters are exported at 0 from the start).
-    pub const ALL: [Limit; 20] = [
+    pub const ALL: [Limit; 21] = [
         Limit::Connections,
         Limit::ConnectionsPerIp,
         Limit::ConnectionRate,
@@ -437,6 +452,7 @@ impl Limit {
         Limit::QosPendingBytes,
         Limit::PresenceAckBytes,
         Limit::PresenceMemberField,
+        Limit::ApiIdempotencyBytes,
     ];
 
     /// The label value.
@@ -462,6 +478,7 @@ impl Limit {
             Limit::QosPendingBytes => "sgc_qos_pending_bytes",
             Limit::PresenceAckBytes => "presence_ack_pending_bytes",
             Limit::PresenceMemberField => "presence_member_field",
+            Limit::ApiIdempotencyBytes => "api_idempotency_bytes",
         }
     }
 }
@@ -494,6 +511,26 @@ pub fn peer_down(reason: DownReason) {
 /// Records how long the purge of a departed peer took.
 pub fn purge_took(reason: DownReason, took: Duration) {
     histogram!(PRESENCE_PURGE, "reason" => down_reason(reason)).record(took.as_secs_f64());
+}
+
+/// Counts `n` webhook events delivered.
+pub fn webhook_delivered(n: usize) {
+    counter!(WEBHOOK_EVENTS_DELIVERED).increment(n as u64);
+}
+
+/// Counts `n` webhook events dropped for `reason`.
+pub fn webhook_dropped(reason: &'static str, n: usize) {
+    counter!(WEBHOOK_EVENTS_DROPPED, "reason" => reason).increment(n as u64);
+}
+
+/// Counts one webhook POST by outcome.
+pub fn webhook_post(outcome: &'static str) {
+    counter!(WEBHOOK_POSTS, "outcome" => outcome).increment(1);
+}
+
+/// Sets the bytes of webhook events queued.
+pub fn webhook_queue_bytes(bytes: usize) {
+    ::metrics::gauge!(WEBHOOK_QUEUE_BYTES).set(bytes as f64);
 }
 
 /// Microseconds since the Unix epoch by this node's clock: the send stamp of a relayed publish.

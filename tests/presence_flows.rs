@@ -269,7 +269,7 @@ async fn channels_are_freed_when_empty_and_re_creation_fires_on_new_channel_agai
     let l = log.clone();
     p.on_event(move |e| match e {
         AppEvent::NewChannel { channel, .. } => l.lock().push(format!("new {channel}")),
-        AppEvent::ChannelFreed { channel } => l.lock().push(format!("freed {channel}")),
+        AppEvent::ChannelFreed { channel, .. } => l.lock().push(format!("freed {channel}")),
         _ => {}
     });
     let asked = Arc::new(Mutex::new(0));
@@ -322,7 +322,7 @@ async fn read_api_and_application_events() {
             AppEvent::NewMember { member, .. } => format!("member {}", member.id),
             AppEvent::RemoveMember { member, .. } => format!("-member {}", member.id),
             AppEvent::NewChannel { channel, .. } => format!("channel {channel}"),
-            AppEvent::ChannelFreed { channel } => format!("-channel {channel}"),
+            AppEvent::ChannelFreed { channel, .. } => format!("-channel {channel}"),
             AppEvent::NewChannelMember {
                 channel, member, ..
             } => {

@@ -9,6 +9,7 @@ use wscluster::cluster::{Cluster, PresenceAdapter, SgcAdapter};
 use wscluster::ops::{self, Listener, Ops};
 use wscluster::protocol::access::ChannelRules;
 use wscluster::transport::HttpServer;
+use wscluster::webhooks::Webhooks;
 use wscluster::{Config, PresenceProtocol, Server, SgcProtocol};
 
 /// Raises the soft limit of open files to the hard limit: each connection is a file descriptor, and
@@ -67,6 +68,14 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     let addr = server.local_addr();
     let name = config.node.effective_name(addr.port());
     let cluster = Cluster::new(name.as_str(), config.cluster.clone());
+    // Before the cluster starts: a peer that dies at once is reported too.
+    let webhooks = Webhooks::start(&config.webhooks, &name)
+        .map_err(|message| anyhow::anyhow!("webhooks: {message}"))?;
+    if let Some(w) = &webhooks {
+        w.observe_sgc(&sgc);
+        w.observe_presence(&presence);
+        cluster.attach(w.adapter());
+    }
     cluster.attach(SgcAdapter::with_interest_routing(
         sgc,
         config.cluster.interest_routing,
@@ -117,7 +126,12 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         // be closed, so they are not shown the remote members leaving.
         cluster.shutdown().await;
         // Then every client gets what is queued for it and a 1001 close, until the deadline.
-        server.shutdown_by(deadline).await
+        let forced = server.shutdown_by(deadline).await;
+        // Their departures are reported before the node exits (until the same deadline).
+        if let Some(w) = &webhooks {
+            w.shutdown(deadline).await;
+        }
+        forced
     };
     tokio::select! {
         forced = graceful => {
@@ -193,7 +207,8 @@ fn reload_on_sighup(server: &Arc<wscluster::ServerHandle>) -> std::io::Result<()
 fn operations(config: &Config, sgc: &SgcProtocol, presence: &PresenceProtocol) -> Arc<Ops> {
     let mut o = Ops::new(config.http.clone(), config.admin.clone())
         .sgc(sgc.clone())
-        .presence(presence.clone());
+        .presence(presence.clone())
+        .api(config.api.clone());
     match ops::install_prometheus_recorder() {
         Ok(handle) => {
             // Handles made before the recorder is installed record nothing: this runs before

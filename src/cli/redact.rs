@@ -21,8 +21,9 @@ const SECRET_WORDS: [&str; 7] = [
     "private_key",
 ];
 
-/// Sections whose every value is a secret, by dotted key (`auth.users`: user name = password).
-const SECRET_TABLES: [&str; 1] = ["auth.users"];
+/// Sections or values that are secrets whatever their name, by dotted key (`auth.users`: user
+/// name = password; `api.keys.key`: the `key` of every API key).
+const SECRET_TABLES: [&str; 2] = ["auth.users", "api.keys.key"];
 
 /// The configuration as TOML with its secrets replaced by [`REDACTED`].
 pub(crate) fn redacted_toml(config: &wscluster::Config) -> Result<String, String> {
@@ -139,6 +140,11 @@ mod tests {
         c.auth.users.insert("alice".into(), "alice-pw".into());
         c.auth.jwt.secret = "jwt-s3cret".into();
         c.auth.jwt.public_key_file = "/etc/wscluster/jwt.pem".into();
+        c.api.keys.push(wscluster::ops::api::ApiKey {
+            name: "backend-name".into(),
+            key: "api-key-s3cret-0123".into(),
+            scopes: vec!["publish".into()],
+        });
         let text = redacted_toml(&c).unwrap_or_else(|e| panic!("{e}"));
         for secret in [
             "cluster-s3cret",
@@ -150,6 +156,7 @@ mod tests {
             "nats-url-t0ken",
             "alice-pw",
             "jwt-s3cret",
+            "api-key-s3cret-0123",
         ] {
             assert!(!text.contains(secret), "{secret} shown:\n{text}");
         }
@@ -160,6 +167,7 @@ mod tests {
             "u:<redacted>@",
             "n:<redacted>@127.0.0.1:4222",
             "tls://<redacted>@127.0.0.1:4223",
+            "backend-name",
         ] {
             assert!(text.contains(kept), "{kept} lost:\n{text}");
         }

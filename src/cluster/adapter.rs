@@ -29,6 +29,20 @@ pub trait Adapter: Send + Sync + 'static {
         let _ = peer;
     }
 
+    /// A peer is gone, for `reason`: called on every adapter before any [`Adapter::peer_down`],
+    /// while the adapters still hold what the peer owned. `live` are the peers live now (the
+    /// departed one excluded); `connected` is false when this node itself is cut off from its
+    /// backplane (Redis lost), so it cannot tell a dead peer from its own isolation.
+    fn before_peer_down(
+        &self,
+        peer: &Origin,
+        reason: super::membership::DownReason,
+        live: &[Origin],
+        connected: bool,
+    ) {
+        let _ = (peer, reason, live, connected);
+    }
+
     /// A peer is gone: purge what it owned (its Presence members).
     fn peer_down(&self, peer: &Origin);
 

@@ -91,6 +91,13 @@ pub trait Engine: Send + Sync + 'static {
     /// Able to carry traffic (what "ready" means is the engine's to say in its docs).
     fn ready(&self) -> bool;
 
+    /// Whether this node can hear the cluster at all. A broker engine that lost its broker
+    /// cannot: every peer then looks gone at once, and nothing should be concluded about them
+    /// (their departures are not reported as crashes). The mesh loses links one by one: true.
+    fn reaches_cluster(&self) -> bool {
+        true
+    }
+
     /// Why the engine is not ready, when it knows (the broker's last error, say).
     fn last_error(&self) -> Option<String> {
         None
@@ -111,8 +118,12 @@ pub trait Engine: Send + Sync + 'static {
             .collect()
     }
 
-    /// Says bye to the peers, stops every task of the engine and reports every peer down.
+    /// Says bye to the peers, stops every task of the engine (and waits for them) and reports
+    /// every peer down.
     fn stop(&self) -> EngineFuture<'_, ()>;
+
+    /// How many of the engine's tasks are running (none once `stop` returned).
+    fn task_count(&self) -> usize;
 
     /// The engine itself, for callers that need its own API (its counters, its address).
     fn as_any(&self) -> &dyn Any;

@@ -53,10 +53,18 @@ pub enum Kind {
     SgcClearQueue = 12,
     /// The retained queues of a node, for a late joiner.
     SgcRetainedSnapshot = 13,
+    /// An sgc publish with an idempotency key (sent to every node).
+    SgcPublishOnce = 14,
     /// A Presence change (member or channel membership, publish, invitation).
     PresenceDelta = 20,
     /// The local Presence members of a node, for a late joiner or after a partition.
     PresenceSnapshot = 21,
+    /// A survivor delivered the lifecycle webhooks of a crashed node: the other survivors drop
+    /// their copies.
+    WebhooksDelivered = 30,
+    /// A node's open connections (one opened, one closed, or all of them for a new peer), so a
+    /// survivor can report them closed when the node crashes.
+    WebhooksConnections = 31,
 }
 
 impl Kind {
@@ -75,8 +83,11 @@ impl Kind {
             11 => Kind::SgcBroadcast,
             12 => Kind::SgcClearQueue,
             13 => Kind::SgcRetainedSnapshot,
+            14 => Kind::SgcPublishOnce,
             20 => Kind::PresenceDelta,
             21 => Kind::PresenceSnapshot,
+            30 => Kind::WebhooksDelivered,
+            31 => Kind::WebhooksConnections,
             _ => return None,
         })
     }

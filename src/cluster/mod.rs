@@ -91,6 +91,8 @@ struct Inner {
     incarnation: std::sync::atomic::AtomicU64,
     /// Questions to other nodes in flight, and this node's responder.
     queries: query::Queries,
+    /// The cluster's own background tasks of the current run.
+    tasks: Mutex<crate::tasks::Tasks>,
 }
 
 /// The cluster component. Cheap to clone.
@@ -124,6 +126,7 @@ impl Cluster {
                 quiet_stop: std::sync::atomic::AtomicBool::new(false),
                 incarnation: std::sync::atomic::AtomicU64::new(0),
                 queries: query::Queries::default(),
+                tasks: Mutex::default(),
             }),
         }
     }
@@ -197,12 +200,13 @@ impl Cluster {
         self.inner
             .incarnation
             .store(incarnation, std::sync::atomic::Ordering::SeqCst);
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(ask_again_for_missing_snapshots(
+        self.inner
+            .tasks
+            .lock()
+            .spawn(ask_again_for_missing_snapshots(
                 Arc::downgrade(&self.inner),
                 incarnation,
             ));
-        }
         Ok(())
     }
 
@@ -229,6 +233,15 @@ impl Cluster {
         if let Some(b) = running {
             b.stop().await;
         }
+        // The cluster's own tasks of this run end with it (a new set for the next start).
+        let tasks = std::mem::take(&mut *self.inner.tasks.lock());
+        tasks.stop(std::time::Duration::ZERO).await;
+    }
+
+    /// How many background tasks of the cluster itself are running (none once `stop` returned;
+    /// the engine's own are counted by [`Engine::task_count`]).
+    pub fn task_count(&self) -> usize {
+        self.inner.tasks.lock().len()
     }
 
     /// Mesh: listening and every configured peer linked or its first dial settled. Redis:
@@ -425,6 +438,18 @@ impl EngineHandler for Handler {
         if !quiet {
             let started = std::time::Instant::now();
             let adapters = inner.adapters.read().clone();
+            let running = inner.running.lock().clone();
+            let live: Vec<Origin> = running
+                .as_ref()
+                .map_or_else(Vec::new, |e| e.live_peers())
+                .into_iter()
+                .filter(|o| o.node_id != peer.node_id)
+                .collect();
+            // Mesh links fail one by one; a node that lost its broker loses every peer at once.
+            let connected = running.as_ref().is_none_or(|e| e.reaches_cluster());
+            for a in &adapters {
+                a.before_peer_down(peer, reason, &live, connected);
+            }
             for a in &adapters {
                 a.peer_down(peer);
             }

@@ -96,7 +96,8 @@ impl Relay<SgcEvent> for Routing {
             return;
         };
         // Retained publishes go everywhere (every node keeps the queues); so do publishes and
-        // broadcasts to "" (every connection); a channel's live traffic only where it is wanted.
+        // broadcasts to "" (every connection) and keyed publishes (every node remembers the
+        // key); a channel's live traffic only where it is wanted.
         let routed = match event {
             SgcEvent::Publish(p) if p.queue == QueueLevel::Level0 && !p.channel.is_empty() => {
                 Some(&p.channel)
@@ -239,6 +240,7 @@ impl Adapter for SgcAdapter {
         matches!(
             kind,
             Kind::SgcPublish
+                | Kind::SgcPublishOnce
                 | Kind::SgcBroadcast
                 | Kind::SgcClearQueue
                 | Kind::SgcRetainedSnapshot
@@ -337,6 +339,15 @@ struct PublishHead<'a> {
     sent_us: u64,
 }
 
+/// A keyed publish: the key and its publish id, then the publish head.
+#[derive(Serialize, Deserialize)]
+struct OnceHead<'a> {
+    key: &'a str,
+    id: u64,
+    #[serde(borrow)]
+    publish: PublishHead<'a>,
+}
+
 #[derive(Serialize, Deserialize)]
 struct BroadcastHead<'a> {
     channel: &'a str,
@@ -391,6 +402,27 @@ pub(crate) fn encode(event: &SgcEvent) -> (Kind, Bytes) {
                 head_then(postcard::to_stdvec(&head).unwrap_or_default(), &p.message),
             )
         }
+        SgcEvent::PublishOnce {
+            key,
+            id,
+            publish: p,
+        } => {
+            let head = OnceHead {
+                key,
+                id: *id,
+                publish: PublishHead {
+                    channel: &p.channel,
+                    queue: queue_code(p.queue),
+                    include: strs(&p.targets.include),
+                    exclude: strs(&p.targets.exclude),
+                    sent_us: metrics::now_micros(),
+                },
+            };
+            (
+                Kind::SgcPublishOnce,
+                head_then(postcard::to_stdvec(&head).unwrap_or_default(), &p.message),
+            )
+        }
         SgcEvent::Broadcast(b) => {
             let head = BroadcastHead {
                 channel: &b.channel,
@@ -438,6 +470,22 @@ pub(crate) fn decode_stamped(kind: Kind, payload: &Bytes) -> Option<(SgcEvent, u
                 queue: queue_level(head.queue),
                 targets: targets(head.include, head.exclude),
             });
+            Some((event, head.sent_us))
+        }
+        Kind::SgcPublishOnce => {
+            let (once, rest) = postcard::take_from_bytes::<OnceHead<'_>>(payload).ok()?;
+            let message = payload.slice(payload.len() - rest.len()..);
+            let head = once.publish;
+            let event = SgcEvent::PublishOnce {
+                key: Arc::from(once.key),
+                id: once.id,
+                publish: SgcPublish {
+                    channel: Arc::from(head.channel),
+                    message,
+                    queue: queue_level(head.queue),
+                    targets: targets(head.include, head.exclude),
+                },
+            };
             Some((event, head.sent_us))
         }
         Kind::SgcBroadcast => {
@@ -512,6 +560,16 @@ mod tests {
             }),
             SgcEvent::ClearQueue {
                 channel: Arc::from("x"),
+            },
+            SgcEvent::PublishOnce {
+                key: Arc::from("order-42"),
+                id: 7,
+                publish: SgcPublish {
+                    channel: Arc::from("orders"),
+                    message: Bytes::from_static(br#""paid""#),
+                    queue: QueueLevel::Level0,
+                    targets: Targets::all(),
+                },
             },
         ];
         for e in events {

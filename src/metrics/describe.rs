@@ -138,6 +138,22 @@ pub fn describe() {
         secs,
         "Time from learning a peer is down to its Presence members purged here, by reason"
     );
+    describe_counter!(
+        WEBHOOK_EVENTS_DELIVERED,
+        count,
+        "Webhook events delivered (their POST was answered 2xx)"
+    );
+    describe_counter!(
+        WEBHOOK_EVENTS_DROPPED,
+        count,
+        "Webhook events dropped undelivered: webhooks.queue_bytes reached, retried past webhooks.retry_max_ms, or a connection id past webhooks.replica_bytes"
+    );
+    describe_counter!(WEBHOOK_POSTS, count, "Webhook POSTs, by outcome");
+    ::metrics::describe_gauge!(
+        WEBHOOK_QUEUE_BYTES,
+        bytes,
+        "Bytes of webhook events waiting to be delivered"
+    );
     // The scrape-time gauges (CONNECTIONS .. READY) are written by the /metrics handler itself
     // (src/ops/prometheus.rs), with their help text, not through the recorder.
     register_at_zero();
@@ -192,7 +208,14 @@ pub fn register_at_zero() {
     ] {
         let _ = counter!(PEER_DOWN, "reason" => down_reason(r));
     }
+    for reason in ["queue_full", "expired", "replica_full"] {
+        let _ = counter!(WEBHOOK_EVENTS_DROPPED, "reason" => reason);
+    }
+    for outcome in ["ok", "refused", "failed"] {
+        let _ = counter!(WEBHOOK_POSTS, "outcome" => outcome);
+    }
     for name in [
+        WEBHOOK_EVENTS_DELIVERED,
         WS_SLOW_CONSUMER_CLOSES,
         WS_HEARTBEAT_TIMEOUTS,
         WS_SHUTDOWN_FORCED,

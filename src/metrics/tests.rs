@@ -125,6 +125,10 @@ fn every_metric_is_described() {
         PRESENCE_MEMBERS,
         PEERS,
         READY,
+        WEBHOOK_EVENTS_DELIVERED,
+        WEBHOOK_EVENTS_DROPPED,
+        WEBHOOK_POSTS,
+        WEBHOOK_QUEUE_BYTES,
     ] {
         assert!(
             doc.contains(&format!("`{name}`")),

@@ -53,6 +53,15 @@ pub enum Question {
         /// The close reason.
         reason: String,
     },
+    /// "Close the connection of Presence member `id` if it is yours."
+    DisconnectMember {
+        /// The member's id.
+        id: String,
+        /// The close code.
+        code: u16,
+        /// The close reason.
+        reason: String,
+    },
 }
 
 /// An answer.

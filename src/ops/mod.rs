@@ -10,11 +10,13 @@
 //! - `admin`: the JSON admin API (publish, broadcast, channels, Presence members, peers,
 //!   connections, disconnect); [`census`]: cluster-wide counts gathered with
 //!   [`crate::Cluster::query`].
+//! - [`api`]: the server API for backends (`/api/...`, scoped API keys, keep-alive).
 //! - `status`: the HTML status page and the JSON it polls; `health`: `GET /health` (JSON anyone
 //!   may read: node, ready, linked peers, unreachable configured peers).
 
 pub mod access;
 mod admin;
+pub mod api;
 pub mod census;
 mod config;
 mod health;
@@ -40,7 +42,9 @@ pub use prometheus::{
 use crate::cluster::{Cluster, EngineKind};
 use crate::protocol::presence::PresenceProtocol;
 use crate::protocol::sgc::SgcProtocol;
-use crate::transport::{HttpFuture, HttpHandler, HttpRequest, HttpResponse, ServerHandle};
+use crate::transport::{
+    HttpFuture, HttpHandler, HttpRequest, HttpResponse, KeepAlive, ServerHandle,
+};
 use census::{Answer, Question};
 use route::{Miss, Route};
 
@@ -52,6 +56,9 @@ pub struct Ops {
     sgc: Option<SgcProtocol>,
     presence: Option<PresenceProtocol>,
     metrics: Option<PrometheusHandle>,
+    /// The `[api]` options and the keys they configure.
+    api: api::ApiConfig,
+    api_keys: api::Keys,
     /// Set once the server is bound and the cluster created (after the handlers are registered).
     late: RwLock<Late>,
     /// Set by [`Ops::drain`]: `/ready` answers 503 from then on.
@@ -83,6 +90,8 @@ impl Ops {
             sgc: None,
             presence: None,
             metrics: None,
+            api: api::ApiConfig::default(),
+            api_keys: api::Keys::default(),
             late: RwLock::new(Late::default()),
             draining: AtomicBool::new(false),
         }
@@ -97,6 +106,18 @@ impl Ops {
     /// Serves the Presence protocol's admin routes and counts.
     pub fn presence(mut self, presence: PresenceProtocol) -> Self {
         self.presence = Some(presence);
+        self
+    }
+
+    /// Serves the server API (`/api/...`) with these options and keys (without keys, its routes
+    /// answer 401 `api_disabled`). The sgc protocol, when set before, takes the idempotency
+    /// options.
+    pub fn api(mut self, config: api::ApiConfig) -> Self {
+        self.api_keys = api::Keys::new(&config);
+        if let Some(sgc) = &self.sgc {
+            sgc.set_idempotency(config.idempotency_window_ms, config.idempotency_max_bytes);
+        }
+        self.api = config;
         self
     }
 
@@ -249,6 +270,33 @@ impl Ops {
                 }
                 Answer::Disconnected(closed)
             }
+            Question::DisconnectMember { id, code, reason } => {
+                let closed = self.close_member_local(&id, code, &reason);
+                if closed {
+                    tracing::info!(member = %Printable(&id), code, by = from, "Presence member disconnected on a request from another node");
+                }
+                Answer::Disconnected(closed)
+            }
+        }
+    }
+
+    /// Closes the connection of a Presence member of this node; false when it has none with
+    /// this id.
+    fn close_member_local(&self, id: &str, code: u16, reason: &str) -> bool {
+        let Some(crate::hub::roster::Origin::Local(key)) =
+            self.presence.as_ref().and_then(|p| p.member_origin(id))
+        else {
+            return false;
+        };
+        let conn = self
+            .server()
+            .and_then(|s| s.connections().into_iter().find(|c| c.key() == key));
+        match conn {
+            Some(c) => {
+                c.close(code, reason);
+                true
+            }
+            None => false,
         }
     }
 
@@ -265,6 +313,11 @@ impl Ops {
 
     /// Answers one request that arrived on `listener`.
     async fn serve(self: Arc<Self>, listener: Listener, req: HttpRequest) -> HttpResponse {
+        if req.path().starts_with(api::PREFIX) {
+            let (name, resp) = api::serve(&self, &req).await;
+            count(name, resp.status);
+            return resp;
+        }
         let route = match Route::parse(&req.method, req.path()) {
             Ok(r) => r,
             Err(miss) => {
@@ -386,5 +439,33 @@ impl HttpHandler for OpsHandler {
 
     fn max_body(&self) -> usize {
         self.ops.http.max_body_bytes
+    }
+
+    fn keep_alive(&self, path: &str) -> Option<KeepAlive> {
+        path.starts_with(api::PREFIX).then(|| KeepAlive {
+            idle_timeout: self.ops.api.idle_timeout(),
+            body_timeout: self.ops.api.body_timeout(),
+        })
+    }
+
+    fn max_body_for(&self, path: &str) -> usize {
+        if path.starts_with(api::PREFIX) {
+            self.ops.api.max_body_bytes
+        } else {
+            self.ops.http.max_body_bytes
+        }
+    }
+
+    fn refusal(&self, path: &str, status: u16) -> HttpResponse {
+        if !path.starts_with(api::PREFIX) {
+            return HttpResponse::status(status);
+        }
+        let e = match status {
+            413 => api::ApiError::BodyTooLarge,
+            408 => api::ApiError::BodyTimeout,
+            _ => api::ApiError::InvalidRequest("the request body could not be read".into()),
+        };
+        count("api_none", e.status());
+        e.response()
     }
 }

@@ -74,7 +74,7 @@ pub const BUILD_COMMIT: &str = env!("WSCLUSTER_BUILD_COMMIT");
 fn describe() {
     metrics::describe_counter!(
         HTTP_REQUESTS,
-        "HTTP requests to the operations routes, by route and status code."
+        "HTTP requests to the operations and server API routes, by route and status code."
     );
 }
 

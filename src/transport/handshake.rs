@@ -83,10 +83,21 @@ pub async fn read_head<S: AsyncRead + Unpin>(
     buf: &mut BytesMut,
     max: usize,
 ) -> Result<Request, HeadError> {
+    let (req, len) = peek_head(stream, buf, max).await?;
+    buf.advance(len);
+    Ok(req)
+}
+
+/// [`read_head`] that leaves the head in `buf` and returns its length with it (the connection
+/// may be handed on with every byte read so far).
+pub async fn peek_head<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+    max: usize,
+) -> Result<(Request, usize), HeadError> {
     loop {
-        if let Some((req, len)) = parse_head(buf)? {
-            buf.advance(len);
-            return Ok(req);
+        if let Some(found) = parse_head(buf)? {
+            return Ok(found);
         }
         if buf.len() >= max {
             return Err(HeadError::TooLarge(max));

@@ -3,7 +3,8 @@
 //! application plugs its routes into ([`HttpHandler`], registered with
 //! [`crate::Server::http`] or served alone by [`crate::transport::HttpServer`]).
 //!
-//! One request per connection: every answer carries `Connection: close`. Bodies are read whole
+//! One request per connection: every answer carries `Connection: close`, unless the handler asks
+//! for a keep-alive connection ([`HttpHandler::keep_alive`], served by hyper). Bodies are read whole
 //! (they are small: at most [`HttpHandler::max_body`]) when the request says how long they are
 //! (`Content-Length`); a chunked body is refused with 411, a longer one with 413. A client that
 //! sends `Expect: 100-continue` (curl does for bodies past 1 KiB) gets its `100 Continue` first.
@@ -158,6 +159,23 @@ pub trait HttpHandler: Send + Sync + 'static {
     /// [`HttpHandler::handle`].
     fn max_body(&self) -> usize {
         DEFAULT_MAX_BODY
+    }
+
+    /// Whether a connection whose first request is for `path` is served keep-alive, and how
+    /// (`None`: one request, then the connection closes). See [`super::KeepAlive`].
+    fn keep_alive(&self, _path: &str) -> Option<super::KeepAlive> {
+        None
+    }
+
+    /// The largest body of a request for `path` on a keep-alive connection.
+    fn max_body_for(&self, _path: &str) -> usize {
+        self.max_body()
+    }
+
+    /// The answer to a request for `path` refused before the handler sees it on a keep-alive
+    /// connection (408, 413, 400).
+    fn refusal(&self, _path: &str, status: u16) -> HttpResponse {
+        HttpResponse::status(status)
     }
 }
 

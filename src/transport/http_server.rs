@@ -86,7 +86,7 @@ async fn accept_loop(
         };
         match accepted {
             Ok((stream, peer)) => {
-                tokio::spawn(serve(stream, peer, handler.clone()));
+                tokio::spawn(serve(stream, peer, handler.clone(), stop.clone()));
             }
             Err(e) => {
                 tracing::warn!(error = %e, "admin accept failed");
@@ -96,15 +96,33 @@ async fn accept_loop(
     }
 }
 
-async fn serve(mut stream: TcpStream, peer: SocketAddr, handler: Arc<dyn HttpHandler>) {
+async fn serve(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    handler: Arc<dyn HttpHandler>,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut buf = BytesMut::new();
     let head = tokio::time::timeout(
         REQUEST_TIMEOUT,
-        handshake::read_head(&mut stream, &mut buf, MAX_HEAD),
+        handshake::peek_head(&mut stream, &mut buf, MAX_HEAD),
     )
     .await;
     let req = match head {
-        Ok(Ok(req)) => req,
+        Ok(Ok((req, len))) => {
+            if let Some(keep_alive) = handler.keep_alive(req.path_only()) {
+                drop(req);
+                let local = stream.local_addr().ok();
+                let io = handshake::Prefixed::new(buf.freeze(), stream);
+                let stop = async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                };
+                super::keep_alive::serve(io, peer, local, handler, keep_alive, stop).await;
+                return;
+            }
+            bytes::Buf::advance(&mut buf, len);
+            req
+        }
         Ok(Err(handshake::HeadError::TooLarge(_))) => {
             let _ = stream
                 .write_all(&HttpResponse::status(431).to_bytes())

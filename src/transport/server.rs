@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use parking_lot::Mutex;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -387,11 +387,30 @@ pub(super) async fn handle_socket<S>(
     let mut buf = BytesMut::new();
     let head = tokio::time::timeout(
         cfg.handshake_timeout(),
-        handshake::read_head(&mut stream, &mut buf, cfg.max_request_head),
+        handshake::peek_head(&mut stream, &mut buf, cfg.max_request_head),
     )
     .await;
     let req = match head {
-        Ok(Ok(req)) => req,
+        Ok(Ok((req, len))) => {
+            if !req.is_websocket_upgrade()
+                && !is_session_request(&req)
+                && let Some(handler) = shared.http.as_ref()
+                && let Some(keep_alive) = handler.keep_alive(req.path_only())
+            {
+                // The whole connection goes to the persistent HTTP server, this request included.
+                // Boxed: hyper's connection state would otherwise be part of every WebSocket
+                // connection task's future for the connection's whole life.
+                drop(req);
+                let stop = phase_leaves_serving(shared.phase.subscribe());
+                let io = Prefixed::new(buf.freeze(), stream);
+                let serve =
+                    super::keep_alive::serve(io, peer, None, handler.clone(), keep_alive, stop);
+                Box::pin(serve).await;
+                return;
+            }
+            buf.advance(len);
+            req
+        }
         Ok(Err(handshake::HeadError::TooLarge(_))) => {
             log_refusal(peer, Refusal::HeadTooLarge, "request head too large");
             let _ = reply(&mut stream, 431, "Request Header Fields Too Large", "").await;
@@ -534,6 +553,12 @@ pub(super) async fn handle_socket<S>(
     shared.connections.lock().remove(conn.id());
     shared.gone.notify_waiters();
     tracing::debug!(conn = conn.id(), "disconnected");
+}
+
+/// Completes when the server stops serving (a keep-alive connection then closes after its
+/// request in progress).
+async fn phase_leaves_serving(mut phase: watch::Receiver<Phase>) {
+    let _ = phase.wait_for(|p| *p != Phase::Serving).await;
 }
 
 /// Bytes a client sent after its request head (it did not wait for the 101), kept for the

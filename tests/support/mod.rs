@@ -14,11 +14,13 @@ use tokio::net::TcpStream;
 use tokio_websockets::{ClientBuilder, Message, WebSocketStream};
 use wscluster::config::ServerConfig;
 
+pub mod http_client;
 pub mod nats;
 pub mod process;
 pub mod redis;
 pub mod sgc;
 pub mod tls;
+pub mod webhook_receiver;
 
 /// The byte stream under a test client: plain TCP or TLS over TCP.
 pub trait ClientIo: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}

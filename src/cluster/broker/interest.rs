@@ -16,18 +16,30 @@ use crate::relay::InterestReady;
 pub const SUBSCRIBE_WAIT: Duration = Duration::from_secs(1);
 
 /// A first-subscriber callback that runs once, whichever comes first: the subscription is
-/// confirmed, the broker is away, or the wait timed out.
+/// confirmed, the broker is away, the wait timed out, or the engine stopped (the last clone is
+/// dropped: a subscriber never waits for an engine that is gone).
 #[derive(Clone)]
-pub struct ReadyOnce(Arc<Mutex<Option<InterestReady>>>);
+pub struct ReadyOnce(Arc<Pending>);
+
+/// The callback not yet run; run when dropped.
+struct Pending(Mutex<Option<InterestReady>>);
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if let Some(ready) = self.0.lock().take() {
+            ready();
+        }
+    }
+}
 
 impl ReadyOnce {
     /// Wraps `ready`.
     pub fn new(ready: InterestReady) -> Self {
-        Self(Arc::new(Mutex::new(Some(ready))))
+        Self(Arc::new(Pending(Mutex::new(Some(ready)))))
     }
     /// Runs the callback unless it already ran.
     pub fn fire(&self) {
-        let ready = self.0.lock().take();
+        let ready = self.0.0.lock().take();
         if let Some(ready) = ready {
             ready();
         }
@@ -70,9 +82,9 @@ impl Subscriptions {
         let ready = ReadyOnce::new(ready);
         if !core.subscriber_up() {
             ready.fire();
-        } else if let Ok(rt) = tokio::runtime::Handle::try_current() {
+        } else {
             let later = ready.clone();
-            rt.spawn(async move {
+            core.spawn(async move {
                 tokio::time::sleep(SUBSCRIBE_WAIT).await;
                 later.fire();
             });

@@ -41,12 +41,16 @@ use super::engine::{EngineHandler, Report, Reports, ResyncCause};
 use super::envelope::{Envelope, Kind, Origin};
 use super::membership::{DownReason, Membership, PeerChange};
 use crate::metrics::PeerCounters;
+use crate::tasks::Tasks;
 use queue::{Outgoing, PublishQueue, QueueError};
 use stats::{BrokerStats, EngineMetrics};
 use streams::{InboundSequences, OutboundSequences, StreamKind, StreamNames};
 
 /// Least time between two resynchronisations with the same node.
 const RESYNC_SPACING: Duration = Duration::from_secs(1);
+
+/// How long `stop` lets the engine's tasks end by themselves before cancelling them.
+const STOP_GRACE: Duration = Duration::from_millis(200);
 
 /// How often silence is checked (peers are declared dead at most this late after `peer_timeout`).
 const TICK: Duration = Duration::from_millis(100);
@@ -109,6 +113,9 @@ pub struct BrokerCore {
     stop: watch::Sender<bool>,
     stats: BrokerStats,
     metrics: EngineMetrics,
+    /// Every task of the engine (the core's ticker, the engine's writer, subscriber and prober,
+    /// subscription waits): `stop` waits for them.
+    tasks: Tasks,
 }
 
 impl std::fmt::Debug for BrokerCore {
@@ -157,6 +164,7 @@ impl BrokerCore {
             overflow_logged: AtomicBool::new(false),
             stop,
             stats: BrokerStats::default(),
+            tasks: Tasks::new(),
         });
         (core, rx)
     }
@@ -495,7 +503,20 @@ impl BrokerCore {
     /// Starts the ticker task (heartbeats, failure detection by silence, resynchronisations that
     /// had to wait); it ends when the engine stops.
     pub fn spawn_ticker(self: &Arc<Self>) {
-        tokio::spawn(ticker(self.clone()));
+        self.spawn(ticker(self.clone()));
+    }
+
+    /// Runs one of the engine's tasks (owned by the core: `stop` ends it and waits for it).
+    pub fn spawn<F>(&self, task: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.tasks.spawn(task);
+    }
+
+    /// How many of the engine's tasks are running (none once `stop` returned).
+    pub fn task_count(&self) -> usize {
+        self.tasks.len()
     }
 
     /// Says bye (when the broker is reachable), stops every engine task and reports every peer
@@ -510,6 +531,8 @@ impl BrokerCore {
         }
         self.state.lock().stopped = true;
         let _ = self.stop.send(true);
+        // Every task watches the stop signal; one stuck on the broker is cancelled.
+        self.tasks.stop(STOP_GRACE).await;
         self.subscriber_up.store(false, Ordering::SeqCst);
         self.publisher_up.store(false, Ordering::SeqCst);
         {

@@ -5,23 +5,20 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use bytes::Bytes;
 use tokio::io::{AsyncWriteExt, BufWriter};
 use tokio::net::TcpListener;
 
 use super::handshake::{
     CLOSE_GRACE, Established, LinkError, OwnedReadHalf, OwnedWriteHalf, accept_handshake,
-    accept_stream, advertised, known_reason,
+    accept_stream, known_reason,
 };
+use super::link_core::{self, FrameOutcome, LinkRules};
 use super::queue::LinkQueue;
-use super::replay::{Arrival, InboundSequence, ReplayWindow};
 use super::wire::{self, WireFrame};
-use super::{DialTarget, LinkSlot, Peer, Shared};
-use crate::cluster::engine::{Report, ResyncCause};
+use super::{LinkSlot, Shared};
 use crate::cluster::envelope::{Envelope, Kind, Origin};
 use crate::log_text::{Printable, escape_control};
 use crate::metrics::{self, PeerCounters};
-use crate::transport::token_bucket::TokenBucket;
 
 pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
     let mut stop = shared.stop.subscribe();
@@ -48,15 +45,23 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
             drop(stream);
             continue;
         }
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            let hs = tokio::time::timeout(shared.cfg.handshake_timeout(), async {
+        let task_shared = shared.clone();
+        shared.tasks.spawn(async move {
+            let shared = task_shared;
+            let mut stop = shared.stop.subscribe();
+            if *stop.borrow() {
+                return;
+            }
+            let handshake = tokio::time::timeout(shared.cfg.handshake_timeout(), async {
                 let (mut rd, mut wr) = accept_stream(&shared, stream).await?;
                 let est = accept_handshake(&shared, &mut rd, &mut wr, remote).await?;
                 Ok((est, rd, wr))
-            })
-            .await
-            .unwrap_or(Err(LinkError::Timeout));
+            });
+            // A handshake in flight when the engine stops is abandoned.
+            let hs = tokio::select! {
+                _ = stop.changed() => return,
+                r = handshake => r.unwrap_or(Err(LinkError::Timeout)),
+            };
             if let Err(e) = &hs
                 && counts_as_failure(e)
             {
@@ -135,7 +140,8 @@ pub(crate) fn count_refusal(shared: &Shared, e: &LinkError) -> bool {
     true
 }
 
-/// Registers an established link, runs it until it closes, then unregisters it.
+/// Registers an established link, runs it until it closes, then unregisters it. The rules are
+/// in `link_core.rs`; this task only moves bytes and carries out what they decide.
 pub(crate) async fn run(
     shared: Arc<Shared>,
     est: Established,
@@ -148,7 +154,7 @@ pub(crate) async fn run(
         dialer: est.dialer.clone(),
         queue: queue.clone(),
     };
-    let Some((new_addr, counters)) = register(&shared, &est, &link) else {
+    let Some(up) = link_core::link_up(&shared, &est, &link, Instant::now()) else {
         // The other side may have installed this link: tell it the close is no failure.
         let mut wr = wr;
         if let Ok(head) = Envelope::encode_header(Kind::Superseded, &shared.me, 0) {
@@ -160,184 +166,28 @@ pub(crate) async fn run(
         }
         return;
     };
-    if let Some(addr) = new_addr {
+    if let Some(addr) = up.new_addr {
         let _ = shared.dial_tx.send(addr);
     }
-    let writer = tokio::spawn(write_loop(
-        shared.clone(),
-        queue.clone(),
-        wr,
-        counters.clone(),
-    ));
-    let superseded = read_loop(&shared, &est.peer, &link, rd, &counters).await;
+    // The writer is a task of its own (reads and writes proceed in parallel) owned by the
+    // engine's tasks like this one; this one waits for it before unregistering the link.
+    let (written, writer_done) = tokio::sync::oneshot::channel::<()>();
+    let writer = write_loop(shared.clone(), queue.clone(), wr, up.counters.clone());
+    shared.tasks.spawn(async move {
+        writer.await;
+        let _ = written.send(());
+    });
+    let superseded = read_loop(&shared, &est.peer, &link, rd, &up.counters).await;
     queue.close();
-    let _ = writer.await;
-    let mut watch = false;
-    {
-        let mut st = shared.state.lock();
-        if let Some(p) = st.peers.get_mut(&est.peer.node_id)
-            && p.link.as_ref().is_some_and(|l| l.id == link.id)
-        {
-            p.link = None;
-            p.unlinked_since = Some(Instant::now());
-            if superseded {
-                // Its replacement is on its way; if it does not come, the peer is down.
-                watch = true;
-            } else {
-                let changes = st.membership.link_closed(&est.peer.node_id);
-                shared.queue_changes(&st, changes);
-            }
-        }
-    }
-    shared.link_changed.notify_waiters();
-    shared.drain_reports();
-    if watch {
-        let (shared, peer) = (shared.clone(), est.peer.clone());
-        tokio::spawn(async move {
-            tokio::time::sleep(shared.cfg.handshake_timeout()).await;
-            {
-                let mut st = shared.state.lock();
-                let unlinked = st.peers.get(&peer.node_id).is_none_or(|p| p.link.is_none());
-                if unlinked && st.membership.is_live(&peer) {
-                    let changes = st.membership.link_closed(&peer.node_id);
-                    shared.queue_changes(&st, changes);
-                }
-            }
-            shared.drain_reports();
+    let _ = writer_done.await;
+    if link_core::link_down(&shared, &est.peer, link.id, superseded, Instant::now()) {
+        // Its replacement is on its way; if it does not come, the peer is down.
+        let (task_shared, peer) = (shared.clone(), est.peer.clone());
+        shared.tasks.spawn(async move {
+            tokio::time::sleep(task_shared.cfg.handshake_timeout()).await;
+            link_core::replacement_overdue(&task_shared, &peer);
         });
     }
-}
-
-/// Installs `link` as the peer's link (or refuses a duplicate), replays what the peer missed.
-/// Returns `None` when the link must not run, else a newly learned address to dial and the peer's
-/// metric handles.
-fn register(
-    shared: &Arc<Shared>,
-    est: &Established,
-    link: &LinkSlot,
-) -> Option<(Option<String>, PeerCounters)> {
-    let now = Instant::now();
-    let (new_addr, gap, counters) = {
-        let mut st = shared.state.lock();
-        if st.stopped {
-            return None;
-        }
-        let cfg = &shared.cfg;
-        let peer = st
-            .peers
-            .entry(est.peer.node_id.clone())
-            .or_insert_with(|| Peer {
-                incarnation: est.peer.incarnation,
-                window: ReplayWindow::new(cfg.replay_window(), cfg.replay_window_bytes),
-                inbound: InboundSequence::default(),
-                link: None,
-                listen: None,
-                ever_linked: false,
-                unlinked_since: None,
-                counters: PeerCounters::new(&est.peer.node_id),
-            });
-        if peer.incarnation != est.peer.incarnation {
-            // A new process under the same name: nothing of the old stream applies.
-            if let Some(old) = peer.link.take() {
-                old.queue.close();
-            }
-            peer.incarnation = est.peer.incarnation;
-            peer.window = ReplayWindow::new(cfg.replay_window(), cfg.replay_window_bytes);
-            peer.inbound = InboundSequence::default();
-            peer.ever_linked = false;
-        }
-        if let Some(existing) = &peer.link
-            && !existing.queue.is_closed()
-        {
-            let preferred: &str = std::cmp::min(&*shared.me.node_id, &*est.peer.node_id);
-            if &*existing.dialer == preferred && &*link.dialer != preferred {
-                tracing::debug!(peer = %Printable(&est.peer.node_id), "duplicate mesh link refused");
-                return None;
-            }
-            shared.send_control(existing, Kind::Superseded, Bytes::new());
-            existing.queue.close();
-        }
-        if peer.ever_linked {
-            shared.stats.reconnects.fetch_add(1, Ordering::Relaxed);
-            peer.counters.reconnects.increment(1);
-        }
-        peer.ever_linked = true;
-        peer.unlinked_since = None;
-        peer.listen = est.listen.clone().or(peer.listen.take());
-        let resume_from = match est.peer_resume {
-            Some(r) if r.incarnation == shared.me.incarnation => r.last_seq,
-            _ => 0,
-        };
-        let mut gap = None;
-        let frames = match peer.window.replay_after(resume_from) {
-            Ok(f) => f,
-            Err(g) => {
-                let lost = peer.window.newly_lost(g);
-                gap = (lost > 0).then_some(lost);
-                peer.window.ack(g.through);
-                peer.window.replay_after(g.through).unwrap_or_default()
-            }
-        };
-        shared
-            .stats
-            .replayed
-            .fetch_add(frames.len() as u64, Ordering::Relaxed);
-        peer.counters.replayed.increment(frames.len() as u64);
-        peer.counters.envelopes_out.increment(frames.len() as u64);
-        if let Some(lost) = gap {
-            peer.counters.lost_out.increment(lost);
-        }
-        let counters = peer.counters.clone();
-        for (_, f) in frames {
-            let _ = link.queue.push(f);
-        }
-        peer.link = Some(link.clone());
-        let mut new_addr = None;
-        if let Some(addr) = est
-            .listen
-            .as_ref()
-            .filter(|a| a.len() <= MAX_ADDRESS_LEN && !shared.is_own(&st, a))
-        {
-            if !st.targets.contains_key(addr) && room_for_address(shared, &mut st) {
-                st.targets.insert(addr.clone(), DialTarget::default());
-                new_addr = Some(addr.clone());
-            }
-            if let Some(t) = st.targets.get_mut(addr) {
-                t.node = Some(est.peer.node_id.clone());
-            }
-        }
-        let changes = st.membership.heard(&est.peer, now);
-        if changes.is_empty() {
-            // Already live (a replaced link): the peer may have purged us meanwhile, so it asks
-            // for our state, and we for its, as after any link.
-            shared
-                .reports
-                .push_one(Report::Resync(est.peer.clone(), ResyncCause::Relinked));
-        }
-        shared.queue_changes(&st, changes);
-        // Gossip the addresses we know, so a new node needs only one reachable peer. Addresses
-        // found through DNS are left out: every node resolves the names itself, and an old pod's
-        // address must not outlive its DNS record by spreading from node to node.
-        let mut known: Vec<String> = st
-            .targets
-            .iter()
-            .filter(|(_, t)| !t.dns)
-            .map(|(k, _)| k.clone())
-            .collect();
-        known.push(advertised(shared));
-        if let Ok(payload) = postcard::to_stdvec(&known) {
-            shared.send_control(link, Kind::Hello, Bytes::from(payload));
-        }
-        (new_addr, gap, counters)
-    };
-    if let Some(lost) = gap {
-        shared.stats.lost.fetch_add(lost, Ordering::Relaxed);
-        tracing::warn!(peer = %Printable(&est.peer.node_id), lost, "frames to peer lost beyond the replay window: resynchronising");
-        shared.handler.on_resync_needed(&est.peer, lost);
-    }
-    shared.link_changed.notify_waiters();
-    shared.drain_reports();
-    Some((new_addr, counters))
 }
 
 async fn write_loop(
@@ -392,10 +242,7 @@ async fn read_loop(
     // call takes them all instead of two per frame.
     let mut rd = tokio::io::BufReader::with_capacity(64 * 1024, rd);
     let mut stop = shared.stop.subscribe();
-    let mut since_ack = 0u32;
-    let budget = shared.cfg.max_control_frames_per_sec;
-    let mut control =
-        (budget > 0).then(|| TokenBucket::new(f64::from(budget), budget, Instant::now()));
+    let mut rules = LinkRules::new(shared, Instant::now());
     loop {
         let frame = tokio::select! {
             _ = stop.changed() => return false,
@@ -410,166 +257,18 @@ async fn read_loop(
                 return false;
             }
         };
-        if link.queue.is_closed() {
-            return false;
+        match link_core::on_frame(
+            shared,
+            peer,
+            link,
+            &mut rules,
+            counters,
+            frame,
+            Instant::now(),
+        ) {
+            FrameOutcome::Continue { deliver: None } => {}
+            FrameOutcome::Continue { deliver: Some(env) } => shared.handler.on_envelope(env),
+            FrameOutcome::Close { superseded } => return superseded,
         }
-        shared
-            .stats
-            .bytes_in
-            .fetch_add(frame.len() as u64 + 4, Ordering::Relaxed);
-        counters.bytes_in.increment(frame.len() as u64 + 4);
-        let env = match Envelope::decode(frame) {
-            Ok(e) if e.origin == *peer => e,
-            Ok(e) => {
-                tracing::warn!(peer = %Printable(&peer.node_id), claimed = %Printable(&e.origin.node_id), "mesh frame with a foreign origin: closing link");
-                return false;
-            }
-            Err(e) => {
-                tracing::warn!(peer = %Printable(&peer.node_id), error = %Printable(&e.to_string()), "malformed mesh frame: closing link");
-                return false;
-            }
-        };
-        shared.stats.frames_in.fetch_add(1, Ordering::Relaxed);
-        counters.envelopes_in.increment(1);
-        let now = Instant::now();
-        let is_control = matches!(env.kind, Kind::Heartbeat | Kind::Ack | Kind::Hello);
-        if is_control && control.as_mut().is_some_and(|b| !b.take(now)) {
-            metrics::limit_refused(metrics::Limit::MeshControlRate);
-            tracing::warn!(
-                peer = %Printable(&peer.node_id),
-                limit = budget,
-                "mesh peer flooding control frames (over cluster.mesh.max_control_frames_per_sec): resetting the link"
-            );
-            return false;
-        }
-        match env.kind {
-            Kind::Heartbeat | Kind::Ack => {
-                let acked = env.payload.get(..8).map(|b| {
-                    let mut a = [0u8; 8];
-                    a.copy_from_slice(b);
-                    u64::from_be_bytes(a)
-                });
-                {
-                    let mut st = shared.state.lock();
-                    if let (Some(seq), Some(p)) = (acked, st.peers.get_mut(&peer.node_id)) {
-                        p.window.ack(seq);
-                    }
-                    let changes = st.membership.heard(peer, now);
-                    shared.queue_changes(&st, changes);
-                }
-                shared.drain_reports();
-            }
-            Kind::Superseded => return true,
-            Kind::Hello => {
-                let addrs: Vec<String> = postcard::from_bytes(&env.payload).unwrap_or_default();
-                learn(shared, addrs);
-            }
-            Kind::Bye => {
-                {
-                    let mut st = shared.state.lock();
-                    let _ = st
-                        .peers
-                        .get_mut(&peer.node_id)
-                        .map(|p| p.inbound.arrive(env.seq));
-                    let changes = st.membership.bye(peer);
-                    shared.queue_changes(&st, changes);
-                }
-                shared.drain_reports();
-                return false;
-            }
-            _ => {
-                let (arrival, ack) = {
-                    let mut st = shared.state.lock();
-                    let Some(p) = st.peers.get_mut(&peer.node_id) else {
-                        return false;
-                    };
-                    let arrival = p.inbound.arrive(env.seq);
-                    let last = p.inbound.last();
-                    let changes = st.membership.heard(peer, now);
-                    shared.queue_changes(&st, changes);
-                    (arrival, last)
-                };
-                shared.drain_reports();
-                match arrival {
-                    Arrival::Duplicate => continue,
-                    Arrival::AfterGap { missing } => {
-                        shared.stats.lost.fetch_add(missing, Ordering::Relaxed);
-                        counters.lost_in.increment(missing);
-                        tracing::warn!(peer = %Printable(&peer.node_id), missing, "mesh frames missing from peer");
-                    }
-                    Arrival::InOrder => {}
-                }
-                shared.handler.on_envelope(env);
-                since_ack += 1;
-                if since_ack >= 64 {
-                    since_ack = 0;
-                    shared.send_control(
-                        link,
-                        Kind::Ack,
-                        Bytes::copy_from_slice(&ack.to_be_bytes()),
-                    );
-                }
-            }
-        }
-    }
-}
-
-/// Longest peer address kept, in bytes.
-const MAX_ADDRESS_LEN: usize = 255;
-
-/// Whether one more address fits in the dial set (`cluster.mesh.max_known_addresses`); when it
-/// does not, the refusal is counted and logged once until an address fits again.
-fn room_for_address(shared: &Shared, st: &mut super::State) -> bool {
-    if st.targets.len() < shared.cfg.max_known_addresses {
-        st.addresses_full = false;
-        return true;
-    }
-    metrics::limit_refused(metrics::Limit::MeshAddresses);
-    if !st.addresses_full {
-        st.addresses_full = true;
-        tracing::warn!(
-            limit = shared.cfg.max_known_addresses,
-            "peer addresses past cluster.mesh.max_known_addresses are not kept or dialled"
-        );
-    }
-    false
-}
-
-/// `0.0.0.0:port` or `[::]:port`.
-fn unspecified(addr: &str) -> bool {
-    addr.parse::<std::net::SocketAddr>()
-        .is_ok_and(|a| a.ip().is_unspecified())
-}
-
-/// Adds addresses gossiped by an authenticated peer to the dial set (within
-/// `cluster.mesh.max_known_addresses`) and starts dialing the new ones. An unspecified IP (a
-/// peer's bind address) is nobody's address; the node's own addresses are never dialled.
-fn learn(shared: &Arc<Shared>, addrs: Vec<String>) {
-    let mine = advertised(shared);
-    let fresh: Vec<String> = {
-        let mut st = shared.state.lock();
-        if st.stopped {
-            return;
-        }
-        let mut fresh = Vec::new();
-        for a in addrs {
-            if a == mine
-                || a.len() > MAX_ADDRESS_LEN
-                || unspecified(&a)
-                || shared.is_own(&st, &a)
-                || st.targets.contains_key(&a)
-            {
-                continue;
-            }
-            if !room_for_address(shared, &mut st) {
-                break;
-            }
-            st.targets.insert(a.clone(), DialTarget::default());
-            fresh.push(a);
-        }
-        fresh
-    };
-    for a in fresh {
-        let _ = shared.dial_tx.send(a);
     }
 }

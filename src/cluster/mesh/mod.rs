@@ -21,6 +21,9 @@ mod discovery;
 mod guard;
 mod handshake;
 mod link;
+mod link_core;
+#[cfg(test)]
+mod link_core_tests;
 mod own;
 mod peers;
 mod queue;
@@ -49,6 +52,10 @@ use super::membership::{DownReason, Membership, PeerChange};
 use crate::error::{Error, Result};
 use crate::log_text::Printable;
 use crate::metrics::PeerCounters;
+use crate::tasks::Tasks;
+
+/// How long `stop` lets links flush their byes before cancelling what is left.
+const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 use queue::{LinkQueue, QueueClosed};
 use replay::{InboundSequence, ReplayWindow};
 use wire::WireFrame;
@@ -114,6 +121,9 @@ pub(crate) struct Shared {
     pub(crate) last_tls_refusal: Mutex<Option<(std::net::IpAddr, String)>>,
     /// Failed handshakes per source IP (`cluster.mesh.max_failed_handshakes_per_ip`).
     pub(crate) guard: guard::HandshakeGuard,
+    /// Every task of the engine (accept loop, dialers, links, ticker, DNS watch): `stop` waits
+    /// for them.
+    pub(crate) tasks: Tasks,
 }
 
 pub(crate) struct State {
@@ -197,63 +207,15 @@ impl MeshEngine {
                 source,
             })?;
         let local_addr = listener.local_addr()?;
-        let (stop, _) = watch::channel(false);
-        let (dial_tx, mut dial_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-        let local_ips = own::local_ips();
-        let mut targets = HashMap::new();
-        // The same peer list is often given to every node: its own entry is skipped.
-        for p in cfg
-            .peers
-            .iter()
-            .filter(|p| !own::is_own_str(p, local_addr, &cfg.advertise, &local_ips))
-        {
-            targets.insert(
-                p.clone(),
-                DialTarget {
-                    configured: true,
-                    reach: Some(reach::Reach::new()),
-                    ..DialTarget::default()
-                },
-            );
-        }
-        let first_dials: Vec<String> = targets.keys().cloned().collect();
-        let reports = Reports::new(handler.clone());
-        let shared = Arc::new(Shared {
-            state: Mutex::new(State {
-                membership: Membership::new(me.node_id.clone(), cfg.peer_timeout()),
-                peers: HashMap::new(),
-                targets,
-                stopped: false,
-                dns_pending: !cfg.peers_dns.is_empty(),
-                addresses_full: false,
-                own: HashSet::new(),
-                local_ips,
-            }),
-            guard: guard::HandshakeGuard::new(
-                cfg.max_failed_handshakes_per_ip,
-                cfg.failed_handshake_window(),
-            ),
-            me,
-            cfg,
-            handler,
-            local_addr,
-            stop,
-            link_changed: Notify::new(),
-            next_link_id: AtomicU64::new(1),
-            stats: MeshStats::default(),
-            reports,
-            dial_tx,
-            tls,
-            last_tls_refusal: Mutex::new(None),
-        });
+        let (shared, mut dial_rx, first_dials) = Shared::new(cfg, me, handler, local_addr, tls);
         let spawner = shared.clone();
-        tokio::spawn(async move {
+        shared.tasks.spawn(async move {
             let mut stop = spawner.stop.subscribe();
             loop {
                 tokio::select! {
                     _ = stop.changed() => return,
                     a = dial_rx.recv() => match a {
-                        Some(addr) => { tokio::spawn(dialer::dial_loop(spawner.clone(), addr)); }
+                        Some(addr) => spawner.tasks.spawn(dialer::dial_loop(spawner.clone(), addr)),
                         None => return,
                     },
                 }
@@ -263,14 +225,17 @@ impl MeshEngine {
             shared: shared.clone(),
         };
         before_links(&engine);
-        tokio::spawn(link::accept_loop(shared.clone(), listener));
-        tokio::spawn(ticker(shared.clone()));
+        shared
+            .tasks
+            .spawn(link::accept_loop(shared.clone(), listener));
+        shared.tasks.spawn(ticker(shared.clone()));
         for addr in first_dials {
             let _ = shared.dial_tx.send(addr);
         }
         if !shared.cfg.peers_dns.is_empty() {
-            tokio::spawn(discovery::watch(shared.clone()));
+            shared.tasks.spawn(discovery::watch(shared.clone()));
         }
+        let local_addr = shared.local_addr;
         if shared.cfg.loopback_for_lack_of_secret() {
             tracing::warn!(
                 node = %Printable(&shared.me.node_id),
@@ -329,6 +294,11 @@ impl MeshEngine {
         !st.stopped && !st.dns_pending && st.targets.values().all(|t| !t.configured || t.settled)
     }
 
+    /// How many of the engine's tasks are running (none once `stop` returned).
+    pub fn task_count(&self) -> usize {
+        self.shared.tasks.len()
+    }
+
     /// Counters.
     pub fn stats(&self) -> &MeshStats {
         &self.shared.stats
@@ -364,13 +334,8 @@ impl MeshEngine {
             l.queue.close();
         }
         let _ = self.shared.stop.send(true);
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(1);
-        while tokio::time::Instant::now() < deadline {
-            if self.connected_peer_count() == 0 {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        }
+        // Links flush their byes and end; what is still running after a second is cancelled.
+        self.shared.tasks.stop(STOP_GRACE).await;
         {
             let mut st = self.shared.state.lock();
             let changes = st.membership.clear(DownReason::LocalStop);
@@ -381,7 +346,77 @@ impl MeshEngine {
     }
 }
 
+/// What [`Shared::new`] returns besides the state: the receiving end of the dial channel and the
+/// configured addresses to dial first.
+type NewShared = (
+    Arc<Shared>,
+    tokio::sync::mpsc::UnboundedReceiver<String>,
+    Vec<String>,
+);
+
 impl Shared {
+    /// The state of node `me` listening on `local_addr` (nothing is bound, spawned or dialled
+    /// here: tests build it without sockets).
+    pub(crate) fn new(
+        cfg: MeshConfig,
+        me: Origin,
+        handler: Arc<dyn EngineHandler>,
+        local_addr: SocketAddr,
+        tls: Option<crate::tls::MeshTls>,
+    ) -> NewShared {
+        let (stop, _) = watch::channel(false);
+        let (dial_tx, dial_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let local_ips = own::local_ips();
+        let mut targets = HashMap::new();
+        // The same peer list is often given to every node: its own entry is skipped.
+        for p in cfg
+            .peers
+            .iter()
+            .filter(|p| !own::is_own_str(p, local_addr, &cfg.advertise, &local_ips))
+        {
+            targets.insert(
+                p.clone(),
+                DialTarget {
+                    configured: true,
+                    reach: Some(reach::Reach::new()),
+                    ..DialTarget::default()
+                },
+            );
+        }
+        let first_dials: Vec<String> = targets.keys().cloned().collect();
+        let reports = Reports::new(handler.clone());
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                membership: Membership::new(me.node_id.clone(), cfg.peer_timeout()),
+                peers: HashMap::new(),
+                targets,
+                stopped: false,
+                dns_pending: !cfg.peers_dns.is_empty(),
+                addresses_full: false,
+                own: HashSet::new(),
+                local_ips,
+            }),
+            guard: guard::HandshakeGuard::new(
+                cfg.max_failed_handshakes_per_ip,
+                cfg.failed_handshake_window(),
+            ),
+            me,
+            cfg,
+            handler,
+            local_addr,
+            stop,
+            link_changed: Notify::new(),
+            next_link_id: AtomicU64::new(1),
+            stats: MeshStats::default(),
+            reports,
+            dial_tx,
+            tls,
+            last_tls_refusal: Mutex::new(None),
+            tasks: Tasks::new(),
+        });
+        (shared, dial_rx, first_dials)
+    }
+
     /// Whether `addr` is this node (see `own.rs`), or an address that answered as this node.
     pub(crate) fn is_own(&self, st: &State, addr: &str) -> bool {
         st.own.contains(addr)
@@ -447,7 +482,8 @@ impl Shared {
     }
 }
 
-/// Heartbeats with acknowledgments, failure detection by silence, and window trimming.
+/// Heartbeats with acknowledgments, failure detection by silence, and window trimming
+/// ([`link_core::on_tick`]).
 async fn ticker(shared: Arc<Shared>) {
     let mut stop = shared.stop.subscribe();
     let mut every = tokio::time::interval(shared.cfg.heartbeat_interval());
@@ -457,41 +493,9 @@ async fn ticker(shared: Arc<Shared>) {
             _ = stop.changed() => return,
             _ = every.tick() => {}
         }
-        let now = Instant::now();
-        let to_close = {
-            let mut st = shared.state.lock();
-            if st.stopped {
-                return;
-            }
-            for peer in st.peers.values_mut() {
-                peer.window.trim(now);
-                if let Some(link) = &peer.link {
-                    let ack = Bytes::copy_from_slice(&peer.inbound.last().to_be_bytes());
-                    shared.send_control(link, Kind::Heartbeat, ack);
-                }
-            }
-            let changes = st.membership.tick(now);
-            let mut to_close = Vec::new();
-            for c in &changes {
-                if let PeerChange::Down(o, _) = c
-                    && let Some(p) = st.peers.get(&o.node_id)
-                {
-                    to_close.extend(p.link.clone());
-                }
-            }
-            // Forget peers that have been away longer than the replay window.
-            let window = shared.cfg.replay_window();
-            st.peers.retain(|_, p| {
-                p.link.is_some()
-                    || p.unlinked_since
-                        .is_none_or(|t| now.duration_since(t) <= window)
-            });
-            shared.queue_changes(&st, changes);
-            to_close
-        };
-        for l in to_close {
-            l.queue.close();
+        if shared.state.lock().stopped {
+            return;
         }
-        shared.drain_reports();
+        link_core::on_tick(&shared, Instant::now());
     }
 }

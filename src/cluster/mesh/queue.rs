@@ -93,6 +93,14 @@ impl LinkQueue {
         self.state.lock().closed
     }
 
+    /// Takes every queued frame now (tests read what the link core queued without a writer).
+    #[cfg(test)]
+    pub(crate) fn take_now(&self) -> Vec<WireFrame> {
+        let mut st = self.state.lock();
+        st.bytes = 0;
+        st.frames.drain(..).collect()
+    }
+
     /// Waits for frames and takes them all; `closed` is true when the queue is closed (the frames
     /// returned with it are the last).
     pub(crate) async fn take(&self, into: &mut Vec<WireFrame>) -> bool {

@@ -63,6 +63,9 @@ impl Engine for MeshEngine {
     fn stop(&self) -> EngineFuture<'_, ()> {
         Box::pin(MeshEngine::stop(self))
     }
+    fn task_count(&self) -> usize {
+        MeshEngine::task_count(self)
+    }
     fn as_any(&self) -> &dyn Any {
         self
     }

@@ -24,7 +24,6 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use tokio::task::JoinHandle;
 
 pub use config::{NatsConfig, NatsConfigError, NatsRouting};
 
@@ -71,8 +70,6 @@ pub(crate) struct Shared {
     /// When the connection last came back up after a loss: probes wait for the peers, which
     /// may have lost the server too, to subscribe again.
     reconnected_at: Mutex<Option<Instant>>,
-    /// The engine's tasks, awaited by `stop`.
-    tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
 /// Whether a NATS error message means "wrong credentials".
@@ -142,25 +139,22 @@ impl NatsEngine {
             subscriptions,
             client: Mutex::new(None),
             reconnected_at: Mutex::new(None),
-            tasks: Mutex::new(Vec::new()),
         });
         let engine = Self {
             shared: shared.clone(),
         };
         before_start(&engine);
-        let mut tasks = vec![
-            tokio::spawn(publisher::writer(shared.clone(), queue_rx)),
-            tokio::spawn(subscriber::subscriber(shared.clone(), commands_rx)),
-        ];
+        // Every task is the core's: `stop` ends them and waits for them.
+        core.spawn(publisher::writer(shared.clone(), queue_rx));
+        core.spawn(subscriber::subscriber(shared.clone(), commands_rx));
         core.spawn_ticker();
         if shared.cfg.probe_interval_ms > 0 {
-            tasks.push(tokio::spawn(super::broker::probe::prober(
+            core.spawn(super::broker::probe::prober(
                 core.clone(),
                 shared.cfg.probe_interval(),
                 prober::Requests(shared.clone()),
-            )));
+            ));
         }
-        *shared.tasks.lock() = tasks;
         tracing::info!(
             node = %core.origin().node_id,
             nats = %shared.cfg.display_address(),
@@ -239,10 +233,6 @@ impl NatsEngine {
     /// connection and reports every peer down.
     pub async fn stop(&self) {
         self.shared.core.stop().await;
-        let tasks = std::mem::take(&mut *self.shared.tasks.lock());
-        for t in tasks {
-            let _ = t.await;
-        }
         self.shared.client.lock().take();
     }
 }
@@ -290,8 +280,14 @@ impl Engine for NatsEngine {
     fn last_error(&self) -> Option<String> {
         NatsEngine::last_error(self)
     }
+    fn reaches_cluster(&self) -> bool {
+        NatsEngine::ready(self)
+    }
     fn stop(&self) -> EngineFuture<'_, ()> {
         Box::pin(NatsEngine::stop(self))
+    }
+    fn task_count(&self) -> usize {
+        self.shared.core.task_count()
     }
     fn as_any(&self) -> &dyn Any {
         self

@@ -127,11 +127,11 @@ impl RedisEngine {
             shared: shared.clone(),
         };
         before_start(&engine);
-        tokio::spawn(publisher::writer(shared.clone(), queue_rx));
-        tokio::spawn(subscriber::subscriber(shared.clone(), commands_rx));
+        core.spawn(publisher::writer(shared.clone(), queue_rx));
+        core.spawn(subscriber::subscriber(shared.clone(), commands_rx));
         core.spawn_ticker();
         if shared.cfg.probe_interval_ms > 0 {
-            tokio::spawn(super::broker::probe::prober(
+            core.spawn(super::broker::probe::prober(
                 core.clone(),
                 shared.cfg.probe_interval(),
                 prober::NumSub(shared.clone()),
@@ -261,8 +261,14 @@ impl Engine for RedisEngine {
     fn last_error(&self) -> Option<String> {
         RedisEngine::last_error(self)
     }
+    fn reaches_cluster(&self) -> bool {
+        RedisEngine::ready(self)
+    }
     fn stop(&self) -> EngineFuture<'_, ()> {
         Box::pin(RedisEngine::stop(self))
+    }
+    fn task_count(&self) -> usize {
+        self.shared.core.task_count()
     }
     fn as_any(&self) -> &dyn Any {
         self

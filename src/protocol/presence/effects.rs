@@ -108,7 +108,10 @@ impl Effects {
                         member: Member::clone(&member),
                     });
                     if freed {
-                        self.event(|| AppEvent::ChannelFreed { channel });
+                        self.event(|| AppEvent::ChannelFreed {
+                            connection: connection.cloned(),
+                            channel,
+                        });
                     }
                 }
                 RosterEvent::MemberRemoved {

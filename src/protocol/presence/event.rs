@@ -66,6 +66,18 @@ pub enum PresenceEvent {
     },
 }
 
+/// What one node holds in this node's replica: its members with their channels, and the channels
+/// only its members are in (the ones its purge frees).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeHoldings {
+    /// The incarnation of the node the replicas belong to, when any are held.
+    pub incarnation: Option<u64>,
+    /// Its members, in arrival order, each with its channels.
+    pub members: Vec<SnapshotMember>,
+    /// The channels whose every member is one of its members, sorted by name.
+    pub sole_channels: Vec<Arc<str>>,
+}
+
 /// One member in a [`PresenceEvent::Snapshot`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SnapshotMember {

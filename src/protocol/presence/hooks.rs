@@ -84,6 +84,8 @@ pub enum AppEvent {
     },
     /// The last member left a channel and it was freed.
     ChannelFreed {
+        /// The leaving member's connection, when local.
+        connection: Option<Connection>,
         /// The channel.
         channel: Arc<str>,
     },

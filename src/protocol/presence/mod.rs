@@ -29,7 +29,7 @@ mod requests;
 pub use crate::hub::roster::{Member, Origin, RemoteOrigin};
 pub use config::{AckConfig, PresenceConfig};
 pub use errors::PresenceError;
-pub use event::{PresenceEvent, SnapshotMember};
+pub use event::{NodeHoldings, PresenceEvent, SnapshotMember};
 pub use hooks::{AppEvent, ChannelHook, EventHandler, NewMemberHook, PublishHook};
 
 use self::ack::AckTracker;
@@ -321,6 +321,11 @@ impl PresenceProtocol {
     /// Returns the number of members removed.
     pub fn purge_node(&self, node_id: &str) -> usize {
         remote::purge(&self.inner, node_id)
+    }
+
+    /// What node `node_id` holds in this replica (read before a purge: what the purge removes).
+    pub fn node_holdings(&self, node_id: &str) -> NodeHoldings {
+        remote::holdings(&self.inner, node_id)
     }
 
     /// This node's local members and their channels, for another node that joins late.

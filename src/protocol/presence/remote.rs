@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use super::effects::{Effects, owned};
-use super::event::{PresenceEvent, SnapshotMember};
+use super::event::{NodeHoldings, PresenceEvent, SnapshotMember};
 use super::frame;
 use super::hooks::AppEvent;
 use super::{Inner, State};
@@ -111,6 +111,38 @@ pub(crate) fn purge(inner: &Inner, node_id: &str) -> usize {
     n
 }
 
+/// What `node_id` holds in the replica.
+pub(crate) fn holdings(inner: &Inner, node_id: &str) -> NodeHoldings {
+    let st = inner.state.read();
+    let mut members = Vec::new();
+    let mut channels: std::collections::BTreeSet<Arc<str>> = Default::default();
+    for id in st.roster.node_members(node_id) {
+        let Some(m) = st.roster.member(&id) else {
+            continue;
+        };
+        let list = st.roster.channels_of(&id);
+        channels.extend(list.iter().cloned());
+        members.push(SnapshotMember {
+            member: owned(m),
+            channels: list,
+        });
+    }
+    let of_node = |id: &str| matches!(st.roster.origin(id), Some(Origin::Remote(r)) if &*r.node_id == node_id);
+    let sole_channels = channels
+        .into_iter()
+        .filter(|c| {
+            st.roster
+                .channel_members(c)
+                .is_some_and(|list| list.iter().all(|m| of_node(&m.id)))
+        })
+        .collect();
+    NodeHoldings {
+        incarnation: st.roster.node_incarnation(node_id),
+        members,
+        sole_channels,
+    }
+}
+
 /// This node's local members with their channels.
 pub(crate) fn snapshot(inner: &Inner) -> PresenceEvent {
     let list = inner.state.read().roster.local_snapshot();
@@ -205,6 +237,7 @@ fn leave(st: &mut State, fx: &mut Effects, id: &str, channel: &Arc<str>) {
     });
     if left.freed {
         fx.event(|| AppEvent::ChannelFreed {
+            connection: None,
             channel: channel.clone(),
         });
     }
@@ -248,5 +281,60 @@ fn reconcile(st: &mut State, fx: &mut Effects, members: &[SnapshotMember], origi
                 join(st, fx, id, c);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{PresenceConfig, PresenceProtocol};
+    use super::*;
+
+    fn from(p: &PresenceProtocol, node: &str, event: PresenceEvent) {
+        p.apply_remote(
+            &event,
+            &RemoteOrigin {
+                node_id: Arc::from(node),
+                incarnation: 7,
+            },
+        );
+    }
+
+    fn joined(p: &PresenceProtocol, node: &str, id: &str, channels: &[&str]) {
+        let member = Member::new(id, id, "");
+        from(
+            p,
+            node,
+            PresenceEvent::MemberNew {
+                member: member.clone(),
+            },
+        );
+        for c in channels {
+            from(
+                p,
+                node,
+                PresenceEvent::ChannelMemberNew {
+                    member: member.clone(),
+                    channel: Arc::from(*c),
+                },
+            );
+        }
+    }
+
+    #[test]
+    fn holdings_name_a_node_s_members_and_the_channels_only_they_are_in() {
+        let p = PresenceProtocol::new(PresenceConfig::default());
+        joined(&p, "b", "b1", &["shared", "only-b"]);
+        joined(&p, "b", "b2", &["only-b"]);
+        joined(&p, "c", "c1", &["shared"]);
+        let held = p.node_holdings("b");
+        assert_eq!(held.incarnation, Some(7));
+        let ids: Vec<&str> = held.members.iter().map(|m| &*m.member.id).collect();
+        assert_eq!(ids, ["b1", "b2"]);
+        assert_eq!(held.members[0].channels.len(), 2);
+        assert_eq!(held.sole_channels, [Arc::from("only-b")]);
+        assert_eq!(p.node_holdings("x"), NodeHoldings::default());
+        // What the purge then removes is what the holdings said.
+        assert_eq!(p.purge_node("b"), 2);
+        assert_eq!(p.channels(), [("shared".to_owned(), 1)]);
     }
 }

@@ -335,6 +335,7 @@ fn leave(inner: &Inner, conn: &Connection, f: Inbound) -> Checked<()> {
     });
     if left.freed {
         fx.event(|| AppEvent::ChannelFreed {
+            connection: Some(conn.clone()),
             channel: name.clone(),
         });
     }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::event::{SgcBroadcast, SgcEvent, SgcPublish, Targets};
+use super::idempotency::{Claim, IdempotencyStore};
 use super::inbound::QueueLevel;
 use super::{SgcProtocol, frame, mask};
 use crate::metrics::Origin::{Local, Remote};
@@ -70,6 +71,70 @@ impl SgcProtocol {
             .counters
             .published(Local, channels.len() as u64, sent);
         sent
+    }
+
+    /// [`SgcProtocol::publish_json`] with an idempotency key: `None` (nothing delivered) when this
+    /// node saw the key used by another publish within `api.idempotency_window_ms`, otherwise how
+    /// many local connections it was queued to. The key travels with the publish to every node
+    /// (whatever their interest), which remember it too (see [`super::idempotency`]).
+    pub(crate) fn publish_once(
+        &self,
+        key: &str,
+        requested: &str,
+        message: Bytes,
+        queue: QueueLevel,
+        targets: &Targets,
+    ) -> Option<usize> {
+        let id = fastrand::u64(..);
+        if self.claim(key, id) == Claim::Duplicate {
+            return None;
+        }
+        let channels = self.expand(requested);
+        let key: Arc<str> = Arc::from(key);
+        let mut sent = 0;
+        for channel in &channels {
+            sent += self.publish_local(channel, &message, queue, targets);
+            self.inner.relay.emit_with(|| SgcEvent::PublishOnce {
+                key: key.clone(),
+                id,
+                publish: SgcPublish {
+                    channel: Arc::from(channel.as_str()),
+                    message: message.clone(),
+                    queue,
+                    targets: targets.clone(),
+                },
+            });
+        }
+        self.inner
+            .counters
+            .published(Local, channels.len() as u64, sent);
+        Some(sent)
+    }
+
+    /// Claims an idempotency key for publish `id` in this node's store (counting the keys the
+    /// byte bound made it forget).
+    pub(crate) fn claim(&self, key: &str, id: u64) -> Claim {
+        let mut store = self.inner.idempotency.lock();
+        // Monotonic milliseconds (a wall clock stepping back would keep keys too long).
+        static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+        let now_ms = u64::try_from(
+            START
+                .get_or_init(std::time::Instant::now)
+                .elapsed()
+                .as_millis(),
+        )
+        .unwrap_or(u64::MAX);
+        let claim = store.claim(key, id, now_ms);
+        for _ in 0..store.take_evicted() {
+            crate::metrics::limit_refused(crate::metrics::Limit::ApiIdempotencyBytes);
+        }
+        claim
+    }
+
+    /// Sets how long idempotency keys are remembered and the bytes they may take
+    /// (`api.idempotency_window_ms`, `api.idempotency_max_bytes`); keys held so far are dropped.
+    pub fn set_idempotency(&self, window_ms: u64, max_bytes: usize) {
+        *self.inner.idempotency.lock() = IdempotencyStore::new(window_ms, max_bytes);
     }
 
     /// One concrete channel, this node only: encode S5 once, store, fan out.
@@ -141,6 +206,15 @@ impl SgcProtocol {
                 let sent = self.deliver(&b.channel, &frame, &b.targets);
                 self.inner.counters.published(Remote, 1, sent);
             }
+            SgcEvent::PublishOnce { key, id, publish } => {
+                if self.claim(key, *id) == Claim::Duplicate {
+                    tracing::debug!(key = %crate::log_text::Printable(key), "duplicate keyed publish from another node dropped");
+                    return;
+                }
+                let p = publish;
+                let sent = self.publish_local(&p.channel, &p.message, p.queue, &p.targets);
+                self.inner.counters.published(Remote, 1, sent);
+            }
             SgcEvent::ClearQueue { channel } => {
                 self.inner.retained.write().clear(channel);
             }
@@ -203,5 +277,47 @@ mod tests {
             1
         );
         assert_eq!(counter(&snap, DELIVERIES, &sgc), 6);
+    }
+
+    #[test]
+    fn a_keyed_publish_is_delivered_once_per_key_whichever_node_it_comes_from() {
+        use crate::protocol::sgc::{QueueLevel, Targets};
+        let ((), snap) = record(|| {
+            let sgc = SgcProtocol::new(SgcConfig::default());
+            let conn = Connection::detached("A", Some(PROTOCOL_NAME));
+            sgc.on_connect(&conn);
+            sgc.on_text(&conn, SUBSCRIBE);
+            let msg = bytes::Bytes::from_static(b"\"m\"");
+            let all = Targets::all();
+            assert_eq!(
+                sgc.publish_once("k1", "c", msg.clone(), QueueLevel::Level0, &all),
+                Some(1)
+            );
+            assert_eq!(
+                sgc.publish_once("k1", "c", msg.clone(), QueueLevel::Level0, &all),
+                None
+            );
+            let remote = |key: &str, id: u64| SgcEvent::PublishOnce {
+                key: key.into(),
+                id,
+                publish: SgcPublish {
+                    channel: "c".into(),
+                    message: msg.clone(),
+                    queue: QueueLevel::Level0,
+                    targets: Targets::all(),
+                },
+            };
+            // Another publish of k1 from another node: dropped.
+            sgc.apply_remote(&remote("k1", 99));
+            // k2 from another node: delivered, and again for another channel of the same publish;
+            // then a local publish of k2 is a duplicate.
+            sgc.apply_remote(&remote("k2", 5));
+            sgc.apply_remote(&remote("k2", 5));
+            assert_eq!(
+                sgc.publish_once("k2", "c", msg.clone(), QueueLevel::Level0, &all),
+                None
+            );
+        });
+        assert_eq!(counter(&snap, DELIVERIES, &[("protocol", "sgc")]), 3);
     }
 }

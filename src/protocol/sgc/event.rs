@@ -20,6 +20,16 @@ pub enum SgcEvent {
     Publish(SgcPublish),
     /// A broadcast: deliver S6 to a channel's subscribers, or to everyone for `""`.
     Broadcast(SgcBroadcast),
+    /// A server-side publish with an idempotency key (`SgcProtocol::publish_once`): delivered
+    /// like [`SgcEvent::Publish`] unless this node already saw the key used by another publish.
+    PublishOnce {
+        /// The caller's idempotency key.
+        key: Arc<str>,
+        /// Random id of the publish that used the key (one per call, shared by its channels).
+        id: u64,
+        /// The publish itself.
+        publish: SgcPublish,
+    },
     /// `ClearQueue(channel)`: forget the channel's retained messages.
     ClearQueue {
         /// The channel whose retained messages are dropped.

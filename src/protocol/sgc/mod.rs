@@ -35,6 +35,7 @@ mod dispatch;
 pub mod event;
 pub mod frame;
 pub mod hooks;
+pub mod idempotency;
 pub mod inbound;
 mod interest;
 pub mod mask;
@@ -47,6 +48,7 @@ pub use api::ChannelInfo;
 pub use config::SgcConfig;
 pub use event::{SgcBroadcast, SgcEvent, SgcPublish, Targets};
 pub use hooks::{PublishRequest, SubscribeRequest};
+pub use idempotency::Claim;
 pub use inbound::{Inbound, QueueLevel};
 pub use retained::{RetainedChannel, RetainedSnapshot};
 pub use rpc::{Notification, RpcRequest};
@@ -92,6 +94,8 @@ pub(crate) struct Inner {
     sweeper: AtomicBool,
     /// Publish and delivery counters (`crate::metrics`).
     pub(crate) counters: crate::metrics::PublishCounters,
+    /// Idempotency keys of server-side publishes seen within their window.
+    pub(crate) idempotency: Mutex<idempotency::IdempotencyStore>,
 }
 
 /// The sgc state of one connection; dropped with its hub member on disconnect, which is how QoS
@@ -128,6 +132,7 @@ impl SgcProtocol {
                 interest: interest::Interest::default(),
                 sweeper: AtomicBool::new(false),
                 counters: crate::metrics::PublishCounters::new(crate::metrics::Protocol::Sgc),
+                idempotency: Mutex::new(idempotency::IdempotencyStore::default()),
             }),
         }
     }

@@ -314,6 +314,29 @@ impl NodeProcess {
         node
     }
 
+    /// The next line of standard output starting with `prefix` (other lines are skipped), within
+    /// [`PROCESS_WAIT`].
+    pub async fn stdout_line(&self, prefix: &str) -> String {
+        let deadline = Instant::now() + PROCESS_WAIT;
+        loop {
+            match self.stdout.try_recv() {
+                Ok(line) if line.starts_with(prefix) => return line,
+                Ok(_) => {}
+                Err(mpsc::TryRecvError::Disconnected) => {
+                    panic!("node {} exited before printing {prefix:?}", self.name)
+                }
+                Err(mpsc::TryRecvError::Empty) => {
+                    assert!(
+                        Instant::now() < deadline,
+                        "node {} printed no {prefix:?} line within {PROCESS_WAIT:?}",
+                        self.name
+                    );
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+        }
+    }
+
     /// What the process wrote to standard error so far.
     pub fn stderr(&self) -> String {
         std::fs::read_to_string(self.stderr.path()).unwrap_or_default()

@@ -2,8 +2,9 @@
 # SIGKILL / SIGTERM → purge time on a 3-node cluster (wscluster-killbench, see bench/README.md,
 # "Cluster benchmarks"): the nodes pinned to NODE_CPU (default 0), the benchmark's clients to
 # LOADGEN_CPU (default 1). ROUNDS (default 30) kills per signal, MEMBERS (default 50) Presence
-# members per node. ENGINE=redis: through a redis-server of its own instead of the mesh;
-# ENGINE=redis-cluster: through a three-master Redis Cluster of its own (pinned likewise). Extra
+# members per node. ENGINE=redis (or nats): through a redis-server (or nats-server) of its own
+# instead of the mesh; ENGINE=redis-cluster: through a three-master Redis Cluster of its own
+# (pinned likewise). Extra
 # arguments go to wscluster-killbench (e.g. --signal KILL).
 #
 # Before the run it waits (10 s polls, up to 10 minutes) while cargo, rustc or another wscluster
@@ -35,6 +36,16 @@ if [[ $ENGINE == redis ]]; then
     sleep 0.5
     ENGINE_ARGS=(--node-set cluster.engine=redis --node-set "cluster.redis.port=$REDIS_PORT"
         --node-set cluster.redis.channel=killbench)
+elif [[ $ENGINE == nats ]]; then
+    # ENGINE=nats: the nodes meet through a nats-server of their own (pinned with them).
+    NATS_PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+    show taskset -c "$NODE_CPU" nats-server -a 127.0.0.1 -p "$NATS_PORT"
+    taskset -c "$NODE_CPU" nats-server -a 127.0.0.1 -p "$NATS_PORT" >"$BENCH_OUT/nats.out" 2>&1 &
+    REDIS_PID=$!
+    sleep 0.5
+    ENGINE_ARGS=(--node-set cluster.engine=nats
+        --node-set "cluster.nats.urls=[\"nats://127.0.0.1:$NATS_PORT\"]"
+        --node-set cluster.nats.subject_prefix=killbench)
 fi
 if [[ $ENGINE == redis-cluster ]]; then
     start_redis_cluster

@@ -13,6 +13,8 @@
 #   ENGINE=redis-cluster bench/run-cluster.sh  the same through a three-master Redis Cluster of its
 #                                      own (sharded Pub/Sub; every master pinned to NODE_CPU, its
 #                                      CPU time counted as server time); REDIS_ROUTING as above
+#   ENGINE=nats bench/run-cluster.sh   the same through NATS: a nats-server of its own, pinned and
+#                                      counted like redis-server; NATS_ROUTING=shared or channel
 #
 # The load generator first probes until a publish on node 1 reaches subscribers on nodes 2 and 3;
 # if the nodes are not clustered it stops with that message instead of reporting loss.
@@ -27,6 +29,8 @@ ENGINE="${ENGINE:-mesh}"
 REDIS_ROUTING="${REDIS_ROUTING:-shared}"
 REDIS_PORT=""
 REDIS_PID=""
+NATS_ROUTING="${NATS_ROUTING:-shared}"
+NATS_PORT=""
 
 # start_redis: a redis-server on a free loopback port, pinned to NODE_CPU.
 start_redis() {
@@ -43,6 +47,22 @@ start_redis() {
     echo "redis-server: pid $REDIS_PID, port $REDIS_PORT"
 }
 redis_up() { (exec 3<>"/dev/tcp/127.0.0.1/$REDIS_PORT") 2>/dev/null; }
+
+# start_nats: a nats-server on a free loopback port, pinned to NODE_CPU (its PID in REDIS_PID: the
+# broker's, measured and stopped with the nodes).
+start_nats() {
+    NATS_PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+    show taskset -c "$NODE_CPU" nats-server -a 127.0.0.1 -p "$NATS_PORT"
+    taskset -c "$NODE_CPU" nats-server -a 127.0.0.1 -p "$NATS_PORT" >"$BENCH_OUT/nats.out" 2>&1 &
+    REDIS_PID=$!
+    for _ in $(seq 100); do
+        nats_up && break
+        sleep 0.05
+    done
+    nats_up || { echo "!! nats-server did not start"; cat "$BENCH_OUT/nats.out"; return 1; }
+    echo "nats-server: pid $REDIS_PID, port $NATS_PORT"
+}
+nats_up() { (exec 3<>"/dev/tcp/127.0.0.1/$NATS_PORT") 2>/dev/null; }
 
 # cluster_flags I: sets CLUSTER_FLAGS to the flags of node I (1..3): mesh bound to loopback on
 # port CLUSTER_PORT_BASE+I, every other node as a peer, a shared secret (docs/configuration.md).
@@ -68,6 +88,16 @@ cluster_flags() {
         for j in "${RC_SEEDS[@]}"; do
             CLUSTER_FLAGS+=(--redis-cluster-node "$j")
         done
+        return
+    fi
+    if [[ $ENGINE == nats ]]; then
+        CLUSTER_FLAGS=(
+            --node-name "bench-$i"
+            --cluster-engine nats
+            --nats-url "nats://127.0.0.1:$NATS_PORT"
+            --nats-subject-prefix bench
+            --nats-routing "$NATS_ROUTING"
+        )
         return
     fi
     CLUSTER_FLAGS=(
@@ -96,6 +126,8 @@ run_w() {
     local i
     if [[ $ENGINE == redis ]]; then
         start_redis || return 0
+    elif [[ $ENGINE == nats ]]; then
+        start_nats || return 0
     fi
     if [[ $ENGINE == redis-cluster ]]; then
         start_redis_cluster
@@ -108,7 +140,7 @@ run_w() {
             return 0
         fi
     done
-    # Redis counts as server time: its PID is measured with the nodes' (and stopped with them).
+    # The broker counts as server time: its PID is measured with the nodes' (and stopped with them).
     [[ -n $REDIS_PID ]] && NODE_PIDS+=("$REDIS_PID") && REDIS_PID=""
     NODE_PIDS+=("${RC_PIDS[@]}") && RC_PIDS=()
     loadgen "$name" --publisher-url "${NODE_URLS[0]}" "${W[@]}" "$@" "${WINDOW[@]}"
@@ -127,9 +159,10 @@ WANT=("$@")
 PREFIX=""
 [[ $ENGINE == redis ]] && PREFIX="redis-$REDIS_ROUTING-"
 [[ $ENGINE == redis-cluster ]] && PREFIX="redis-cluster-$REDIS_ROUTING-"
+[[ $ENGINE == nats ]] && PREFIX="nats-$NATS_ROUTING-"
 run_w "${PREFIX}w-5k" --publishers 1 --rate 5000
 run_w "${PREFIX}w-max" --publishers 4 --rate 0
-[[ $ENGINE == redis* ]] && { summary; exit 0; }
+[[ $ENGINE != mesh ]] && { summary; exit 0; }
 run_single w-single-node-5k --publishers 1 --rate 5000
 run_single w-single-node-max --publishers 4 --rate 0
 summary

@@ -13,6 +13,9 @@
 #                        The Redis Cluster engine's tests (tests/redis_cluster_engine.rs and the
 #                        redis_cluster_* tests of tests/cluster_process_*.rs) start three of them
 #                        with --cluster-enabled yes and need Redis 7 or later (sharded Pub/Sub).
+#   nats-server          Debian's package, for the NATS engine's tests (tests/nats_engine.rs and the
+#                        nats_* tests of tests/cluster_process_*.rs); each test starts its own server
+#                        on ephemeral loopback ports. NATS_SERVER may name another binary.
 #   chromium (Debian)    the headless browser of tests/ops_status_page.rs (the status page test);
 #                        installed with apt when missing and exported as CHROMIUM.
 # To add a tool: write an ensure_<tool> function next to ensure_kosoku (apt packages go through
@@ -132,6 +135,18 @@ ensure_redis() {
     [ "${major:-0}" -ge 7 ] || die "redis-server 7 or later is needed (sharded Pub/Sub): $version"
 }
 
+# nats-server from Debian when missing (the tests start it themselves on ephemeral loopback ports;
+# the package's own service, if the install starts one, is not used).
+ensure_nats_server() {
+    if [ -n "${NATS_SERVER:-}" ]; then
+        "$NATS_SERVER" --version >/dev/null 2>&1 || die "NATS_SERVER=$NATS_SERVER does not run"
+    elif ! command -v nats-server >/dev/null 2>&1; then
+        apt_install nats-server
+        command -v nats-server >/dev/null 2>&1 || die "nats-server was installed but is not on PATH"
+    fi
+    say "nats-server: $(${NATS_SERVER:-nats-server} --version)"
+}
+
 # Debian's chromium for the status page test; CHROMIUM, when set, names another browser.
 ensure_chromium() {
     if [ -n "${CHROMIUM:-}" ] && [ -x "$CHROMIUM" ]; then
@@ -151,6 +166,7 @@ main() {
     cd "$ROOT"
     ensure_kosoku
     ensure_redis
+    ensure_nats_server
     ensure_chromium
     # Doc examples first, so the last lines are the summaries of the unit and integration tests.
     cargo test --doc

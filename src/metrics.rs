@@ -97,8 +97,8 @@ pub const BACKPLANE_LINKS_REFUSED: &str = "wscluster_backplane_links_refused_tot
 /// Counter: publishes an engine could not hand to its backplane (engines whose publish can fail,
 /// such as Redis; the mesh queues or replays and never counts here).
 pub const BACKPLANE_PUBLISH_ERRORS: &str = "wscluster_backplane_publish_errors_total";
-/// Counter, `protocol`, `reason` (`undecodable`, `held_overflow`): envelopes or events received
-/// and dropped.
+/// Counter, `protocol`, `reason` (`undecodable`, `held_overflow`, `slow_consumer`): envelopes or
+/// events received and dropped.
 pub const BACKPLANE_DROPPED: &str = "wscluster_backplane_dropped_total";
 /// Histogram (seconds), `protocol`: from the publish on its origin node to its fan-out here.
 pub const BACKPLANE_DELIVERY_LAG: &str = "wscluster_backplane_delivery_lag_seconds";

@@ -213,7 +213,7 @@ async fn a_sigkilled_process_s_members_leave_everywhere_at_once_with_disconnect_
     // does it: tests/redis_engine.rs).
     let (within, reason) = match bp {
         Backplane::Mesh => (purge_within(), "link closed"),
-        Backplane::Redis(..) | Backplane::RedisCluster(..) => {
+        Backplane::Redis(..) | Backplane::RedisCluster(..) | Backplane::Nats(..) => {
             (purge_within(), "its broker subscription is gone")
         }
     };
@@ -276,7 +276,7 @@ async fn a_process_restarted_under_the_same_name_does_not_bring_back_its_old_mem
     let args = bp.args("b", Some(&nodes[0])).listen(old_ws);
     let b2 = NodeProcess::start(match bp {
         Backplane::Mesh => args.cluster_port(old_mesh.port()),
-        Backplane::Redis(..) | Backplane::RedisCluster(..) => args,
+        Backplane::Redis(..) | Backplane::RedisCluster(..) | Backplane::Nats(..) => args,
     })
     .await;
     assert_eq!((b2.ws, b2.mesh), (old_ws, old_mesh), "same ports");

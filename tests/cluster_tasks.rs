@@ -1,6 +1,6 @@
 //! Every task of the cluster and its engine has an owner: after `stop` none is left running, on
-//! the mesh (three in-process nodes, linked and exchanging traffic), through Redis and through a
-//! Redis Cluster.
+//! the mesh (three in-process nodes, linked and exchanging traffic), through Redis, through a
+//! Redis Cluster and through NATS.
 
 mod support;
 
@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use support::eventually;
+use support::nats::NatsServer;
 use support::redis::RedisServer;
 use support::redis_cluster::RedisCluster;
 use wscluster::cluster::envelope::Kind;
@@ -147,6 +148,28 @@ async fn no_task_of_a_cluster_on_redis_cluster_is_left_after_stop() {
             .all(|n| n.connected_peer_count() == 1))
         .await,
         "both nodes see each other through the redis cluster"
+    );
+    stop_and_check(&nodes).await;
+}
+
+#[tokio::test]
+async fn no_task_of_a_nats_cluster_is_left_after_stop() {
+    support::init_logs();
+    let nats = NatsServer::start().await;
+    let config = || ClusterConfig {
+        heartbeat_interval_ms: 100,
+        peer_timeout_ms: 1_000,
+        ..ClusterConfig::local_nats(nats.port(), "tasks")
+    };
+    let a = started("a", config()).await;
+    let b = started("b", config()).await;
+    let nodes = [a, b];
+    assert!(
+        eventually(Duration::from_secs(5), || nodes
+            .iter()
+            .all(|n| n.connected_peer_count() == 1))
+        .await,
+        "both nodes see each other through nats"
     );
     stop_and_check(&nodes).await;
 }

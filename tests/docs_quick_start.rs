@@ -1,5 +1,6 @@
-//! The README's quick start does what it says: `quick_start_mesh_publish_crosses` /
-//! `quick_start_redis_publish_crosses` run the quick-start commands as written (see [`rewrite`] for
+//! The README's quick start does what it says: `quick_start_mesh_publish_crosses`,
+//! `quick_start_redis_publish_crosses` and `quick_start_nats_publish_crosses` run the quick-start
+//! commands as written (see [`rewrite`] for
 //! the only changes: the built binary and free ports), make a three-node cluster on which the
 //! README's browser snippet sees a publish made on node `c` arrive at a subscriber on node `a`,
 //! exactly once, and nowhere else.
@@ -14,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use docs_support::{Node, WAIT};
 use support::WsClient;
+use support::nats::NatsServer;
 use support::redis::RedisServer;
 
 fn repo() -> PathBuf {
@@ -86,7 +88,8 @@ fn port_of(addr: &str) -> u16 {
 ///   the test runs beside anything else on the machine; the printed addresses say which);
 /// - `--peer HOST:PORT` dials the real mesh port of the earlier node whose README command had
 ///   `--cluster-port PORT`;
-/// - `--redis-url URL` is the test's own `redis-server` on an ephemeral port.
+/// - `--redis-url URL` (`--nats-url URL`) is the test's own `redis-server` (`nats-server`) on an
+///   ephemeral port.
 ///
 /// Returns the arguments, the README's listen port and (mesh) cluster port.
 fn rewrite(
@@ -126,10 +129,9 @@ fn rewrite(
                 });
                 args.extend(["--peer".to_owned(), format!("{host}:{real}")]);
             }
-            ("--redis-url", Some(_)) => {
-                let url =
-                    redis_url.unwrap_or_else(|| panic!("--redis-url outside the Redis block"));
-                args.extend(["--redis-url".to_owned(), url.to_owned()]);
+            ("--redis-url" | "--nats-url", Some(_)) => {
+                let url = redis_url.unwrap_or_else(|| panic!("{flag} outside a broker block"));
+                args.extend([flag.to_owned(), url.to_owned()]);
             }
             _ => {
                 args.push(flag.to_owned());
@@ -297,5 +299,12 @@ async fn quick_start_mesh_publish_crosses() {
 async fn quick_start_redis_publish_crosses() {
     let redis = RedisServer::start().await;
     let (_nodes, ports) = start_quick_start("redis", Some(&redis.url())).await;
+    publish_crosses(&ports).await;
+}
+
+#[tokio::test]
+async fn quick_start_nats_publish_crosses() {
+    let nats = NatsServer::start().await;
+    let (_nodes, ports) = start_quick_start("nats", Some(&nats.url())).await;
     publish_crosses(&ports).await;
 }

@@ -69,9 +69,9 @@ pub(crate) struct Node {
 
 impl Node {
     /// Starts a node and waits (until `deadline`) for `wscluster listening on ws://ADDR …` and
-    /// `wscluster cluster mesh on …` (or `… redis at …`, `… redis-cluster at …`) on its stdout.
-    /// Retries a node that exits at start (its fixed mesh port may still be held by its previous
-    /// incarnation's sockets for a moment).
+    /// `wscluster cluster mesh on …` (or `… redis at …`, `… redis-cluster at …`, `… nats at …`)
+    /// on its stdout. Retries a node that exits at start (its fixed mesh port may still be held by
+    /// its previous incarnation's sockets for a moment).
     pub(crate) async fn start(spec: &NodeSpec, deadline: Instant) -> Result<Self, String> {
         loop {
             match Self::start_once(spec, deadline).await {
@@ -130,6 +130,7 @@ impl Node {
                     } else if line.starts_with("wscluster cluster mesh on ")
                         || line.starts_with("wscluster cluster redis at ")
                         || line.starts_with("wscluster cluster redis-cluster at ")
+                        || line.starts_with("wscluster cluster nats at ")
                     {
                         mesh = true;
                     }

@@ -38,8 +38,8 @@ pub(crate) struct Args {
     #[arg(long, value_name = "FORMAT", value_parser = ["human", "json"])]
     pub(crate) log_format: Option<String>,
 
-    /// Cluster engine: none, mesh, redis or redis-cluster (cluster.engine) [default: mesh]
-    #[arg(long, value_name = "ENGINE", value_parser = ["none", "mesh", "redis", "redis-cluster"])]
+    /// Cluster engine: none, mesh, redis, redis-cluster or nats (cluster.engine) [default: mesh]
+    #[arg(long, value_name = "ENGINE", value_parser = ["none", "mesh", "redis", "redis-cluster", "nats"])]
     pub(crate) cluster_engine: Option<String>,
 
     /// The mesh cluster port; 0 picks a free one (cluster.mesh.port) [default: 5410]
@@ -95,6 +95,21 @@ pub(crate) struct Args {
     /// A Redis Cluster seed node, HOST:PORT (repeatable; cluster.redis_cluster.nodes)
     #[arg(long = "redis-cluster-node", value_name = "HOST:PORT")]
     pub(crate) redis_cluster_nodes: Vec<String>,
+
+    /// A NATS server, nats://[USER:PASSWORD@]HOST:PORT or tls://... (repeatable;
+    /// cluster.nats.urls)
+    #[arg(long = "nats-url", value_name = "URL")]
+    pub(crate) nats_urls: Vec<String>,
+
+    /// The first subject tokens of the NATS engine's subjects (cluster.nats.subject_prefix)
+    /// [default: wscluster]
+    #[arg(long, value_name = "PREFIX")]
+    pub(crate) nats_subject_prefix: Option<String>,
+
+    /// NATS routing: shared (one subject) or channel (a subject per channel)
+    /// (cluster.nats.routing) [default: shared]
+    #[arg(long, value_name = "MODE", value_parser = ["shared", "channel"])]
+    pub(crate) nats_routing: Option<String>,
 
     /// Set any option by its file key, e.g. --set server.max_message_size=65536 (repeatable;
     /// applied before the flags above)
@@ -173,6 +188,12 @@ impl Args {
                 "cluster.redis.routing",
                 &self.redis_routing,
             ),
+            (
+                "--nats-subject-prefix",
+                "cluster.nats.subject_prefix",
+                &self.nats_subject_prefix,
+            ),
+            ("--nats-routing", "cluster.nats.routing", &self.nats_routing),
         ] {
             if let Some(v) = value {
                 sources
@@ -188,6 +209,7 @@ impl Args {
                 "cluster.redis_cluster.nodes",
                 &self.redis_cluster_nodes,
             ),
+            ("--nats-url", "cluster.nats.urls", &self.nats_urls),
         ] {
             if !values.is_empty() {
                 let list: Vec<String> = values.iter().map(|p| toml_string(p.trim())).collect();

@@ -1,7 +1,8 @@
 //! `--print-config` without the secrets: every text value of an option whose name says it holds a
 //! secret (`cluster.secret`, `admin.token`, `cluster.redis.password`, `auth.jwt.secret`, API keys,
 //! …), every password of `auth.users`, and the password in any URL's user part
-//! (`cluster.redis.url`) is shown as `<redacted>`. Empty values stay empty (they say "not set").
+//! (`cluster.redis.url`, `cluster.nats.urls`; a NATS URL's user part alone is a token) is shown
+//! as `<redacted>`. Empty values stay empty (they say "not set").
 
 use toml::{Table, Value};
 
@@ -89,6 +90,11 @@ fn redact_url_password(s: &str) -> Option<String> {
     let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let at = rest[..authority_end].rfind('@')?;
     let userinfo = &rest[..at];
+    let scheme = &s[..scheme_end];
+    if !userinfo.contains(':') && (scheme == "nats://" || scheme == "tls://") {
+        // NATS: a user part alone is a token.
+        return (!userinfo.is_empty()).then(|| format!("{scheme}{REDACTED}{}", &rest[at..]));
+    }
     let (user, password) = userinfo.split_once(':')?;
     if password.is_empty() {
         return None;
@@ -126,6 +132,11 @@ mod tests {
         c.admin.token = "admin-t0ken".into();
         c.cluster.redis.password = "redis-pw".into();
         c.cluster.redis.url = "redis://u:url-pw@127.0.0.1:6379/0".into();
+        c.cluster.nats.token = "nats-t0ken".into();
+        c.cluster.nats.urls = vec![
+            "nats://n:nats-url-pw@127.0.0.1:4222".into(),
+            "tls://nats-url-t0ken@127.0.0.1:4223".into(),
+        ];
         c.auth.users.insert("alice".into(), "alice-pw".into());
         c.auth.jwt.secret = "jwt-s3cret".into();
         c.auth.jwt.public_key_file = "/etc/wscluster/jwt.pem".into();
@@ -140,6 +151,9 @@ mod tests {
             "admin-t0ken",
             "redis-pw",
             "url-pw",
+            "nats-t0ken",
+            "nats-url-pw",
+            "nats-url-t0ken",
             "alice-pw",
             "jwt-s3cret",
             "api-key-s3cret-0123",
@@ -151,6 +165,8 @@ mod tests {
             "/etc/wscluster/jwt.pem",
             "max_session_tokens",
             "u:<redacted>@",
+            "n:<redacted>@127.0.0.1:4222",
+            "tls://<redacted>@127.0.0.1:4223",
             "backend-name",
         ] {
             assert!(text.contains(kept), "{kept} lost:\n{text}");

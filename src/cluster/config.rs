@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::mesh::MeshConfig;
+use super::nats::NatsConfig;
 use super::redis::RedisConfig;
 use super::redis_cluster::RedisClusterConfig;
 
@@ -21,6 +22,8 @@ pub enum EngineKind {
     /// Redis Cluster sharded Pub/Sub.
     #[serde(rename = "redis-cluster")]
     RedisCluster,
+    /// Core NATS Pub/Sub.
+    Nats,
 }
 
 impl std::str::FromStr for EngineKind {
@@ -31,8 +34,9 @@ impl std::str::FromStr for EngineKind {
             "mesh" => Ok(EngineKind::Mesh),
             "redis" => Ok(EngineKind::Redis),
             "redis-cluster" => Ok(EngineKind::RedisCluster),
+            "nats" => Ok(EngineKind::Nats),
             other => Err(format!(
-                "unknown cluster engine {other:?} (expected none, mesh, redis or redis-cluster)"
+                "unknown cluster engine {other:?} (expected none, mesh, redis, redis-cluster or nats)"
             )),
         }
     }
@@ -42,7 +46,7 @@ impl std::str::FromStr for EngineKind {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClusterConfig {
-    /// `none` (a single node), `mesh` (default), `redis` or `redis-cluster`.
+    /// `none` (a single node), `mesh` (default), `redis`, `redis-cluster` or `nats`.
     pub engine: EngineKind,
     /// The cluster's name: nodes of another cluster are refused.
     pub name: String,
@@ -72,6 +76,8 @@ pub struct ClusterConfig {
     pub redis: RedisConfig,
     /// The Redis Cluster engine (`[cluster.redis_cluster]`).
     pub redis_cluster: RedisClusterConfig,
+    /// The NATS engine (`[cluster.nats]`).
+    pub nats: NatsConfig,
 }
 
 impl Default for ClusterConfig {
@@ -88,6 +94,7 @@ impl Default for ClusterConfig {
             mesh: MeshConfig::default(),
             redis: RedisConfig::default(),
             redis_cluster: RedisClusterConfig::default(),
+            nats: NatsConfig::default(),
         }
     }
 }
@@ -191,6 +198,7 @@ impl ClusterConfig {
         match self.engine {
             EngineKind::Redis => self.redis.channel_routing(),
             EngineKind::RedisCluster => self.redis_cluster.channel_routing(),
+            EngineKind::Nats => self.nats.channel_routing(),
             EngineKind::None | EngineKind::Mesh => super::ChannelRouting::PerPeer,
         }
     }
@@ -210,6 +218,24 @@ impl ClusterConfig {
             peer_timeout_ms: self.peer_timeout_ms,
             heartbeat_interval_ms: self.heartbeat_interval_ms,
             ..self.redis_cluster.clone()
+        }
+    }
+
+    /// A cluster through `nats-server` on `127.0.0.1:port`, under subject prefix `prefix`.
+    pub fn local_nats(port: u16, prefix: &str) -> Self {
+        Self {
+            engine: EngineKind::Nats,
+            nats: NatsConfig::local(port, prefix),
+            ..Self::default()
+        }
+    }
+
+    /// The NATS settings with the engine-independent options filled in.
+    pub fn nats_settings(&self) -> NatsConfig {
+        NatsConfig {
+            peer_timeout_ms: self.peer_timeout_ms,
+            heartbeat_interval_ms: self.heartbeat_interval_ms,
+            ..self.nats.clone()
         }
     }
 
@@ -238,6 +264,12 @@ impl ClusterConfig {
         }
         if self.engine == EngineKind::RedisCluster {
             self.redis_cluster.validate().map_err(|e| e.to_string())?;
+        }
+        if self.engine == EngineKind::Nats {
+            // Reads the login and CA files too, so a missing one is a configuration error.
+            if let Err(e) = self.nats.connect_options() {
+                return Err(e.to_string());
+            }
         }
         Ok(())
     }

@@ -16,5 +16,6 @@ pub(super) async fn start(
         EngineKind::Mesh => super::mesh::registration::start(config, start).await?,
         EngineKind::Redis => super::redis::start(config, start).await?,
         EngineKind::RedisCluster => super::redis_cluster::start(config, start).await?,
+        EngineKind::Nats => super::nats::start(config, start).await?,
     }))
 }

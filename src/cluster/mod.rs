@@ -6,7 +6,8 @@
 //! - [`envelope`]: the versioned binary frame every engine carries.
 //! - [`membership`]: who is alive, sans I/O.
 //! - [`engine`]: what an engine hands back; [`mesh`]: the TCP mesh engine; [`redis`]: the Redis
-//!   Pub/Sub engine; [`redis_cluster`]: the Redis Cluster sharded Pub/Sub engine.
+//!   Pub/Sub engine; [`redis_cluster`]: the Redis Cluster sharded Pub/Sub engine; [`nats`]: the
+//!   NATS engine. [`broker`]: what the broker engines share.
 //! - `adapter`: how one protocol's relay events become envelopes and back.
 
 mod adapter;
@@ -21,6 +22,7 @@ pub mod fuzzing;
 pub mod interest;
 pub mod membership;
 pub mod mesh;
+pub mod nats;
 pub mod peers;
 mod presence_adapter;
 pub mod query;
@@ -314,8 +316,9 @@ impl Cluster {
         self.running_engine().and_then(|e| e.last_error())
     }
 
-    /// The running engine as its own type `E`, when it is one.
-    fn running_as<E: Engine + Clone>(&self) -> Option<E> {
+    /// The running engine as its own type `E`, when it is one (e.g.
+    /// [`NatsEngine`](nats::NatsEngine), for its counters and last error).
+    pub fn running_as<E: Engine + Clone>(&self) -> Option<E> {
         let running = self.inner.running.lock().clone()?;
         running.as_any().downcast_ref::<E>().cloned()
     }

@@ -15,6 +15,7 @@ use tokio_websockets::{ClientBuilder, Message, WebSocketStream};
 use wscluster::config::ServerConfig;
 
 pub mod http_client;
+pub mod nats;
 pub mod process;
 pub mod redis;
 pub mod redis_cluster;

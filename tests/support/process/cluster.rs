@@ -24,8 +24,9 @@ pub async fn wait_linked(nodes: &[&NodeProcess]) {
     }
 }
 
-/// The peer timeout of test nodes on the Redis engines (a SIGKILLed node is noticed by silence
-/// there, not by a closed link): long enough for a loaded machine, short enough for the tests.
+/// The peer timeout of test nodes on a broker engine, Redis, Redis Cluster or NATS (a SIGKILLed
+/// node is noticed by its vanished subscription or its silence there, not by a closed link): long
+/// enough for a loaded machine, short enough for the tests.
 pub const REDIS_PEER_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Which engine a test's nodes use.
@@ -43,6 +44,11 @@ pub enum Backplane {
         std::sync::Arc<crate::support::redis_cluster::RedisCluster>,
         &'static str,
     ),
+    /// A `nats-server` of the test's own, with a routing (`shared` or `channel`).
+    Nats(
+        std::sync::Arc<crate::support::nats::NatsServer>,
+        &'static str,
+    ),
 }
 
 impl Backplane {
@@ -58,6 +64,14 @@ impl Backplane {
     pub async fn redis_cluster(routing: &'static str) -> Self {
         Backplane::RedisCluster(
             std::sync::Arc::new(crate::support::redis_cluster::RedisCluster::start().await),
+            routing,
+        )
+    }
+
+    /// The NATS engine on a fresh `nats-server`, with `routing`.
+    pub async fn nats(routing: &'static str) -> Self {
+        Backplane::Nats(
+            std::sync::Arc::new(crate::support::nats::NatsServer::start().await),
             routing,
         )
     }
@@ -88,13 +102,19 @@ impl Backplane {
                     "cluster.peer_timeout_ms={}",
                     REDIS_PEER_TIMEOUT.as_millis()
                 )),
+            Backplane::Nats(server, routing) => NodeArgs::new(name)
+                .nats(&server.url(), server.port(), routing)
+                .set(&format!(
+                    "cluster.peer_timeout_ms={}",
+                    REDIS_PEER_TIMEOUT.as_millis()
+                )),
         }
     }
 }
 
 /// Declares, for each listed `async fn name(bp: Backplane)` scenario, one test per engine:
-/// `mesh::name`, `redis_shared::name`, `redis_channel::name`, `redis_cluster_shared::name` and
-/// `redis_cluster_channel::name`.
+/// `mesh::name`, `redis_shared::name`, `redis_channel::name`, `redis_cluster_shared::name`,
+/// `redis_cluster_channel::name`, `nats_shared::name` and `nats_channel::name`.
 #[macro_export]
 macro_rules! on_every_backplane {
     ($($name:ident),* $(,)?) => {
@@ -112,6 +132,12 @@ macro_rules! on_every_backplane {
         }
         mod redis_cluster_channel {
             $( #[tokio::test] async fn $name() { super::$name($crate::support::process::Backplane::redis_cluster("channel").await).await } )*
+        }
+        mod nats_shared {
+            $( #[tokio::test] async fn $name() { super::$name($crate::support::process::Backplane::nats("shared").await).await } )*
+        }
+        mod nats_channel {
+            $( #[tokio::test] async fn $name() { super::$name($crate::support::process::Backplane::nats("channel").await).await } )*
         }
     };
 }

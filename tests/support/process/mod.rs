@@ -52,6 +52,8 @@ pub struct NodeArgs {
     /// Redis Cluster seeds, channel prefix and routing, when the node uses the Redis Cluster
     /// engine.
     redis_cluster: Option<(Vec<String>, String, String)>,
+    /// NATS URL, port and routing, when the node uses the NATS engine.
+    nats: Option<(String, u16, String)>,
     hosts_file: Option<PathBuf>,
     /// Given, the secret comes from this file (`--cluster-secret-file`) instead of the flag.
     secret_file: Option<String>,
@@ -77,6 +79,7 @@ impl NodeArgs {
             log_level: "info".to_owned(),
             redis: None,
             redis_cluster: None,
+            nats: None,
             hosts_file: None,
             secret_file: None,
             resolver: None,
@@ -95,6 +98,13 @@ impl NodeArgs {
     /// and `routing` (`shared` or `channel`).
     pub fn redis_cluster(mut self, seeds: &[String], prefix: &str, routing: &str) -> Self {
         self.redis_cluster = Some((seeds.to_vec(), prefix.to_owned(), routing.to_owned()));
+        self
+    }
+
+    /// Uses the NATS engine through `nats-server` at `url` (port `port`), with `routing`
+    /// (`shared` or `channel`); the subject prefix is unique per server, so tests never share one.
+    pub fn nats(mut self, url: &str, port: u16, routing: &str) -> Self {
+        self.nats = Some((url.to_owned(), port, routing.to_owned()));
         self
     }
 
@@ -217,6 +227,22 @@ impl NodeArgs {
                 a.extend(["--set".to_owned(), s]);
             }
         }
+        if let Some((url, port, routing)) = &self.nats {
+            for x in [
+                "--cluster-engine",
+                "nats",
+                "--nats-url",
+                url,
+                "--nats-subject-prefix",
+                &format!("wsc-test-{port}"),
+                "--nats-routing",
+                routing,
+                "--set",
+                "cluster.nats.reconnect_max_ms=500",
+            ] {
+                a.push(x.to_owned());
+            }
+        }
         for s in &self.sets {
             a.push("--set".into());
             a.push(s.clone());
@@ -248,7 +274,7 @@ pub struct NodeProcess {
     stderr: tempfile::NamedTempFile,
     /// The WebSocket address it printed.
     pub ws: SocketAddr,
-    /// The mesh address it printed (0.0.0.0:0 on the Redis engine).
+    /// The mesh address it printed (0.0.0.0:0 on a broker engine).
     pub mesh: SocketAddr,
     /// The TLS (`wss://`) address it printed, when `server.tls.listen` is set.
     pub wss: Option<SocketAddr>,
@@ -278,6 +304,8 @@ impl NodeProcess {
             Some("wscluster cluster redis at ")
         } else if args.redis_cluster.is_some() {
             Some("wscluster cluster redis-cluster at ")
+        } else if args.nats.is_some() {
+            Some("wscluster cluster nats at ")
         } else {
             None
         };

@@ -18,6 +18,7 @@ pub mod origin;
 mod outbox;
 mod server;
 pub mod token_bucket;
+mod upgrade;
 
 pub use connection::{Connection, ConnectionInfo, PUBLISH_RATE_EXCEEDED, new_guid};
 pub use http::{HttpFuture, HttpHandler, HttpRequest, HttpResponse};

@@ -1,0 +1,279 @@
+//! The upgrade path of one accepted socket: read the request head, answer plain HTTP (the
+//! operations routes, the server API, sgc session tokens) or refuse, check origin, credentials
+//! and admission, then upgrade to the negotiated protocol and run the connection.
+
+use crate::log_text::Printable;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::sync::watch;
+use tokio_websockets::{Limits, ServerBuilder};
+
+use super::accept::log_refusal;
+use super::admission::AdmissionSlot;
+use super::auth::AuthOutcome;
+use super::bearer::Identity;
+use super::connection::{Connection, ConnectionInfo, new_guid};
+use super::connection_task::{self, Heartbeat};
+use super::handshake::{self, Prefixed, Request, UpgradeProblem};
+use super::limits::ConnectionLimits;
+use crate::metrics::{ConnectionCounters, Refusal};
+use crate::protocol::Negotiated;
+
+use super::server::{Phase, SHUTDOWN_REASON, Shared};
+
+/// Serves one accepted socket (plain or TLS) until its connection ends.
+pub(super) async fn handle_socket<S>(
+    mut stream: S,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    _slot: AdmissionSlot,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let cfg = &shared.config;
+    let mut buf = BytesMut::new();
+    let head = tokio::time::timeout(
+        cfg.handshake_timeout(),
+        handshake::peek_head(&mut stream, &mut buf, cfg.max_request_head),
+    )
+    .await;
+    let req = match head {
+        Ok(Ok((req, len))) => {
+            if !req.is_websocket_upgrade()
+                && !is_session_request(&req)
+                && let Some(handler) = shared.http.as_ref()
+                && let Some(keep_alive) = handler.keep_alive(req.path_only())
+            {
+                // The whole connection goes to the persistent HTTP server, this request included.
+                // Boxed: hyper's connection state would otherwise be part of every WebSocket
+                // connection task's future for the connection's whole life.
+                drop(req);
+                let stop = phase_leaves_serving(shared.phase.subscribe());
+                let io = Prefixed::new(buf.freeze(), stream);
+                let serve =
+                    super::keep_alive::serve(io, peer, None, handler.clone(), keep_alive, stop);
+                Box::pin(serve).await;
+                return;
+            }
+            buf.advance(len);
+            req
+        }
+        Ok(Err(handshake::HeadError::TooLarge(_))) => {
+            log_refusal(peer, Refusal::HeadTooLarge, "request head too large");
+            let _ = reply(&mut stream, 431, "Request Header Fields Too Large", "").await;
+            return;
+        }
+        Ok(Err(e)) => {
+            if matches!(e, handshake::HeadError::Eof | handshake::HeadError::Io(_)) {
+                // The client went away before asking for anything (a TCP probe, a port scan).
+                tracing::debug!(%peer, error = %Printable(&e.to_string()), "connection closed before a request");
+            } else {
+                log_refusal(peer, Refusal::BadRequest, &e.to_string());
+                let _ = reply(&mut stream, 400, "Bad Request", "").await;
+            }
+            return;
+        }
+        Err(_) => {
+            log_refusal(
+                peer,
+                Refusal::Timeout,
+                "no request head within the handshake timeout",
+            );
+            return;
+        }
+    };
+    if !req.is_websocket_upgrade() {
+        if let Some(handler) = shared.http.as_ref().filter(|_| !is_session_request(&req)) {
+            let timeout = cfg.handshake_timeout();
+            // The local address is not needed there: admin routes need the token on this port.
+            super::http::answer(&mut stream, buf, req, peer, None, &**handler, timeout).await;
+            return;
+        }
+        serve_http(&mut stream, &req, peer, &shared).await;
+        return;
+    }
+    // Counted before the check: a shutdown either refuses this upgrade here or waits for it.
+    let upgrading = shared.upgrading.start(&shared.gone);
+    if !shared.serving() {
+        log_refusal(peer, Refusal::ShuttingDown, SHUTDOWN_REASON);
+        let _ = reply(&mut stream, 503, "Service Unavailable", "").await;
+        return;
+    }
+    if !shared.origins.allows(req.header("origin")) {
+        log_refusal(peer, Refusal::Origin, "origin not allowed");
+        let _ = reply(&mut stream, 403, "Forbidden", "").await;
+        return;
+    }
+    let key = match handshake::check_upgrade(&req) {
+        Ok(k) => k.to_owned(),
+        Err(UpgradeProblem::UnsupportedVersion) => {
+            log_refusal(peer, Refusal::Version, "unsupported WebSocket version");
+            let _ = reply(
+                &mut stream,
+                426,
+                "Upgrade Required",
+                "Sec-WebSocket-Version: 13\r\n",
+            )
+            .await;
+            return;
+        }
+        Err(UpgradeProblem::BadRequest(why)) => {
+            log_refusal(peer, Refusal::BadRequest, why);
+            let _ = reply(&mut stream, 400, "Bad Request", "").await;
+            return;
+        }
+    };
+    let protocol = match shared
+        .registry
+        .negotiate(req.header_tokens("sec-websocket-protocol"))
+    {
+        Negotiated::Protocol(p) => Some(p),
+        Negotiated::NoneOffered(fallback) => fallback,
+        Negotiated::Unsupported => {
+            log_refusal(
+                peer,
+                Refusal::Subprotocol,
+                "no offered subprotocol is supported",
+            );
+            let _ = reply(&mut stream, 400, "Bad Request", "").await;
+            return;
+        }
+    };
+    let identity = match shared.authenticator.authenticate(&req, peer) {
+        AuthOutcome::User(id) => id,
+        AuthOutcome::Anonymous => Identity::default(),
+        AuthOutcome::Refused(why) => {
+            log_refusal(peer, Refusal::Auth, why.label());
+            let _ = reply(&mut stream, 404, "Not Found", "").await;
+            return;
+        }
+    };
+    let token = protocol
+        .as_ref()
+        .map(|p| p.name())
+        .filter(|n| !n.is_empty());
+    if stream
+        .write_all(&handshake::switching_protocols(&key, token))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let conn = Connection::with_limits(
+        ConnectionInfo {
+            id: Arc::from(new_guid()),
+            protocol: token,
+            peer_addr: peer,
+            path: shared.authenticator.redacted_path(&req.path),
+            user: Some(identity.user).filter(|u| !u.is_empty()),
+            origin: req.header("origin").map(str::to_owned),
+            claims: identity.claims,
+        },
+        cfg.max_outbox_bytes,
+        ConnectionLimits::new(&shared.limits),
+    );
+    // The request head is not needed for the connection's life.
+    drop(req);
+    let ws = ServerBuilder::new()
+        .limits(Limits::default().max_payload_len(Some(
+            shared.limits.max_message_size(token, cfg.max_message_size),
+        )))
+        .serve(Prefixed::new(leftover(buf), stream));
+    let heartbeat = cfg.heartbeat_interval().map(|interval| Heartbeat {
+        interval,
+        timeout: cfg.heartbeat_timeout(),
+    });
+    shared
+        .connections
+        .lock()
+        .insert(conn.id_arc(), conn.clone());
+    drop(upgrading);
+    // A shutdown that took its snapshot of the connections before this one was added has already
+    // set the phase: the connection closes itself.
+    if !shared.serving() {
+        conn.close(1001, SHUTDOWN_REASON);
+    }
+    tracing::debug!(conn = conn.id(), %peer, protocol = token.unwrap_or(""), "connected");
+    let counters = ConnectionCounters::opened(token);
+    let phase = shared.phase.subscribe();
+    connection_task::run(ws, conn.clone(), protocol, heartbeat, counters, phase).await;
+    shared.connections.lock().remove(conn.id());
+    shared.gone.notify_waiters();
+    tracing::debug!(conn = conn.id(), "disconnected");
+}
+
+/// Completes when the server stops serving (a keep-alive connection then closes after its
+/// request in progress).
+async fn phase_leaves_serving(mut phase: watch::Receiver<Phase>) {
+    let _ = phase.wait_for(|p| *p != Phase::Serving).await;
+}
+
+/// Bytes a client sent after its request head (it did not wait for the 101), kept for the
+/// WebSocket layer. Usually none: then the handshake buffer is freed now instead of living as long
+/// as the connection (an empty `Bytes` slice would still hold its allocation).
+fn leftover(buf: BytesMut) -> bytes::Bytes {
+    if buf.is_empty() {
+        bytes::Bytes::new()
+    } else {
+        bytes::Bytes::copy_from_slice(&buf)
+    }
+}
+
+/// A request for an sgc session token, which the server answers itself.
+fn is_session_request(req: &Request) -> bool {
+    req.method == "GET" && req.path_only().starts_with("/sgc/req/auth/session/")
+}
+
+async fn serve_http<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    req: &Request,
+    peer: SocketAddr,
+    shared: &Shared,
+) {
+    let path = req.path_only();
+    if is_session_request(req) {
+        match shared.authenticator.issue_session(path, peer) {
+            Some(token) => {
+                let body = format!("{token}\r\n\r\n\r\n");
+                let _ = stream
+                    .write_all(&handshake::http_response(
+                        200,
+                        "OK",
+                        "text/plain",
+                        "",
+                        body.as_bytes(),
+                    ))
+                    .await;
+            }
+            None => {
+                tracing::info!(%peer, "refused: session token request");
+                let _ = reply(stream, 404, "Not Found", "").await;
+            }
+        }
+        return;
+    }
+    let _ = reply(stream, 404, "Not Found", "").await;
+}
+
+pub(super) async fn reply<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    status: u16,
+    reason: &str,
+    extra: &str,
+) -> std::io::Result<()> {
+    let body = format!("{status} {reason}\n");
+    stream
+        .write_all(&handshake::http_response(
+            status,
+            reason,
+            "text/plain",
+            extra,
+            body.as_bytes(),
+        ))
+        .await?;
+    let _ = stream.shutdown().await;
+    Ok(())
+}

@@ -52,6 +52,9 @@ const RESYNC_SPACING: Duration = Duration::from_secs(1);
 /// How long `stop` lets the engine's tasks end by themselves before cancelling them.
 const STOP_GRACE: Duration = Duration::from_millis(200);
 
+/// How long the stream numbers of a peer reported down are kept (see `State::departed`).
+const FORGET_DEPARTED_AFTER: Duration = Duration::from_secs(60);
+
 /// How often silence is checked (peers are declared dead at most this late after `peer_timeout`).
 const TICK: Duration = Duration::from_millis(100);
 
@@ -92,6 +95,11 @@ struct State {
     gaps_unlogged: u64,
     /// Per-origin metric handles (made at an origin's first envelope).
     peer_metrics: HashMap<Arc<str>, PeerCounters>,
+    /// Peers reported down, and when: their stream numbers are kept for
+    /// [`FORGET_DEPARTED_AFTER`], so that the same incarnation heard again (it had only lost the
+    /// broker, or a probe missed it) has what it sent meanwhile counted as lost instead of taken
+    /// as a new baseline. A new incarnation starts fresh anyway.
+    departed: HashMap<Arc<str>, Instant>,
 }
 
 /// The shared part of a running broker engine: membership, sequences, gaps and resyncs, the
@@ -150,6 +158,7 @@ impl BrokerCore {
                 gap_log: None,
                 gaps_unlogged: 0,
                 peer_metrics: HashMap::new(),
+                departed: HashMap::new(),
             }),
             metrics: EngineMetrics::new(settings.engine),
             me,
@@ -404,6 +413,7 @@ impl BrokerCore {
             for c in &changes {
                 if let PeerChange::Up(o) = c {
                     greet.push(o.node_id.clone());
+                    st.departed.remove(&o.node_id);
                 }
             }
             self.reports.push(Report::changes(changes));
@@ -492,7 +502,7 @@ impl BrokerCore {
         self.reports.drain(|o| {
             {
                 let mut st = self.state.lock();
-                st.inbound.forget_origin(&o.node_id);
+                st.departed.insert(o.node_id.clone(), Instant::now());
                 st.last_resync.remove(&o.node_id);
                 st.pending_resync.remove(&o.node_id);
             }
@@ -574,6 +584,16 @@ async fn ticker(core: Arc<BrokerCore>) {
             }
             let changes = st.membership.tick(now);
             core.reports.push(Report::changes(changes));
+            let gone: Vec<Arc<str>> = st
+                .departed
+                .iter()
+                .filter(|(_, t)| now.duration_since(**t) >= FORGET_DEPARTED_AFTER)
+                .map(|(id, _)| id.clone())
+                .collect();
+            for id in gone {
+                st.departed.remove(&id);
+                st.inbound.forget_origin(&id);
+            }
             let due: Vec<Arc<str>> = st
                 .pending_resync
                 .keys()

@@ -17,23 +17,21 @@ mod prober;
 mod publisher;
 mod subscriber;
 
-use std::any::Any;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::Bytes;
 use parking_lot::Mutex;
 
 pub use config::{NatsConfig, NatsConfigError, NatsRouting};
 
 use super::ClusterConfig;
+use super::broker::engine::BrokerEngine;
 use super::broker::interest::Subscriptions;
 use super::broker::{BrokerCore, BrokerSettings};
-use super::engine::{Engine, EngineFuture, EngineHandler, EngineStart};
-use super::envelope::{Kind, Origin};
+use super::engine::{Engine, EngineHandler, EngineStart};
+use super::envelope::Origin;
 use crate::error::{Error, Result};
-use crate::relay::InterestReady;
 use names::Names;
 
 /// Counters of the NATS engine (the counters every broker engine keeps).
@@ -170,55 +168,6 @@ impl NatsEngine {
         self.shared.core.origin()
     }
 
-    /// Publishes an envelope for every other node (the shared subject).
-    pub fn send_all(&self, kind: Kind, payload: Bytes) {
-        self.shared.core.send_all(kind, payload);
-    }
-
-    /// Publishes an envelope for one node (its own subject).
-    pub fn send_to(&self, node_id: &str, kind: Kind, payload: Bytes) {
-        self.shared.core.send_to(node_id, kind, payload);
-    }
-
-    /// Publishes an envelope for the nodes subscribed to sgc channel `channel` (per-channel
-    /// routing; on the shared subject otherwise).
-    pub fn send_channel(&self, channel: &str, kind: Kind, payload: Bytes) {
-        if self.shared.cfg.routing == NatsRouting::Shared {
-            return self.send_all(kind, payload);
-        }
-        self.shared.core.send_channel(channel, kind, payload);
-    }
-
-    /// Subscribes to sgc channel `channel`'s subject; `ready` runs once the server confirmed it
-    /// (at once while NATS is away, at most a second later in any case).
-    pub fn subscribe_channel(&self, channel: &str, ready: InterestReady) {
-        self.shared
-            .subscriptions
-            .subscribe(&self.shared.core, channel, ready);
-    }
-
-    /// Leaves sgc channel `channel`'s subject.
-    pub fn unsubscribe_channel(&self, channel: &str) {
-        self.shared
-            .subscriptions
-            .unsubscribe(&self.shared.core, channel);
-    }
-
-    /// The live nodes seen through NATS.
-    pub fn live_peers(&self) -> Vec<Origin> {
-        self.shared.core.live_peers()
-    }
-
-    /// How many other nodes are live (heard within `peer_timeout`).
-    pub fn connected_peer_count(&self) -> usize {
-        self.shared.core.connected_peer_count()
-    }
-
-    /// Connected, subscribed (confirmed by the server) and able to publish.
-    pub fn ready(&self) -> bool {
-        self.shared.core.ready()
-    }
-
     /// Why the engine is not ready (the connection's last error), when it knows.
     pub fn last_error(&self) -> Option<String> {
         self.shared.core.last_error()
@@ -228,18 +177,21 @@ impl NatsEngine {
     pub fn stats(&self) -> &NatsStats {
         self.shared.core.stats()
     }
-
-    /// Says bye (when NATS is reachable), stops publishing, subscribing and probing, closes the
-    /// connection and reports every peer down.
-    pub async fn stop(&self) {
-        self.shared.core.stop().await;
-        self.shared.client.lock().take();
-    }
 }
 
-impl Engine for NatsEngine {
-    fn name(&self) -> &'static str {
-        "nats"
+impl BrokerEngine for NatsEngine {
+    const NAME: &'static str = "nats";
+    fn core(&self) -> &BrokerCore {
+        &self.shared.core
+    }
+    fn subscriptions(&self) -> &Subscriptions {
+        &self.shared.subscriptions
+    }
+    fn channel_streams(&self) -> bool {
+        self.shared.cfg.routing == NatsRouting::Channel
+    }
+    fn subscribes_per_channel(&self) -> bool {
+        self.shared.cfg.routing == NatsRouting::Channel
     }
     fn describe(&self) -> String {
         let cfg = &self.shared.cfg;
@@ -253,43 +205,7 @@ impl Engine for NatsEngine {
             cfg.subject_prefix
         )
     }
-    fn send_all(&self, kind: Kind, payload: Bytes) {
-        NatsEngine::send_all(self, kind, payload);
-    }
-    fn send_to(&self, node: &str, kind: Kind, payload: Bytes) {
-        NatsEngine::send_to(self, node, kind, payload);
-    }
-    fn send_channel(&self, channel: &str, kind: Kind, payload: Bytes) {
-        NatsEngine::send_channel(self, channel, kind, payload);
-    }
-    fn subscribe_channel(&self, channel: &str, ready: InterestReady) {
-        NatsEngine::subscribe_channel(self, channel, ready);
-    }
-    fn unsubscribe_channel(&self, channel: &str) {
-        NatsEngine::unsubscribe_channel(self, channel);
-    }
-    fn live_peers(&self) -> Vec<Origin> {
-        NatsEngine::live_peers(self)
-    }
-    fn connected_peer_count(&self) -> usize {
-        NatsEngine::connected_peer_count(self)
-    }
-    fn ready(&self) -> bool {
-        NatsEngine::ready(self)
-    }
-    fn last_error(&self) -> Option<String> {
-        NatsEngine::last_error(self)
-    }
-    fn reaches_cluster(&self) -> bool {
-        NatsEngine::ready(self)
-    }
-    fn stop(&self) -> EngineFuture<'_, ()> {
-        Box::pin(NatsEngine::stop(self))
-    }
-    fn task_count(&self) -> usize {
-        self.shared.core.task_count()
-    }
-    fn as_any(&self) -> &dyn Any {
-        self
+    fn release(&self) {
+        self.shared.client.lock().take();
     }
 }

@@ -16,22 +16,20 @@ mod prober;
 pub(crate) mod publisher;
 mod subscriber;
 
-use std::any::Any;
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use parking_lot::Mutex;
 
 pub use config::{RedisConfig, RedisConfigError, RedisRouting};
 
 use super::ClusterConfig;
+use super::broker::engine::BrokerEngine;
 use super::broker::interest::Subscriptions;
 use super::broker::{BrokerCore, BrokerSettings};
-use super::engine::{Engine, EngineFuture, EngineStart};
-use super::envelope::{Kind, Origin};
+use super::engine::{Engine, EngineStart};
+use super::envelope::Origin;
 use crate::error::{Error, Result};
-use crate::relay::InterestReady;
 use names::Names;
 
 /// Counters of the Redis engine (the counters every broker engine keeps).
@@ -152,55 +150,6 @@ impl RedisEngine {
         self.shared.core.origin()
     }
 
-    /// Publishes an envelope for every other node (the shared channel).
-    pub fn send_all(&self, kind: Kind, payload: Bytes) {
-        self.shared.core.send_all(kind, payload);
-    }
-
-    /// Publishes an envelope for one node (its own channel).
-    pub fn send_to(&self, node_id: &str, kind: Kind, payload: Bytes) {
-        self.shared.core.send_to(node_id, kind, payload);
-    }
-
-    /// Publishes an envelope for the nodes subscribed to sgc channel `channel` (per-channel
-    /// routing; on the shared channel otherwise).
-    pub fn send_channel(&self, channel: &str, kind: Kind, payload: Bytes) {
-        if self.shared.cfg.routing == RedisRouting::Shared {
-            return self.send_all(kind, payload);
-        }
-        self.shared.core.send_channel(channel, kind, payload);
-    }
-
-    /// Subscribes to sgc channel `channel`'s Redis channel; `ready` runs once Redis confirmed it
-    /// (at once while Redis is away, at most a second later in any case).
-    pub fn subscribe_channel(&self, channel: &str, ready: InterestReady) {
-        self.shared
-            .subscriptions
-            .subscribe(&self.shared.core, channel, ready);
-    }
-
-    /// Leaves sgc channel `channel`'s Redis channel.
-    pub fn unsubscribe_channel(&self, channel: &str) {
-        self.shared
-            .subscriptions
-            .unsubscribe(&self.shared.core, channel);
-    }
-
-    /// The live nodes seen through Redis.
-    pub fn live_peers(&self) -> Vec<Origin> {
-        self.shared.core.live_peers()
-    }
-
-    /// How many other nodes are live (heard within `peer_timeout`).
-    pub fn connected_peer_count(&self) -> usize {
-        self.shared.core.connected_peer_count()
-    }
-
-    /// Subscribed (subscription confirmed) and able to publish.
-    pub fn ready(&self) -> bool {
-        self.shared.core.ready()
-    }
-
     /// The last error Redis gave, if the engine is not ready because of it.
     pub fn last_error(&self) -> Option<String> {
         self.shared.core.last_error()
@@ -210,17 +159,21 @@ impl RedisEngine {
     pub fn stats(&self) -> &RedisStats {
         self.shared.core.stats()
     }
-
-    /// Says bye (when Redis is reachable), stops publishing and subscribing, and reports every
-    /// peer down.
-    pub async fn stop(&self) {
-        self.shared.core.stop().await;
-    }
 }
 
-impl Engine for RedisEngine {
-    fn name(&self) -> &'static str {
-        "redis"
+impl BrokerEngine for RedisEngine {
+    const NAME: &'static str = "redis";
+    fn core(&self) -> &BrokerCore {
+        &self.shared.core
+    }
+    fn subscriptions(&self) -> &Subscriptions {
+        &self.shared.subscriptions
+    }
+    fn channel_streams(&self) -> bool {
+        self.shared.cfg.routing == RedisRouting::Channel
+    }
+    fn subscribes_per_channel(&self) -> bool {
+        self.shared.cfg.routing == RedisRouting::Channel
     }
     fn describe(&self) -> String {
         let cfg = &self.shared.cfg;
@@ -233,44 +186,5 @@ impl Engine for RedisEngine {
             cfg.display_address(),
             cfg.channel
         )
-    }
-    fn send_all(&self, kind: Kind, payload: Bytes) {
-        RedisEngine::send_all(self, kind, payload);
-    }
-    fn send_to(&self, node: &str, kind: Kind, payload: Bytes) {
-        RedisEngine::send_to(self, node, kind, payload);
-    }
-    fn send_channel(&self, channel: &str, kind: Kind, payload: Bytes) {
-        RedisEngine::send_channel(self, channel, kind, payload);
-    }
-    fn subscribe_channel(&self, channel: &str, ready: InterestReady) {
-        RedisEngine::subscribe_channel(self, channel, ready);
-    }
-    fn unsubscribe_channel(&self, channel: &str) {
-        RedisEngine::unsubscribe_channel(self, channel);
-    }
-    fn live_peers(&self) -> Vec<Origin> {
-        RedisEngine::live_peers(self)
-    }
-    fn connected_peer_count(&self) -> usize {
-        RedisEngine::connected_peer_count(self)
-    }
-    fn ready(&self) -> bool {
-        RedisEngine::ready(self)
-    }
-    fn last_error(&self) -> Option<String> {
-        RedisEngine::last_error(self)
-    }
-    fn reaches_cluster(&self) -> bool {
-        RedisEngine::ready(self)
-    }
-    fn stop(&self) -> EngineFuture<'_, ()> {
-        Box::pin(RedisEngine::stop(self))
-    }
-    fn task_count(&self) -> usize {
-        self.shared.core.task_count()
-    }
-    fn as_any(&self) -> &dyn Any {
-        self
     }
 }

@@ -24,25 +24,23 @@ mod prober;
 mod publisher;
 mod subscriber;
 
-use std::any::Any;
 use std::collections::HashSet;
 use std::sync::Arc;
 
 use ::redis::cluster_async::ClusterConnection;
-use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 pub use config::{RedisClusterConfig, RedisClusterConfigError};
 
 use super::ClusterConfig;
+use super::broker::engine::BrokerEngine;
 use super::broker::interest::Subscriptions;
 use super::broker::{BrokerCore, BrokerSettings};
-use super::engine::{Engine, EngineFuture, EngineStart};
-use super::envelope::{Kind, Origin};
+use super::engine::{Engine, EngineStart};
+use super::envelope::Origin;
 use super::redis::RedisRouting;
 use crate::error::{Error, Result};
-use crate::relay::InterestReady;
 use names::Names;
 
 /// Counters of the Redis Cluster engine (the counters every broker engine keeps).
@@ -175,16 +173,6 @@ impl RedisClusterEngine {
         self.shared.core.origin()
     }
 
-    /// The live nodes seen through Redis Cluster.
-    pub fn live_peers(&self) -> Vec<Origin> {
-        self.shared.core.live_peers()
-    }
-
-    /// Control subscription confirmed and the cluster connection up.
-    pub fn ready(&self) -> bool {
-        self.shared.core.ready()
-    }
-
     /// The last error Redis gave, if the engine is not ready because of it.
     pub fn last_error(&self) -> Option<String> {
         self.shared.core.last_error()
@@ -200,18 +188,23 @@ impl RedisClusterEngine {
         use super::broker::streams::StreamNames;
         self.shared.names.channel(channel)
     }
-
-    /// Says bye (when the cluster is reachable), stops every task and waits for them, and
-    /// reports every peer down.
-    pub async fn stop(&self) {
-        self.shared.core.stop().await;
-        self.shared.connection.lock().take();
-    }
 }
 
-impl Engine for RedisClusterEngine {
-    fn name(&self) -> &'static str {
-        "redis-cluster"
+impl BrokerEngine for RedisClusterEngine {
+    const NAME: &'static str = "redis-cluster";
+    fn core(&self) -> &BrokerCore {
+        &self.shared.core
+    }
+    fn subscriptions(&self) -> &Subscriptions {
+        &self.shared.subscriptions
+    }
+    /// sgc traffic always travels on its partition's stream, spread over the masters.
+    fn channel_streams(&self) -> bool {
+        true
+    }
+    /// With shared routing every partition is subscribed to already.
+    fn subscribes_per_channel(&self) -> bool {
+        self.shared.cfg.routing == RedisRouting::Channel
     }
     fn describe(&self) -> String {
         let cfg = &self.shared.cfg;
@@ -226,50 +219,12 @@ impl Engine for RedisClusterEngine {
             cfg.partitions
         )
     }
-    fn send_all(&self, kind: Kind, payload: Bytes) {
-        self.shared.core.send_all(kind, payload);
+    /// Readiness follows the control slot only, and the engine does not say whether it hears
+    /// the rest of the cluster: always true, as before the engines shared this code.
+    fn reaches_cluster(&self) -> bool {
+        true
     }
-    fn send_to(&self, node: &str, kind: Kind, payload: Bytes) {
-        self.shared.core.send_to(node, kind, payload);
-    }
-    fn send_channel(&self, channel: &str, kind: Kind, payload: Bytes) {
-        self.shared.core.send_channel(channel, kind, payload);
-    }
-    fn subscribe_channel(&self, channel: &str, ready: InterestReady) {
-        if self.shared.cfg.routing == RedisRouting::Shared {
-            // Every partition is subscribed to already.
-            return ready();
-        }
-        self.shared
-            .subscriptions
-            .subscribe(&self.shared.core, channel, ready);
-    }
-    fn unsubscribe_channel(&self, channel: &str) {
-        if self.shared.cfg.routing == RedisRouting::Channel {
-            self.shared
-                .subscriptions
-                .unsubscribe(&self.shared.core, channel);
-        }
-    }
-    fn live_peers(&self) -> Vec<Origin> {
-        self.shared.core.live_peers()
-    }
-    fn connected_peer_count(&self) -> usize {
-        self.shared.core.connected_peer_count()
-    }
-    fn ready(&self) -> bool {
-        self.shared.core.ready()
-    }
-    fn last_error(&self) -> Option<String> {
-        self.shared.core.last_error()
-    }
-    fn stop(&self) -> EngineFuture<'_, ()> {
-        Box::pin(RedisClusterEngine::stop(self))
-    }
-    fn task_count(&self) -> usize {
-        self.shared.core.task_count()
-    }
-    fn as_any(&self) -> &dyn Any {
-        self
+    fn release(&self) {
+        self.shared.connection.lock().take();
     }
 }

@@ -6,6 +6,8 @@
 #   LOADGEN_CPU  CPU list the load generator runs on, default 1
 #   BENCH_OUT    where outputs go, default target/bench/<date>-<time>
 #   BENCH_QUICK  1 = short windows (warmup 1 s, 3 s measured) for a smoke run
+#   BENCH_NO_WAIT 1 = measure even while builds or tests run (figures then only for comparing
+#                runs made back to back, never for the README)
 #   NODE_BIN     the node binary to measure, default target/release/wscluster (built here);
 #                when set, only the load generator is built
 
@@ -155,6 +157,7 @@ wanted() {
 # Waits while another heavy process (build, test, node, load generator) runs on this machine.
 wait_quiet() {
     local busy waited=0
+    [[ "${BENCH_NO_WAIT:-0}" == 1 ]] && { echo "(BENCH_NO_WAIT=1: not waiting for a quiet machine)"; return 0; }
     while busy="$(ps -eo pid=,comm= | awk '$2 ~ /^(cargo|rustc|clippy-driver|cc1.*|ld|rust-lld|wscluster.*)$/')"; [[ -n "$busy" ]]; do
         if ((waited >= 600)); then
             echo "!! still busy after 600 s, measuring anyway:"; echo "$busy"

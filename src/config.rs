@@ -58,6 +58,10 @@ pub struct NodeConfig {
     pub log_level: String,
     /// Log format: `human` or `json`.
     pub log_format: String,
+    /// Threads running the node's tasks: 0 = one per CPU the process may use; 1 = a
+    /// single-threaded runtime (no work stealing, no cross-thread wake-ups: the cheapest per
+    /// delivery on one core); N = N worker threads.
+    pub worker_threads: usize,
 }
 
 impl Default for NodeConfig {
@@ -66,6 +70,7 @@ impl Default for NodeConfig {
             name: String::new(),
             log_level: "info".into(),
             log_format: "human".into(),
+            worker_threads: 0,
         }
     }
 }
@@ -188,6 +193,9 @@ pub enum ConfigError {
 /// Log formats the binary knows.
 pub const LOG_FORMATS: [&str; 2] = ["human", "json"];
 
+/// The most worker threads `node.worker_threads` may ask for.
+pub const MAX_WORKER_THREADS: usize = 1024;
+
 impl Config {
     /// Parses a TOML document (the format of `wscluster.example.toml`); missing keys keep their
     /// defaults, unknown keys are an error. The result is not yet [validated](Config::validate).
@@ -301,6 +309,15 @@ impl Config {
             invalid(
                 "auth.jwt.required",
                 "needs auth.jwt.enabled (the binary has no other bearer-token check)".into(),
+            );
+        }
+        if self.node.worker_threads > MAX_WORKER_THREADS {
+            invalid(
+                "node.worker_threads",
+                format!(
+                    "{} is more than {MAX_WORKER_THREADS} (0 = one per CPU)",
+                    self.node.worker_threads
+                ),
             );
         }
         if self.node.log_level.trim().is_empty() {
@@ -488,6 +505,21 @@ mod tests {
                 "docs lack {field}"
             );
         }
+    }
+
+    #[test]
+    fn too_many_worker_threads_are_refused_by_name() {
+        let mut c = Config::default();
+        c.node.worker_threads = MAX_WORKER_THREADS;
+        assert!(c.validate().is_ok());
+        c.node.worker_threads = MAX_WORKER_THREADS + 1;
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::Invalid {
+                key: "node.worker_threads",
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -66,7 +66,7 @@ fn main() -> ExitCode {
         );
     }
     cli::node::raise_open_file_limit();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    let runtime = match runtime_builder(config.node.worker_threads)
         .enable_all()
         .build()
     {
@@ -95,6 +95,20 @@ fn main() -> ExitCode {
                 eprintln!("wscluster: {line}");
             }
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// The async runtime `node.worker_threads` asks for: 1 is a single-threaded runtime (every task
+/// on the main thread: no cross-thread wake-ups), 0 one worker per usable CPU, N that many.
+fn runtime_builder(worker_threads: usize) -> tokio::runtime::Builder {
+    match worker_threads {
+        1 => tokio::runtime::Builder::new_current_thread(),
+        0 => tokio::runtime::Builder::new_multi_thread(),
+        n => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(n);
+            builder
         }
     }
 }

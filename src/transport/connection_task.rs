@@ -82,9 +82,11 @@ pub(crate) async fn run<S>(
         .close(CloseReason::new(1000, "connection closed"));
     if let Some(end) = end {
         let draining = *phase.borrow() != Phase::Serving;
+        // Boxed: the closing handshake's state is the largest of the connection's future and is
+        // needed only once, at the end; inline, every idle connection would carry its size.
         tokio::select! {
             biased;
-            () = finish(&mut ws, end, draining) => {}
+            () = Box::pin(finish(&mut ws, end, draining)) => {}
             () = forced(&mut phase) => {}
         }
     }
@@ -290,6 +292,10 @@ where
         };
         let _ = Pin::new(&mut *ws).start_send(msg);
     }
+    // The emptied queue is freed rather than kept for the next batch (the outbox starts a new
+    // one at its next frame): an idle connection then holds no queue at all, for one allocation
+    // per wake-up of a busy one.
+    *batch = VecDeque::new();
     if bytes > 0 {
         counters.bytes_out.increment(bytes as u64);
     }

@@ -89,7 +89,18 @@ pub(super) async fn handle_socket<S>(
         if let Some(handler) = shared.http.as_ref().filter(|_| !is_session_request(&req)) {
             let timeout = cfg.handshake_timeout();
             // The local address is not needed there: admin routes need the token on this port.
-            super::http::answer(&mut stream, buf, req, peer, None, &**handler, timeout).await;
+            // Boxed: an HTTP request is rare next to a WebSocket connection's life, and inline
+            // its state would be part of every connection's future.
+            Box::pin(super::http::answer(
+                &mut stream,
+                buf,
+                req,
+                peer,
+                None,
+                &**handler,
+                timeout,
+            ))
+            .await;
             return;
         }
         serve_http(&mut stream, &req, peer, &shared).await;

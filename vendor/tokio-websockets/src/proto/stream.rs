@@ -61,7 +61,7 @@ impl EncodedFrame {
 /// Initial capacity of a stream's read buffer (wscluster patch: tokio-util's
 /// default is 8 KiB, which an idle connection pays for its whole life; the
 /// buffer still grows to whatever a frame needs).
-const INITIAL_READ_CAPACITY: usize = 1024;
+const INITIAL_READ_CAPACITY: usize = 512;
 
 /// Queued up frames that are being sent.
 #[derive(Debug)]

@@ -8,6 +8,8 @@
 #   BENCH_QUICK  1 = short windows (warmup 1 s, 3 s measured) for a smoke run
 #   BENCH_NO_WAIT 1 = measure even while builds or tests run (figures then only for comparing
 #                runs made back to back, never for the README)
+#   PROFILE      1 = also sample NODE_CPU with `perf record -g` during each measured window and
+#                print where its time went (the data stays in BENCH_OUT/<run>.perf.data)
 #   NODE_BIN     the node binary to measure, default target/release/wscluster (built here);
 #                when set, only the load generator is built
 
@@ -125,8 +127,16 @@ loadgen() {
     for pid in "${NODE_PIDS[@]}"; do targets+=(--node-pid "$pid"); done
     local cmd=(taskset -c "$LOADGEN_CPU" "$LOADGEN_BIN" --label "$name" --json "${targets[@]}" "$@")
     show "${cmd[@]}"
-    local status=0
+    local status=0 profiler=""
+    if [[ "${PROFILE:-0}" == 1 ]]; then
+        profile_window "$name" &
+        profiler=$!
+    fi
     "${cmd[@]}" >"$BENCH_OUT/$name.txt" 2>"$BENCH_OUT/$name.log" || status=$?
+    if [[ -n $profiler ]]; then
+        wait "$profiler" || true
+        profile_report "$BENCH_OUT/$name.perf.data"
+    fi
     grep -v '^{' "$BENCH_OUT/$name.txt" || true
     grep '^{' "$BENCH_OUT/$name.txt" >>"$RESULTS" || true
     if [[ $status -ne 0 ]]; then
@@ -135,6 +145,34 @@ loadgen() {
     fi
     echo
     return 0
+}
+
+# profile_window NAME: with PROFILE=1, samples every process on NODE_CPU (call graphs) for the
+# middle of the measured window: from 2 s after the warmup ends until 1 s before the window does
+# (at least 1 s).
+profile_window() {
+    local warmup=2 duration=10 i
+    for ((i = 0; i < ${#WINDOW[@]}; i++)); do
+        [[ ${WINDOW[i]} == --warmup ]] && warmup=${WINDOW[i + 1]}
+        [[ ${WINDOW[i]} == --duration ]] && duration=${WINDOW[i + 1]}
+    done
+    local span=$((duration - 3))
+    ((span >= 1)) || span=1
+    sleep $((warmup + 2))
+    perf record -q -C "$NODE_CPU" -g -o "$BENCH_OUT/$1.perf.data" -- sleep "$span" \
+        >/dev/null 2>&1 || echo "!! perf record failed (is perf installed and allowed?)"
+}
+
+# profile_report FILE: where the time on NODE_CPU went, as shares of all samples: the node and
+# broker processes' kernel and user time, and the kernel calls that carry a delivery.
+profile_report() {
+    [[ -f $1 ]] || return 0
+    echo "-- profile of CPU $NODE_CPU ($1)"
+    perf report -i "$1" --no-children --sort comm,dso -g none 2>/dev/null | grep '%' | head -n 8 || true
+    echo "   calls, their kernel work included:"
+    perf report -i "$1" --children --sort sym -g none 2>/dev/null |
+        grep -E '\] (__GI___writev|__libc_recv|__send|epoll_wait|__schedule|net_rx_action|tcp_sendmsg)$' |
+        awk '{print "  ", $1, $NF}' || true
 }
 
 # Prints one line per run with its key figures.

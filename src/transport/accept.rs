@@ -49,9 +49,13 @@ pub(super) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, tls:
                 }
                 let _ = stream.set_nodelay(true);
                 if tls {
-                    tokio::spawn(handle_tls(stream, peer, shared.clone()));
+                    shared
+                        .sockets
+                        .spawn(handle_tls(stream, peer, shared.clone()));
                 } else {
-                    tokio::spawn(handle_plain(stream, peer, shared.clone()));
+                    shared
+                        .sockets
+                        .spawn(handle_plain(stream, peer, shared.clone()));
                 }
             }
             Err(e) => {

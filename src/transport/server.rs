@@ -14,12 +14,13 @@ use tokio::time::Instant;
 use super::admission::Admission;
 use super::auth::{AuthConfig, AuthHook, Authenticator};
 use super::bearer::{BearerAttempt, BearerHook, Identity};
+use super::close::Close;
 use super::connection::Connection;
 use super::http::HttpHandler;
 use super::in_flight::UpgradesInFlight;
 use super::limits::LimitsConfig;
 use super::origin::OriginPolicy;
-pub(super) use super::upgrade::{handle_socket, reply};
+pub(super) use super::upgrade::handle_socket;
 use crate::config::ServerConfig;
 use crate::error::{Error, Result};
 use crate::metrics;
@@ -28,7 +29,7 @@ use crate::tasks::Tasks;
 use crate::tls::{CertReloader, TlsError};
 
 /// The close reason a client reads when the server shuts down (code 1001, "going away").
-pub const SHUTDOWN_REASON: &str = "server shutting down";
+pub const SHUTDOWN_REASON: &str = Close::SHUTDOWN.reason;
 
 /// How long connections forced closed at the shutdown deadline may take to run their protocol's
 /// `on_disconnect` before [`ServerHandle::shutdown`] returns anyway.
@@ -349,7 +350,7 @@ impl ServerHandle {
         self.stop_accepting().await;
         let conns: Vec<Connection> = self.shared.connections.lock().values().cloned().collect();
         for c in &conns {
-            c.close(1001, SHUTDOWN_REASON);
+            c.close_with(Close::SHUTDOWN);
         }
         if self.wait_for_connections(deadline).await {
             return 0;

@@ -32,6 +32,7 @@ mod api;
 pub mod config;
 mod delivery;
 mod dispatch;
+mod errors;
 pub mod event;
 pub mod frame;
 pub mod hooks;
@@ -46,6 +47,7 @@ pub mod transaction;
 
 pub use api::ChannelInfo;
 pub use config::SgcConfig;
+pub use errors::RpcError;
 pub use event::{SgcBroadcast, SgcEvent, SgcPublish, Targets};
 pub use hooks::{PublishRequest, SubscribeRequest};
 pub use idempotency::Claim;

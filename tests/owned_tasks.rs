@@ -1,7 +1,7 @@
 //! Every background task of a node has an owner that stops it and waits for it: three in-process
 //! nodes (WebSocket server with sgc and Presence, mesh cluster with the sgc and Presence adapters)
 //! with clients connected, subscribed and a publish delivered across nodes; after the cluster's
-//! stop and the server's shutdown, no owner has a task left.
+//! stop and the server's shutdown, no owner has a task left. The admin HTTP listener too.
 
 mod support;
 
@@ -11,9 +11,11 @@ use std::time::Duration;
 use support::sgc::{delphi, s5};
 use support::{WsClient, eventually};
 use wscluster::cluster::{Cluster, ClusterConfig, PresenceAdapter, SgcAdapter};
+use wscluster::ops::{AdminConfig, HttpConfig, Listener, Ops};
 use wscluster::protocol::Protocol;
 use wscluster::protocol::presence::{AckConfig, PresenceConfig, PresenceProtocol};
 use wscluster::protocol::sgc::{SgcConfig, SgcProtocol};
+use wscluster::transport::HttpServer;
 use wscluster::{Server, ServerHandle};
 
 struct Node {
@@ -168,4 +170,37 @@ async fn no_task_of_a_node_is_left_after_its_shutdown() {
         );
     }
     drop((orders, other, publisher, members));
+}
+
+#[tokio::test]
+async fn no_task_of_the_admin_listener_is_left_after_its_shutdown() {
+    support::init_logs();
+    let ops = Arc::new(Ops::new(HttpConfig::default(), AdminConfig::default()));
+    let admin = HttpServer::bind(
+        std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        ops.handler(Listener::Admin),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("bind: {e}"));
+    let answer = support::raw_http(
+        admin.local_addr(),
+        "GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // A client that connected and sent nothing: its request task is running.
+    let _silent = tokio::net::TcpStream::connect(admin.local_addr())
+        .await
+        .unwrap_or_else(|e| panic!("connect: {e}"));
+    assert!(
+        eventually(Duration::from_secs(5), || admin.task_count() == 2).await,
+        "accept loop and the silent client's request: {}",
+        admin.task_count()
+    );
+    admin.shutdown().await;
+    assert_eq!(
+        admin.task_count(),
+        0,
+        "admin listener tasks left after shutdown"
+    );
 }

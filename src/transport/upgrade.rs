@@ -92,17 +92,22 @@ pub(super) async fn handle_socket<S>(
     }
     // Counted before the check: a shutdown either refuses this upgrade here or waits for it.
     let upgrading = shared.upgrading.start(&shared.gone);
-    let gate = Gate {
-        serving: shared.serving(),
-        origins: &shared.origins,
-        registry: &shared.registry,
-        authenticator: &shared.authenticator,
-    };
+    // The gate is a temporary of this statement: nothing of it stays in the connection's future.
+    let decision = admit(
+        &req,
+        peer,
+        &Gate {
+            serving: shared.serving(),
+            origins: &shared.origins,
+            registry: &shared.registry,
+            authenticator: &shared.authenticator,
+        },
+    );
     let Admitted {
         key,
         protocol,
         identity,
-    } = match admit(&req, peer, &gate) {
+    } = match decision {
         Ok(admitted) => admitted,
         Err(refusal) => {
             refusal.send(&mut stream, peer).await;

@@ -335,6 +335,19 @@ mod tests {
         until(|| metrics.num_alive_tasks() == 0).await;
     }
 
+    #[tokio::test]
+    async fn stop_ends_the_sweeper_and_a_later_frame_starts_a_new_one() {
+        let sgc = SgcProtocol::new(qos1());
+        sgc.on_connect(&Connection::detached("A", Some(PROTOCOL_NAME)));
+        assert_eq!(sgc.task_count(), 1);
+        sgc.stop().await;
+        assert_eq!(sgc.task_count(), 0, "stopped and waited for");
+        sgc.on_connect(&Connection::detached("B", Some(PROTOCOL_NAME)));
+        assert_eq!(sgc.task_count(), 1, "served again");
+        sgc.stop().await;
+        assert_eq!(sgc.task_count(), 0);
+    }
+
     #[test]
     fn outside_a_runtime_nothing_is_spawned_and_rules_still_apply() {
         let sgc = SgcProtocol::new(qos1());

@@ -336,9 +336,11 @@ impl ServerHandle {
     /// ([`Protocol::stop`]).
     pub async fn shutdown_by(&self, deadline: Instant) -> usize {
         let forced = self.close_connections_by(deadline).await;
-        // Every connection is gone: what is left of the socket tasks (their last steps, plain
-        // HTTP requests) gets a short grace, then is cancelled and waited for.
-        self.shared.sockets.stop(FORCED_GRACE).await;
+        // Every connection is gone (or was forced): what is left of the socket tasks (their last
+        // steps, plain HTTP requests) gets what remains until the deadline, then is cancelled
+        // and waited for.
+        let grace = deadline.saturating_duration_since(Instant::now());
+        self.shared.sockets.stop(grace).await;
         for p in self.shared.registry.all() {
             p.stop().await;
         }

@@ -31,8 +31,21 @@ impl Tasks {
     where
         F: Future<Output = ()> + Send + 'static,
     {
+        self.try_spawn(task);
+    }
+
+    /// [`Tasks::spawn`], saying whether the task runs: false outside a Tokio runtime and once the
+    /// set is stopped (then `task` is dropped, or cancelled at once). Lazily started tasks use it
+    /// to try again later instead of believing they run.
+    pub fn try_spawn<F>(&self, task: F) -> bool
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        if self.cancel.is_cancelled() {
+            return false;
+        }
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
-            return;
+            return false;
         };
         let cancel = self.cancel.clone();
         self.tracker.spawn_on(
@@ -44,6 +57,7 @@ impl Tasks {
             },
             &rt,
         );
+        true
     }
 
     /// How many of these tasks are still running.
@@ -67,13 +81,14 @@ impl Tasks {
     }
 
     /// Waits up to `grace` for the tasks to end by themselves, cancels those still running, and
-    /// waits until none is left. Tasks spawned afterwards are cancelled at once.
-    pub async fn stop(&self, grace: Duration) {
+    /// waits until none is left. Tasks spawned afterwards are cancelled at once. Returns whether
+    /// they all ended within the grace period (false: some were cancelled).
+    pub async fn stop(&self, grace: Duration) -> bool {
         self.tracker.close();
-        if tokio::time::timeout(grace, self.tracker.wait())
+        let in_time = tokio::time::timeout(grace, self.tracker.wait())
             .await
-            .is_err()
-        {
+            .is_ok();
+        if !in_time {
             tracing::debug!(
                 left = self.tracker.len(),
                 "tasks still running after the grace period: cancelling them"
@@ -81,6 +96,14 @@ impl Tasks {
         }
         self.cancel.cancel();
         self.tracker.wait().await;
+        in_time
+    }
+
+    /// Cancels every task at its next await point without waiting (what an owner's `Drop` does;
+    /// [`Tasks::stop`] is the orderly way).
+    pub fn cancel(&self) {
+        self.tracker.close();
+        self.cancel.cancel();
     }
 }
 

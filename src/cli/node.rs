@@ -8,6 +8,7 @@ use anyhow::Context as _;
 use wscluster::cluster::{Cluster, PresenceAdapter, SgcAdapter};
 use wscluster::ops::{self, Listener, Ops};
 use wscluster::protocol::access::ChannelRules;
+use wscluster::tasks::Tasks;
 use wscluster::transport::HttpServer;
 use wscluster::webhooks::Webhooks;
 use wscluster::{Config, PresenceProtocol, Server, SgcProtocol};
@@ -33,6 +34,8 @@ pub(crate) fn raise_open_file_limit() {
 pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     // Listen for signals before announcing the address: whoever reads the line may signal at once.
     let mut stop = Signals::new().context("cannot install signal handlers")?;
+    // The binary's own background tasks: SIGHUP reload and metrics upkeep.
+    let tasks = Tasks::new();
     let sgc = SgcProtocol::new(config.sgc.clone());
     let presence = PresenceProtocol::new(config.presence.clone());
     let rules = ChannelRules::new(&config.auth.rules)
@@ -41,7 +44,7 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     let rules = Arc::new(rules);
     sgc.channel_rules(rules.clone());
     presence.channel_rules(rules);
-    let ops = operations(&config, &sgc, &presence);
+    let ops = operations(&config, &sgc, &presence, &tasks);
     let mut server = Server::new(config.server.clone())
         .protocol(Arc::new(sgc.clone()))
         .protocol(Arc::new(presence.clone()))
@@ -64,7 +67,7 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         .context("cannot start the WebSocket server")
     })?);
     ops.attach_server(&server);
-    reload_on_sighup(&server).context("cannot install the SIGHUP handler")?;
+    reload_on_sighup(&server, &tasks).context("cannot install the SIGHUP handler")?;
     let addr = server.local_addr();
     let name = config.node.effective_name(addr.port());
     let cluster = Cluster::new(name.as_str(), config.cluster.clone());
@@ -138,6 +141,7 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
             if let Some(a) = &admin {
                 a.shutdown().await;
             }
+            tasks.stop(std::time::Duration::ZERO).await;
             tracing::info!(forced, "stopped");
             Ok(())
         }
@@ -179,13 +183,13 @@ fn port_in_use(e: wscluster::Error, setting: impl Fn(&str) -> &'static str) -> a
 
 /// On SIGHUP, reloads the TLS listener's certificate and key (the outcome is logged); open
 /// connections are untouched. Without a TLS listener SIGHUP is ignored.
-fn reload_on_sighup(server: &Arc<wscluster::ServerHandle>) -> std::io::Result<()> {
+fn reload_on_sighup(server: &Arc<wscluster::ServerHandle>, tasks: &Tasks) -> std::io::Result<()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
         let mut hup = signal(SignalKind::hangup())?;
         let server = Arc::downgrade(server);
-        tokio::spawn(async move {
+        tasks.spawn(async move {
             while hup.recv().await.is_some() {
                 let Some(server) = server.upgrade() else {
                     return;
@@ -198,13 +202,18 @@ fn reload_on_sighup(server: &Arc<wscluster::ServerHandle>) -> std::io::Result<()
         });
     }
     #[cfg(not(unix))]
-    let _ = server;
+    let _ = (server, tasks);
     Ok(())
 }
 
 /// The operations surface: Prometheus recorder (the binary owns the process-wide one), health,
 /// readiness, admin API and status page (docs/operations.md).
-fn operations(config: &Config, sgc: &SgcProtocol, presence: &PresenceProtocol) -> Arc<Ops> {
+fn operations(
+    config: &Config,
+    sgc: &SgcProtocol,
+    presence: &PresenceProtocol,
+    tasks: &Tasks,
+) -> Arc<Ops> {
     let mut o = Ops::new(config.http.clone(), config.admin.clone())
         .sgc(sgc.clone())
         .presence(presence.clone())
@@ -214,7 +223,7 @@ fn operations(config: &Config, sgc: &SgcProtocol, presence: &PresenceProtocol) -
             // Handles made before the recorder is installed record nothing: this runs before
             // the server and the cluster exist.
             wscluster::metrics::describe();
-            ops::spawn_upkeep(handle.clone());
+            ops::spawn_upkeep(handle.clone(), tasks);
             o = o.metrics(handle);
         }
         Err(e) => tracing::warn!(error = %e, "metrics recorder not installed"),

@@ -10,6 +10,7 @@ use parking_lot::{Mutex, RwLock};
 use super::engine::Engine;
 use super::envelope::Kind;
 use crate::relay::InterestReady;
+use crate::tasks::Tasks;
 
 /// How the backplane wants a protocol's per-channel traffic addressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +31,9 @@ pub struct Outlet {
     /// The channels with local subscribers, when the engine routes by channel (kept across
     /// stops and starts: a started engine subscribes to all of them).
     pub(super) channels: Arc<Mutex<HashSet<Arc<str>>>>,
+    /// The cluster's own background tasks of the current run (a new set for each run; the
+    /// cluster's stop stops them).
+    pub(super) tasks: Mutex<Tasks>,
 }
 
 impl std::fmt::Debug for Outlet {
@@ -54,7 +58,20 @@ impl Outlet {
             engine: RwLock::new(None),
             routing,
             channels: Arc::default(),
+            tasks: Mutex::default(),
         }
+    }
+
+    /// Runs `task` among the cluster's tasks of the current run (stopped with the cluster).
+    /// False, and `task` dropped, while the cluster is stopped or outside a Tokio runtime.
+    pub(crate) fn spawn<F>(&self, task: F) -> bool
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        if self.engine.read().is_none() {
+            return false;
+        }
+        self.tasks.lock().try_spawn(task)
     }
 
     /// How per-channel traffic should be addressed.

@@ -19,6 +19,7 @@ mod engines;
 pub mod envelope;
 #[doc(hidden)]
 pub mod fuzzing;
+mod gate_timer;
 pub mod interest;
 pub mod membership;
 pub mod mesh;
@@ -93,8 +94,6 @@ struct Inner {
     incarnation: std::sync::atomic::AtomicU64,
     /// Questions to other nodes in flight, and this node's responder.
     queries: query::Queries,
-    /// The cluster's own background tasks of the current run.
-    tasks: Mutex<crate::tasks::Tasks>,
 }
 
 /// The cluster component. Cheap to clone.
@@ -128,7 +127,6 @@ impl Cluster {
                 quiet_stop: std::sync::atomic::AtomicBool::new(false),
                 incarnation: std::sync::atomic::AtomicU64::new(0),
                 queries: query::Queries::default(),
-                tasks: Mutex::default(),
             }),
         }
     }
@@ -203,6 +201,7 @@ impl Cluster {
             .incarnation
             .store(incarnation, std::sync::atomic::Ordering::SeqCst);
         self.inner
+            .outlet
             .tasks
             .lock()
             .spawn(ask_again_for_missing_snapshots(
@@ -236,14 +235,14 @@ impl Cluster {
             b.stop().await;
         }
         // The cluster's own tasks of this run end with it (a new set for the next start).
-        let tasks = std::mem::take(&mut *self.inner.tasks.lock());
+        let tasks = std::mem::take(&mut *self.inner.outlet.tasks.lock());
         tasks.stop(std::time::Duration::ZERO).await;
     }
 
     /// How many background tasks of the cluster itself are running (none once `stop` returned;
     /// the engine's own are counted by [`Engine::task_count`]).
     pub fn task_count(&self) -> usize {
-        self.inner.tasks.lock().len()
+        self.inner.outlet.tasks.lock().len()
     }
 
     /// Mesh: listening and every configured peer linked or its first dial settled. Redis:

@@ -209,28 +209,25 @@ mod tests {
 
     #[tokio::test]
     async fn replies_are_gathered_and_the_silent_are_missing() {
-        let q = Arc::new(Queries::default());
-        let asker = {
-            let q = q.clone();
-            tokio::spawn(async move {
-                q.ask(
-                    &Outlet::default(),
-                    vec![Arc::from("c"), Arc::from("b")],
-                    b"?",
-                    Duration::from_millis(300),
-                )
-                .await
-            })
+        let q = Queries::default();
+        let outlet = Outlet::default();
+        let asker = q.ask(
+            &outlet,
+            vec![Arc::from("c"), Arc::from("b")],
+            b"?",
+            Duration::from_millis(300),
+        );
+        let answers = async {
+            // The question's id is 0 (the first one).
+            while q.pending.lock().is_empty() {
+                tokio::task::yield_now().await;
+            }
+            q.on_reply(&env("b", Kind::QueryReply, with_id(0, b"from b")));
+            // A duplicate and a stranger change nothing.
+            q.on_reply(&env("b", Kind::QueryReply, with_id(0, b"again")));
+            q.on_reply(&env("z", Kind::QueryReply, with_id(0, b"who?")));
         };
-        // The question's id is 0 (the first one).
-        while q.pending.lock().is_empty() {
-            tokio::task::yield_now().await;
-        }
-        q.on_reply(&env("b", Kind::QueryReply, with_id(0, b"from b")));
-        // A duplicate and a stranger change nothing.
-        q.on_reply(&env("b", Kind::QueryReply, with_id(0, b"again")));
-        q.on_reply(&env("z", Kind::QueryReply, with_id(0, b"who?")));
-        let out = asker.await.unwrap_or_default();
+        let (out, ()) = tokio::join!(asker, answers);
         assert_eq!(
             out.replies,
             vec![(Arc::from("b"), Bytes::from_static(b"from b"))]
@@ -241,28 +238,28 @@ mod tests {
 
     #[tokio::test]
     async fn the_last_answer_ends_the_wait_before_the_deadline() {
-        let q = Arc::new(Queries::default());
-        let asker = {
-            let q = q.clone();
-            tokio::spawn(async move {
-                let start = std::time::Instant::now();
-                let out = q
-                    .ask(
-                        &Outlet::default(),
-                        vec![Arc::from("b"), Arc::from("c")],
-                        b"?",
-                        Duration::from_secs(30),
-                    )
-                    .await;
-                (out, start.elapsed())
-            })
+        let q = Queries::default();
+        let outlet = Outlet::default();
+        let asker = async {
+            let start = std::time::Instant::now();
+            let out = q
+                .ask(
+                    &outlet,
+                    vec![Arc::from("b"), Arc::from("c")],
+                    b"?",
+                    Duration::from_secs(30),
+                )
+                .await;
+            (out, start.elapsed())
         };
-        while q.pending.lock().is_empty() {
-            tokio::task::yield_now().await;
-        }
-        q.on_reply(&env("b", Kind::QueryReply, with_id(0, b"1")));
-        q.peer_gone("c");
-        let (out, took) = asker.await.unwrap_or_default();
+        let answers = async {
+            while q.pending.lock().is_empty() {
+                tokio::task::yield_now().await;
+            }
+            q.on_reply(&env("b", Kind::QueryReply, with_id(0, b"1")));
+            q.peer_gone("c");
+        };
+        let ((out, took), ()) = tokio::join!(asker, answers);
         assert!(took < Duration::from_secs(5), "{took:?}");
         assert_eq!(out.missing, vec![Arc::<str>::from("c")]);
         assert_eq!(out.replies.len(), 1);

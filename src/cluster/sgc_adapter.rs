@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::adapter::Adapter;
 use super::envelope::{Envelope, Kind, Origin};
+use super::gate_timer::{self, GateOwner, GateTimer};
 use super::interest::{InterestMsg, InterestTable};
 use super::{ChannelRouting, Outlet};
 use crate::metrics::{self, Protocol::Sgc};
@@ -55,6 +56,8 @@ struct Routing {
     me: Weak<Routing>,
     mode: Mode,
     state: Mutex<RoutingState>,
+    /// The deadlines of the gates opened (one task serves them).
+    timer: GateTimer,
 }
 
 #[derive(Default)]
@@ -82,6 +85,7 @@ impl SgcAdapter {
                 me: me.clone(),
                 mode,
                 state: Mutex::new(RoutingState::default()),
+                timer: GateTimer::default(),
             }),
             lag: metrics::LagHistogram::default(),
         })
@@ -184,29 +188,40 @@ impl Routing {
                 .is_some_and(|o| o.channel_routing() == ChannelRouting::PerPeer)
     }
 
+    /// Bounds the wait of gate `token` (acknowledgments open it earlier): one timer task per
+    /// adapter, run through the cluster's tasks; when it cannot run (cluster stopped, no
+    /// runtime) the gates queued so far expire at once.
     fn expire_later(&self, token: u64) {
-        // The gate is opened by acknowledgments; this only bounds the wait.
-        let Ok(rt) = tokio::runtime::Handle::try_current() else {
-            if let Some(ready) = self.state.lock().table.expire(token) {
-                ready();
-            }
+        if !self.timer.schedule(token, GATE_TIMEOUT) {
             return;
-        };
-        let me = self.me.clone();
-        rt.spawn(async move {
-            tokio::time::sleep(GATE_TIMEOUT).await;
-            let Some(me) = me.upgrade() else {
-                return;
-            };
-            let ready = me.state.lock().table.expire(token);
-            if let Some(ready) = ready {
-                tracing::warn!(
-                    token,
-                    "peers did not acknowledge a new channel interest in time"
-                );
-                ready();
+        }
+        let outlet = self.state.lock().outlet.clone();
+        let started = outlet.is_some_and(|o| o.spawn(gate_timer::run(self.me.clone())));
+        if !started {
+            for token in self.timer.not_started() {
+                let ready = self.state.lock().table.expire(token);
+                if let Some(ready) = ready {
+                    ready();
+                }
             }
-        });
+        }
+    }
+}
+
+impl GateOwner for Routing {
+    fn gate_timer(&self) -> &GateTimer {
+        &self.timer
+    }
+
+    fn expire_gate(&self, token: u64) {
+        let ready = self.state.lock().table.expire(token);
+        if let Some(ready) = ready {
+            tracing::warn!(
+                token,
+                "peers did not acknowledge a new channel interest in time"
+            );
+            ready();
+        }
     }
 }
 

@@ -13,13 +13,10 @@ use crate::cluster::PeerStatus;
 use crate::cluster::mesh::MeshStats;
 use crate::hub::roster::Origin;
 use crate::protocol::sgc::{QueueLevel, SgcProtocol, Targets};
-use crate::transport::HttpResponse;
+use crate::transport::{Close, HttpResponse};
 
 /// Most connections `GET /admin/connections` lists unless `?limit=` says otherwise.
 const DEFAULT_CONNECTION_LIMIT: usize = 1000;
-
-/// The close code of an operator's disconnect unless the request gives one.
-const DEFAULT_CLOSE_CODE: u16 = 1000;
 
 /// `POST /admin/publish`.
 #[derive(Deserialize)]
@@ -308,13 +305,11 @@ pub(super) async fn disconnect(ops: &Ops, id: &str, body: &[u8]) -> HttpResponse
             Err(e) => return e,
         }
     };
-    let code = b.code.unwrap_or(DEFAULT_CLOSE_CODE);
-    if !(code == 1000 || (3000..=4999).contains(&code)) {
+    let code = b.code.unwrap_or(Close::BY_OPERATOR.code);
+    if !Close::operator_code_allowed(code) {
         return error(400, "code must be 1000 or 3000..=4999");
     }
-    let reason = b
-        .reason
-        .unwrap_or_else(|| "disconnected by an operator".into());
+    let reason = b.reason.unwrap_or_else(|| Close::BY_OPERATOR.reason.into());
     if reason.len() > 123 {
         return error(400, "reason must be at most 123 bytes");
     }

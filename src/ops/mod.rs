@@ -42,6 +42,7 @@ pub use prometheus::{
 use crate::cluster::{Cluster, EngineKind};
 use crate::protocol::presence::PresenceProtocol;
 use crate::protocol::sgc::SgcProtocol;
+use crate::transport::Close;
 use crate::transport::{
     HttpFuture, HttpHandler, HttpRequest, HttpResponse, KeepAlive, ServerHandle,
 };
@@ -293,7 +294,7 @@ impl Ops {
             .and_then(|s| s.connections().into_iter().find(|c| c.key() == key));
         match conn {
             Some(c) => {
-                c.close(code, reason);
+                c.close_with(Close::operator(code, reason));
                 true
             }
             None => false,
@@ -304,7 +305,7 @@ impl Ops {
     fn close_local(&self, id: &str, code: u16, reason: &str) -> bool {
         match self.server().and_then(|s| s.connection(id)) {
             Some(c) => {
-                c.close(code, reason);
+                c.close_with(Close::operator(code, reason));
                 true
             }
             None => false,

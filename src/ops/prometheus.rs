@@ -78,17 +78,17 @@ fn describe() {
     );
 }
 
-/// Drains histogram samples every 5 seconds (without it they pile up between scrapes).
-/// Needs a tokio runtime; the task lives as long as the runtime.
-pub fn spawn_upkeep(handle: PrometheusHandle) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
+/// Drains histogram samples every 5 seconds (without it they pile up between scrapes), as one of
+/// `owner`'s tasks (it runs until the owner stops it; outside a Tokio runtime it does not run).
+pub fn spawn_upkeep(handle: PrometheusHandle, owner: &crate::tasks::Tasks) {
+    owner.spawn(async move {
         let mut every = tokio::time::interval(UPKEEP_INTERVAL);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             every.tick().await;
             handle.run_upkeep();
         }
-    })
+    });
 }
 
 /// Values read from the node's state when `/metrics` is scraped.

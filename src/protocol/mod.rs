@@ -38,7 +38,23 @@ pub trait Protocol: Send + Sync + 'static {
     /// The connection is gone (closed by either side, or failed). Called exactly once per
     /// connection for which `on_connect` was called.
     fn on_disconnect(&self, conn: &Connection);
+
+    /// Stops the protocol's own background tasks (resend sweepers) and waits for them; the
+    /// server's shutdown calls it once its connections are gone. A protocol served again starts
+    /// them again when needed. Default: nothing to stop.
+    fn stop(&self) -> StopFuture<'_> {
+        Box::pin(std::future::ready(()))
+    }
+
+    /// How many of the protocol's own background tasks are running (none after
+    /// [`Protocol::stop`]). Default: none.
+    fn task_count(&self) -> usize {
+        0
+    }
 }
+
+/// What [`Protocol::stop`] returns.
+pub type StopFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>>;
 
 /// The protocols a server offers, looked up by subprotocol token during the handshake.
 #[derive(Clone, Default)]
@@ -91,6 +107,11 @@ impl ProtocolRegistry {
     /// Sets the protocol for connections that offered no subprotocol (e.g. an echo endpoint).
     pub fn set_fallback(&mut self, protocol: Arc<dyn Protocol>) {
         self.fallback = Some(protocol);
+    }
+
+    /// Every registered protocol, the fallback included.
+    pub fn all(&self) -> impl Iterator<Item = &Arc<dyn Protocol>> {
+        self.protocols.iter().chain(self.fallback.as_ref())
     }
 
     /// The registered protocol with this token.

@@ -8,9 +8,9 @@ use std::sync::Arc;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use super::admission::{AdmissionSlot, Refused};
-use super::server::{Phase, Shared, handle_socket, reply};
-use crate::metrics::{self, Refusal};
+use super::admit::admit_socket;
+use super::refusal::Refusal;
+use super::server::{Phase, Shared, handle_socket};
 use crate::tls::CertReloader;
 
 /// Polls the certificate files every `every` while the server serves; a change reloads them.
@@ -49,9 +49,13 @@ pub(super) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, tls:
                 }
                 let _ = stream.set_nodelay(true);
                 if tls {
-                    tokio::spawn(handle_tls(stream, peer, shared.clone()));
+                    shared
+                        .sockets
+                        .spawn(handle_tls(stream, peer, shared.clone()));
                 } else {
-                    tokio::spawn(handle_plain(stream, peer, shared.clone()));
+                    shared
+                        .sockets
+                        .spawn(handle_plain(stream, peer, shared.clone()));
                 }
             }
             Err(e) => {
@@ -66,23 +70,10 @@ pub(super) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, tls:
     }
 }
 
-/// Logs and counts a refused upgrade: once per connection, at info, with its reason.
-pub(super) fn log_refusal(peer: SocketAddr, reason: Refusal, detail: &str) {
-    metrics::refused(reason);
-    let detail = crate::log_text::Printable(detail);
-    if reason == Refusal::BadRequest {
-        // The detail quotes what the client sent (pre-authentication input): debug only.
-        tracing::debug!(%peer, reason = reason.label(), %detail, "WebSocket connection refused");
-    } else {
-        // The detail is the server's own text (a reason label, a fixed sentence).
-        tracing::info!(%peer, reason = reason.label(), %detail, "WebSocket connection refused");
-    }
-}
-
 /// A plain connection: its admission slot (held from accept to close, handshake included, so
 /// stalled handshakes count too), then the upgrade or the HTTP request.
 async fn handle_plain(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
-    let slot = match AdmissionSlot::take(&shared.admission, peer.ip()) {
+    let slot = match admit_socket(&shared.admission, peer) {
         Ok(slot) => slot,
         // Boxed: the refusal's future (with its 4 KiB read buffer) would otherwise be part of
         // every connection task's future for the connection's whole life (+2.4 KiB per idle
@@ -96,12 +87,12 @@ async fn handle_plain(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) 
 /// client), runs the TLS handshake within the handshake timeout, then serves the connection as a
 /// plain one. Existing connections keep the certificate they were accepted with.
 async fn handle_tls(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
-    let slot = match AdmissionSlot::take(&shared.admission, peer.ip()) {
+    let slot = match admit_socket(&shared.admission, peer) {
         Ok(slot) => slot,
-        Err(refused) => {
+        Err(refusal) => {
             // Counted and logged like a plain refusal, then closed: a plain answer means
             // nothing to a client expecting a TLS handshake.
-            note_limit_refusal(peer, &refused, "TLS ");
+            refusal.without_answer().log(peer);
             return;
         }
     };
@@ -116,53 +107,23 @@ async fn handle_tls(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
     {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
-            log_refusal(peer, Refusal::BadRequest, &format!("TLS handshake: {e}"));
+            Refusal::tls_handshake(&e).log(peer);
             return;
         }
         Err(_) => {
-            log_refusal(
-                peer,
-                Refusal::Timeout,
-                "no TLS handshake within the handshake timeout",
-            );
+            Refusal::TLS_TIMEOUT.log(peer);
             return;
         }
     };
     handle_socket(stream, peer, shared, slot).await;
 }
 
-/// Counts a connection refused by an admission limit, and logs it at info the first time (until
-/// the limit is fine again), at debug after that. `kind` is "" or "TLS ".
-fn note_limit_refusal(peer: SocketAddr, refused: &Refused, kind: &str) {
-    use super::admission::Denied;
-    use crate::metrics::Limit;
-    let limit = match refused.why {
-        Denied::NodeFull => Limit::Connections,
-        Denied::IpFull => Limit::ConnectionsPerIp,
-        Denied::IpRate(_) => Limit::ConnectionRate,
-        Denied::TableFull => Limit::IpTable,
-    };
-    metrics::limit_refused(limit);
-    if refused.first {
-        tracing::info!(
-            %peer,
-            limit = limit.label(),
-            "{kind}connection refused by a limit (logged once until the limit is fine again)"
-        );
-    } else {
-        tracing::debug!(%peer, limit = limit.label(), "{kind}connection refused by a limit");
-    }
-}
-
 /// Answers a connection the `[limits]` refused at accept (503 or 429 with `Retry-After`), without
 /// reading its request: the answer is written at once, then what the client sends is read and
 /// dropped for a short while (bounded in time and bytes) so the close does not reset the
 /// connection before the client reads the answer.
-async fn refuse_at_accept(mut stream: TcpStream, peer: SocketAddr, refused: Refused) {
-    note_limit_refusal(peer, &refused, "");
-    let (status, phrase) = refused.why.status();
-    let extra = format!("Retry-After: {}\r\n", refused.why.retry_after());
-    let _ = reply(&mut stream, status, phrase, &extra).await;
+async fn refuse_at_accept(mut stream: TcpStream, peer: SocketAddr, refusal: Refusal) {
+    refusal.send(&mut stream, peer).await;
     let _ = tokio::time::timeout(std::time::Duration::from_millis(500), async {
         let mut sink = [0u8; 4096];
         let mut left: usize = 64 * 1024;

@@ -9,13 +9,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 
+use super::close::Close;
 use super::limits::ConnectionLimits;
 use super::outbox::{CloseReason, Outbox, Outgoing, SendError};
 use crate::metrics::{self, Limit};
 
 /// The close reason of a connection that publishes faster than
 /// `limits.publishes_per_second_per_connection` (code 1008).
-pub const PUBLISH_RATE_EXCEEDED: &str = "publish rate exceeded";
+pub const PUBLISH_RATE_EXCEEDED: &str = Close::PUBLISH_RATE.reason;
 
 /// What the handshake learned about a connection; fixed for the connection's life.
 #[derive(Debug, Clone)]
@@ -110,7 +111,7 @@ impl Connection {
         }
         if self.is_open() {
             self.limit_refused(Limit::PublishRate, "publish rate exceeded: closing");
-            self.close(1008, PUBLISH_RATE_EXCEEDED);
+            self.close_with(Close::PUBLISH_RATE);
         }
         false
     }
@@ -189,9 +190,10 @@ impl Connection {
         self.shared.outbox.push(Outgoing::Binary(data))
     }
 
-    /// Closes the connection with `code` and `reason` after the frames already queued.
-    pub fn close(&self, code: u16, reason: &str) {
-        self.shared.outbox.close(CloseReason::new(code, reason));
+    /// Closes the connection after the frames already queued, with one of the node's named
+    /// closes ([`Close`]) or an application's own [`CloseReason`].
+    pub fn close_with(&self, close: impl Into<CloseReason>) {
+        self.shared.outbox.close(close.into());
     }
 
     /// Whether the connection is still open (no close asked for or seen).

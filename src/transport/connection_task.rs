@@ -22,8 +22,9 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_websockets::{CloseCode, Message, WebSocketStream};
 
+use super::close::Close;
 use super::connection::Connection;
-use super::outbox::{CLOSE_HEARTBEAT_TIMEOUT, CloseReason, Outgoing};
+use super::outbox::{CloseReason, Outgoing};
 use super::server::Phase;
 use crate::metrics::{self, ConnectionCounters};
 use crate::protocol::Protocol;
@@ -78,8 +79,7 @@ pub(crate) async fn run<S>(
         end = serve(&mut ws, &conn, protocol.as_deref(), heartbeat, &counters) => Some(end),
         () = forced(&mut phase) => None,
     };
-    conn.outbox()
-        .close(CloseReason::new(1000, "connection closed"));
+    conn.outbox().close(Close::NORMAL.into());
     if let Some(end) = end {
         let draining = *phase.borrow() != Phase::Serving;
         // Boxed: the closing handshake's state is the largest of the connection's future and is
@@ -120,7 +120,7 @@ fn guarded(conn: &Connection, what: &'static str, f: impl FnOnce()) {
             panic = why,
             "protocol callback panicked"
         );
-        conn.close(1011, "internal error");
+        conn.close_with(Close::INTERNAL_ERROR);
     }
 }
 
@@ -211,7 +211,7 @@ where
                     } else if now >= deadline {
                         tracing::debug!(conn = conn.id(), "heartbeat timeout");
                         ::metrics::counter!(metrics::WS_HEARTBEAT_TIMEOUTS).increment(1);
-                        conn.outbox().close(CloseReason::new(CLOSE_HEARTBEAT_TIMEOUT, "heartbeat timeout"));
+                        conn.outbox().close(Close::HEARTBEAT_TIMEOUT.into());
                         continue;
                     }
                 }

@@ -339,15 +339,17 @@ mod tests {
         let (req, buf) =
             head("POST / HTTP/1.1\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n");
         let (mut client, mut server) = tokio::io::duplex(64);
-        let reader = tokio::spawn(async move {
+        let reader = async move {
             let r = read_request(&mut server, buf, req, peer(), 100).await;
             r.map(|r| r.body).ok()
-        });
-        let mut got = [0u8; 25];
-        client.read_exact(&mut got).await.unwrap_or_default();
-        assert_eq!(&got, b"HTTP/1.1 100 Continue\r\n\r\n");
-        client.write_all(b"abc").await.unwrap_or_default();
-        let body = reader.await.ok().flatten();
+        };
+        let writer = async move {
+            let mut got = [0u8; 25];
+            client.read_exact(&mut got).await.unwrap_or_default();
+            assert_eq!(&got, b"HTTP/1.1 100 Continue\r\n\r\n");
+            client.write_all(b"abc").await.unwrap_or_default();
+        };
+        let (body, ()) = tokio::join!(reader, writer);
         assert_eq!(body.as_deref(), Some(&b"abc"[..]));
     }
 

@@ -8,15 +8,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use parking_lot::Mutex;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 use super::handshake;
 use super::http::{self, HttpHandler, HttpResponse};
 use crate::error::{Error, Result};
+use crate::tasks::Tasks;
 
 /// How long a client has to send its request head and body.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -24,11 +23,18 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest request head accepted.
 const MAX_HEAD: usize = 16 * 1024;
 
+/// How long requests in progress may take to finish once the listener shuts down, before they
+/// are cancelled.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
+
 /// A running plain-HTTP listener.
 pub struct HttpServer {
     local_addr: SocketAddr,
     stop: watch::Sender<bool>,
-    accept: Mutex<Option<JoinHandle<()>>>,
+    /// The accept loop.
+    accept: Tasks,
+    /// One task per accepted socket.
+    requests: Tasks,
 }
 
 impl std::fmt::Debug for HttpServer {
@@ -50,12 +56,15 @@ impl HttpServer {
             })?;
         let local_addr = listener.local_addr()?;
         let (stop, stop_rx) = watch::channel(false);
-        let accept = tokio::spawn(accept_loop(listener, handler, stop_rx));
+        let accept = Tasks::new();
+        let requests = Tasks::new();
+        accept.spawn(accept_loop(listener, handler, stop_rx, requests.clone()));
         tracing::info!(%local_addr, "HTTP admin listener");
         Ok(Self {
             local_addr,
             stop,
-            accept: Mutex::new(Some(accept)),
+            accept,
+            requests,
         })
     }
 
@@ -64,13 +73,18 @@ impl HttpServer {
         self.local_addr
     }
 
-    /// Stops accepting (requests in progress finish on their own).
+    /// Stops accepting; requests in progress get a short grace to finish (kept-alive ones end
+    /// after their current request), then are cancelled. No task is left when it returns.
     pub async fn shutdown(&self) {
         let _ = self.stop.send(true);
-        let accept = self.accept.lock().take();
-        if let Some(a) = accept {
-            let _ = a.await;
-        }
+        self.accept.stop(SHUTDOWN_GRACE).await;
+        self.requests.stop(SHUTDOWN_GRACE).await;
+    }
+
+    /// How many of the listener's tasks are running (the accept loop, one per request being
+    /// served); none once [`HttpServer::shutdown`] returned.
+    pub fn task_count(&self) -> usize {
+        self.accept.len() + self.requests.len()
     }
 }
 
@@ -78,6 +92,7 @@ async fn accept_loop(
     listener: TcpListener,
     handler: Arc<dyn HttpHandler>,
     mut stop: watch::Receiver<bool>,
+    requests: Tasks,
 ) {
     loop {
         let accepted = tokio::select! {
@@ -86,7 +101,7 @@ async fn accept_loop(
         };
         match accepted {
             Ok((stream, peer)) => {
-                tokio::spawn(serve(stream, peer, handler.clone(), stop.clone()));
+                requests.spawn(serve(stream, peer, handler.clone(), stop.clone()));
             }
             Err(e) => {
                 tracing::warn!(error = %e, "admin accept failed");

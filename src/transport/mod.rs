@@ -4,8 +4,10 @@
 
 mod accept;
 pub mod admission;
+mod admit;
 pub mod auth;
 pub mod bearer;
+mod close;
 mod connection;
 mod connection_task;
 pub mod handshake;
@@ -16,10 +18,12 @@ mod keep_alive;
 pub mod limits;
 pub mod origin;
 mod outbox;
+mod refusal;
 mod server;
 pub mod token_bucket;
 mod upgrade;
 
+pub use close::Close;
 pub use connection::{Connection, ConnectionInfo, PUBLISH_RATE_EXCEEDED, new_guid};
 pub use http::{HttpFuture, HttpHandler, HttpRequest, HttpResponse};
 pub use http_server::HttpServer;

@@ -2,7 +2,7 @@
 //!
 //! Producers (fan-out on any thread) push already-encoded frames; the connection's writer task drains
 //! the whole queue at once and writes it with one flush. When the queued bytes would pass the cap the
-//! connection is marked for closing with [`CloseReason::slow_consumer`] and further pushes are refused:
+//! connection is marked for closing with [`Close::slow_consumer`] and further pushes are refused:
 //! a client that cannot keep up never makes the node buffer without bound, and never slows the
 //! producer (a push is a short lock, never an await).
 
@@ -13,10 +13,13 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
-/// WebSocket close code used when a client cannot keep up with its outbound traffic.
-pub const CLOSE_SLOW_CONSUMER: u16 = 1008;
-/// WebSocket close code used when a client stops answering pings.
-pub const CLOSE_HEARTBEAT_TIMEOUT: u16 = 1001;
+use super::close::Close;
+
+/// WebSocket close code used when a client cannot keep up with its outbound traffic
+/// ([`Close::SLOW_CONSUMER`]).
+pub const CLOSE_SLOW_CONSUMER: u16 = Close::SLOW_CONSUMER.code;
+/// WebSocket close code used when a client stops answering pings ([`Close::HEARTBEAT_TIMEOUT`]).
+pub const CLOSE_HEARTBEAT_TIMEOUT: u16 = Close::HEARTBEAT_TIMEOUT.code;
 
 /// One frame waiting to be written.
 #[derive(Debug, Clone)]
@@ -45,7 +48,7 @@ pub struct CloseReason {
 }
 
 impl CloseReason {
-    /// A close with the given code and reason.
+    /// A close with the given code and reason (the node's own are named by [`Close`]).
     pub fn new(code: u16, reason: impl Into<String>) -> Self {
         let mut reason = reason.into();
         if reason.len() > 123 {
@@ -60,10 +63,7 @@ impl CloseReason {
 
     /// The close sent to a client whose outbound queue passed its byte cap.
     pub fn slow_consumer(cap: usize) -> Self {
-        Self::new(
-            CLOSE_SLOW_CONSUMER,
-            format!("slow consumer: more than {cap} bytes queued"),
-        )
+        Close::slow_consumer(cap)
     }
 }
 

@@ -9,30 +9,35 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::admission::Admission;
 use super::auth::{AuthConfig, AuthHook, Authenticator};
 use super::bearer::{BearerAttempt, BearerHook, Identity};
+use super::close::Close;
 use super::connection::Connection;
 use super::http::HttpHandler;
 use super::in_flight::UpgradesInFlight;
 use super::limits::LimitsConfig;
 use super::origin::OriginPolicy;
-pub(super) use super::upgrade::{handle_socket, reply};
+pub(super) use super::upgrade::handle_socket;
 use crate::config::ServerConfig;
 use crate::error::{Error, Result};
 use crate::metrics;
 use crate::protocol::{Protocol, ProtocolRegistry};
+use crate::tasks::Tasks;
 use crate::tls::{CertReloader, TlsError};
 
 /// The close reason a client reads when the server shuts down (code 1001, "going away").
-pub const SHUTDOWN_REASON: &str = "server shutting down";
+pub const SHUTDOWN_REASON: &str = Close::SHUTDOWN.reason;
 
 /// How long connections forced closed at the shutdown deadline may take to run their protocol's
 /// `on_disconnect` before [`ServerHandle::shutdown`] returns anyway.
 const FORCED_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// How long the accept loops may take to return once the server stops serving (they return at
+/// their next poll; this only bounds a stuck one before it is cancelled).
+const LISTENERS_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Where a server is in its life; every connection task watches it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -177,21 +182,18 @@ impl Server {
             gone: Notify::new(),
             upgrading: UpgradesInFlight::default(),
             tls: tls.as_ref().map(|(_, r)| r.clone()),
+            sockets: Tasks::new(),
         });
-        let accept = tokio::spawn(super::accept::accept_loop(listener, shared.clone(), false));
+        let listeners = Tasks::new();
+        listeners.spawn(super::accept::accept_loop(listener, shared.clone(), false));
         tracing::info!(%local_addr, "WebSocket server listening");
         let mut tls_local_addr = None;
-        let mut tls_accept = None;
         if let Some((l, reloader)) = tls {
             let addr = l.local_addr()?;
             tls_local_addr = Some(addr);
-            tls_accept = Some(tokio::spawn(super::accept::accept_loop(
-                l,
-                shared.clone(),
-                true,
-            )));
+            listeners.spawn(super::accept::accept_loop(l, shared.clone(), true));
             if let Some(every) = shared.config.tls.reload_interval() {
-                tokio::spawn(super::accept::poll_certificate(
+                listeners.spawn(super::accept::poll_certificate(
                     reloader,
                     every,
                     shared.phase.subscribe(),
@@ -203,8 +205,7 @@ impl Server {
             local_addr,
             tls_local_addr,
             shared,
-            accept: Mutex::new(Some(accept)),
-            tls_accept: Mutex::new(tls_accept),
+            listeners,
         })
     }
 }
@@ -232,6 +233,9 @@ pub(super) struct Shared {
     pub(super) origins: OriginPolicy,
     /// The TLS listener's certificate, when there is one.
     pub(super) tls: Option<Arc<CertReloader>>,
+    /// One task per accepted socket (handshake, HTTP request or connection), from accept to
+    /// close; stopped at the end of the handle's shutdown.
+    pub(super) sockets: Tasks,
 }
 
 impl Shared {
@@ -245,8 +249,9 @@ pub struct ServerHandle {
     local_addr: SocketAddr,
     tls_local_addr: Option<SocketAddr>,
     shared: Arc<Shared>,
-    accept: Mutex<Option<JoinHandle<()>>>,
-    tls_accept: Mutex<Option<JoinHandle<()>>>,
+    /// The accept loops (plain, TLS) and the certificate polling: they end when the server stops
+    /// serving.
+    listeners: Tasks,
 }
 
 impl std::fmt::Debug for ServerHandle {
@@ -307,14 +312,14 @@ impl ServerHandle {
             }
             serving
         });
-        let accept = self.accept.lock().take();
-        if let Some(a) = accept {
-            let _ = a.await;
-        }
-        let tls_accept = self.tls_accept.lock().take();
-        if let Some(a) = tls_accept {
-            let _ = a.await;
-        }
+        // They watch the phase and return at once; the grace only bounds a stuck one.
+        self.listeners.stop(LISTENERS_GRACE).await;
+    }
+
+    /// How many of the server's tasks are running: accept loops, certificate polling and one per
+    /// accepted socket (none once [`ServerHandle::shutdown_by`] returned).
+    pub fn task_count(&self) -> usize {
+        self.listeners.len() + self.shared.sockets.len()
     }
 
     /// [`ServerHandle::shutdown_by`] with the deadline `server.shutdown_timeout_ms` from now.
@@ -326,12 +331,28 @@ impl ServerHandle {
     /// Stops accepting, closes every connection with 1001 "server shutting down" after what it
     /// already has queued, and waits until `deadline` for the connections to flush and finish
     /// their close handshake. Connections still open then are closed without waiting (their
-    /// protocol still hears `on_disconnect`). Returns how many were closed that way.
+    /// protocol still hears `on_disconnect`). Returns how many were closed that way. When it
+    /// returns, no task of the server is left, and the protocols' own tasks are stopped
+    /// ([`Protocol::stop`]).
     pub async fn shutdown_by(&self, deadline: Instant) -> usize {
+        let forced = self.close_connections_by(deadline).await;
+        // Every connection is gone (or was forced): what is left of the socket tasks (their last
+        // steps, plain HTTP requests) gets what remains until the deadline, then is cancelled
+        // and waited for.
+        let grace = deadline.saturating_duration_since(Instant::now());
+        self.shared.sockets.stop(grace).await;
+        for p in self.shared.registry.all() {
+            p.stop().await;
+        }
+        forced
+    }
+
+    /// The connection part of [`ServerHandle::shutdown_by`].
+    async fn close_connections_by(&self, deadline: Instant) -> usize {
         self.stop_accepting().await;
         let conns: Vec<Connection> = self.shared.connections.lock().values().cloned().collect();
         for c in &conns {
-            c.close(1001, SHUTDOWN_REASON);
+            c.close_with(Close::SHUTDOWN);
         }
         if self.wait_for_connections(deadline).await {
             return 0;

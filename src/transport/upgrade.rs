@@ -11,18 +11,17 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio_websockets::{Limits, ServerBuilder};
 
-use super::accept::log_refusal;
 use super::admission::AdmissionSlot;
-use super::auth::AuthOutcome;
-use super::bearer::Identity;
+use super::admit::{Admitted, Gate, admit};
+use super::close::Close;
 use super::connection::{Connection, ConnectionInfo, new_guid};
 use super::connection_task::{self, Heartbeat};
-use super::handshake::{self, Prefixed, Request, UpgradeProblem};
+use super::handshake::{self, Prefixed, Request};
 use super::limits::ConnectionLimits;
-use crate::metrics::{ConnectionCounters, Refusal};
-use crate::protocol::Negotiated;
+use super::refusal::Refusal;
+use crate::metrics::ConnectionCounters;
 
-use super::server::{Phase, SHUTDOWN_REASON, Shared};
+use super::server::{Phase, Shared};
 
 /// Serves one accepted socket (plain or TLS) until its connection ends.
 pub(super) async fn handle_socket<S>(
@@ -62,8 +61,7 @@ pub(super) async fn handle_socket<S>(
             req
         }
         Ok(Err(handshake::HeadError::TooLarge(_))) => {
-            log_refusal(peer, Refusal::HeadTooLarge, "request head too large");
-            let _ = reply(&mut stream, 431, "Request Header Fields Too Large", "").await;
+            Refusal::HEAD_TOO_LARGE.send(&mut stream, peer).await;
             return;
         }
         Ok(Err(e)) => {
@@ -71,17 +69,14 @@ pub(super) async fn handle_socket<S>(
                 // The client went away before asking for anything (a TCP probe, a port scan).
                 tracing::debug!(%peer, error = %Printable(&e.to_string()), "connection closed before a request");
             } else {
-                log_refusal(peer, Refusal::BadRequest, &e.to_string());
-                let _ = reply(&mut stream, 400, "Bad Request", "").await;
+                Refusal::bad_request(e.to_string())
+                    .send(&mut stream, peer)
+                    .await;
             }
             return;
         }
         Err(_) => {
-            log_refusal(
-                peer,
-                Refusal::Timeout,
-                "no request head within the handshake timeout",
-            );
+            Refusal::TIMEOUT.send(&mut stream, peer).await;
             return;
         }
     };
@@ -108,57 +103,25 @@ pub(super) async fn handle_socket<S>(
     }
     // Counted before the check: a shutdown either refuses this upgrade here or waits for it.
     let upgrading = shared.upgrading.start(&shared.gone);
-    if !shared.serving() {
-        log_refusal(peer, Refusal::ShuttingDown, SHUTDOWN_REASON);
-        let _ = reply(&mut stream, 503, "Service Unavailable", "").await;
-        return;
-    }
-    if !shared.origins.allows(req.header("origin")) {
-        log_refusal(peer, Refusal::Origin, "origin not allowed");
-        let _ = reply(&mut stream, 403, "Forbidden", "").await;
-        return;
-    }
-    let key = match handshake::check_upgrade(&req) {
-        Ok(k) => k.to_owned(),
-        Err(UpgradeProblem::UnsupportedVersion) => {
-            log_refusal(peer, Refusal::Version, "unsupported WebSocket version");
-            let _ = reply(
-                &mut stream,
-                426,
-                "Upgrade Required",
-                "Sec-WebSocket-Version: 13\r\n",
-            )
-            .await;
-            return;
-        }
-        Err(UpgradeProblem::BadRequest(why)) => {
-            log_refusal(peer, Refusal::BadRequest, why);
-            let _ = reply(&mut stream, 400, "Bad Request", "").await;
-            return;
-        }
-    };
-    let protocol = match shared
-        .registry
-        .negotiate(req.header_tokens("sec-websocket-protocol"))
-    {
-        Negotiated::Protocol(p) => Some(p),
-        Negotiated::NoneOffered(fallback) => fallback,
-        Negotiated::Unsupported => {
-            log_refusal(
-                peer,
-                Refusal::Subprotocol,
-                "no offered subprotocol is supported",
-            );
-            let _ = reply(&mut stream, 400, "Bad Request", "").await;
-            return;
-        }
-    };
-    let identity = match shared.authenticator.authenticate(&req, peer) {
-        AuthOutcome::User(id) => id,
-        AuthOutcome::Anonymous => Identity::default(),
-        AuthOutcome::Refused(why) => {
-            log_refusal(peer, Refusal::Auth, why.label());
-            let _ = reply(&mut stream, 404, "Not Found", "").await;
+    // The gate is a temporary of this statement: nothing of it stays in the connection's future.
+    let decision = admit(
+        &req,
+        peer,
+        &Gate {
+            serving: shared.serving(),
+            origins: &shared.origins,
+            registry: &shared.registry,
+            authenticator: &shared.authenticator,
+        },
+    );
+    let Admitted {
+        key,
+        protocol,
+        identity,
+    } = match decision {
+        Ok(admitted) => admitted,
+        Err(refusal) => {
+            refusal.send(&mut stream, peer).await;
             return;
         }
     };
@@ -205,7 +168,7 @@ pub(super) async fn handle_socket<S>(
     // A shutdown that took its snapshot of the connections before this one was added has already
     // set the phase: the connection closes itself.
     if !shared.serving() {
-        conn.close(1001, SHUTDOWN_REASON);
+        conn.close_with(Close::SHUTDOWN);
     }
     tracing::debug!(conn = conn.id(), %peer, protocol = token.unwrap_or(""), "connected");
     let counters = ConnectionCounters::opened(token);
@@ -259,32 +222,9 @@ async fn serve_http<S: AsyncWrite + Unpin>(
                     ))
                     .await;
             }
-            None => {
-                tracing::info!(%peer, "refused: session token request");
-                let _ = reply(stream, 404, "Not Found", "").await;
-            }
+            None => Refusal::SESSION_TOKEN.send(stream, peer).await,
         }
         return;
     }
-    let _ = reply(stream, 404, "Not Found", "").await;
-}
-
-pub(super) async fn reply<S: AsyncWrite + Unpin>(
-    stream: &mut S,
-    status: u16,
-    reason: &str,
-    extra: &str,
-) -> std::io::Result<()> {
-    let body = format!("{status} {reason}\n");
-    stream
-        .write_all(&handshake::http_response(
-            status,
-            reason,
-            "text/plain",
-            extra,
-            body.as_bytes(),
-        ))
-        .await?;
-    let _ = stream.shutdown().await;
-    Ok(())
+    Refusal::NOT_FOUND.send(stream, peer).await;
 }

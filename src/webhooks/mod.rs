@@ -169,6 +169,11 @@ impl Webhooks {
         self.inner.sender.stop(deadline).await;
     }
 
+    /// Whether the sender's task runs (0 or 1; none once [`Webhooks::shutdown`] returned).
+    pub fn task_count(&self) -> usize {
+        self.inner.sender.task_count()
+    }
+
     /// Events waiting to be delivered.
     pub fn queued(&self) -> usize {
         self.inner.sender.shared().queued()

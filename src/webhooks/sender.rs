@@ -10,12 +10,12 @@ use hmac::{Hmac, Mac};
 use parking_lot::Mutex;
 use sha2::Sha256;
 use tokio::sync::Notify;
-use tokio::task::JoinHandle;
 
 use super::client::Client;
 use super::queue::{Backoff, Left, Queue};
 use super::takeover::SetKey;
 use crate::metrics;
+use crate::tasks::Tasks;
 
 /// `sha256=<hex HMAC-SHA256(secret, body)>`, the `X-Wscluster-Signature` header's value.
 pub fn signature(secret: &[u8], body: &[u8]) -> String {
@@ -66,7 +66,8 @@ impl Shared {
 /// The sending task and its queue.
 pub(super) struct Sender {
     shared: Arc<Shared>,
-    task: Mutex<Option<JoinHandle<()>>>,
+    /// The sending task.
+    tasks: Tasks,
 }
 
 /// How the task posts.
@@ -90,11 +91,9 @@ impl Sender {
             wake: Notify::new(),
             stopping: AtomicBool::new(false),
         });
-        let task = tokio::spawn(run(shared.clone(), settings, sets_done));
-        Self {
-            shared,
-            task: Mutex::new(Some(task)),
-        }
+        let tasks = Tasks::new();
+        tasks.spawn(run(shared.clone(), settings, sets_done));
+        Self { shared, tasks }
     }
 
     /// The queue producers push to.
@@ -106,26 +105,25 @@ impl Sender {
     pub(super) async fn stop(&self, deadline: tokio::time::Instant) {
         self.shared.stopping.store(true, Ordering::SeqCst);
         self.shared.wake.notify_one();
-        let Some(mut task) = self.task.lock().take() else {
-            return;
-        };
-        if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
+        let grace = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if !self.tasks.stop(grace).await {
             let left = self.shared.queued();
             tracing::warn!(
                 events = left,
                 "webhooks not delivered before the shutdown deadline"
             );
-            task.abort();
-            let _ = task.await;
         }
+    }
+
+    /// Whether the sending task runs (0 or 1; none once `stop` returned).
+    pub(super) fn task_count(&self) -> usize {
+        self.tasks.len()
     }
 }
 
 impl Drop for Sender {
     fn drop(&mut self) {
-        if let Some(t) = self.task.lock().take() {
-            t.abort();
-        }
+        self.tasks.cancel();
     }
 }
 

@@ -11,12 +11,10 @@ use super::error::ApiError;
 use crate::hub::roster::Origin;
 use crate::protocol::json::Payload;
 use crate::protocol::sgc::{QueueLevel, SgcProtocol, Targets, frame};
+use crate::transport::Close;
 
 /// Longest idempotency key accepted, in bytes.
 pub(super) const MAX_IDEMPOTENCY_KEY: usize = 256;
-
-/// The close code of a disconnect unless the request gives one.
-const DEFAULT_CLOSE_CODE: u16 = 1000;
 
 /// `POST /api/publish`.
 #[derive(Deserialize)]
@@ -163,15 +161,15 @@ pub(super) async fn channels(ops: &Ops) -> Result<Value, ApiError> {
 /// Presence member's connection) on whichever node has it.
 pub(super) async fn disconnect(ops: &Ops, body: &[u8]) -> Result<Value, ApiError> {
     let b: DisconnectBody = super::error::parse(body)?;
-    let code = b.code.unwrap_or(DEFAULT_CLOSE_CODE);
-    if !(code == 1000 || (3000..=4999).contains(&code)) {
+    let code = b.code.unwrap_or(Close::BY_SERVER_API.code);
+    if !Close::operator_code_allowed(code) {
         return Err(ApiError::InvalidRequest(
             "code must be 1000 or 3000..=4999".into(),
         ));
     }
     let reason = b
         .reason
-        .unwrap_or_else(|| "disconnected by the server".into());
+        .unwrap_or_else(|| Close::BY_SERVER_API.reason.into());
     if reason.len() > 123 {
         return Err(ApiError::InvalidRequest(
             "reason must be at most 123 bytes".into(),

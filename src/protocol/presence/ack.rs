@@ -6,8 +6,9 @@
 //! and each receiver gets a copy with its own id appended (one memcpy, no re-encoding). When the
 //! mode is off (the default) none of this runs and fan-out shares one `Bytes`.
 //!
-//! One sweeper task per protocol, spawned lazily on the first tracked frame, holding only a
-//! `Weak`: it ends by itself once the protocol is dropped.
+//! One sweeper task per protocol, spawned lazily on the first tracked frame through the tracker's
+//! [`Tasks`] (stopped by the protocol's `stop`), holding only a `Weak`: it also ends by itself
+//! once the protocol is dropped.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,6 +20,7 @@ use tokio::time::Instant;
 
 use super::config::AckConfig;
 use super::frame;
+use crate::tasks::Tasks;
 use crate::transport::{Connection, new_guid};
 
 /// A frame waiting for its acknowledgment.
@@ -45,6 +47,8 @@ pub(crate) struct AckTracker {
     b64: bool,
     pending: Mutex<HashMap<u64, ConnPending>>,
     sweeper_started: AtomicBool,
+    /// The sweeper (a new set after each `stop`: the protocol may be served again).
+    tasks: Mutex<Tasks>,
 }
 
 impl AckTracker {
@@ -55,6 +59,7 @@ impl AckTracker {
             b64,
             pending: Mutex::new(HashMap::new()),
             sweeper_started: AtomicBool::new(false),
+            tasks: Mutex::default(),
         })
     }
 
@@ -176,14 +181,9 @@ impl AckTracker {
         {
             return;
         }
-        let Ok(rt) = tokio::runtime::Handle::try_current() else {
-            tracing::debug!("presence: no tokio runtime, acknowledgment resends disabled for now");
-            self.sweeper_started.store(false, Ordering::Release);
-            return;
-        };
         let weak: Weak<Self> = Arc::downgrade(self);
         let interval = self.config.interval();
-        rt.spawn(async move {
+        let started = self.tasks.lock().try_spawn(async move {
             let mut tick = tokio::time::interval_at(Instant::now() + interval, interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
@@ -197,6 +197,22 @@ impl AckTracker {
                 }
             }
         });
+        if !started {
+            tracing::debug!("presence: no tokio runtime, acknowledgment resends disabled for now");
+            self.sweeper_started.store(false, Ordering::Release);
+        }
+    }
+
+    /// Stops the sweeper and waits for it; the next tracked frame starts a new one.
+    pub(crate) async fn stop(&self) {
+        let tasks = std::mem::take(&mut *self.tasks.lock());
+        tasks.stop(std::time::Duration::ZERO).await;
+        self.sweeper_started.store(false, Ordering::Release);
+    }
+
+    /// Whether the sweeper runs (0 or 1).
+    pub(crate) fn task_count(&self) -> usize {
+        self.tasks.lock().len()
     }
 }
 

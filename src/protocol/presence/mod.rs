@@ -363,4 +363,16 @@ impl Protocol for PresenceProtocol {
             acks.forget(conn.key());
         }
     }
+
+    fn stop(&self) -> crate::protocol::StopFuture<'_> {
+        Box::pin(async move {
+            if let Some(acks) = &self.inner.acks {
+                acks.stop().await;
+            }
+        })
+    }
+
+    fn task_count(&self) -> usize {
+        self.inner.acks.as_ref().map_or(0, |a| a.task_count())
+    }
 }

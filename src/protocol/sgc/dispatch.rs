@@ -8,8 +8,9 @@ use crate::log_text::Printable;
 use bytes::Bytes;
 
 use crate::hub::{Member, Subscribed};
-use crate::transport::Connection;
+use crate::transport::{Close, Connection};
 
+use super::errors::RpcError;
 use super::frame;
 use super::hooks::{PublishRequest, SubscribeRequest};
 use super::inbound::{self, Inbound, Method};
@@ -143,7 +144,7 @@ impl SgcProtocol {
                             ),
                         };
                         conn.limit_refused(limit, detail);
-                        conn.close(1008, frame::TRANSACTION_TOO_LARGE);
+                        conn.close_with(Close::TRANSACTION_TOO_LARGE);
                     }
                 }
             }
@@ -415,8 +416,8 @@ impl SgcProtocol {
         if cfg.rpc_auth_enabled && !self.rpc_authorized(conn, &method) {
             tracing::debug!(conn = conn.id(), method, "RPC refused");
             let f = frame::rpc_error(
-                frame::METHOD_NOT_FOUND_CODE,
-                frame::METHOD_NOT_FOUND,
+                RpcError::METHOD_NOT_FOUND.code,
+                RpcError::METHOD_NOT_FOUND.message,
                 None,
                 self.inner.qos_name,
                 &id,
@@ -440,8 +441,8 @@ impl SgcProtocol {
                 "sgc.rpc_max_pending or rpc_max_pending_bytes reached",
             );
             let f = frame::rpc_error(
-                -32000,
-                "Too many pending requests.",
+                RpcError::TOO_MANY_PENDING.code,
+                RpcError::TOO_MANY_PENDING.message,
                 None,
                 self.inner.qos_name,
                 &id,

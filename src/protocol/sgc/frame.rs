@@ -6,21 +6,22 @@
 
 use bytes::Bytes;
 
+use super::errors::RpcError;
 use crate::protocol::json::{Payload, write_str};
 
 const HEAD: &[u8] = br#"{"jsonrpc":"2.0","#;
 
-/// The text of S10 when an RPC is refused (`S_JSONRPC_METHOD_NOT_FOUND`).
-pub const METHOD_NOT_FOUND: &str =
-    "Method not found. The method does not exist / is not available.";
-/// The JSON-RPC code of S10 when an RPC is refused.
-pub const METHOD_NOT_FOUND_CODE: i64 = -32601;
+/// The text of S10 when an RPC is refused ([`RpcError::METHOD_NOT_FOUND`]).
+pub const METHOD_NOT_FOUND: &str = RpcError::METHOD_NOT_FOUND.message;
+/// The JSON-RPC code of S10 when an RPC is refused ([`RpcError::METHOD_NOT_FOUND`]).
+pub const METHOD_NOT_FOUND_CODE: i64 = RpcError::METHOD_NOT_FOUND.code;
 /// S11: the raw reply to `sgc@protocol`.
 pub const PROTOCOL_REPLY: &str = "esegece.com";
 
 /// Close reason (code 1008) when a message would take a connection's open transactions past
-/// `sgc.transaction_max_bytes` or `sgc.transaction_max_bytes_per_connection`.
-pub const TRANSACTION_TOO_LARGE: &str = "transaction too large";
+/// `sgc.transaction_max_bytes` or `sgc.transaction_max_bytes_per_connection`
+/// ([`crate::transport::Close::TRANSACTION_TOO_LARGE`]).
+pub const TRANSACTION_TOO_LARGE: &str = crate::transport::Close::TRANSACTION_TOO_LARGE.reason;
 
 /// A payload written as a JSON value: raw JSON for objects and arrays, an escaped string otherwise.
 pub fn message_json(payload: &Payload) -> Bytes {

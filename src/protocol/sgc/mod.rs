@@ -32,6 +32,7 @@ mod api;
 pub mod config;
 mod delivery;
 mod dispatch;
+mod errors;
 pub mod event;
 pub mod frame;
 pub mod hooks;
@@ -46,6 +47,7 @@ pub mod transaction;
 
 pub use api::ChannelInfo;
 pub use config::SgcConfig;
+pub use errors::RpcError;
 pub use event::{SgcBroadcast, SgcEvent, SgcPublish, Targets};
 pub use hooks::{PublishRequest, SubscribeRequest};
 pub use idempotency::Claim;
@@ -92,6 +94,9 @@ pub(crate) struct Inner {
     pub(crate) interest: interest::Interest,
     /// Whether the QoS resend task was started (it is started on the first tracked frame).
     sweeper: AtomicBool,
+    /// The protocol's background tasks (the QoS resend sweeper); stopped by [`Protocol::stop`],
+    /// which leaves a new set for the next tracked frame (the protocol may be served again).
+    tasks: Mutex<crate::tasks::Tasks>,
     /// Publish and delivery counters (`crate::metrics`).
     pub(crate) counters: crate::metrics::PublishCounters,
     /// Idempotency keys of server-side publishes seen within their window.
@@ -131,6 +136,7 @@ impl SgcProtocol {
                 relay: RelaySlot::default(),
                 interest: interest::Interest::default(),
                 sweeper: AtomicBool::new(false),
+                tasks: Mutex::default(),
                 counters: crate::metrics::PublishCounters::new(crate::metrics::Protocol::Sgc),
                 idempotency: Mutex::new(idempotency::IdempotencyStore::default()),
             }),
@@ -184,20 +190,20 @@ impl SgcProtocol {
         let _ = member.conn().send_text(frame);
     }
 
-    /// Starts the QoS resend task once. It holds only a `Weak` between scans, so it ends with the
-    /// last handle of the protocol. Outside a Tokio runtime nothing is started (and nothing resent).
+    /// Starts the QoS resend task once, through the protocol's [`crate::tasks::Tasks`]. It holds
+    /// only a `Weak` between scans, so it also ends with the last handle of the protocol. Outside
+    /// a Tokio runtime nothing is started (and nothing resent); after [`Protocol::stop`] the next
+    /// tracked frame starts it again.
     fn ensure_sweeper(&self) {
-        if self.inner.sweeper.swap(true, Ordering::AcqRel) {
+        if self.inner.sweeper.load(Ordering::Acquire)
+            || self.inner.sweeper.swap(true, Ordering::AcqRel)
+        {
             return;
         }
-        let Ok(rt) = tokio::runtime::Handle::try_current() else {
-            self.inner.sweeper.store(false, Ordering::Release);
-            return;
-        };
         let weak = Arc::downgrade(&self.inner);
         let interval = self.inner.config.qos_interval();
         let timeout = self.inner.config.qos_timeout();
-        rt.spawn(async move {
+        let started = self.inner.tasks.lock().try_spawn(async move {
             let mut tick = tokio::time::interval(interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             tick.tick().await;
@@ -216,6 +222,9 @@ impl SgcProtocol {
                 }
             }
         });
+        if !started {
+            self.inner.sweeper.store(false, Ordering::Release);
+        }
     }
 }
 
@@ -242,6 +251,18 @@ impl Protocol for SgcProtocol {
         if let Some(h) = self.hook(|h| &h.binary) {
             h(conn, data);
         }
+    }
+
+    fn stop(&self) -> crate::protocol::StopFuture<'_> {
+        Box::pin(async move {
+            let tasks = std::mem::take(&mut *self.inner.tasks.lock());
+            tasks.stop(std::time::Duration::ZERO).await;
+            self.inner.sweeper.store(false, Ordering::Release);
+        })
+    }
+
+    fn task_count(&self) -> usize {
+        self.inner.tasks.lock().len()
     }
 
     /// Drops the connection's QoS state, pending RPCs and transactions, unsubscribes it from
@@ -312,6 +333,19 @@ mod tests {
         assert_eq!(sgc.unacked_count("B"), 1);
         drop(sgc);
         until(|| metrics.num_alive_tasks() == 0).await;
+    }
+
+    #[tokio::test]
+    async fn stop_ends_the_sweeper_and_a_later_frame_starts_a_new_one() {
+        let sgc = SgcProtocol::new(qos1());
+        sgc.on_connect(&Connection::detached("A", Some(PROTOCOL_NAME)));
+        assert_eq!(sgc.task_count(), 1);
+        sgc.stop().await;
+        assert_eq!(sgc.task_count(), 0, "stopped and waited for");
+        sgc.on_connect(&Connection::detached("B", Some(PROTOCOL_NAME)));
+        assert_eq!(sgc.task_count(), 1, "served again");
+        sgc.stop().await;
+        assert_eq!(sgc.task_count(), 0);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 use std::future::Future;
 use std::time::Duration;
 
+use tokio_util::future::FutureExt as _;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -47,16 +48,11 @@ impl Tasks {
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
             return false;
         };
-        let cancel = self.cancel.clone();
-        self.tracker.spawn_on(
-            async move {
-                tokio::select! {
-                    _ = cancel.cancelled() => {}
-                    _ = task => {}
-                }
-            },
-            &rt,
-        );
+        // A named future around the task, not an `async` block selecting over it: the block
+        // would hold the task's state twice (captured, and being polled), doubling the memory
+        // of every connection's task.
+        let cancellable = task.with_cancellation_token_owned(self.cancel.clone());
+        self.tracker.spawn_on(cancellable, &rt);
         true
     }
 

@@ -440,7 +440,7 @@ impl EngineHandler for Handler {
         let Some(inner) = self.inner.upgrade() else {
             return;
         };
-        crate::metrics::peer_down(reason);
+        crate::metrics::peer_down(reason.metric());
         let quiet = inner.quiet_stop.load(std::sync::atomic::Ordering::SeqCst);
         if !quiet {
             let started = std::time::Instant::now();
@@ -460,7 +460,7 @@ impl EngineHandler for Handler {
             for a in &adapters {
                 a.peer_down(peer);
             }
-            crate::metrics::purge_took(reason, started.elapsed());
+            crate::metrics::purge_took(reason.metric(), started.elapsed());
         }
         inner.queries.peer_gone(&peer.node_id);
         let _ = inner.events.send(ClusterEvent::PeerDisconnected {

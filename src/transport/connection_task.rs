@@ -24,9 +24,9 @@ use tokio_websockets::{CloseCode, Message, WebSocketStream};
 
 use super::connection::Connection;
 use super::outbox::{CLOSE_HEARTBEAT_TIMEOUT, CloseReason, Outgoing};
+use super::protocol::Protocol;
 use super::server::Phase;
 use crate::metrics::{self, ConnectionCounters};
-use crate::protocol::Protocol;
 
 /// How long a closing connection may take to flush its last frames, and then to see the peer's close.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);

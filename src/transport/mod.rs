@@ -16,7 +16,9 @@ mod keep_alive;
 pub mod limits;
 pub mod origin;
 mod outbox;
+pub mod protocol;
 mod server;
+mod server_config;
 pub mod token_bucket;
 mod upgrade;
 
@@ -25,4 +27,6 @@ pub use http::{HttpFuture, HttpHandler, HttpRequest, HttpResponse};
 pub use http_server::HttpServer;
 pub use keep_alive::KeepAlive;
 pub use outbox::{CLOSE_HEARTBEAT_TIMEOUT, CLOSE_SLOW_CONSUMER, CloseReason, SendError};
+pub use protocol::{Negotiated, Protocol, ProtocolRegistry};
 pub use server::{SHUTDOWN_REASON, Server, ServerHandle};
+pub use server_config::ServerConfig;

@@ -20,11 +20,11 @@ use super::http::HttpHandler;
 use super::in_flight::UpgradesInFlight;
 use super::limits::LimitsConfig;
 use super::origin::OriginPolicy;
+use super::protocol::{Protocol, ProtocolRegistry};
+use super::server_config::ServerConfig;
 pub(super) use super::upgrade::{handle_socket, reply};
-use crate::config::ServerConfig;
 use crate::error::{Error, Result};
 use crate::metrics;
-use crate::protocol::{Protocol, ProtocolRegistry};
 use crate::tls::{CertReloader, TlsError};
 
 /// The close reason a client reads when the server shuts down (code 1001, "going away").

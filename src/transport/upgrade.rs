@@ -19,8 +19,8 @@ use super::connection::{Connection, ConnectionInfo, new_guid};
 use super::connection_task::{self, Heartbeat};
 use super::handshake::{self, Prefixed, Request, UpgradeProblem};
 use super::limits::ConnectionLimits;
+use super::protocol::Negotiated;
 use crate::metrics::{ConnectionCounters, Refusal};
-use crate::protocol::Negotiated;
 
 use super::server::{Phase, SHUTDOWN_REASON, Shared};
 
@@ -178,9 +178,13 @@ pub(super) async fn handle_socket<S>(
     // The request head is not needed for the connection's life.
     drop(req);
     let ws = ServerBuilder::new()
-        .limits(Limits::default().max_payload_len(Some(
-            shared.limits.max_message_size(token, cfg.max_message_size),
-        )))
+        .limits(
+            Limits::default().max_payload_len(Some(
+                shared
+                    .limits
+                    .max_message_size(protocol.as_deref(), cfg.max_message_size),
+            )),
+        )
         .serve(Prefixed::new(leftover(buf), stream));
     let heartbeat = cfg.heartbeat_interval().map(|interval| Heartbeat {
         interval,

@@ -224,6 +224,11 @@ impl Protocol for SgcProtocol {
         PROTOCOL_NAME
     }
 
+    /// `limits.max_message_size_sgc`.
+    fn max_message_size(&self, limits: &crate::transport::limits::LimitsConfig) -> usize {
+        limits.max_message_size_sgc
+    }
+
     /// S1 first, then the retained messages of channel `""`, then the application's hook.
     fn on_connect(&self, conn: &Connection) {
         let member = self.inner.hub.join(conn, Session::default());

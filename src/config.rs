@@ -10,7 +10,7 @@ mod layers;
 pub use layers::{ENV_ALIASES, ENV_PREFIX, Sources};
 
 pub use crate::cluster::{ClusterConfig, EngineKind};
-pub use crate::ops::api::ApiConfig;
+pub use crate::ops::api::{ApiConfig, ApiKey};
 pub use crate::ops::{AdminConfig, HttpConfig};
 pub use crate::protocol::presence::PresenceConfig;
 pub use crate::protocol::sgc::SgcConfig;

@@ -13,21 +13,21 @@ use tokio_util::task::TaskTracker;
 /// grace period (they watch their own stop signals and flush what they must), then cancels the
 /// rest at their next await point, and waits until none is left.
 #[derive(Debug, Clone, Default)]
-pub struct Tasks {
+pub(crate) struct Tasks {
     tracker: TaskTracker,
     cancel: CancellationToken,
 }
 
 impl Tasks {
     /// An empty set.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// Runs `task` in the background as one of these tasks (on the current Tokio runtime; outside
     /// a runtime it is dropped, as there is nothing to run it on). A cancelled set drops it at its
     /// next await point.
-    pub fn spawn<F>(&self, task: F)
+    pub(crate) fn spawn<F>(&self, task: F)
     where
         F: Future<Output = ()> + Send + 'static,
     {
@@ -47,28 +47,25 @@ impl Tasks {
     }
 
     /// How many of these tasks are still running.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.tracker.len()
     }
 
     /// Whether none is running.
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.tracker.is_empty()
     }
 
     /// Whether [`Tasks::stop`] has cancelled them.
-    pub fn is_cancelled(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_cancelled(&self) -> bool {
         self.cancel.is_cancelled()
-    }
-
-    /// Completes when the set is cancelled.
-    pub async fn cancelled(&self) {
-        self.cancel.cancelled().await;
     }
 
     /// Waits up to `grace` for the tasks to end by themselves, cancels those still running, and
     /// waits until none is left. Tasks spawned afterwards are cancelled at once.
-    pub async fn stop(&self, grace: Duration) {
+    pub(crate) async fn stop(&self, grace: Duration) {
         self.tracker.close();
         if tokio::time::timeout(grace, self.tracker.wait())
             .await

@@ -21,13 +21,13 @@ use bytes::Bytes;
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use wscluster::cluster::PeerState;
-use wscluster::cluster::engine::EngineHandler;
-use wscluster::cluster::envelope::{Envelope, Kind, Origin};
-use wscluster::cluster::membership::DownReason;
-use wscluster::cluster::mesh::auth::{self, NONCE_LEN, Role, Transcript};
-use wscluster::cluster::mesh::wire::{self, HandshakeMsg, LINK_PROTOCOL, WireFrame};
-use wscluster::cluster::mesh::{MeshConfig, MeshEngine};
+use wscluster::internals::cluster::PeerState;
+use wscluster::internals::cluster::engine::EngineHandler;
+use wscluster::internals::cluster::envelope::{Envelope, Kind, Origin};
+use wscluster::internals::cluster::membership::DownReason;
+use wscluster::internals::cluster::mesh::auth::{self, NONCE_LEN, Role, Transcript};
+use wscluster::internals::cluster::mesh::wire::{self, HandshakeMsg, LINK_PROTOCOL, WireFrame};
+use wscluster::internals::cluster::mesh::{MeshConfig, MeshEngine};
 
 use support::process::*;
 

@@ -5,12 +5,10 @@ use std::io::Write as _;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use wscluster::cluster::{Cluster, PresenceAdapter, SgcAdapter};
-use wscluster::ops::{self, Listener, Ops};
-use wscluster::protocol::access::ChannelRules;
-use wscluster::transport::HttpServer;
-use wscluster::webhooks::Webhooks;
-use wscluster::{Config, PresenceProtocol, Server, SgcProtocol};
+use wscluster::{
+    ChannelRules, Cluster, Config, HttpServer, Listener, Ops, PresenceAdapter, PresenceProtocol,
+    Server, SgcAdapter, SgcProtocol, Webhooks, install_prometheus_recorder, spawn_upkeep,
+};
 
 /// Raises the soft limit of open files to the hard limit: each connection is a file descriptor, and
 /// the usual soft limit (1024) is far below what a node serves. Failure is logged, not fatal.
@@ -209,12 +207,12 @@ fn operations(config: &Config, sgc: &SgcProtocol, presence: &PresenceProtocol) -
         .sgc(sgc.clone())
         .presence(presence.clone())
         .api(config.api.clone());
-    match ops::install_prometheus_recorder() {
+    match install_prometheus_recorder() {
         Ok(handle) => {
             // Handles made before the recorder is installed record nothing: this runs before
             // the server and the cluster exist.
             wscluster::metrics::describe();
-            ops::spawn_upkeep(handle.clone());
+            spawn_upkeep(handle.clone());
             o = o.metrics(handle);
         }
         Err(e) => tracing::warn!(error = %e, "metrics recorder not installed"),

@@ -22,6 +22,8 @@ mod server_config;
 pub mod token_bucket;
 mod upgrade;
 
+pub use auth::AuthAttempt;
+pub use bearer::{BearerAttempt, Claims, Identity};
 pub use connection::{Connection, ConnectionInfo, PUBLISH_RATE_EXCEEDED, new_guid};
 pub use http::{HttpFuture, HttpHandler, HttpRequest, HttpResponse};
 pub use http_server::HttpServer;

@@ -367,7 +367,7 @@ pub const AUTH_REFUSAL_REASONS: [&str; 10] = [
     "issuer",
     "audience",
     "no_identity",
-    "invalid",
+    "invalid_token",
     "hook",
 ];
 

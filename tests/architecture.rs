@@ -324,14 +324,18 @@ fn crate_graph(src: &Path) -> Graph {
     let mut test_files = BTreeSet::new();
     let mut parsed = Vec::new();
     for file in &files {
-        let rel = file.strip_prefix(src).unwrap();
+        let rel = file.strip_prefix(src).unwrap_or(file);
         if rel == Path::new("main.rs") || rel.starts_with("cli") || rel.starts_with("bin") {
             continue;
         }
-        let text = std::fs::read_to_string(file).unwrap();
+        let text =
+            std::fs::read_to_string(file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
         let (code, test_mods) = cut_test_code(&blank(&text));
-        let dir = file.parent().unwrap().to_path_buf();
-        let stem = file.file_stem().unwrap().to_string_lossy().into_owned();
+        let dir = file.parent().unwrap_or(src).to_path_buf();
+        let stem = file
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
         for m in test_mods {
             // `#[cfg(test)] mod m;` in a/b.rs is a/b/m.rs; in a/mod.rs or lib.rs, a/m.rs
             let base = if stem == "mod" || stem == "lib" {
@@ -360,8 +364,11 @@ fn crate_graph(src: &Path) -> Graph {
 }
 
 fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
+    let entries = std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    for entry in entries {
+        let path = entry
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .path();
         if path.is_dir() {
             collect(&path, out);
         } else if path.extension().is_some_and(|e| e == "rs") {
@@ -534,10 +541,10 @@ fn cut_test_code(code: &str) -> (String, Vec<String>) {
         };
         if item.as_bytes()[end] == b';' {
             let head: Vec<&str> = item[..end].split_whitespace().collect();
-            if let Some(pos) = head.iter().position(|w| *w == "mod") {
-                if let Some(name) = head.get(pos + 1) {
-                    mods.push((*name).to_owned());
-                }
+            if let Some(pos) = head.iter().position(|w| *w == "mod")
+                && let Some(name) = head.get(pos + 1)
+            {
+                mods.push((*name).to_owned());
             }
             rest = &item[end + 1..];
             continue;

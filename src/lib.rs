@@ -98,35 +98,35 @@ pub use webhooks::Webhooks;
 /// uses the items re-exported at the crate root.
 #[doc(hidden)]
 pub mod internals {
-    /// See [`crate::cluster`].
+    /// The `cluster` module.
     pub mod cluster {
         pub use crate::cluster::*;
     }
-    /// See [`crate::hub`].
+    /// The `hub` module.
     pub mod hub {
         pub use crate::hub::*;
     }
-    /// See [`crate::ops`].
+    /// The `ops` module.
     pub mod ops {
         pub use crate::ops::*;
     }
-    /// See [`crate::protocol`].
+    /// The `protocol` module.
     pub mod protocol {
         pub use crate::protocol::*;
     }
-    /// See [`crate::relay`].
+    /// The `relay` module.
     pub mod relay {
         pub use crate::relay::*;
     }
-    /// See [`crate::tls`].
+    /// The `tls` module.
     pub mod tls {
         pub use crate::tls::*;
     }
-    /// See [`crate::transport`].
+    /// The `transport` module.
     pub mod transport {
         pub use crate::transport::*;
     }
-    /// See [`crate::webhooks`].
+    /// The `webhooks` module.
     pub mod webhooks {
         pub use crate::webhooks::*;
     }

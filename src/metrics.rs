@@ -107,7 +107,7 @@ pub const BACKPLANE_CLOCK_SKEW: &str = "wscluster_backplane_clock_skew_total";
 
 /// Counter: peers that came up (a new peer, or a peer back after it was down).
 pub const PEER_UP: &str = "wscluster_peer_up_total";
-/// Counter, `reason` (see [`down_reason`]): peers that went down.
+/// Counter, `reason` (see [`PeerDown`]): peers that went down.
 pub const PEER_DOWN: &str = "wscluster_peer_down_total";
 /// Histogram (seconds), `reason`: from the moment the cluster learnt a peer was down to the moment
 /// its Presence members (and its sgc interest) were purged and the leave frames queued.

@@ -282,7 +282,7 @@ async fn a_publish_made_during_a_partition_never_precedes_its_sender_s_return() 
 async fn a_silent_process_times_out_and_its_members_return_once_when_it_resumes() {
     let nodes = start_cluster_with(&["a", "b", "c"], |args| {
         args.set("cluster.peer_timeout_ms=1000")
-            .log_level("info,wscluster::internals::cluster=debug")
+            .log_level("info,wscluster::cluster=debug")
     })
     .await;
     let mut sync = Syncer::new(&nodes.iter().collect::<Vec<_>>()).await;

@@ -98,36 +98,37 @@ pub use webhooks::Webhooks;
 /// uses the items re-exported at the crate root.
 #[doc(hidden)]
 pub mod internals {
-    /// The `cluster` module.
+    /// What the tests reach of the `cluster` module: the engines, the envelope, membership.
     pub mod cluster {
-        pub use crate::cluster::*;
+        pub use crate::cluster::{
+            Cluster, ClusterConfig, ClusterEvent, EngineKind, PeerState, PresenceAdapter,
+            SgcAdapter, engine, envelope, fuzzing, membership, mesh, nats, redis, redis_cluster,
+        };
     }
-    /// The `hub` module.
+    /// What the tests reach of the `hub` module: the Presence roster.
     pub mod hub {
-        pub use crate::hub::*;
+        pub use crate::hub::roster;
     }
-    /// The `ops` module.
+    /// What the tests reach of the `ops` module.
     pub mod ops {
-        pub use crate::ops::*;
+        pub use crate::ops::{AdminConfig, HttpConfig, Listener, Ops};
     }
-    /// The `protocol` module.
+    /// What the tests and fuzz targets reach of the `protocol` module: the codecs.
     pub mod protocol {
-        pub use crate::protocol::*;
+        pub use crate::protocol::{access, json, presence, sgc};
     }
-    /// The `relay` module.
+    /// What the tests reach of the `relay` module.
     pub mod relay {
-        pub use crate::relay::*;
+        pub use crate::relay::Relay;
     }
-    /// The `tls` module.
+    /// What the tests reach of the `tls` module.
     pub mod tls {
-        pub use crate::tls::*;
+        pub use crate::tls::{MeshTlsConfig, TlsConfig, load_certs, load_key};
     }
-    /// The `transport` module.
+    /// What the tests reach of the `transport` module: authentication and close reasons.
     pub mod transport {
-        pub use crate::transport::*;
-    }
-    /// The `webhooks` module.
-    pub mod webhooks {
-        pub use crate::webhooks::*;
+        pub use crate::transport::{
+            HttpServer, PUBLISH_RATE_EXCEEDED, SHUTDOWN_REASON, auth, bearer,
+        };
     }
 }

@@ -12,20 +12,20 @@
 
 mod adapter;
 mod backplane;
-pub mod broker;
+pub(crate) mod broker;
 mod config;
 pub mod engine;
 mod engines;
 pub mod envelope;
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod interest;
+pub(crate) mod interest;
 pub mod membership;
 pub mod mesh;
 pub mod nats;
-pub mod peers;
+pub(crate) mod peers;
 mod presence_adapter;
-pub mod query;
+pub(crate) mod query;
 pub mod redis;
 pub mod redis_cluster;
 mod sgc_adapter;
@@ -37,16 +37,18 @@ use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::broadcast;
 
-pub use adapter::Adapter;
-pub use backplane::{ChannelRouting, Outlet};
+pub(crate) use adapter::Adapter;
+pub(crate) use backplane::{ChannelRouting, Outlet};
 pub use config::{ClusterConfig, EngineKind};
 use engine::{Engine, EngineHandler, EngineStart};
 use envelope::{Envelope, Kind, Origin};
 use membership::DownReason;
 use mesh::MeshEngine;
-pub use peers::{PeerState, PeerStatus};
+pub use peers::PeerState;
+pub(crate) use peers::PeerStatus;
 pub use presence_adapter::PresenceAdapter;
-pub use query::{QueryOutcome, QueryResponder};
+pub(crate) use query::QueryOutcome;
+pub(crate) use query::QueryResponder;
 use redis::RedisEngine;
 pub use sgc_adapter::SgcAdapter;
 

@@ -3,7 +3,7 @@
 //! A protocol sees connections and text; it knows nothing of sockets (the transport feeds it) nor of
 //! cluster engines (it emits [`crate::relay`] events and accepts remote ones through its own API).
 
-pub use crate::transport::protocol::{Negotiated, Protocol, ProtocolRegistry};
+pub(crate) use crate::transport::protocol::Protocol;
 
 pub mod access;
 pub mod json;

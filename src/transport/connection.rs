@@ -72,7 +72,7 @@ impl Eq for Connection {}
 static NEXT_KEY: AtomicU64 = AtomicU64::new(1);
 
 /// A new connection GUID: a random UUID v4 as 32 uppercase hex characters, no dashes (docs/wire.md §5.1).
-pub fn new_guid() -> String {
+pub(crate) fn new_guid() -> String {
     let mut s = uuid::Uuid::new_v4().simple().to_string();
     s.make_ascii_uppercase();
     s

@@ -41,7 +41,7 @@ pub struct LimitsConfig {
 }
 
 /// The default of [`LimitsConfig::max_channel_name_length`], in bytes.
-pub const DEFAULT_MAX_CHANNEL_NAME_LENGTH: usize = 256;
+pub(crate) const DEFAULT_MAX_CHANNEL_NAME_LENGTH: usize = 256;
 
 impl Default for LimitsConfig {
     fn default() -> Self {

@@ -14,9 +14,9 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 /// WebSocket close code used when a client cannot keep up with its outbound traffic.
-pub const CLOSE_SLOW_CONSUMER: u16 = 1008;
+pub(crate) const CLOSE_SLOW_CONSUMER: u16 = 1008;
 /// WebSocket close code used when a client stops answering pings.
-pub const CLOSE_HEARTBEAT_TIMEOUT: u16 = 1001;
+pub(crate) const CLOSE_HEARTBEAT_TIMEOUT: u16 = 1001;
 
 /// One frame waiting to be written.
 #[derive(Debug, Clone)]

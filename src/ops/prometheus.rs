@@ -43,8 +43,8 @@ pub enum RecorderError {
 }
 
 /// Installs the Prometheus recorder as the process-wide `metrics` recorder (histograms with
-/// buckets from 0.5 ms to 10 s) and returns the handle `GET /metrics` renders. Call once per process,
-/// and run [`spawn_upkeep`] next to it.
+/// buckets from 0.5 ms to 10 s) and returns the handle `GET /metrics` renders. Call once per
+/// process, and run [`spawn_upkeep`] next to it.
 pub fn install_prometheus_recorder() -> Result<PrometheusHandle, RecorderError> {
     let recorder = PrometheusBuilder::new()
         .set_buckets(HISTOGRAM_BUCKETS)

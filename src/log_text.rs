@@ -11,7 +11,7 @@ use std::fmt;
 
 /// `s` with every control character (C0, DEL, C1) written as `\u{XX}` and every backslash doubled;
 /// borrowed when there is nothing to escape.
-pub fn escape_control(s: &str) -> Cow<'_, str> {
+pub(crate) fn escape_control(s: &str) -> Cow<'_, str> {
     if !s.chars().any(needs_escape) {
         return Cow::Borrowed(s);
     }
@@ -25,7 +25,7 @@ fn needs_escape(c: char) -> bool {
 /// Displays a string with its control characters escaped (see [`escape_control`]): use it for
 /// `%` fields and message arguments built from client or peer input.
 #[derive(Debug, Clone, Copy)]
-pub struct Printable<'a>(pub &'a str);
+pub(crate) struct Printable<'a>(pub &'a str);
 
 impl fmt::Display for Printable<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

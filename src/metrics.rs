@@ -29,8 +29,6 @@ use ::metrics::{
     Counter, Histogram, Unit, counter, describe_counter, describe_histogram, histogram,
 };
 
-use crate::cluster::membership::DownReason;
-
 mod describe;
 
 pub use describe::{describe, register_at_zero};
@@ -58,9 +56,8 @@ pub const WS_SHUTDOWN_FORCED: &str = "wscluster_ws_shutdown_forced_total";
 /// Counter, `limit` (see [`Limit`]): connections, messages or requests refused by a `[limits]`
 /// option.
 pub const LIMIT_REFUSALS: &str = "wscluster_limit_refusals_total";
-/// Counter, `reason`: upgrades refused by authentication (see
-/// [`crate::transport::bearer::AuthRefusal`]); each is also one `auth` refusal of
-/// [`WS_HANDSHAKES_REFUSED`].
+/// Counter, `reason` (see [`AUTH_REFUSAL_REASONS`]): upgrades refused by authentication; each is
+/// also one `auth` refusal of [`WS_HANDSHAKES_REFUSED`].
 pub const AUTH_REFUSALS: &str = "wscluster_auth_refusals_total";
 
 // --- Publish and subscribe ------------------------------------------------------------------
@@ -110,7 +107,7 @@ pub const BACKPLANE_CLOCK_SKEW: &str = "wscluster_backplane_clock_skew_total";
 
 /// Counter: peers that came up (a new peer, or a peer back after it was down).
 pub const PEER_UP: &str = "wscluster_peer_up_total";
-/// Counter, `reason` (see [`down_reason`]): peers that went down.
+/// Counter, `reason` (see [`PeerDown`]): peers that went down.
 pub const PEER_DOWN: &str = "wscluster_peer_down_total";
 /// Histogram (seconds), `reason`: from the moment the cluster learnt a peer was down to the moment
 /// its Presence members (and its sgc interest) were purged and the leave frames queued.
@@ -212,21 +209,9 @@ impl Refusal {
 pub fn protocol_label(token: Option<&'static str>) -> &'static str {
     match token {
         Some("") | None => "none",
-        Some(crate::protocol::sgc::PROTOCOL_NAME) => Protocol::Sgc.label(),
-        Some(crate::protocol::presence::PROTOCOL_NAME) => Protocol::Presence.label(),
+        Some(t) if t == Protocol::Sgc.token() => Protocol::Sgc.label(),
+        Some(t) if t == Protocol::Presence.token() => Protocol::Presence.label(),
         Some(t) => t,
-    }
-}
-
-/// The `reason` label of [`PEER_DOWN`] and [`PRESENCE_PURGE`].
-pub fn down_reason(reason: DownReason) -> &'static str {
-    match reason {
-        DownReason::LinkClosed => "link_closed",
-        DownReason::Timeout => "timeout",
-        DownReason::Bye => "bye",
-        DownReason::Restarted => "restarted",
-        DownReason::LocalStop => "local_stop",
-        DownReason::Unsubscribed => "unsubscribed",
     }
 }
 
@@ -359,6 +344,71 @@ impl Protocol {
         match self {
             Protocol::Sgc => "sgc",
             Protocol::Presence => "presence",
+        }
+    }
+
+    /// The subprotocol token (`Sec-WebSocket-Protocol`) of the protocol.
+    pub fn token(self) -> &'static str {
+        match self {
+            Protocol::Sgc => "esegece.com",
+            Protocol::Presence => "presence.esegece.com",
+        }
+    }
+}
+
+/// The `reason` labels of [`AUTH_REFUSALS`] exported at 0 from the start (the transport's
+/// authentication refusals name theirs with these words).
+pub const AUTH_REFUSAL_REASONS: [&str; 10] = [
+    "credentials",
+    "missing",
+    "expired",
+    "not_yet_valid",
+    "signature",
+    "issuer",
+    "audience",
+    "no_identity",
+    "invalid_token",
+    "hook",
+];
+
+/// Why a peer went down: the `reason` label of [`PEER_DOWN`] and [`PRESENCE_PURGE`] (the cluster
+/// maps its own reasons to these).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerDown {
+    /// Its link closed or reset.
+    LinkClosed,
+    /// Nothing heard from it in time.
+    Timeout,
+    /// It said bye.
+    Bye,
+    /// A new incarnation of it appeared.
+    Restarted,
+    /// This node stopped its backplane.
+    LocalStop,
+    /// A broker engine: its subscription to its own stream is gone.
+    Unsubscribed,
+}
+
+impl PeerDown {
+    /// Every reason (their counters are exported at 0 from the start).
+    pub const ALL: [PeerDown; 6] = [
+        PeerDown::LinkClosed,
+        PeerDown::Timeout,
+        PeerDown::Bye,
+        PeerDown::Restarted,
+        PeerDown::LocalStop,
+        PeerDown::Unsubscribed,
+    ];
+
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            PeerDown::LinkClosed => "link_closed",
+            PeerDown::Timeout => "timeout",
+            PeerDown::Bye => "bye",
+            PeerDown::Restarted => "restarted",
+            PeerDown::LocalStop => "local_stop",
+            PeerDown::Unsubscribed => "unsubscribed",
         }
     }
 }
@@ -504,13 +554,13 @@ pub fn peer_up() {
 }
 
 /// Counts a peer that went down.
-pub fn peer_down(reason: DownReason) {
-    counter!(PEER_DOWN, "reason" => down_reason(reason)).increment(1);
+pub fn peer_down(reason: PeerDown) {
+    counter!(PEER_DOWN, "reason" => reason.label()).increment(1);
 }
 
 /// Records how long the purge of a departed peer took.
-pub fn purge_took(reason: DownReason, took: Duration) {
-    histogram!(PRESENCE_PURGE, "reason" => down_reason(reason)).record(took.as_secs_f64());
+pub fn purge_took(reason: PeerDown, took: Duration) {
+    histogram!(PRESENCE_PURGE, "reason" => reason.label()).record(took.as_secs_f64());
 }
 
 /// Counts `n` webhook events delivered.

@@ -16,7 +16,7 @@ pub trait Relay<E>: Send + Sync + 'static {
 }
 
 /// A protocol's slot for its relay: empty when the node runs alone or the protocol is detached.
-pub struct RelaySlot<E> {
+pub(crate) struct RelaySlot<E> {
     inner: RwLock<Option<Arc<dyn Relay<E>>>>,
 }
 
@@ -38,23 +38,23 @@ impl<E: 'static> std::fmt::Debug for RelaySlot<E> {
 
 impl<E: 'static> RelaySlot<E> {
     /// Attaches `relay`, replacing any earlier one.
-    pub fn attach(&self, relay: Arc<dyn Relay<E>>) {
+    pub(crate) fn attach(&self, relay: Arc<dyn Relay<E>>) {
         *self.inner.write() = Some(relay);
     }
 
     /// Detaches the relay: the protocol behaves as a single node again.
-    pub fn detach(&self) {
+    pub(crate) fn detach(&self) {
         *self.inner.write() = None;
     }
 
     /// Whether a relay is attached.
-    pub fn is_attached(&self) -> bool {
+    pub(crate) fn is_attached(&self) -> bool {
         self.inner.read().is_some()
     }
 
     /// Hands `event` to the attached relay, if any. `make` runs only when a relay is attached, so a
     /// single node never pays for building relay events.
-    pub fn emit_with(&self, make: impl FnOnce() -> E) {
+    pub(crate) fn emit_with(&self, make: impl FnOnce() -> E) {
         let relay = self.inner.read().clone();
         if let Some(r) = relay {
             r.relay(&make());
@@ -63,7 +63,7 @@ impl<E: 'static> RelaySlot<E> {
 }
 
 /// Called once every other node knows about a new local channel (see [`InterestGate`]).
-pub type InterestReady = Box<dyn FnOnce() + Send + 'static>;
+pub(crate) type InterestReady = Box<dyn FnOnce() + Send + 'static>;
 
 /// Interest routing: the cluster learns which channels have subscribers on this node, so that
 /// publishes cross only to nodes that need them.

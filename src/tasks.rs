@@ -71,11 +71,6 @@ impl Tasks {
         self.cancel.is_cancelled()
     }
 
-    /// Completes when the set is cancelled.
-    pub async fn cancelled(&self) {
-        self.cancel.cancelled().await;
-    }
-
     /// Waits up to `grace` for the tasks to end by themselves, cancels those still running, and
     /// waits until none is left. Tasks spawned afterwards are cancelled at once. Returns whether
     /// they all ended within the grace period (false: some were cancelled).

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use support::sgc::*;
 use support::*;
 use wscluster::config::AuthConfig;
-use wscluster::protocol::sgc::{SgcConfig, SgcProtocol};
-use wscluster::transport::auth::AuthAttempt;
+use wscluster::internals::protocol::sgc::{SgcConfig, SgcProtocol};
+use wscluster::internals::transport::auth::AuthAttempt;
 use wscluster::{Server, ServerHandle};
 
 /// A node with sgc and this authentication; `alice`/`secret` is in the user list and the hook

@@ -16,10 +16,10 @@ use serde_json::{Value, json};
 use support::sgc::*;
 use support::*;
 use wscluster::config::AuthConfig;
-use wscluster::protocol::access::{ChannelRule, ChannelRules};
-use wscluster::protocol::presence::{PresenceConfig, PresenceProtocol};
-use wscluster::protocol::sgc::{SgcConfig, SgcProtocol};
-use wscluster::transport::bearer::{BearerAttempt, Identity};
+use wscluster::internals::protocol::access::{ChannelRule, ChannelRules};
+use wscluster::internals::protocol::presence::{PresenceConfig, PresenceProtocol};
+use wscluster::internals::protocol::sgc::{SgcConfig, SgcProtocol};
+use wscluster::internals::transport::bearer::{BearerAttempt, Identity};
 use wscluster::{Server, ServerHandle};
 
 const SECRET: &str = "test-secret";

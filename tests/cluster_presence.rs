@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use presence_support::*;
-use wscluster::cluster::{Cluster, ClusterConfig, PresenceAdapter};
-use wscluster::protocol::presence::{PresenceConfig, PresenceProtocol};
+use wscluster::internals::cluster::{Cluster, ClusterConfig, PresenceAdapter};
+use wscluster::internals::protocol::presence::{PresenceConfig, PresenceProtocol};
 use wscluster::{Server, ServerHandle};
 
 struct Node {

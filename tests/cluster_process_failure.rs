@@ -391,7 +391,7 @@ async fn sigterm_says_bye_purges_at_once_closes_clients_with_1001_and_exits_0(bp
     match bob.ws.next_frame_within(PROCESS_WAIT).await {
         Some(support::Frame::Close(code, reason)) => {
             assert_eq!(code, Some(1001));
-            assert_eq!(reason, wscluster::transport::SHUTDOWN_REASON);
+            assert_eq!(reason, wscluster::internals::transport::SHUTDOWN_REASON);
         }
         other => panic!("bob's next frame must be the 1001 close, got {other:?}"),
     }

@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use support::sgc::*;
 use support::{WsClient, eventually};
-use wscluster::cluster::envelope::Kind;
-use wscluster::cluster::membership::DownReason;
-use wscluster::cluster::{Cluster, ClusterConfig, ClusterEvent, SgcAdapter};
-use wscluster::protocol::sgc::{SgcConfig, SgcProtocol};
+use wscluster::internals::cluster::envelope::Kind;
+use wscluster::internals::cluster::membership::DownReason;
+use wscluster::internals::cluster::{Cluster, ClusterConfig, ClusterEvent, SgcAdapter};
+use wscluster::internals::protocol::sgc::{SgcConfig, SgcProtocol};
 use wscluster::{Server, ServerHandle};
 
 struct Node {

@@ -12,8 +12,8 @@ use support::eventually;
 use support::nats::NatsServer;
 use support::redis::RedisServer;
 use support::redis_cluster::RedisCluster;
-use wscluster::cluster::envelope::Kind;
-use wscluster::cluster::{Cluster, ClusterConfig};
+use wscluster::internals::cluster::envelope::Kind;
+use wscluster::internals::cluster::{Cluster, ClusterConfig};
 
 fn mesh_config(peers: Vec<String>) -> ClusterConfig {
     ClusterConfig {
@@ -124,9 +124,9 @@ async fn no_task_of_a_redis_cluster_is_left_after_stop() {
 
 #[tokio::test]
 async fn no_task_of_a_cluster_on_redis_cluster_is_left_after_stop() {
-    use wscluster::cluster::EngineKind;
-    use wscluster::cluster::redis::RedisRouting;
-    use wscluster::cluster::redis_cluster::RedisClusterConfig;
+    use wscluster::internals::cluster::EngineKind;
+    use wscluster::internals::cluster::redis::RedisRouting;
+    use wscluster::internals::cluster::redis_cluster::RedisClusterConfig;
     support::init_logs();
     let rc = RedisCluster::start().await;
     let config = || {

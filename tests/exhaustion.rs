@@ -15,7 +15,7 @@ use support::{DEFAULT_WAIT, WsClient, eventually, init_logs, test_server_config,
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use wscluster::config::ServerConfig;
-use wscluster::protocol::sgc::{QueueLevel, SgcConfig, SgcProtocol, Targets};
+use wscluster::internals::protocol::sgc::{QueueLevel, SgcConfig, SgcProtocol, Targets};
 use wscluster::{Server, ServerHandle};
 
 /// Round trips measured per sample.
@@ -305,12 +305,12 @@ async fn a_subscriber_that_never_reads_a_busy_channel_is_cut_and_others_keep_up(
 
 mod mesh_flood {
     use super::*;
-    use wscluster::cluster::engine::EngineHandler;
-    use wscluster::cluster::envelope::{Envelope, Kind, Origin};
-    use wscluster::cluster::membership::DownReason;
-    use wscluster::cluster::mesh::auth::{self, Role, Transcript};
-    use wscluster::cluster::mesh::wire::{self, HandshakeMsg, WireFrame};
-    use wscluster::cluster::mesh::{MeshConfig, MeshEngine};
+    use wscluster::internals::cluster::engine::EngineHandler;
+    use wscluster::internals::cluster::envelope::{Envelope, Kind, Origin};
+    use wscluster::internals::cluster::membership::DownReason;
+    use wscluster::internals::cluster::mesh::auth::{self, Role, Transcript};
+    use wscluster::internals::cluster::mesh::wire::{self, HandshakeMsg, WireFrame};
+    use wscluster::internals::cluster::mesh::{MeshConfig, MeshEngine};
 
     #[derive(Default)]
     struct Downs(parking_lot::Mutex<Vec<String>>);

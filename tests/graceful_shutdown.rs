@@ -202,7 +202,7 @@ async fn a_second_signal_during_the_drain_exits_at_once() {
 #[tokio::test]
 async fn shutdown_by_forces_a_stuck_connection_and_its_protocol_state_is_cleaned() {
     use std::sync::Arc;
-    use wscluster::protocol::sgc::{QueueLevel, SgcConfig};
+    use wscluster::internals::protocol::sgc::{QueueLevel, SgcConfig};
     use wscluster::{Server, SgcProtocol};
 
     let sgc = SgcProtocol::new(SgcConfig::default());
@@ -245,8 +245,8 @@ async fn shutdown_by_forces_a_stuck_connection_and_its_protocol_state_is_cleaned
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_waits_for_an_upgrade_already_past_its_serving_check_and_closes_it_with_1001() {
     use std::sync::{Arc, Mutex, mpsc};
-    use wscluster::protocol::sgc::SgcConfig;
-    use wscluster::transport::auth::AuthConfig;
+    use wscluster::internals::protocol::sgc::SgcConfig;
+    use wscluster::internals::transport::auth::AuthConfig;
     use wscluster::{Server, SgcProtocol};
 
     let (entered_tx, entered_rx) = mpsc::channel::<()>();

@@ -14,8 +14,8 @@ use support::{DEFAULT_WAIT, WsClient, eventually, init_logs, test_server_config,
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use wscluster::config::{LimitsConfig, ServerConfig};
-use wscluster::protocol::presence::{PresenceConfig, PresenceProtocol};
-use wscluster::protocol::sgc::{SgcConfig, SgcProtocol};
+use wscluster::internals::protocol::presence::{PresenceConfig, PresenceProtocol};
+use wscluster::internals::protocol::sgc::{SgcConfig, SgcProtocol};
 use wscluster::{Server, ServerHandle};
 
 async fn node(server: ServerConfig, limits: LimitsConfig) -> ServerHandle {
@@ -235,7 +235,10 @@ async fn publish_rate_exceeded_closes_with_1008_and_others_keep_receiving() {
     }
     let (code, reason) = flooder.expect_closed_within(DEFAULT_WAIT).await;
     assert_eq!(code, Some(1008));
-    assert_eq!(reason, wscluster::transport::PUBLISH_RATE_EXCEEDED);
+    assert_eq!(
+        reason,
+        wscluster::internals::transport::PUBLISH_RATE_EXCEEDED
+    );
     let extra = refilled(started, 1);
     // Exactly the burst went through, in order, and nothing after it (one more per second the
     // flood took to arrive).
@@ -350,7 +353,7 @@ async fn presence_answers_error_10_to_long_channels_and_closes_publish_floods() 
         close,
         (
             Some(1008),
-            wscluster::transport::PUBLISH_RATE_EXCEEDED.to_owned()
+            wscluster::internals::transport::PUBLISH_RATE_EXCEEDED.to_owned()
         )
     );
 }

@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use wscluster::cluster::engine::EngineHandler;
-use wscluster::cluster::envelope::{Envelope, Kind, Origin};
-use wscluster::cluster::membership::DownReason;
-use wscluster::cluster::mesh::{MeshConfig, MeshEngine};
+use wscluster::internals::cluster::engine::EngineHandler;
+use wscluster::internals::cluster::envelope::{Envelope, Kind, Origin};
+use wscluster::internals::cluster::membership::DownReason;
+use wscluster::internals::cluster::mesh::{MeshConfig, MeshEngine};
 
 #[derive(Debug, Clone, PartialEq)]
 enum Seen {
@@ -396,8 +396,8 @@ async fn stuck_peer(
 ) {
     let (drain, drain_rx) = tokio::sync::oneshot::channel::<()>();
     let (ended_tx, ended) = tokio::sync::oneshot::channel();
-    use wscluster::cluster::mesh::auth::{self, Role, Transcript};
-    use wscluster::cluster::mesh::wire::{self, HandshakeMsg, WireFrame};
+    use wscluster::internals::cluster::mesh::auth::{self, Role, Transcript};
+    use wscluster::internals::cluster::mesh::wire::{self, HandshakeMsg, WireFrame};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .unwrap_or_else(|e| panic!("{e}"));

@@ -10,11 +10,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use parking_lot::Mutex;
 use support::tls::{Issued, TestCa};
-use wscluster::cluster::engine::EngineHandler;
-use wscluster::cluster::envelope::{Envelope, Kind, Origin};
-use wscluster::cluster::membership::DownReason;
-use wscluster::cluster::mesh::{MeshConfig, MeshEngine};
-use wscluster::tls::MeshTlsConfig;
+use wscluster::internals::cluster::engine::EngineHandler;
+use wscluster::internals::cluster::envelope::{Envelope, Kind, Origin};
+use wscluster::internals::cluster::membership::DownReason;
+use wscluster::internals::cluster::mesh::{MeshConfig, MeshEngine};
+use wscluster::internals::tls::MeshTlsConfig;
 
 const WAIT: Duration = Duration::from_secs(10);
 

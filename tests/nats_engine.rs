@@ -19,8 +19,8 @@ use nats_support::*;
 use support::nats::{NatsAuth, NatsServer};
 use support::sgc::*;
 use support::{WsClient, eventually, scaled};
-use wscluster::cluster::nats::NatsRouting;
-use wscluster::cluster::nats::names::token;
+use wscluster::internals::cluster::nats::NatsRouting;
+use wscluster::internals::cluster::nats::names::token;
 
 /// How soon after the server is back a node's publishes must reach the others again.
 const RESUME_WITHIN: Duration = Duration::from_secs(2);
@@ -256,7 +256,7 @@ async fn an_unreachable_server_at_start_is_not_ready_with_the_reason_and_serves_
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
         l.local_addr().unwrap_or_else(|e| panic!("{e}")).port()
     };
-    let mut c = wscluster::cluster::ClusterConfig::local_nats(port, "unreachable");
+    let mut c = wscluster::internals::cluster::ClusterConfig::local_nats(port, "unreachable");
     c.nats.reconnect_max_ms = 200;
     let n = node_with("a", c).await;
     assert!(

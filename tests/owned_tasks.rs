@@ -10,13 +10,13 @@ use std::time::Duration;
 
 use support::sgc::{delphi, s5};
 use support::{WsClient, eventually};
-use wscluster::cluster::{Cluster, ClusterConfig, PresenceAdapter, SgcAdapter};
-use wscluster::ops::{AdminConfig, HttpConfig, Listener, Ops};
-use wscluster::protocol::Protocol;
-use wscluster::protocol::presence::{AckConfig, PresenceConfig, PresenceProtocol};
-use wscluster::protocol::sgc::{SgcConfig, SgcProtocol};
-use wscluster::transport::HttpServer;
-use wscluster::{Server, ServerHandle};
+use wscluster::internals::ops::{AdminConfig, HttpConfig};
+use wscluster::internals::protocol::presence::{AckConfig, PresenceConfig};
+use wscluster::internals::protocol::sgc::SgcConfig;
+use wscluster::{
+    Cluster, ClusterConfig, HttpServer, Listener, Ops, PresenceAdapter, PresenceProtocol, Protocol,
+    Server, ServerHandle, SgcAdapter, SgcProtocol,
+};
 
 struct Node {
     server: ServerHandle,

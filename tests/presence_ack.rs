@@ -10,7 +10,7 @@ use std::time::Duration;
 use presence_support::*;
 use serde_json::Value;
 use support::{DEFAULT_WAIT, WsClient, eventually};
-use wscluster::protocol::presence::{AckConfig, PresenceConfig};
+use wscluster::internals::protocol::presence::{AckConfig, PresenceConfig};
 
 #[tokio::test]
 async fn frames_with_an_id_are_acknowledged_before_they_are_processed() {

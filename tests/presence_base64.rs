@@ -6,7 +6,7 @@ mod presence_support;
 mod support;
 
 use presence_support::*;
-use wscluster::protocol::presence::PresenceConfig;
+use wscluster::internals::protocol::presence::PresenceConfig;
 
 #[tokio::test]
 async fn js_style_frames_with_base64_values_are_decoded_everywhere() {

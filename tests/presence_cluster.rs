@@ -10,11 +10,11 @@ use std::time::Instant;
 
 use parking_lot::Mutex;
 use presence_support::*;
-use wscluster::protocol::json::Payload;
-use wscluster::protocol::presence::{
+use wscluster::internals::protocol::json::Payload;
+use wscluster::internals::protocol::presence::{
     Member, Origin, PresenceEvent, PresenceProtocol, RemoteOrigin,
 };
-use wscluster::relay::Relay;
+use wscluster::internals::relay::Relay;
 
 /// Records every relayed event.
 #[derive(Default)]

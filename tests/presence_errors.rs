@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 use presence_support::*;
-use wscluster::protocol::presence::{AppEvent, PresenceConfig, PresenceError};
+use wscluster::internals::protocol::presence::{AppEvent, PresenceConfig, PresenceError};
 
 #[tokio::test]
 async fn error_1_member_already_exists() {

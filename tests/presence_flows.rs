@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 use presence_support::*;
-use wscluster::protocol::presence::AppEvent;
+use wscluster::internals::protocol::presence::AppEvent;
 
 #[tokio::test]
 async fn session_frame_first_then_member_new_reaches_all_members_including_the_new_one() {

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use proptest::prelude::*;
-use wscluster::hub::roster::{
+use wscluster::internals::hub::roster::{
     AddError, JoinError, Joined, LeaveError, Left, Member, Origin, RemoteOrigin, Roster,
     RosterEvent,
 };
@@ -318,7 +318,7 @@ mod examples {
     use std::sync::Arc;
 
     use bytes::Bytes;
-    use wscluster::hub::roster::*;
+    use wscluster::internals::hub::roster::*;
 
     fn m(id: &str) -> Arc<Member> {
         Arc::new(Member::new(id, format!("n-{id}"), ""))

@@ -15,9 +15,9 @@ use redis_support::{WAIT, get, meet, node_with};
 use support::redis_cluster::RedisCluster;
 use support::sgc::*;
 use support::{Frame, WsClient, eventually, time_factor};
-use wscluster::cluster::redis::RedisRouting;
-use wscluster::cluster::redis_cluster::{RedisClusterConfig, RedisClusterEngine};
-use wscluster::cluster::{ClusterConfig, EngineKind};
+use wscluster::internals::cluster::redis::RedisRouting;
+use wscluster::internals::cluster::redis_cluster::{RedisClusterConfig, RedisClusterEngine};
+use wscluster::internals::cluster::{ClusterConfig, EngineKind};
 
 fn config(seeds: Vec<String>, prefix: &str, routing: RedisRouting) -> ClusterConfig {
     let mut c = ClusterConfig {

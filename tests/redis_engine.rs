@@ -19,7 +19,7 @@ use redis_support::*;
 use support::redis::RedisServer;
 use support::sgc::*;
 use support::{WsClient, eventually};
-use wscluster::cluster::redis::RedisRouting;
+use wscluster::internals::cluster::redis::RedisRouting;
 
 #[tokio::test]
 async fn nodes_meet_through_redis_and_a_publish_arrives_once_everywhere() {

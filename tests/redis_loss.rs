@@ -12,7 +12,7 @@ use redis_support::*;
 use support::redis::RedisServer;
 use support::sgc::*;
 use support::{WsClient, eventually};
-use wscluster::cluster::redis::RedisRouting;
+use wscluster::internals::cluster::redis::RedisRouting;
 
 /// Two nodes on `routing` where b reaches Redis only through a fault proxy, so the test can cut b
 /// off Redis (every connection closed, none accepted) while a stays connected.
@@ -141,11 +141,11 @@ async fn presence_rosters_converge_after_a_resync_of_what_was_lost() {
     // Either side may notice the loss first (b's own envelopes were lost too), and either
     // side's resynchronisation sends both nodes' snapshots: counted over both.
     let engines = [v[0].engine(), v[1].engine()];
-    let total = |f: fn(&wscluster::cluster::redis::RedisStats) -> u64| -> u64 {
+    let total = |f: fn(&wscluster::internals::cluster::redis::RedisStats) -> u64| -> u64 {
         engines.iter().map(|e| f(e.stats())).sum()
     };
-    let gaps = |s: &wscluster::cluster::redis::RedisStats| get(&s.gaps);
-    let resyncs = |s: &wscluster::cluster::redis::RedisStats| get(&s.resyncs);
+    let gaps = |s: &wscluster::internals::cluster::redis::RedisStats| get(&s.gaps);
+    let resyncs = |s: &wscluster::internals::cluster::redis::RedisStats| get(&s.resyncs);
     let (gaps_before, resyncs_before) = (total(gaps), total(resyncs));
     alice.close().await;
     let _carol = PClient::member(v[0].server.local_addr(), "carol", "carol").await;

@@ -11,8 +11,8 @@ use support::redis::RedisServer;
 use support::sgc::*;
 use support::tls::TestCa;
 use support::{WsClient, eventually};
-use wscluster::cluster::{Cluster, ClusterConfig, SgcAdapter};
-use wscluster::protocol::sgc::{SgcConfig, SgcProtocol};
+use wscluster::internals::cluster::{Cluster, ClusterConfig, SgcAdapter};
+use wscluster::internals::protocol::sgc::{SgcConfig, SgcProtocol};
 use wscluster::{Server, ServerHandle};
 
 const WAIT: Duration = Duration::from_secs(10);

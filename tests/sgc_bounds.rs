@@ -13,9 +13,9 @@ use std::sync::Arc;
 use support::sgc::{delphi, s5, s6};
 use support::{DEFAULT_WAIT, WsClient, init_logs, test_server_config};
 use wscluster::config::{LimitsConfig, ServerConfig};
-use wscluster::protocol::presence::{PresenceConfig, PresenceProtocol};
-use wscluster::protocol::sgc::retained::ENTRY_OVERHEAD;
-use wscluster::protocol::sgc::{SgcConfig, SgcProtocol};
+use wscluster::internals::protocol::presence::{PresenceConfig, PresenceProtocol};
+use wscluster::internals::protocol::sgc::retained::ENTRY_OVERHEAD;
+use wscluster::internals::protocol::sgc::{SgcConfig, SgcProtocol};
 use wscluster::{Server, ServerHandle};
 
 async fn node(
@@ -138,7 +138,10 @@ async fn publishes_inside_a_transaction_count_against_the_rate_when_they_arrive(
     // Closed before any commit: the rate counted the queued publishes.
     let (code, reason) = a.expect_closed_within(DEFAULT_WAIT).await;
     assert_eq!(code, Some(1008));
-    assert_eq!(reason, wscluster::transport::PUBLISH_RATE_EXCEEDED);
+    assert_eq!(
+        reason,
+        wscluster::internals::transport::PUBLISH_RATE_EXCEEDED
+    );
     sub.barrier().await;
 }
 
@@ -164,7 +167,10 @@ async fn broadcasts_count_against_the_publish_rate() {
     }
     let (code, reason) = a.expect_closed_within(DEFAULT_WAIT).await;
     assert_eq!(code, Some(1008));
-    assert_eq!(reason, wscluster::transport::PUBLISH_RATE_EXCEEDED);
+    assert_eq!(
+        reason,
+        wscluster::internals::transport::PUBLISH_RATE_EXCEEDED
+    );
     for n in 0..2 {
         sub.expect(&s6("news", &format!("\"{n}\""), Some("qosLevel0"), None))
             .await;
@@ -355,8 +361,12 @@ async fn cluster_node(
     name: &str,
     peers: Vec<String>,
     config: SgcConfig,
-) -> (ServerHandle, SgcProtocol, wscluster::cluster::Cluster) {
-    use wscluster::cluster::{Cluster, ClusterConfig, SgcAdapter};
+) -> (
+    ServerHandle,
+    SgcProtocol,
+    wscluster::internals::cluster::Cluster,
+) {
+    use wscluster::internals::cluster::{Cluster, ClusterConfig, SgcAdapter};
     let (server, sgc) = sgc_node(config).await;
     let cluster = Cluster::new(
         name,

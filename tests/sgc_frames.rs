@@ -6,7 +6,7 @@ mod support;
 use support::sgc::*;
 use support::*;
 use tokio::sync::mpsc::unbounded_channel;
-use wscluster::protocol::sgc::{Payload, QueueLevel, SgcConfig, Targets};
+use wscluster::internals::protocol::sgc::{Payload, QueueLevel, SgcConfig, Targets};
 
 #[tokio::test]
 async fn session_is_the_first_frame_with_the_server_qos_and_the_connection_guid() {

@@ -6,7 +6,7 @@ mod support;
 use bytes::Bytes;
 use support::sgc::*;
 use tokio::sync::mpsc::unbounded_channel;
-use wscluster::protocol::sgc::{Payload, SgcConfig};
+use wscluster::internals::protocol::sgc::{Payload, SgcConfig};
 
 #[tokio::test]
 async fn before_publish_can_rewrite_channel_and_message_or_deny() {
@@ -55,7 +55,7 @@ async fn before_subscribe_denial_is_silent() {
     sgc.publish(
         "retained",
         "secret",
-        wscluster::protocol::sgc::QueueLevel::Level1,
+        wscluster::internals::protocol::sgc::QueueLevel::Level1,
         &Default::default(),
     );
     let (mut a, guid) = client(server.local_addr()).await;
@@ -90,7 +90,7 @@ async fn before_subscribe_may_rewrite_the_channel() {
     sgc.publish(
         "kept",
         &mine,
-        wscluster::protocol::sgc::QueueLevel::Level1,
+        wscluster::internals::protocol::sgc::QueueLevel::Level1,
         &Default::default(),
     );
     a.send(&js::subscribe("me,news,alias", "s1")).await;

@@ -5,7 +5,7 @@ mod support;
 
 use support::sgc::*;
 use support::*;
-use wscluster::protocol::sgc::SgcConfig;
+use wscluster::internals::protocol::sgc::SgcConfig;
 
 fn qos1() -> SgcConfig {
     SgcConfig {

@@ -5,7 +5,7 @@ mod support;
 
 use support::sgc::*;
 use support::*;
-use wscluster::protocol::sgc::{QueueLevel, SgcConfig, Targets};
+use wscluster::internals::protocol::sgc::{QueueLevel, SgcConfig, Targets};
 
 #[tokio::test]
 async fn level1_keeps_the_last_message_and_replays_it_to_the_subscriber_only() {

@@ -9,10 +9,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 use parking_lot::Mutex;
 use support::sgc::*;
-use wscluster::protocol::sgc::{
+use wscluster::internals::protocol::sgc::{
     QueueLevel, SgcBroadcast, SgcConfig, SgcEvent, SgcProtocol, SgcPublish, Targets,
 };
-use wscluster::relay::Relay;
+use wscluster::internals::relay::Relay;
 
 /// Records every event.
 #[derive(Default)]

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use support::sgc::*;
 use support::*;
-use wscluster::protocol::sgc::SgcConfig;
+use wscluster::internals::protocol::sgc::SgcConfig;
 
 #[tokio::test]
 async fn malformed_and_ill_typed_frames_get_no_reply_and_change_nothing() {

@@ -9,7 +9,9 @@ use support::*;
 use tokio::sync::mpsc::unbounded_channel;
 use wscluster::Server;
 use wscluster::config::AuthConfig;
-use wscluster::protocol::sgc::{Notification, Payload, RpcRequest, SgcConfig, SgcProtocol};
+use wscluster::internals::protocol::sgc::{
+    Notification, Payload, RpcRequest, SgcConfig, SgcProtocol,
+};
 
 #[tokio::test]
 async fn rpc_is_answered_later_from_a_spawned_task() {

@@ -5,7 +5,7 @@ mod support;
 
 use support::sgc::*;
 use tokio::sync::mpsc::unbounded_channel;
-use wscluster::protocol::sgc::SgcConfig;
+use wscluster::internals::protocol::sgc::SgcConfig;
 
 #[tokio::test]
 async fn commit_replays_queued_messages_in_order() {

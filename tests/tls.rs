@@ -12,8 +12,8 @@ use support::sgc::{delphi, s5};
 use support::tls::{Issued, TestCa, connect};
 use support::{WsClient, init_logs, test_server_config};
 use wscluster::config::ServerConfig;
-use wscluster::protocol::sgc::{SgcConfig, SgcProtocol};
-use wscluster::tls::TlsConfig;
+use wscluster::internals::protocol::sgc::{SgcConfig, SgcProtocol};
+use wscluster::internals::tls::TlsConfig;
 use wscluster::{Server, ServerHandle};
 
 fn tls_config(cert: &Issued, reload_interval_ms: u64) -> ServerConfig {

@@ -2,7 +2,7 @@
 //! stranger's `Hello` get the acceptor's HMAC proof back (an offline oracle for the secret), and
 //! does a second node with no secret join and reach the victim's subscribers.
 //!
-//! The handshake messages are the crate's own (`wscluster::cluster::mesh::wire`), so the tool
+//! The handshake messages are the crate's own (`wscluster::internals::cluster::mesh::wire`), so the tool
 //! always speaks the wire format of the code it is built with; only the framing (a 4-byte
 //! big-endian length, then the postcard bytes) is written here.
 
@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
-use wscluster::cluster::mesh::wire::{HandshakeMsg, LINK_PROTOCOL};
+use wscluster::internals::cluster::mesh::wire::{HandshakeMsg, LINK_PROTOCOL};
 
 use crate::Ctx;
 use crate::node::{Expect, Node};

@@ -8,8 +8,8 @@ use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use wscluster::cluster::envelope::Envelope;
-use wscluster::cluster::mesh::wire::{HandshakeMsg, WireFrame, read_frame, write_frames};
+use wscluster::internals::cluster::envelope::Envelope;
+use wscluster::internals::cluster::mesh::wire::{HandshakeMsg, WireFrame, read_frame, write_frames};
 
 /// Largest frame a link accepts in this target.
 const MAX_FRAME: usize = 1 << 16;

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use wscluster::protocol::json::{
+use wscluster::internals::protocol::json::{
     Payload, RawObject, decode_b64, encode_b64, raw_to_text, sanitize,
 };
 

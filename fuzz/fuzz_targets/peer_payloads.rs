@@ -4,8 +4,8 @@
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use wscluster::cluster::envelope::Kind;
-use wscluster::cluster::fuzzing;
+use wscluster::internals::cluster::envelope::Kind;
+use wscluster::internals::cluster::fuzzing;
 
 fuzz_target!(|data: &[u8]| {
     // The first byte picks the sgc kind; the rest is the payload.

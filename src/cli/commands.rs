@@ -68,8 +68,8 @@ pub(crate) fn run(command: &Command, args: &Args) -> ExitCode {
 pub(crate) fn version_line() -> String {
     format!(
         "wscluster {} (commit {})",
-        wscluster::ops::BUILD_VERSION,
-        wscluster::ops::BUILD_COMMIT
+        wscluster::BUILD_VERSION,
+        wscluster::BUILD_COMMIT
     )
 }
 

@@ -5,13 +5,10 @@ use std::io::Write as _;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use wscluster::cluster::{Cluster, PresenceAdapter, SgcAdapter};
-use wscluster::ops::{self, Listener, Ops};
-use wscluster::protocol::access::ChannelRules;
-use wscluster::tasks::Tasks;
-use wscluster::transport::HttpServer;
-use wscluster::webhooks::Webhooks;
-use wscluster::{Config, PresenceProtocol, Server, SgcProtocol};
+use wscluster::{
+    ChannelRules, Cluster, Config, HttpServer, Listener, Ops, PresenceAdapter, PresenceProtocol,
+    Server, SgcAdapter, SgcProtocol, Tasks, Webhooks, install_prometheus_recorder, spawn_upkeep,
+};
 
 /// Raises the soft limit of open files to the hard limit: each connection is a file descriptor, and
 /// the usual soft limit (1024) is far below what a node serves. Failure is logged, not fatal.
@@ -218,12 +215,12 @@ fn operations(
         .sgc(sgc.clone())
         .presence(presence.clone())
         .api(config.api.clone());
-    match ops::install_prometheus_recorder() {
+    match install_prometheus_recorder() {
         Ok(handle) => {
             // Handles made before the recorder is installed record nothing: this runs before
             // the server and the cluster exist.
             wscluster::metrics::describe();
-            ops::spawn_upkeep(handle.clone(), tasks);
+            spawn_upkeep(handle.clone(), tasks);
             o = o.metrics(handle);
         }
         Err(e) => tracing::warn!(error = %e, "metrics recorder not installed"),

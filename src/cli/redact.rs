@@ -140,7 +140,7 @@ mod tests {
         c.auth.users.insert("alice".into(), "alice-pw".into());
         c.auth.jwt.secret = "jwt-s3cret".into();
         c.auth.jwt.public_key_file = "/etc/wscluster/jwt.pem".into();
-        c.api.keys.push(wscluster::ops::api::ApiKey {
+        c.api.keys.push(wscluster::config::ApiKey {
             name: "backend-name".into(),
             key: "api-key-s3cret-0123".into(),
             scopes: vec!["publish".into()],

@@ -15,7 +15,7 @@ use crate::relay::InterestReady;
 
 /// What nodes tell each other about their channels (envelope kind `Interest`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum InterestMsg {
+pub(crate) enum InterestMsg {
     /// Every channel the sender has local subscribers for (sent when a peer comes up).
     Full(Vec<String>),
     /// The sender's first local subscriber of `channel` is waiting for `token` to be acknowledged.
@@ -42,7 +42,7 @@ struct Gate {
 
 /// Interest state of one node.
 #[derive(Default)]
-pub struct InterestTable {
+pub(crate) struct InterestTable {
     /// Peers that may need our publishes: `None` until their full set arrives (send them all).
     peers: HashMap<Arc<str>, Option<HashSet<String>>>,
     /// Adds and removes received from a peer while its full set is awaited, in order: the set
@@ -66,14 +66,14 @@ impl std::fmt::Debug for InterestTable {
 
 impl InterestTable {
     /// A peer came up: its interest is unknown until its `Full` arrives.
-    pub fn peer_up(&mut self, peer: &Arc<str>) {
+    pub(crate) fn peer_up(&mut self, peer: &Arc<str>) {
         self.down.remove(peer);
         self.early.remove(peer);
         self.peers.insert(peer.clone(), None);
     }
 
     /// A peer is gone: it is no longer waited for. Returns the gates that opened.
-    pub fn peer_down(&mut self, peer: &str) -> Vec<InterestReady> {
+    pub(crate) fn peer_down(&mut self, peer: &str) -> Vec<InterestReady> {
         let now = Instant::now();
         self.early.remove(peer);
         if let Some((name, _)) = self.peers.remove_entry(peer) {
@@ -97,7 +97,7 @@ impl InterestTable {
     /// The peers a channel publish must reach: those interested, and those whose interest is not
     /// known yet.
     /// Peers that went down recently are included: what they miss is replayed if they return.
-    pub fn route(&self, channel: &str) -> Vec<Arc<str>> {
+    pub(crate) fn route(&self, channel: &str) -> Vec<Arc<str>> {
         self.peers
             .iter()
             .filter(|(_, i)| i.as_ref().is_none_or(|set| set.contains(channel)))
@@ -107,13 +107,13 @@ impl InterestTable {
     }
 
     /// Every live peer.
-    pub fn peers(&self) -> Vec<Arc<str>> {
+    pub(crate) fn peers(&self) -> Vec<Arc<str>> {
         self.peers.keys().cloned().collect()
     }
 
     /// A message from `peer`; returns the acknowledgment to send back, if any, and the gates
     /// that opened.
-    pub fn receive(
+    pub(crate) fn receive(
         &mut self,
         peer: &Arc<str>,
         msg: InterestMsg,
@@ -178,7 +178,7 @@ impl InterestTable {
 
     /// A first local subscriber of `channel`: returns the `Add` to send to every known peer and
     /// its token, or gives `ready` back when there is no peer to wait for.
-    pub fn open_gate(
+    pub(crate) fn open_gate(
         &mut self,
         channel: &str,
         ready: InterestReady,
@@ -205,7 +205,7 @@ impl InterestTable {
     }
 
     /// Gives up waiting for `token` (timeout); returns its `ready` if it was still waiting.
-    pub fn expire(&mut self, token: u64) -> Option<InterestReady> {
+    pub(crate) fn expire(&mut self, token: u64) -> Option<InterestReady> {
         self.gates.remove(&token).map(|g| g.ready)
     }
 }

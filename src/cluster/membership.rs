@@ -34,6 +34,21 @@ pub enum DownReason {
     Unsubscribed,
 }
 
+impl DownReason {
+    /// The `reason` label of the peer-down metrics.
+    pub fn metric(self) -> crate::metrics::PeerDown {
+        use crate::metrics::PeerDown;
+        match self {
+            DownReason::LinkClosed => PeerDown::LinkClosed,
+            DownReason::Timeout => PeerDown::Timeout,
+            DownReason::Bye => PeerDown::Bye,
+            DownReason::Restarted => PeerDown::Restarted,
+            DownReason::LocalStop => PeerDown::LocalStop,
+            DownReason::Unsubscribed => PeerDown::Unsubscribed,
+        }
+    }
+}
+
 impl std::fmt::Display for DownReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {

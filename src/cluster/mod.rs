@@ -12,7 +12,7 @@
 
 mod adapter;
 mod backplane;
-pub mod broker;
+pub(crate) mod broker;
 mod config;
 pub mod engine;
 mod engines;
@@ -20,13 +20,13 @@ pub mod envelope;
 #[doc(hidden)]
 pub mod fuzzing;
 mod gate_timer;
-pub mod interest;
+pub(crate) mod interest;
 pub mod membership;
 pub mod mesh;
 pub mod nats;
-pub mod peers;
+pub(crate) mod peers;
 mod presence_adapter;
-pub mod query;
+pub(crate) mod query;
 pub mod redis;
 pub mod redis_cluster;
 mod sgc_adapter;
@@ -38,16 +38,18 @@ use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::broadcast;
 
-pub use adapter::Adapter;
-pub use backplane::{ChannelRouting, Outlet};
+pub(crate) use adapter::Adapter;
+pub(crate) use backplane::{ChannelRouting, Outlet};
 pub use config::{ClusterConfig, EngineKind};
 use engine::{Engine, EngineHandler, EngineStart};
 use envelope::{Envelope, Kind, Origin};
 use membership::DownReason;
 use mesh::MeshEngine;
-pub use peers::{PeerState, PeerStatus};
+pub use peers::PeerState;
+pub(crate) use peers::PeerStatus;
 pub use presence_adapter::PresenceAdapter;
-pub use query::{QueryOutcome, QueryResponder};
+pub(crate) use query::QueryOutcome;
+pub(crate) use query::QueryResponder;
 use redis::RedisEngine;
 pub use sgc_adapter::SgcAdapter;
 
@@ -439,7 +441,7 @@ impl EngineHandler for Handler {
         let Some(inner) = self.inner.upgrade() else {
             return;
         };
-        crate::metrics::peer_down(reason);
+        crate::metrics::peer_down(reason.metric());
         let quiet = inner.quiet_stop.load(std::sync::atomic::Ordering::SeqCst);
         if !quiet {
             let started = std::time::Instant::now();
@@ -459,7 +461,7 @@ impl EngineHandler for Handler {
             for a in &adapters {
                 a.peer_down(peer);
             }
-            crate::metrics::purge_took(reason, started.elapsed());
+            crate::metrics::purge_took(reason.metric(), started.elapsed());
         }
         inner.queries.peer_gone(&peer.node_id);
         let _ = inner.events.send(ClusterEvent::PeerDisconnected {

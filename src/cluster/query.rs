@@ -23,7 +23,7 @@ use super::envelope::{Envelope, Kind};
 
 /// Answers a question from another node: `(asking node, question bytes) -> answer bytes`. Called
 /// on an engine task: it must not block (read some state, encode, return).
-pub type QueryResponder = Arc<dyn Fn(&str, &[u8]) -> Bytes + Send + Sync>;
+pub(crate) type QueryResponder = Arc<dyn Fn(&str, &[u8]) -> Bytes + Send + Sync>;
 
 /// What came back from a question to every live peer.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

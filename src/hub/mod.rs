@@ -32,7 +32,7 @@ pub mod roster;
 
 /// Channels → local subscribers, plus every connection of the protocol. `D` is the protocol's
 /// per-connection data, kept next to the connection so one lookup finds both.
-pub struct Hub<D> {
+pub(crate) struct Hub<D> {
     members: RwLock<HashMap<Arc<str>, Arc<Member<D>>>>,
     channels: RwLock<HashMap<Arc<str>, Arc<Channel>>>,
 }
@@ -47,7 +47,7 @@ impl<D> std::fmt::Debug for Hub<D> {
 }
 
 /// One connection in the hub: the connection, the protocol's data for it, and its channels.
-pub struct Member<D> {
+pub(crate) struct Member<D> {
     conn: Connection,
     data: D,
     /// The channels this connection subscribed to; `left` once it left the hub (no new
@@ -63,17 +63,17 @@ struct MemberChannels {
 
 impl<D> Member<D> {
     /// The connection.
-    pub fn conn(&self) -> &Connection {
+    pub(crate) fn conn(&self) -> &Connection {
         &self.conn
     }
 
     /// The protocol's data for this connection.
-    pub fn data(&self) -> &D {
+    pub(crate) fn data(&self) -> &D {
         &self.data
     }
 
     /// The channels this connection is subscribed to (a snapshot, sorted).
-    pub fn subscriptions(&self) -> Vec<String> {
+    pub(crate) fn subscriptions(&self) -> Vec<String> {
         let mut v: Vec<String> = self
             .channels
             .lock()
@@ -85,13 +85,9 @@ impl<D> Member<D> {
         v
     }
 
-    /// Whether this connection is subscribed to `channel`.
-    pub fn is_subscribed(&self, channel: &str) -> bool {
-        self.channels.lock().set.contains(channel)
-    }
-
     /// How many channels this connection is subscribed to.
-    pub fn subscription_count(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn subscription_count(&self) -> usize {
         self.channels.lock().set.len()
     }
 }
@@ -135,11 +131,11 @@ impl Subscribers {
 }
 
 /// A member that left the hub, and the channels it was subscribed to.
-pub type Left<D> = (Arc<Member<D>>, Vec<Arc<str>>);
+pub(crate) type Left<D> = (Arc<Member<D>>, Vec<Arc<str>>);
 
 /// What [`Hub::subscribe`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Subscribed {
+pub(crate) enum Subscribed {
     /// Newly subscribed.
     Added,
     /// It was subscribed already; nothing changed.
@@ -161,13 +157,13 @@ impl<D> Default for Hub<D> {
 
 impl<D: Send + Sync> Hub<D> {
     /// An empty hub.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// Adds a connection with its protocol data. A connection already there (same GUID) is
     /// replaced; its subscriptions are dropped.
-    pub fn join(&self, conn: &Connection, data: D) -> Arc<Member<D>> {
+    pub(crate) fn join(&self, conn: &Connection, data: D) -> Arc<Member<D>> {
         let member = Arc::new(Member {
             conn: conn.clone(),
             data,
@@ -182,7 +178,7 @@ impl<D: Send + Sync> Hub<D> {
 
     /// Removes a connection and all its subscriptions. Returns the member and the channels it
     /// was subscribed to (for unsubscribe events), or `None` when it was not in the hub.
-    pub fn leave(&self, id: &str) -> Option<Left<D>> {
+    pub(crate) fn leave(&self, id: &str) -> Option<Left<D>> {
         let member = self.members.write().remove(id)?;
         let channels = self.drop_subscriptions(&member);
         Some((member, channels))
@@ -199,22 +195,22 @@ impl<D: Send + Sync> Hub<D> {
     }
 
     /// The member with this connection GUID.
-    pub fn member(&self, id: &str) -> Option<Arc<Member<D>>> {
+    pub(crate) fn member(&self, id: &str) -> Option<Arc<Member<D>>> {
         self.members.read().get(id).cloned()
     }
 
     /// Every member (a snapshot).
-    pub fn members(&self) -> Vec<Arc<Member<D>>> {
+    pub(crate) fn members(&self) -> Vec<Arc<Member<D>>> {
         self.members.read().values().cloned().collect()
     }
 
     /// How many connections are in the hub.
-    pub fn member_count(&self) -> usize {
+    pub(crate) fn member_count(&self) -> usize {
         self.members.read().len()
     }
 
     /// Subscribes `member` to `channel`; `limit` caps its subscriptions (0 = unlimited).
-    pub fn subscribe(&self, member: &Member<D>, channel: &str, limit: usize) -> Subscribed {
+    pub(crate) fn subscribe(&self, member: &Member<D>, channel: &str, limit: usize) -> Subscribed {
         let mut mine = member.channels.lock();
         if mine.left {
             return Subscribed::Gone;
@@ -239,7 +235,7 @@ impl<D: Send + Sync> Hub<D> {
     }
 
     /// Unsubscribes `member` from `channel`; false when it was not subscribed.
-    pub fn unsubscribe(&self, member: &Member<D>, channel: &str) -> bool {
+    pub(crate) fn unsubscribe(&self, member: &Member<D>, channel: &str) -> bool {
         let mut mine = member.channels.lock();
         let Some(name) = mine.set.take(channel) else {
             return false;
@@ -249,7 +245,7 @@ impl<D: Send + Sync> Hub<D> {
     }
 
     /// Unsubscribes `member` from everything; returns the channels it left.
-    pub fn unsubscribe_all(&self, member: &Member<D>) -> Vec<Arc<str>> {
+    pub(crate) fn unsubscribe_all(&self, member: &Member<D>) -> Vec<Arc<str>> {
         let mut mine = member.channels.lock();
         let names: Vec<Arc<str>> = mine.set.drain().collect();
         for name in &names {
@@ -296,7 +292,7 @@ impl<D: Send + Sync> Hub<D> {
     }
 
     /// The channels that have at least one subscriber.
-    pub fn channel_names(&self) -> Vec<Arc<str>> {
+    pub(crate) fn channel_names(&self) -> Vec<Arc<str>> {
         let chans: Vec<Arc<Channel>> = self.channels.read().values().cloned().collect();
         chans
             .into_iter()
@@ -307,7 +303,11 @@ impl<D: Send + Sync> Hub<D> {
 
     /// The names of channels with subscribers that `keep` accepts, at most `limit` of them. Runs
     /// under the map's read lock (no allocation per channel), so `keep` must be quick.
-    pub fn channels_matching(&self, keep: impl Fn(&str) -> bool, limit: usize) -> Vec<String> {
+    pub(crate) fn channels_matching(
+        &self,
+        keep: impl Fn(&str) -> bool,
+        limit: usize,
+    ) -> Vec<String> {
         let map = self.channels.read();
         map.values()
             .filter(|c| keep(&c.name) && !c.subs.read().conns.is_empty())
@@ -318,7 +318,7 @@ impl<D: Send + Sync> Hub<D> {
 
     /// Every channel with its number of subscribers (channels without subscribers left out),
     /// sorted by name.
-    pub fn channels(&self) -> Vec<(Arc<str>, usize)> {
+    pub(crate) fn channels(&self) -> Vec<(Arc<str>, usize)> {
         let chans: Vec<Arc<Channel>> = self.channels.read().values().cloned().collect();
         let mut v: Vec<(Arc<str>, usize)> = chans
             .into_iter()
@@ -333,14 +333,14 @@ impl<D: Send + Sync> Hub<D> {
     }
 
     /// How many connections subscribed to `channel`.
-    pub fn subscriber_count(&self, channel: &str) -> usize {
+    pub(crate) fn subscriber_count(&self, channel: &str) -> usize {
         let ch = self.channels.read().get(channel).cloned();
         ch.map_or(0, |c| c.subs.read().conns.len())
     }
 
     /// Queues `frame` to every subscriber of `channel` that `allow` accepts. Returns how many
     /// connections it was queued to.
-    pub fn send_to_channel(
+    pub(crate) fn send_to_channel(
         &self,
         channel: &str,
         frame: &Bytes,
@@ -361,7 +361,7 @@ impl<D: Send + Sync> Hub<D> {
 
     /// Queues `frame` to every connection in the hub that `allow` accepts. Returns how many
     /// connections it was queued to.
-    pub fn send_to_all(&self, frame: &Bytes, allow: impl Fn(&Connection) -> bool) -> usize {
+    pub(crate) fn send_to_all(&self, frame: &Bytes, allow: impl Fn(&Connection) -> bool) -> usize {
         let members = self.members.read();
         let mut sent = 0;
         for m in members.values() {

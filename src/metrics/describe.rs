@@ -189,8 +189,8 @@ pub fn register_at_zero() {
     for r in Refusal::ALL {
         let _ = counter!(WS_HANDSHAKES_REFUSED, "reason" => r.label());
     }
-    for r in crate::transport::bearer::AuthRefusal::ALL {
-        let _ = counter!(AUTH_REFUSALS, "reason" => r.label());
+    for r in AUTH_REFUSAL_REASONS {
+        let _ = counter!(AUTH_REFUSALS, "reason" => r);
     }
     for l in Limit::ALL {
         let _ = counter!(LIMIT_REFUSALS, "limit" => l.label());
@@ -198,15 +198,8 @@ pub fn register_at_zero() {
     for by in ["us", "peer", "tls"] {
         let _ = counter!(BACKPLANE_LINKS_REFUSED, "by" => by);
     }
-    for r in [
-        DownReason::LinkClosed,
-        DownReason::Timeout,
-        DownReason::Bye,
-        DownReason::Restarted,
-        DownReason::LocalStop,
-        DownReason::Unsubscribed,
-    ] {
-        let _ = counter!(PEER_DOWN, "reason" => down_reason(r));
+    for r in PeerDown::ALL {
+        let _ = counter!(PEER_DOWN, "reason" => r.label());
     }
     for reason in ["queue_full", "expired", "replica_full"] {
         let _ = counter!(WEBHOOK_EVENTS_DROPPED, "reason" => reason);

@@ -41,7 +41,7 @@ impl Listener {
 
 /// How a route is protected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Guard {
+pub(crate) enum Guard {
     /// Anyone.
     Open,
     /// The admin token, or the admin port when no token is configured.
@@ -50,7 +50,7 @@ pub enum Guard {
 
 /// Why a request is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     /// No token, or a wrong one (401).
     Unauthorized,
     /// Admin routes are off on this port: no token is configured (403).
@@ -66,7 +66,7 @@ pub enum Refusal {
 
 impl Refusal {
     /// The HTTP status.
-    pub fn status(self) -> u16 {
+    pub(crate) fn status(self) -> u16 {
         match self {
             Refusal::Unauthorized => 401,
             Refusal::Disabled | Refusal::ForeignOrigin => 403,
@@ -76,7 +76,7 @@ impl Refusal {
     }
 
     /// The explanation sent to the client.
-    pub fn message(self) -> &'static str {
+    pub(crate) fn message(self) -> &'static str {
         match self {
             Refusal::Unauthorized => "a valid \"Authorization: Bearer <admin.token>\" is required",
             Refusal::Disabled => {
@@ -96,7 +96,7 @@ impl Refusal {
 
 /// Decides whether a request may use a route guarded by `guard`. `token` is the configured
 /// `admin.token`; `authorization` the request's `Authorization` header.
-pub fn check(
+pub(crate) fn check(
     guard: Guard,
     listener: Listener,
     token: &str,
@@ -117,7 +117,7 @@ pub fn check(
 
 /// What [`check_site`] reads of a request served without a token.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Site<'a> {
+pub(crate) struct Site<'a> {
     /// The `Host` header.
     pub host: Option<&'a str>,
     /// The `Origin` header.
@@ -133,7 +133,7 @@ pub struct Site<'a> {
 /// Whether a request a browser on another site could have made is refused: applies to admin
 /// routes served without a token (see the module documentation). `allowed_hosts` is
 /// `http.allowed_hosts`: names (any port) or `name:port`, compared ignoring case.
-pub fn check_site(site: &Site<'_>, allowed_hosts: &[String]) -> Result<(), Refusal> {
+pub(crate) fn check_site(site: &Site<'_>, allowed_hosts: &[String]) -> Result<(), Refusal> {
     // A request without Host is not a browser's (every browser sends it).
     if site
         .host

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 const VERSION: u8 = 1;
 
 /// At most this many channels are listed in one node's report (the total is always given).
-pub const MAX_CHANNELS_PER_REPORT: usize = 10_000;
+pub(crate) const MAX_CHANNELS_PER_REPORT: usize = 10_000;
 
 /// What a node reports about itself.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,7 +41,7 @@ pub struct NodeStats {
 
 /// A question to the other nodes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Question {
+pub(crate) enum Question {
     /// "Send me your [`NodeStats`]."
     Stats,
     /// "Close connection `id` if it is yours."
@@ -66,7 +66,7 @@ pub enum Question {
 
 /// An answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Answer {
+pub(crate) enum Answer {
     /// The node's stats.
     Stats(NodeStats),
     /// Whether the node had (and closed) the connection.
@@ -74,7 +74,7 @@ pub enum Answer {
 }
 
 /// Encodes a question or an answer.
-pub fn encode<T: Serialize>(value: &T) -> Bytes {
+pub(crate) fn encode<T: Serialize>(value: &T) -> Bytes {
     let mut out = vec![VERSION];
     match postcard::to_extend(value, out) {
         Ok(v) => out = v,
@@ -87,7 +87,7 @@ pub fn encode<T: Serialize>(value: &T) -> Bytes {
 }
 
 /// Decodes a question or an answer; `None` for another version, empty or garbage bytes.
-pub fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Option<T> {
+pub(crate) fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Option<T> {
     match bytes.split_first() {
         Some((&VERSION, rest)) => postcard::from_bytes(rest).ok(),
         _ => None,

@@ -14,14 +14,14 @@
 //! - `status`: the HTML status page and the JSON it polls; `health`: `GET /health` (JSON anyone
 //!   may read: node, ready, linked peers, unreachable configured peers).
 
-pub mod access;
+pub(crate) mod access;
 mod admin;
-pub mod api;
-pub mod census;
+pub(crate) mod api;
+pub(crate) mod census;
 mod config;
 mod health;
 mod prometheus;
-pub mod route;
+pub(crate) mod route;
 mod status;
 
 use crate::log_text::Printable;
@@ -32,12 +32,10 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use parking_lot::RwLock;
 
 pub use access::Listener;
-pub use census::{Census, NodeStats};
+pub(crate) use census::{Census, NodeStats};
 pub use config::{AdminConfig, HttpConfig};
-pub use prometheus::{
-    BUILD_COMMIT, BUILD_VERSION, HISTOGRAM_BUCKETS, RecorderError, ScrapeGauges,
-    install_prometheus_recorder, spawn_upkeep,
-};
+pub(crate) use prometheus::ScrapeGauges;
+pub use prometheus::{BUILD_COMMIT, BUILD_VERSION, install_prometheus_recorder, spawn_upkeep};
 
 use crate::cluster::{Cluster, EngineKind};
 use crate::protocol::presence::PresenceProtocol;

@@ -21,7 +21,7 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 /// Histogram buckets, in seconds: 0.5 ms to 10 s (cross-node delivery lag, presence purge
 /// latency after a peer loss, which is bounded by `cluster.peer_timeout_ms`).
-pub const HISTOGRAM_BUCKETS: &[f64] = &[
+pub(crate) const HISTOGRAM_BUCKETS: &[f64] = &[
     0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
@@ -43,8 +43,8 @@ pub enum RecorderError {
 }
 
 /// Installs the Prometheus recorder as the process-wide `metrics` recorder (histograms with
-/// [`HISTOGRAM_BUCKETS`]) and returns the handle `GET /metrics` renders. Call once per process,
-/// and run [`spawn_upkeep`] next to it.
+/// buckets from 0.5 ms to 10 s) and returns the handle `GET /metrics` renders. Call once per
+/// process, and run [`spawn_upkeep`] next to it.
 pub fn install_prometheus_recorder() -> Result<PrometheusHandle, RecorderError> {
     let recorder = PrometheusBuilder::new()
         .set_buckets(HISTOGRAM_BUCKETS)
@@ -93,7 +93,7 @@ pub fn spawn_upkeep(handle: PrometheusHandle, owner: &crate::tasks::Tasks) {
 
 /// Values read from the node's state when `/metrics` is scraped.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ScrapeGauges {
+pub(crate) struct ScrapeGauges {
     /// `GET /ready` would answer 200.
     pub ready: bool,
     /// Open WebSocket connections (every protocol).
@@ -119,7 +119,7 @@ pub struct ScrapeGauges {
 
 impl ScrapeGauges {
     /// The gauges in Prometheus text format (with `# HELP` and `# TYPE`).
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let mut out = String::new();
         let mut gauge = |name: &str, help: &str, lines: &[(&str, u64)]| {
             let _ = writeln!(out, "# HELP {name} {help}");

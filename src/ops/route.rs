@@ -9,7 +9,7 @@ use crate::transport::HttpResponse;
 
 /// One operations route, with what its path carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Route {
+pub(crate) enum Route {
     /// `GET /`: the list of routes.
     Index,
     /// `GET /health`: the process answers.
@@ -42,7 +42,7 @@ pub enum Route {
 
 /// Why a request matches no route.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Miss {
+pub(crate) enum Miss {
     /// No such path (404).
     NotFound,
     /// The path exists for other methods (405, with `Allow`).
@@ -53,7 +53,7 @@ pub enum Miss {
 
 impl Route {
     /// Matches a method and a path (without query string).
-    pub fn parse(method: &str, path: &str) -> Result<Route, Miss> {
+    pub(crate) fn parse(method: &str, path: &str) -> Result<Route, Miss> {
         let (want, route) = match path {
             "/" => ("GET", Route::Index),
             "/health" => ("GET", Route::Health),
@@ -86,7 +86,7 @@ impl Route {
     }
 
     /// How the route is protected.
-    pub fn guard(&self) -> Guard {
+    pub(crate) fn guard(&self) -> Guard {
         match self {
             Route::Index | Route::Health | Route::Ready | Route::Metrics | Route::StatusPage => {
                 Guard::Open
@@ -96,7 +96,7 @@ impl Route {
     }
 
     /// Its name in metrics labels and logs (a fixed set: never a client's text).
-    pub fn name(&self) -> &'static str {
+    pub(crate) fn name(&self) -> &'static str {
         match self {
             Route::Index => "index",
             Route::Health => "health",
@@ -124,7 +124,7 @@ fn between<'a>(path: &'a str, prefix: &str, suffix: &str) -> Option<&'a str> {
 }
 
 /// Percent-decodes a path segment (`%2F` → `/`); `+` stays a plus.
-pub fn decode(segment: &str) -> Result<String, Miss> {
+pub(crate) fn decode(segment: &str) -> Result<String, Miss> {
     let b = segment.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -142,7 +142,7 @@ pub fn decode(segment: &str) -> Result<String, Miss> {
 }
 
 /// The value of query parameter `name` (percent-decoded), if present.
-pub fn query_param(query: &str, name: &str) -> Option<String> {
+pub(crate) fn query_param(query: &str, name: &str) -> Option<String> {
     query
         .split('&')
         .filter_map(|kv| kv.split_once('=').or(Some((kv, ""))))
@@ -151,7 +151,7 @@ pub fn query_param(query: &str, name: &str) -> Option<String> {
 }
 
 /// A JSON answer.
-pub fn json(status: u16, value: &impl Serialize) -> HttpResponse {
+pub(crate) fn json(status: u16, value: &impl Serialize) -> HttpResponse {
     match serde_json::to_vec(value) {
         Ok(mut body) => {
             body.push(b'\n');
@@ -166,7 +166,7 @@ pub fn json(status: u16, value: &impl Serialize) -> HttpResponse {
 }
 
 /// A JSON error: `{"error": message}`.
-pub fn error(status: u16, message: &str) -> HttpResponse {
+pub(crate) fn error(status: u16, message: &str) -> HttpResponse {
     json(status, &serde_json::json!({ "error": message }))
 }
 

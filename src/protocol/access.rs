@@ -18,29 +18,9 @@
 //! - `subscribe` / `publish` are lists of channel masks (the same matching). An empty list allows
 //!   nothing. A publish or broadcast to everyone is the channel `""`, which only `*` matches.
 
-use serde::{Deserialize, Serialize};
-
 use super::sgc::mask::Mask;
 use crate::transport::Connection;
-
-/// One `[[auth.rules]]` entry as written in the configuration.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ChannelRule {
-    /// Mask on the connection's user; `None`: every authenticated connection (or, with
-    /// `anonymous`, no authenticated one).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub identity: Option<String>,
-    /// Mask on the roles of the connection's token; `None`: roles do not matter.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub role: Option<String>,
-    /// Whether the rule applies to connections without a user.
-    pub anonymous: bool,
-    /// Channel masks the connection may subscribe to (Presence: join).
-    pub subscribe: Vec<String>,
-    /// Channel masks the connection may publish to (sgc publish and broadcast, Presence publish).
-    pub publish: Vec<String>,
-}
+pub use crate::transport::auth::ChannelRule;
 
 /// What a connection wants to do on a channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -180,6 +160,7 @@ impl ChannelRules {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use serde::Deserialize;
 
     fn rule(identity: Option<&str>, anonymous: bool, sub: &[&str], publ: &[&str]) -> ChannelRule {
         ChannelRule {

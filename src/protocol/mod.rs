@@ -1,193 +1,44 @@
-//! Client protocols: the trait every subprotocol implements, the registry the handshake consults,
-//! and the protocol codecs themselves (`sgc`, `presence`) with their shared tolerant JSON reader.
+//! Client protocols: the codecs themselves (`sgc`, `presence`) with their shared tolerant JSON reader.
 //!
 //! A protocol sees connections and text; it knows nothing of sockets (the transport feeds it) nor of
 //! cluster engines (it emits [`crate::relay`] events and accepts remote ones through its own API).
 
-use std::sync::Arc;
-
-use bytes::Bytes;
-
-use crate::transport::Connection;
+pub(crate) use crate::transport::protocol::{Protocol, StopFuture};
 
 pub mod access;
 pub mod json;
 pub mod presence;
 pub mod sgc;
 
-/// A WebSocket subprotocol served by the node (`esegece.com`, `presence.esegece.com`, ...).
-///
-/// The transport calls these from the connection's reader task, in the order frames arrive. They must
-/// not block: send through [`Connection`] (a non-blocking, bounded queue) and spawn for slow work.
-pub trait Protocol: Send + Sync + 'static {
-    /// The `Sec-WebSocket-Protocol` token this protocol answers to; `""` for the fallback protocol
-    /// that takes connections which offered no subprotocol.
-    fn name(&self) -> &'static str;
-
-    /// A connection that negotiated this protocol is open. Session frames go out from here.
-    fn on_connect(&self, conn: &Connection);
-
-    /// A complete text message arrived.
-    fn on_text(&self, conn: &Connection, text: &str);
-
-    /// A complete binary message arrived. Default: ignored.
-    fn on_binary(&self, conn: &Connection, data: Bytes) {
-        let _ = (conn, data);
-    }
-
-    /// The connection is gone (closed by either side, or failed). Called exactly once per
-    /// connection for which `on_connect` was called.
-    fn on_disconnect(&self, conn: &Connection);
-
-    /// Stops the protocol's own background tasks (resend sweepers) and waits for them; the
-    /// server's shutdown calls it once its connections are gone. A protocol served again starts
-    /// them again when needed. Default: nothing to stop.
-    fn stop(&self) -> StopFuture<'_> {
-        Box::pin(std::future::ready(()))
-    }
-
-    /// How many of the protocol's own background tasks are running (none after
-    /// [`Protocol::stop`]). Default: none.
-    fn task_count(&self) -> usize {
-        0
-    }
-}
-
-/// What [`Protocol::stop`] returns.
-pub type StopFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>>;
-
-/// The protocols a server offers, looked up by subprotocol token during the handshake.
-#[derive(Clone, Default)]
-pub struct ProtocolRegistry {
-    protocols: Vec<Arc<dyn Protocol>>,
-    fallback: Option<Arc<dyn Protocol>>,
-}
-
-impl std::fmt::Debug for ProtocolRegistry {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ProtocolRegistry")
-            .field(
-                "protocols",
-                &self.protocols.iter().map(|p| p.name()).collect::<Vec<_>>(),
-            )
-            .field("fallback", &self.fallback.is_some())
-            .finish()
-    }
-}
-
-/// The outcome of subprotocol negotiation (docs/wire.md §1.1).
-#[derive(Clone)]
-pub enum Negotiated {
-    /// The first client-offered token that is registered.
-    Protocol(Arc<dyn Protocol>),
-    /// The client offered no token: the fallback protocol takes it, if any.
-    NoneOffered(Option<Arc<dyn Protocol>>),
-    /// The client offered tokens and none is registered: refuse the handshake.
-    Unsupported,
-}
-
-impl ProtocolRegistry {
-    /// An empty registry.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Registers a protocol under its [`Protocol::name`]. A later registration of the same name
-    /// replaces the earlier one.
-    pub fn register(&mut self, protocol: Arc<dyn Protocol>) {
-        let name = protocol.name();
-        if name.is_empty() {
-            self.fallback = Some(protocol);
-            return;
-        }
-        self.protocols.retain(|p| p.name() != name);
-        self.protocols.push(protocol);
-    }
-
-    /// Sets the protocol for connections that offered no subprotocol (e.g. an echo endpoint).
-    pub fn set_fallback(&mut self, protocol: Arc<dyn Protocol>) {
-        self.fallback = Some(protocol);
-    }
-
-    /// Every registered protocol, the fallback included.
-    pub fn all(&self) -> impl Iterator<Item = &Arc<dyn Protocol>> {
-        self.protocols.iter().chain(self.fallback.as_ref())
-    }
-
-    /// The registered protocol with this token.
-    pub fn get(&self, token: &str) -> Option<&Arc<dyn Protocol>> {
-        self.protocols.iter().find(|p| p.name() == token)
-    }
-
-    /// Picks a protocol for the offered tokens, walking them in the client's order (docs/wire.md §1.1).
-    pub fn negotiate<'a>(&self, offered: impl IntoIterator<Item = &'a str>) -> Negotiated {
-        let mut any = false;
-        for token in offered {
-            let token = token.trim();
-            if token.is_empty() {
-                continue;
-            }
-            any = true;
-            if let Some(p) = self.get(token) {
-                return Negotiated::Protocol(p.clone());
-            }
-        }
-        if any {
-            Negotiated::Unsupported
-        } else {
-            Negotiated::NoneOffered(self.fallback.clone())
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::presence::{PresenceConfig, PresenceProtocol};
+    use super::sgc::{SgcConfig, SgcProtocol};
+    use crate::transport::limits::LimitsConfig;
 
-    struct Named(&'static str);
-    impl Protocol for Named {
-        fn name(&self) -> &'static str {
-            self.0
-        }
-        fn on_connect(&self, _: &Connection) {}
-        fn on_text(&self, _: &Connection, _: &str) {}
-        fn on_disconnect(&self, _: &Connection) {}
-    }
-
-    fn registry() -> ProtocolRegistry {
-        let mut r = ProtocolRegistry::new();
-        r.register(Arc::new(Named("esegece.com")));
-        r.register(Arc::new(Named("presence.esegece.com")));
-        r
+    fn protocols() -> (SgcProtocol, PresenceProtocol) {
+        (
+            SgcProtocol::new(SgcConfig::default()),
+            PresenceProtocol::new(PresenceConfig::default()),
+        )
     }
 
     #[test]
-    fn picks_first_registered_in_client_order() {
-        match registry().negotiate(["x", "presence.esegece.com", "esegece.com"]) {
-            Negotiated::Protocol(p) => assert_eq!(p.name(), "presence.esegece.com"),
-            _ => panic!("expected a protocol"),
-        }
+    fn the_metrics_know_the_protocols_by_their_tokens() {
+        use crate::metrics::Protocol;
+        assert_eq!(Protocol::Sgc.token(), super::sgc::PROTOCOL_NAME);
+        assert_eq!(Protocol::Presence.token(), super::presence::PROTOCOL_NAME);
     }
 
     #[test]
-    fn offered_but_unsupported_is_refused() {
-        assert!(matches!(
-            registry().negotiate(["chat", "superchat"]),
-            Negotiated::Unsupported
-        ));
-    }
-
-    #[test]
-    fn none_offered_goes_to_fallback() {
-        assert!(matches!(
-            registry().negotiate([]),
-            Negotiated::NoneOffered(None)
-        ));
-        let mut r = registry();
-        r.set_fallback(Arc::new(Named("")));
-        assert!(matches!(
-            r.negotiate([" "]),
-            Negotiated::NoneOffered(Some(_))
-        ));
+    fn per_protocol_size_defaults_to_and_is_capped_by_the_transport() {
+        let (sgc, presence) = protocols();
+        let mut l = LimitsConfig::default();
+        assert_eq!(l.max_message_size(Some(&sgc), 1000), 1000);
+        l.max_message_size_sgc = 100;
+        l.max_message_size_presence = 5000;
+        assert_eq!(l.max_message_size(Some(&sgc), 1000), 100);
+        assert_eq!(l.max_message_size(Some(&presence), 1000), 1000);
+        assert_eq!(l.max_message_size(None, 1000), 1000);
     }
 }

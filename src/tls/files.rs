@@ -39,7 +39,7 @@ pub fn load_key(path: &str) -> Result<PrivateKeyDer<'static>, TlsError> {
 }
 
 /// The CA certificates in `path` (PEM) as a root store.
-pub fn load_roots(path: &str) -> Result<RootCertStore, TlsError> {
+pub(crate) fn load_roots(path: &str) -> Result<RootCertStore, TlsError> {
     let mut roots = RootCertStore::empty();
     for cert in load_certs(path)? {
         roots

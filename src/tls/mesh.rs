@@ -22,7 +22,7 @@ pub(crate) const SERVER_NAME: &str = "wscluster-node";
 
 /// TLS for mesh links: how to accept and how to dial.
 #[derive(Clone)]
-pub struct MeshTls {
+pub(crate) struct MeshTls {
     acceptor: TlsAcceptor,
     connector: TlsConnector,
 }
@@ -39,7 +39,7 @@ fn rustls_error(what: &str, e: impl std::fmt::Display) -> TlsError {
 
 impl MeshTls {
     /// Loads the node's certificate, key and the cluster CA; `None` when mesh TLS is off.
-    pub fn from_config(cfg: &MeshTlsConfig) -> Result<Option<Self>, TlsError> {
+    pub(crate) fn from_config(cfg: &MeshTlsConfig) -> Result<Option<Self>, TlsError> {
         if !cfg.enabled {
             return Ok(None);
         }
@@ -81,17 +81,17 @@ impl MeshTls {
     }
 
     /// The acceptor for links other nodes dial.
-    pub fn acceptor(&self) -> &TlsAcceptor {
+    pub(crate) fn acceptor(&self) -> &TlsAcceptor {
         &self.acceptor
     }
 
     /// The connector for links this node dials.
-    pub fn connector(&self) -> &TlsConnector {
+    pub(crate) fn connector(&self) -> &TlsConnector {
         &self.connector
     }
 
     /// The server name sent when dialling.
-    pub fn server_name() -> ServerName<'static> {
+    pub(crate) fn server_name() -> ServerName<'static> {
         ServerName::DnsName(
             rustls::pki_types::DnsName::try_from(SERVER_NAME)
                 .unwrap_or_else(|_| unreachable!("a valid DNS name"))

@@ -9,9 +9,10 @@ mod mesh;
 mod reloader;
 
 pub use config::{MeshTlsConfig, TlsConfig};
-pub use files::{load_certs, load_key, load_roots};
-pub use mesh::MeshTls;
-pub use reloader::CertReloader;
+pub(crate) use files::load_roots;
+pub use files::{load_certs, load_key};
+pub(crate) use mesh::MeshTls;
+pub(crate) use reloader::CertReloader;
 
 use std::sync::Arc;
 

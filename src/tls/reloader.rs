@@ -14,7 +14,7 @@ use super::{TlsConfig, TlsError, files};
 type Stamp = (Option<SystemTime>, Option<SystemTime>);
 
 /// The server certificate of the TLS listener, reloadable from its files.
-pub struct CertReloader {
+pub(crate) struct CertReloader {
     cert_file: String,
     key_file: String,
     current: RwLock<Arc<rustls::ServerConfig>>,
@@ -52,7 +52,7 @@ fn build(cert_file: &str, key_file: &str) -> Result<rustls::ServerConfig, TlsErr
 
 impl CertReloader {
     /// Loads the certificate and key named by `cfg`; fails when they are unusable.
-    pub fn new(cfg: &TlsConfig) -> Result<Self, TlsError> {
+    pub(crate) fn new(cfg: &TlsConfig) -> Result<Self, TlsError> {
         let seen = (mtime(&cfg.cert_file), mtime(&cfg.key_file));
         let current = build(&cfg.cert_file, &cfg.key_file)?;
         Ok(Self {
@@ -64,13 +64,13 @@ impl CertReloader {
     }
 
     /// An acceptor with the current certificate, for one new connection.
-    pub fn acceptor(&self) -> TlsAcceptor {
+    pub(crate) fn acceptor(&self) -> TlsAcceptor {
         TlsAcceptor::from(self.current.read().clone())
     }
 
     /// Loads the files again. On success new connections get the new certificate; on failure the
     /// old one stays and the error is returned. Either way the outcome is logged.
-    pub fn reload(&self) -> Result<(), TlsError> {
+    pub(crate) fn reload(&self) -> Result<(), TlsError> {
         *self.seen.lock() = (mtime(&self.cert_file), mtime(&self.key_file));
         match build(&self.cert_file, &self.key_file) {
             Ok(cfg) => {
@@ -87,7 +87,7 @@ impl CertReloader {
 
     /// Reloads when either file's modification time changed since the last load attempt; returns
     /// whether it tried.
-    pub fn reload_if_changed(&self) -> bool {
+    pub(crate) fn reload_if_changed(&self) -> bool {
         let now = (mtime(&self.cert_file), mtime(&self.key_file));
         if *self.seen.lock() == now {
             return false;

@@ -20,14 +20,14 @@ use super::limits::LimitsConfig;
 use super::token_bucket::TokenBucket;
 
 /// Most client addresses tracked at once.
-pub const MAX_TRACKED_IPS: usize = 65_536;
+pub(crate) const MAX_TRACKED_IPS: usize = 65_536;
 
 /// How often idle addresses are swept out of the table (besides when it is full).
 const SWEEP_EVERY: Duration = Duration::from_secs(30);
 
 /// Why a connection was refused at accept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Denied {
+pub(crate) enum Denied {
     /// `limits.max_connections` reached (503).
     NodeFull,
     /// `limits.max_connections_per_ip` reached for this address (429).
@@ -40,7 +40,7 @@ pub enum Denied {
 
 impl Denied {
     /// The HTTP status and reason phrase of the answer.
-    pub fn status(self) -> (u16, &'static str) {
+    pub(crate) fn status(self) -> (u16, &'static str) {
         match self {
             Denied::NodeFull | Denied::TableFull => (503, "Service Unavailable"),
             Denied::IpFull | Denied::IpRate(_) => (429, "Too Many Requests"),
@@ -48,7 +48,7 @@ impl Denied {
     }
 
     /// The `Retry-After` seconds of the answer (at least 1).
-    pub fn retry_after(self) -> u64 {
+    pub(crate) fn retry_after(self) -> u64 {
         match self {
             Denied::IpRate(wait) => wait.as_secs_f64().ceil().max(1.0) as u64,
             _ => 1,
@@ -59,7 +59,7 @@ impl Denied {
 /// A refusal, and whether it is the first for its address (or for the node) since the limit was
 /// last fine: only that one is logged at info, so a flood does not flood the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Refused {
+pub(crate) struct Refused {
     /// Why.
     pub why: Denied,
     /// Log it.
@@ -84,14 +84,14 @@ struct Table {
 
 /// The connection limits of a node.
 #[derive(Debug)]
-pub struct Admission {
+pub(crate) struct Admission {
     limits: LimitsConfig,
     table: Mutex<Table>,
 }
 
 impl Admission {
     /// Admission under these limits.
-    pub fn new(limits: LimitsConfig) -> Self {
+    pub(crate) fn new(limits: LimitsConfig) -> Self {
         Self {
             limits,
             table: Mutex::new(Table::default()),
@@ -100,7 +100,7 @@ impl Admission {
 
     /// Decides on a new connection from `ip` at `now`; on success the connection counts until
     /// [`Admission::release`] (done by [`AdmissionSlot`]'s drop).
-    pub fn admit(&self, ip: IpAddr, now: Instant) -> Result<(), Refused> {
+    pub(crate) fn admit(&self, ip: IpAddr, now: Instant) -> Result<(), Refused> {
         let l = &self.limits;
         let mut t = self.table.lock();
         if l.max_connections > 0 && t.open >= l.max_connections {
@@ -155,7 +155,7 @@ impl Admission {
     }
 
     /// A connection admitted for `ip` closed.
-    pub fn release(&self, ip: IpAddr, now: Instant) {
+    pub(crate) fn release(&self, ip: IpAddr, now: Instant) {
         let mut t = self.table.lock();
         t.open = t.open.saturating_sub(1);
         if let Some(e) = t.ips.get_mut(&ip) {
@@ -167,12 +167,13 @@ impl Admission {
     }
 
     /// Open connections counted.
-    pub fn open(&self) -> usize {
+    pub(crate) fn open(&self) -> usize {
         self.table.lock().open
     }
 
     /// Addresses tracked.
-    pub fn tracked_ips(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn tracked_ips(&self) -> usize {
         self.table.lock().ips.len()
     }
 }
@@ -188,14 +189,14 @@ fn sweep(t: &mut Table, now: Instant) {
 
 /// A connection's place in the node's count: released when dropped.
 #[derive(Debug)]
-pub struct AdmissionSlot {
+pub(crate) struct AdmissionSlot {
     admission: Arc<Admission>,
     ip: IpAddr,
 }
 
 impl AdmissionSlot {
     /// Admits a connection from `ip` now, or says why not.
-    pub fn take(admission: &Arc<Admission>, ip: IpAddr) -> Result<Self, Refused> {
+    pub(crate) fn take(admission: &Arc<Admission>, ip: IpAddr) -> Result<Self, Refused> {
         admission.admit(ip, Instant::now())?;
         Ok(Self {
             admission: admission.clone(),

@@ -11,8 +11,8 @@ use super::auth::{AuthOutcome, Authenticator};
 use super::bearer::Identity;
 use super::handshake::{self, Request, UpgradeProblem};
 use super::origin::OriginPolicy;
+use super::protocol::{Negotiated, Protocol, ProtocolRegistry};
 use super::refusal::Refusal;
-use crate::protocol::{Negotiated, Protocol, ProtocolRegistry};
 
 /// What the request-time decision reads of the server.
 pub(crate) struct Gate<'a> {

@@ -20,8 +20,7 @@ use serde::{Deserialize, Serialize};
 use super::bearer::{
     self, AuthRefusal, BearerAttempt, BearerHook, Identity, JwtConfig, JwtVerifier,
 };
-use super::handshake::Request;
-use crate::protocol::access::ChannelRule;
+use super::handshake::{Request, percent_decode};
 
 /// Authentication options. Off by default.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -301,27 +300,24 @@ fn parse_basic(value: &str) -> Option<(String, String)> {
     Some((u.to_owned(), p.to_owned()))
 }
 
-pub(crate) fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%'
-            && i + 3 <= b.len()
-            && let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2]))
-        {
-            out.push(h * 16 + l);
-            i += 3;
-            continue;
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn hex(c: u8) -> Option<u8> {
-    (c as char).to_digit(16).map(|d| d as u8)
+/// One `[[auth.rules]]` entry as written in the configuration; the protocols compile and apply
+/// them (`ChannelRules` in the protocol layer).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChannelRule {
+    /// Mask on the connection's user; `None`: every authenticated connection (or, with
+    /// `anonymous`, no authenticated one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
+    /// Mask on the roles of the connection's token; `None`: roles do not matter.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// Whether the rule applies to connections without a user.
+    pub anonymous: bool,
+    /// Channel masks the connection may subscribe to (Presence: join).
+    pub subscribe: Vec<String>,
+    /// Channel masks the connection may publish to (sgc publish and broadcast, Presence publish).
+    pub publish: Vec<String>,
 }
 
 #[cfg(test)]
@@ -459,11 +455,5 @@ mod tests {
             &[("reason", "credentials")],
         );
         assert_eq!(n, 1);
-    }
-
-    #[test]
-    fn percent_decoding() {
-        assert_eq!(percent_decode("a%20b%zz%"), "a b%zz%");
-        assert_eq!(percent_decode("%é%4"), "%é%4");
     }
 }

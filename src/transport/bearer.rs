@@ -296,7 +296,7 @@ pub fn token_of(req: &Request, params: &[String]) -> Option<String> {
     params.iter().find_map(|want| {
         query.split('&').find_map(|pair| {
             let (name, value) = pair.split_once('=')?;
-            (name == want && !value.is_empty()).then(|| super::auth::percent_decode(value))
+            (name == want && !value.is_empty()).then(|| super::handshake::percent_decode(value))
         })
     })
 }
@@ -322,6 +322,12 @@ mod tests {
     use super::*;
     use jsonwebtoken::{EncodingKey, Header, encode};
     use serde_json::json;
+
+    #[test]
+    fn every_reason_is_exported_at_zero_by_its_label() {
+        let labels: Vec<&str> = AuthRefusal::ALL.iter().map(|r| r.label()).collect();
+        assert_eq!(labels, crate::metrics::AUTH_REFUSAL_REASONS);
+    }
 
     fn cfg() -> JwtConfig {
         JwtConfig {

@@ -6,8 +6,6 @@
 //! over the size limit): they are named here so that the list is complete, and their reason is
 //! the layer's.
 
-use super::outbox::CloseReason;
-
 /// A WebSocket close the node sends: its code (RFC 6455 §7.4) and reason text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Close {
@@ -93,6 +91,35 @@ impl Close {
 impl From<Close> for CloseReason {
     fn from(c: Close) -> Self {
         CloseReason::new(c.code, c.reason)
+    }
+}
+
+/// Why the server is closing a connection: the close code and reason sent to the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloseReason {
+    /// WebSocket close code (RFC 6455 §7.4).
+    pub code: u16,
+    /// Human-readable reason, at most 123 bytes on the wire.
+    pub reason: String,
+}
+
+impl CloseReason {
+    /// A close with the given code and reason (the node's own are named by [`Close`]).
+    pub fn new(code: u16, reason: impl Into<String>) -> Self {
+        let mut reason = reason.into();
+        if reason.len() > 123 {
+            let mut cut = 123;
+            while !reason.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            reason.truncate(cut);
+        }
+        Self { code, reason }
+    }
+
+    /// The close sent to a client whose outbound queue passed its byte cap.
+    pub fn slow_consumer(cap: usize) -> Self {
+        Close::slow_consumer(cap)
     }
 }
 

@@ -10,8 +10,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use bytes::Bytes;
 
 use super::close::Close;
+use super::close::CloseReason;
 use super::limits::ConnectionLimits;
-use super::outbox::{CloseReason, Outbox, Outgoing, SendError};
+use super::outbox::{Outbox, Outgoing, SendError};
 use crate::metrics::{self, Limit};
 
 /// The close reason of a connection that publishes faster than
@@ -73,7 +74,7 @@ impl Eq for Connection {}
 static NEXT_KEY: AtomicU64 = AtomicU64::new(1);
 
 /// A new connection GUID: a random UUID v4 as 32 uppercase hex characters, no dashes (docs/wire.md §5.1).
-pub fn new_guid() -> String {
+pub(crate) fn new_guid() -> String {
     let mut s = uuid::Uuid::new_v4().simple().to_string();
     s.make_ascii_uppercase();
     s

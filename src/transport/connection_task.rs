@@ -23,11 +23,12 @@ use tokio::time::Instant;
 use tokio_websockets::{CloseCode, Message, WebSocketStream};
 
 use super::close::Close;
+use super::close::CloseReason;
 use super::connection::Connection;
-use super::outbox::{CloseReason, Outgoing};
+use super::outbox::Outgoing;
+use super::protocol::Protocol;
 use super::server::Phase;
 use crate::metrics::{self, ConnectionCounters};
-use crate::protocol::Protocol;
 
 /// How long a closing connection may take to flush its last frames, and then to see the peer's close.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);

@@ -59,7 +59,7 @@ impl Request {
 
 /// Why a request head could not be read.
 #[derive(Debug, thiserror::Error)]
-pub enum HeadError {
+pub(crate) enum HeadError {
     /// The peer closed before sending a whole head.
     #[error("connection closed before the request was complete")]
     Eof,
@@ -78,7 +78,8 @@ const MAX_HEADERS: usize = 64;
 
 /// Reads one request head from `stream` into `buf` (at most `max` bytes). On success the head is
 /// consumed from `buf`; any bytes after it (a client that did not wait for the 101) stay there.
-pub async fn read_head<S: AsyncRead + Unpin>(
+#[cfg(test)]
+pub(crate) async fn read_head<S: AsyncRead + Unpin>(
     stream: &mut S,
     buf: &mut BytesMut,
     max: usize,
@@ -90,7 +91,7 @@ pub async fn read_head<S: AsyncRead + Unpin>(
 
 /// [`read_head`] that leaves the head in `buf` and returns its length with it (the connection
 /// may be handed on with every byte read so far).
-pub async fn peek_head<S: AsyncRead + Unpin>(
+pub(crate) async fn peek_head<S: AsyncRead + Unpin>(
     stream: &mut S,
     buf: &mut BytesMut,
     max: usize,
@@ -142,7 +143,7 @@ fn parse_head(buf: &[u8]) -> Result<Option<(Request, usize)>, HeadError> {
 }
 
 /// `Sec-WebSocket-Accept` for a client key (RFC 6455 §4.2.2).
-pub fn accept_key(key: &str) -> String {
+pub(crate) fn accept_key(key: &str) -> String {
     let mut sha = sha1_smol::Sha1::new();
     sha.update(key.trim().as_bytes());
     sha.update(WS_GUID.as_bytes());
@@ -151,7 +152,7 @@ pub fn accept_key(key: &str) -> String {
 
 /// What is wrong with an upgrade request, before protocols and authentication are looked at.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum UpgradeProblem {
+pub(crate) enum UpgradeProblem {
     /// Not a GET, or no usable `Sec-WebSocket-Key`.
     BadRequest(&'static str),
     /// `Sec-WebSocket-Version` is not 13.
@@ -159,7 +160,7 @@ pub enum UpgradeProblem {
 }
 
 /// Checks the RFC 6455 requirements of an upgrade request; returns the client key.
-pub fn check_upgrade(req: &Request) -> Result<&str, UpgradeProblem> {
+pub(crate) fn check_upgrade(req: &Request) -> Result<&str, UpgradeProblem> {
     if req.method != "GET" {
         return Err(UpgradeProblem::BadRequest(
             "WebSocket upgrade must be a GET",
@@ -178,7 +179,7 @@ pub fn check_upgrade(req: &Request) -> Result<&str, UpgradeProblem> {
 }
 
 /// The `101 Switching Protocols` answer.
-pub fn switching_protocols(key: &str, protocol: Option<&str>) -> Vec<u8> {
+pub(crate) fn switching_protocols(key: &str, protocol: Option<&str>) -> Vec<u8> {
     let mut r = format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n",
         accept_key(key)
@@ -193,7 +194,7 @@ pub fn switching_protocols(key: &str, protocol: Option<&str>) -> Vec<u8> {
 }
 
 /// A complete plain HTTP response that closes the connection.
-pub fn http_response(
+pub(crate) fn http_response(
     status: u16,
     reason: &str,
     content_type: &str,
@@ -211,20 +212,15 @@ pub fn http_response(
 
 /// A stream that first yields bytes already read past the request head, then the socket.
 #[derive(Debug)]
-pub struct Prefixed<S> {
+pub(crate) struct Prefixed<S> {
     prefix: Bytes,
     inner: S,
 }
 
 impl<S> Prefixed<S> {
     /// Wraps `inner`, replaying `prefix` first.
-    pub fn new(prefix: Bytes, inner: S) -> Self {
+    pub(crate) fn new(prefix: Bytes, inner: S) -> Self {
         Self { prefix, inner }
-    }
-
-    /// The wrapped stream.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
     }
 }
 
@@ -272,6 +268,30 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
+}
+
+/// Decodes `%XX` escapes of a URL path segment or query value; a malformed escape is kept as it is.
+pub(crate) fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && i + 3 <= b.len()
+            && let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2]))
+        {
+            out.push(h * 16 + l);
+            i += 3;
+            continue;
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn hex(c: u8) -> Option<u8> {
+    (c as char).to_digit(16).map(|d| d as u8)
 }
 
 #[cfg(test)]
@@ -342,5 +362,11 @@ mod tests {
             read_head(&mut rd, &mut buf, 1024).await,
             Err(HeadError::TooLarge(1024))
         ));
+    }
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode("a%20b%zz%"), "a b%zz%");
+        assert_eq!(percent_decode("%é%4"), "%é%4");
     }
 }

@@ -20,7 +20,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use super::handshake::{self, Request};
 
 /// The default body cap of a handler: 64 KiB.
-pub const DEFAULT_MAX_BODY: usize = 64 * 1024;
+pub(crate) const DEFAULT_MAX_BODY: usize = 64 * 1024;
 
 /// A plain HTTP request (not a WebSocket upgrade), head and body.
 #[derive(Debug, Clone)]
@@ -121,7 +121,7 @@ impl HttpResponse {
 }
 
 /// The reason phrase of the status codes this crate answers with.
-pub fn reason(status: u16) -> &'static str {
+pub(crate) fn reason(status: u16) -> &'static str {
     match status {
         100 => "Continue",
         200 => "OK",
@@ -181,7 +181,7 @@ pub trait HttpHandler: Send + Sync + 'static {
 
 /// Why a request's body was not read.
 #[derive(Debug, thiserror::Error)]
-pub enum BodyError {
+pub(crate) enum BodyError {
     /// `Transfer-Encoding` (chunked) instead of `Content-Length`.
     #[error("a body needs Content-Length")]
     LengthRequired,
@@ -198,7 +198,7 @@ pub enum BodyError {
 
 impl BodyError {
     /// The status this error is answered with (`None`: the client is gone, answer nothing).
-    pub fn status(&self) -> Option<u16> {
+    pub(crate) fn status(&self) -> Option<u16> {
         match self {
             BodyError::LengthRequired => Some(411),
             BodyError::BadLength => Some(400),
@@ -210,7 +210,7 @@ impl BodyError {
 
 /// Reads the body of `req` from `stream`, after the bytes already read past its head (`buf`),
 /// and builds the [`HttpRequest`]. Sends `100 Continue` when the client waits for it.
-pub async fn read_request<S: AsyncRead + AsyncWrite + Unpin>(
+pub(crate) async fn read_request<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
     mut buf: BytesMut,
     req: Request,
@@ -254,7 +254,7 @@ pub async fn read_request<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 /// Reads the body, asks `handler`, writes its answer (or the error's status) and closes.
-pub async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
+pub(crate) async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
     buf: BytesMut,
     req: Request,

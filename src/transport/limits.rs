@@ -5,8 +5,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::protocol::{presence, sgc};
-
 /// Admission limits: connections per node and per client address, connection rate per address,
 /// message size per protocol, publish rate and channel name length per connection.
 ///
@@ -43,7 +41,7 @@ pub struct LimitsConfig {
 }
 
 /// The default of [`LimitsConfig::max_channel_name_length`], in bytes.
-pub const DEFAULT_MAX_CHANNEL_NAME_LENGTH: usize = 256;
+pub(crate) const DEFAULT_MAX_CHANNEL_NAME_LENGTH: usize = 256;
 
 impl Default for LimitsConfig {
     fn default() -> Self {
@@ -62,20 +60,6 @@ impl Default for LimitsConfig {
 }
 
 impl LimitsConfig {
-    /// The message size cap of a connection on subprotocol `token`, given the transport's cap.
-    pub fn max_message_size(&self, token: Option<&str>, transport: usize) -> usize {
-        let own = match token {
-            Some(sgc::PROTOCOL_NAME) => self.max_message_size_sgc,
-            Some(presence::PROTOCOL_NAME) => self.max_message_size_presence,
-            _ => 0,
-        };
-        if own == 0 {
-            transport
-        } else {
-            own.min(transport)
-        }
-    }
-
     /// Whether any per-address limit is on (only then are addresses tracked).
     pub fn tracks_ips(&self) -> bool {
         self.max_connections_per_ip > 0 || self.connections_per_ip_per_second > 0
@@ -108,20 +92,6 @@ impl LimitsConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn per_protocol_size_defaults_to_and_is_capped_by_the_transport() {
-        let mut l = LimitsConfig::default();
-        assert_eq!(l.max_message_size(Some(sgc::PROTOCOL_NAME), 1000), 1000);
-        l.max_message_size_sgc = 100;
-        l.max_message_size_presence = 5000;
-        assert_eq!(l.max_message_size(Some(sgc::PROTOCOL_NAME), 1000), 100);
-        assert_eq!(
-            l.max_message_size(Some(presence::PROTOCOL_NAME), 1000),
-            1000
-        );
-        assert_eq!(l.max_message_size(None, 1000), 1000);
-    }
 
     #[test]
     fn off_by_default_but_channel_names() {

@@ -12,13 +12,13 @@
 ///   of characters, including none (`https://*.example.com`, `*`). Matching ignores ASCII case
 ///   and a trailing `/`.
 #[derive(Debug, Clone, Default)]
-pub struct OriginPolicy {
+pub(crate) struct OriginPolicy {
     masks: Vec<String>,
 }
 
 impl OriginPolicy {
     /// The policy of these masks (empty: allow all).
-    pub fn new(masks: &[String]) -> Self {
+    pub(crate) fn new(masks: &[String]) -> Self {
         Self {
             masks: masks
                 .iter()
@@ -29,7 +29,7 @@ impl OriginPolicy {
     }
 
     /// Whether an upgrade with this `Origin` header (if any) is allowed.
-    pub fn allows(&self, origin: Option<&str>) -> bool {
+    pub(crate) fn allows(&self, origin: Option<&str>) -> bool {
         let Some(origin) = origin else { return true };
         if self.masks.is_empty() {
             return true;

@@ -13,13 +13,7 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
-use super::close::Close;
-
-/// WebSocket close code used when a client cannot keep up with its outbound traffic
-/// ([`Close::SLOW_CONSUMER`]).
-pub const CLOSE_SLOW_CONSUMER: u16 = Close::SLOW_CONSUMER.code;
-/// WebSocket close code used when a client stops answering pings ([`Close::HEARTBEAT_TIMEOUT`]).
-pub const CLOSE_HEARTBEAT_TIMEOUT: u16 = Close::HEARTBEAT_TIMEOUT.code;
+use super::close::CloseReason;
 
 /// One frame waiting to be written.
 #[derive(Debug, Clone)]
@@ -35,35 +29,6 @@ impl Outgoing {
         match self {
             Outgoing::Text(b) | Outgoing::Binary(b) => b.len(),
         }
-    }
-}
-
-/// Why the server is closing a connection: the close code and reason sent to the client.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CloseReason {
-    /// WebSocket close code (RFC 6455 §7.4).
-    pub code: u16,
-    /// Human-readable reason, at most 123 bytes on the wire.
-    pub reason: String,
-}
-
-impl CloseReason {
-    /// A close with the given code and reason (the node's own are named by [`Close`]).
-    pub fn new(code: u16, reason: impl Into<String>) -> Self {
-        let mut reason = reason.into();
-        if reason.len() > 123 {
-            let mut cut = 123;
-            while !reason.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            reason.truncate(cut);
-        }
-        Self { code, reason }
-    }
-
-    /// The close sent to a client whose outbound queue passed its byte cap.
-    pub fn slow_consumer(cap: usize) -> Self {
-        Close::slow_consumer(cap)
     }
 }
 

@@ -20,11 +20,11 @@ use super::http::HttpHandler;
 use super::in_flight::UpgradesInFlight;
 use super::limits::LimitsConfig;
 use super::origin::OriginPolicy;
+use super::protocol::{Protocol, ProtocolRegistry};
+use super::server_config::ServerConfig;
 pub(super) use super::upgrade::handle_socket;
-use crate::config::ServerConfig;
 use crate::error::{Error, Result};
 use crate::metrics;
-use crate::protocol::{Protocol, ProtocolRegistry};
 use crate::tasks::Tasks;
 use crate::tls::{CertReloader, TlsError};
 

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 /// A token bucket: it holds up to `burst` tokens, refills at `rate` tokens a second, and each
 /// admitted event takes one token.
 #[derive(Debug, Clone)]
-pub struct TokenBucket {
+pub(crate) struct TokenBucket {
     rate: f64,
     burst: f64,
     tokens: f64,
@@ -15,7 +15,7 @@ pub struct TokenBucket {
 
 impl TokenBucket {
     /// A full bucket refilling `rate` tokens a second, holding at most `burst` (at least 1).
-    pub fn new(rate: f64, burst: u32, now: Instant) -> Self {
+    pub(crate) fn new(rate: f64, burst: u32, now: Instant) -> Self {
         let burst = f64::from(burst.max(1));
         Self {
             rate: rate.max(0.0),
@@ -32,7 +32,7 @@ impl TokenBucket {
     }
 
     /// Takes a token if there is one (true), or refuses the event (false).
-    pub fn take(&mut self, now: Instant) -> bool {
+    pub(crate) fn take(&mut self, now: Instant) -> bool {
         self.refill(now);
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
@@ -44,13 +44,13 @@ impl TokenBucket {
 
     /// Whether the bucket would be full at `now`: its owner has been idle long enough that
     /// forgetting it changes nothing.
-    pub fn is_full(&self, now: Instant) -> bool {
+    pub(crate) fn is_full(&self, now: Instant) -> bool {
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
         self.tokens + elapsed * self.rate >= self.burst
     }
 
     /// How long until the next token (zero when one is available).
-    pub fn wait(&self, now: Instant) -> Duration {
+    pub(crate) fn wait(&self, now: Instant) -> Duration {
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
         let tokens = (self.tokens + elapsed * self.rate).min(self.burst);
         if tokens >= 1.0 || self.rate <= 0.0 {

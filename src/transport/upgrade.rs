@@ -152,9 +152,13 @@ pub(super) async fn handle_socket<S>(
     // The request head is not needed for the connection's life.
     drop(req);
     let ws = ServerBuilder::new()
-        .limits(Limits::default().max_payload_len(Some(
-            shared.limits.max_message_size(token, cfg.max_message_size),
-        )))
+        .limits(
+            Limits::default().max_payload_len(Some(
+                shared
+                    .limits
+                    .max_message_size(protocol.as_deref(), cfg.max_message_size),
+            )),
+        )
         .serve(Prefixed::new(leftover(buf), stream));
     let heartbeat = cfg.heartbeat_interval().map(|interval| Heartbeat {
         interval,

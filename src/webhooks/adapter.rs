@@ -20,7 +20,7 @@ use crate::protocol::presence::NodeHoldings;
 /// The events of a crashed node, in the order they are sent: for each member (in arrival order)
 /// its channel leaves then its own leave, then its connections closed (sorted), then the channels
 /// it alone occupied (sorted).
-pub fn crashed_node_events(
+pub(crate) fn crashed_node_events(
     node: &Arc<str>,
     incarnation: u64,
     held: &NodeHoldings,

@@ -16,7 +16,7 @@ const MAX_HEAD: usize = 16 * 1024;
 
 /// Where batches go, parsed from `webhooks.url`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
+pub(crate) struct Target {
     /// `https://`.
     pub https: bool,
     /// Host name or address (without brackets for IPv6).
@@ -29,7 +29,7 @@ pub struct Target {
 
 impl Target {
     /// Parses an `http://` or `https://` URL; the message says what is wrong.
-    pub fn parse(url: &str) -> Result<Self, String> {
+    pub(crate) fn parse(url: &str) -> Result<Self, String> {
         // Errors quote the URL, except one that may carry credentials (never echoed).
         if url.contains('@') {
             return Err(
@@ -105,7 +105,7 @@ impl Target {
 
 /// Why a POST did not get a response.
 #[derive(Debug, thiserror::Error)]
-pub enum PostError {
+pub(crate) enum PostError {
     /// Connecting, TLS, writing or reading failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),
@@ -118,7 +118,7 @@ pub enum PostError {
 }
 
 /// Posts batches to one target.
-pub struct Client {
+pub(crate) struct Client {
     target: Target,
     tls: Option<TlsConnector>,
     timeout: Duration,
@@ -127,7 +127,7 @@ pub struct Client {
 impl Client {
     /// A client for `target`; `https://` trusts the CA certificates in `ca_file` (PEM) when set,
     /// else the system's.
-    pub fn new(target: Target, ca_file: &str, timeout: Duration) -> Result<Self, String> {
+    pub(crate) fn new(target: Target, ca_file: &str, timeout: Duration) -> Result<Self, String> {
         let tls = if target.https {
             let roots = if ca_file.is_empty() {
                 let mut roots = rustls::RootCertStore::empty();
@@ -158,7 +158,7 @@ impl Client {
     }
 
     /// POSTs `body` with its signature header; the response's status code.
-    pub async fn post(&self, body: &[u8], signature: &str) -> Result<u16, PostError> {
+    pub(crate) async fn post(&self, body: &[u8], signature: &str) -> Result<u16, PostError> {
         tokio::time::timeout(self.timeout, self.exchange(body, signature))
             .await
             .map_err(|_| PostError::Timeout)?

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::event::EventType;
 
 /// Shortest accepted signing secret, in bytes.
-pub const MIN_SECRET_LEN: usize = 16;
+pub(crate) const MIN_SECRET_LEN: usize = 16;
 
 /// Lifecycle webhooks (off while `url` is empty).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

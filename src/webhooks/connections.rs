@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 /// What a node says about its connections.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Notice {
+pub(crate) enum Notice {
     /// A connection opened.
     Opened(String),
     /// A connection closed.
@@ -20,12 +20,12 @@ pub enum Notice {
 
 impl Notice {
     /// The notice as an envelope payload.
-    pub fn encode(&self) -> Vec<u8> {
+    pub(crate) fn encode(&self) -> Vec<u8> {
         postcard::to_stdvec(self).unwrap_or_default()
     }
 
     /// A payload as a notice; `None` when it is not one.
-    pub fn decode(payload: &[u8]) -> Option<Self> {
+    pub(crate) fn decode(payload: &[u8]) -> Option<Self> {
         postcard::from_bytes(payload).ok()
     }
 }
@@ -41,7 +41,7 @@ struct Held {
 }
 
 /// The other nodes' open connections.
-pub struct Replica {
+pub(crate) struct Replica {
     nodes: HashMap<Arc<str>, Held>,
     bytes: usize,
     cap_bytes: usize,
@@ -49,7 +49,7 @@ pub struct Replica {
 
 impl Replica {
     /// An empty replica holding at most `cap_bytes`.
-    pub fn new(cap_bytes: usize) -> Self {
+    pub(crate) fn new(cap_bytes: usize) -> Self {
         Self {
             nodes: HashMap::new(),
             bytes: 0,
@@ -59,7 +59,7 @@ impl Replica {
 
     /// Applies `notice` from `node` (incarnation `incarnation`; a new one replaces the old
     /// list); returns how many ids were not kept for lack of room.
-    pub fn apply(&mut self, node: &Arc<str>, incarnation: u64, notice: Notice) -> usize {
+    pub(crate) fn apply(&mut self, node: &Arc<str>, incarnation: u64, notice: Notice) -> usize {
         if self
             .nodes
             .get(node)
@@ -103,7 +103,7 @@ impl Replica {
     }
 
     /// The connections of `node` (sorted).
-    pub fn of(&self, node: &str) -> Vec<Arc<str>> {
+    pub(crate) fn of(&self, node: &str) -> Vec<Arc<str>> {
         self.nodes
             .get(node)
             .map(|h| h.ids.iter().cloned().collect())
@@ -111,7 +111,7 @@ impl Replica {
     }
 
     /// Forgets `node` (it is gone).
-    pub fn forget(&mut self, node: &str) {
+    pub(crate) fn forget(&mut self, node: &str) {
         if let Some(h) = self.nodes.remove(node) {
             for id in h.ids {
                 self.bytes -= cost(&id);
@@ -120,7 +120,8 @@ impl Replica {
     }
 
     /// Bytes held.
-    pub fn bytes(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn bytes(&self) -> usize {
         self.bytes
     }
 }

@@ -63,7 +63,7 @@ impl EventType {
 
 /// What an event is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Subject {
+pub(crate) enum Subject {
     /// A connection, by its GUID.
     Connection(Arc<str>),
     /// A Presence member.
@@ -97,7 +97,7 @@ impl Subject {
 
 /// Where an event's id comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IdSource {
+pub(crate) enum IdSource {
     /// An event this node saw happen: its place in the node's own sequence.
     Local(u64),
     /// An event a survivor computes for a crashed node (every survivor computes the same id).
@@ -106,7 +106,7 @@ pub enum IdSource {
 
 /// One webhook event.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Event {
+pub(crate) struct Event {
     /// Unique per event, and the same for the same event computed on two nodes.
     pub id: String,
     /// What happened.
@@ -123,7 +123,7 @@ pub struct Event {
 
 /// The id of event `kind` about `subject` on `node` (incarnation `incarnation`): the first 16
 /// bytes of a SHA-256 over all of them, in hex.
-pub fn event_id(
+pub(crate) fn event_id(
     node: &str,
     incarnation: u64,
     kind: EventType,
@@ -149,7 +149,7 @@ pub fn event_id(
 }
 
 /// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
@@ -181,7 +181,7 @@ struct JsonEvent<'a> {
 
 impl Event {
     /// The event as one JSON object (an element of the body's `events` array).
-    pub fn to_json(&self) -> String {
+    pub(crate) fn to_json(&self) -> String {
         let (connection, member, channel) = match &self.subject {
             Subject::Connection(c) => (Some(&**c), None, None),
             Subject::Member(m) => (None, Some(m), None),

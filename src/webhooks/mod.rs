@@ -15,13 +15,13 @@
 //! ([`takeover`]), through the cluster [`Adapter`] this module provides ([`Webhooks::adapter`]).
 
 mod adapter;
-pub mod client;
-pub mod config;
-pub mod connections;
-pub mod event;
-pub mod queue;
+pub(crate) mod client;
+pub(crate) mod config;
+pub(crate) mod connections;
+pub(crate) mod event;
+pub(crate) mod queue;
 mod sender;
-pub mod takeover;
+pub(crate) mod takeover;
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -38,11 +38,11 @@ use crate::protocol::presence::{AppEvent, PresenceProtocol};
 use crate::protocol::sgc::SgcProtocol;
 use crate::transport::Connection;
 
-pub use adapter::crashed_node_events;
-pub use config::WebhooksConfig;
+pub(crate) use config::WebhooksConfig;
 use connections::{Notice, Replica};
-pub use event::{Event, EventType, Subject};
-pub use sender::signature;
+pub(crate) use event::EventType;
+pub(crate) use event::{Event, Subject};
+
 use takeover::Takeover;
 
 struct Inner {

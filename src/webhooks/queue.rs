@@ -13,7 +13,7 @@ struct Item {
 }
 
 /// The delivery queue.
-pub struct Queue {
+pub(crate) struct Queue {
     items: VecDeque<Item>,
     bytes: usize,
     cap_bytes: usize,
@@ -23,7 +23,7 @@ pub struct Queue {
 
 /// What leaving the queue finished.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Left {
+pub(crate) struct Left {
     /// Events removed.
     pub events: usize,
     /// Crashed nodes' sets with no event left in the queue.
@@ -32,7 +32,7 @@ pub struct Left {
 
 impl Queue {
     /// An empty queue holding at most `cap_bytes` of JSON.
-    pub fn new(cap_bytes: usize) -> Self {
+    pub(crate) fn new(cap_bytes: usize) -> Self {
         Self {
             items: VecDeque::new(),
             bytes: 0,
@@ -43,7 +43,7 @@ impl Queue {
 
     /// Queues one event (its JSON object), to be delivered before `deadline`; `set` names the
     /// crashed node's set it belongs to. `false`: the cap is reached and it was dropped.
-    pub fn push(&mut self, json: String, deadline: Instant, set: Option<SetKey>) -> bool {
+    pub(crate) fn push(&mut self, json: String, deadline: Instant, set: Option<SetKey>) -> bool {
         if self.bytes + json.len() > self.cap_bytes {
             return false;
         }
@@ -60,23 +60,24 @@ impl Queue {
     }
 
     /// Whether nothing waits.
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.items.is_empty()
     }
 
     /// Bytes of JSON queued.
-    pub fn bytes(&self) -> usize {
+    pub(crate) fn bytes(&self) -> usize {
         self.bytes
     }
 
     /// Events queued.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.items.len()
     }
 
     /// The body of the next POST (`{"events":[…]}` with at most `max` events from the front) and
     /// how many events it holds.
-    pub fn batch(&self, max: usize) -> (String, usize) {
+    pub(crate) fn batch(&self, max: usize) -> (String, usize) {
         let n = self.items.len().min(max);
         let mut body = String::from("{\"events\":[");
         for (i, item) in self.items.iter().take(n).enumerate() {
@@ -90,7 +91,7 @@ impl Queue {
     }
 
     /// Removes the `n` front events (delivered).
-    pub fn delivered(&mut self, n: usize) -> Left {
+    pub(crate) fn delivered(&mut self, n: usize) -> Left {
         let mut left = Left::default();
         for _ in 0..n {
             let Some(item) = self.items.pop_front() else {
@@ -102,7 +103,7 @@ impl Queue {
     }
 
     /// Removes the events whose deadline passed.
-    pub fn expire(&mut self, now: Instant) -> Left {
+    pub(crate) fn expire(&mut self, now: Instant) -> Left {
         let mut left = Left::default();
         let mut kept = VecDeque::with_capacity(self.items.len());
         for item in std::mem::take(&mut self.items) {
@@ -133,7 +134,7 @@ impl Queue {
 
 /// Exponential backoff between failed POSTs: 100 ms doubling to 5 s, with up to 25 % jitter.
 #[derive(Debug, Default)]
-pub struct Backoff {
+pub(crate) struct Backoff {
     failures: u32,
 }
 
@@ -144,7 +145,7 @@ impl Backoff {
     const MAX: Duration = Duration::from_secs(5);
 
     /// Records a failure; returns how long to wait before the next attempt.
-    pub fn failed(&mut self) -> Duration {
+    pub(crate) fn failed(&mut self) -> Duration {
         let exp = Self::BASE.saturating_mul(1 << self.failures.min(16));
         self.failures = self.failures.saturating_add(1);
         let d = exp.min(Self::MAX);
@@ -152,7 +153,7 @@ impl Backoff {
     }
 
     /// Records a success: the next failure waits the first delay again.
-    pub fn succeeded(&mut self) {
+    pub(crate) fn succeeded(&mut self) {
         self.failures = 0;
     }
 }

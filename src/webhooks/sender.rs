@@ -18,7 +18,7 @@ use crate::metrics;
 use crate::tasks::Tasks;
 
 /// `sha256=<hex HMAC-SHA256(secret, body)>`, the `X-Wscluster-Signature` header's value.
-pub fn signature(secret: &[u8], body: &[u8]) -> String {
+pub(crate) fn signature(secret: &[u8], body: &[u8]) -> String {
     let mut mac = match Hmac::<Sha256>::new_from_slice(secret) {
         Ok(m) => m,
         // HMAC takes keys of any length; this arm is never taken.

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 /// One crashed node incarnation: the key of the events computed for it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SetKey {
+pub(crate) struct SetKey {
     /// The dead node.
     pub node: Arc<str>,
     /// Its incarnation.
@@ -32,7 +32,7 @@ struct Pending {
 }
 
 /// The event sets of crashed nodes this node keeps, and who sends them.
-pub struct Takeover {
+pub(crate) struct Takeover {
     me: Arc<str>,
     cap_bytes: usize,
     bytes: usize,
@@ -42,7 +42,7 @@ pub struct Takeover {
 
 /// What a death notice decided.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Decision {
+pub(crate) struct Decision {
     /// Sets this node must send now (it is the sender; each set once).
     pub send: Vec<(SetKey, Vec<String>)>,
     /// Events not kept because the cap was reached.
@@ -50,13 +50,13 @@ pub struct Decision {
 }
 
 /// The node that sends: the lowest id among `me` and `live`.
-pub fn sender<'a>(me: &'a Arc<str>, live: &'a [Arc<str>]) -> &'a Arc<str> {
+pub(crate) fn sender<'a>(me: &'a Arc<str>, live: &'a [Arc<str>]) -> &'a Arc<str> {
     live.iter().fold(me, |low, n| if n < low { n } else { low })
 }
 
 impl Takeover {
     /// Nothing kept yet, for node `me`; the kept events are capped at `cap_bytes` of JSON.
-    pub fn new(me: Arc<str>, cap_bytes: usize) -> Self {
+    pub(crate) fn new(me: Arc<str>, cap_bytes: usize) -> Self {
         Self {
             me,
             cap_bytes,
@@ -70,7 +70,7 @@ impl Takeover {
     /// nodes live now. The
     /// events are kept until delivered (or until `now + keep_for`); every kept set this node must
     /// now send (its own, or those of a sender that died) is returned once.
-    pub fn node_died(
+    pub(crate) fn node_died(
         &mut self,
         key: SetKey,
         events: Vec<String>,
@@ -106,7 +106,7 @@ impl Takeover {
     }
 
     /// The events of `key` were delivered (by this node or another): drop them.
-    pub fn delivered(&mut self, key: &SetKey) {
+    pub(crate) fn delivered(&mut self, key: &SetKey) {
         if let Some(i) = self.pending.iter().position(|p| &p.key == key) {
             let p = self.pending.remove(i);
             self.bytes -= p.bytes;
@@ -120,7 +120,7 @@ impl Takeover {
     }
 
     /// Drops the sets kept past their time (their sender gave up or never said).
-    pub fn expire(&mut self, now: Instant) {
+    pub(crate) fn expire(&mut self, now: Instant) {
         let bytes = &mut self.bytes;
         self.pending.retain(|p| {
             let keep = p.expires > now;
@@ -132,12 +132,14 @@ impl Takeover {
     }
 
     /// Bytes of JSON kept.
-    pub fn bytes(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn bytes(&self) -> usize {
         self.bytes
     }
 
     /// The sets kept.
-    pub fn kept(&self) -> Vec<SetKey> {
+    #[cfg(test)]
+    pub(crate) fn kept(&self) -> Vec<SetKey> {
         self.pending.iter().map(|p| p.key.clone()).collect()
     }
 }

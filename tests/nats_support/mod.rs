@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use crate::support::nats::NatsServer;
 use crate::support::{WsClient, eventually};
-use wscluster::cluster::nats::{NatsEngine, NatsRouting};
-use wscluster::cluster::{Cluster, ClusterConfig, PresenceAdapter, SgcAdapter};
-use wscluster::protocol::presence::{PresenceConfig, PresenceProtocol};
-use wscluster::protocol::sgc::{SgcConfig, SgcProtocol};
+use wscluster::internals::cluster::nats::{NatsEngine, NatsRouting};
+use wscluster::internals::cluster::{Cluster, ClusterConfig, PresenceAdapter, SgcAdapter};
+use wscluster::internals::protocol::presence::{PresenceConfig, PresenceProtocol};
+use wscluster::internals::protocol::sgc::{SgcConfig, SgcProtocol};
 use wscluster::{Server, ServerHandle};
 
 /// Long enough for any wait on a loaded machine.

@@ -12,11 +12,11 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use wscluster::cluster::{Cluster, ClusterConfig, PresenceAdapter, SgcAdapter};
-use wscluster::ops::{AdminConfig, HttpConfig, Listener, Ops};
-use wscluster::protocol::presence::{PresenceConfig, PresenceProtocol};
-use wscluster::protocol::sgc::{SgcConfig, SgcProtocol};
-use wscluster::transport::HttpServer;
+use wscluster::internals::cluster::{Cluster, ClusterConfig, PresenceAdapter, SgcAdapter};
+use wscluster::internals::ops::{AdminConfig, HttpConfig, Listener, Ops};
+use wscluster::internals::protocol::presence::{PresenceConfig, PresenceProtocol};
+use wscluster::internals::protocol::sgc::{SgcConfig, SgcProtocol};
+use wscluster::internals::transport::HttpServer;
 use wscluster::{Server, ServerHandle};
 
 use crate::support::{self, eventually};

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use serde_json::Value;
-use wscluster::protocol::json::{decode_b64, encode_b64};
-use wscluster::protocol::presence::{PresenceConfig, PresenceProtocol};
+use wscluster::internals::protocol::json::{decode_b64, encode_b64};
+use wscluster::internals::protocol::presence::{PresenceConfig, PresenceProtocol};
 use wscluster::{Server, ServerHandle};
 
 use crate::support::{WsClient, init_logs, test_server_config};

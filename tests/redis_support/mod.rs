@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use crate::support::redis::RedisServer;
 use crate::support::{WsClient, eventually};
-use wscluster::cluster::redis::{RedisEngine, RedisRouting};
-use wscluster::cluster::{Cluster, ClusterConfig, PresenceAdapter, SgcAdapter};
-use wscluster::protocol::presence::{PresenceConfig, PresenceProtocol};
-use wscluster::protocol::sgc::{SgcConfig, SgcProtocol};
+use wscluster::internals::cluster::redis::{RedisEngine, RedisRouting};
+use wscluster::internals::cluster::{Cluster, ClusterConfig, PresenceAdapter, SgcAdapter};
+use wscluster::internals::protocol::presence::{PresenceConfig, PresenceProtocol};
+use wscluster::internals::protocol::sgc::{SgcConfig, SgcProtocol};
 use wscluster::{Server, ServerHandle};
 
 /// Long enough for any wait on a loaded machine.

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use wscluster::protocol::sgc::{SgcConfig, SgcProtocol};
+use wscluster::internals::protocol::sgc::{SgcConfig, SgcProtocol};
 use wscluster::{Server, ServerHandle};
 
 use super::{WsClient, init_logs, test_server_config};

@@ -85,8 +85,10 @@ impl Receiver {
 
     /// An `https://` receiver on an ephemeral loopback port presenting `cert`.
     pub async fn start_tls(cert: &Issued) -> Self {
-        let certs = wscluster::tls::load_certs(&cert.cert()).unwrap_or_else(|e| panic!("{e}"));
-        let key = wscluster::tls::load_key(&cert.key()).unwrap_or_else(|e| panic!("{e}"));
+        let certs =
+            wscluster::internals::tls::load_certs(&cert.cert()).unwrap_or_else(|e| panic!("{e}"));
+        let key =
+            wscluster::internals::tls::load_key(&cert.key()).unwrap_or_else(|e| panic!("{e}"));
         let config = rustls::ServerConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))

@@ -13,13 +13,13 @@ use crate::relay::InterestReady;
 
 /// How long a first local subscriber waits for the broker to confirm the channel's subscription
 /// before it is confirmed anyway.
-pub const SUBSCRIBE_WAIT: Duration = Duration::from_secs(1);
+pub(crate) const SUBSCRIBE_WAIT: Duration = Duration::from_secs(1);
 
 /// A first-subscriber callback that runs once, whichever comes first: the subscription is
 /// confirmed, the broker is away, the wait timed out, or the engine stopped (the last clone is
 /// dropped: a subscriber never waits for an engine that is gone).
 #[derive(Clone)]
-pub struct ReadyOnce(Arc<Pending>);
+pub(crate) struct ReadyOnce(Arc<Pending>);
 
 /// The callback not yet run; run when dropped.
 struct Pending(Mutex<Option<InterestReady>>);
@@ -34,11 +34,11 @@ impl Drop for Pending {
 
 impl ReadyOnce {
     /// Wraps `ready`.
-    pub fn new(ready: InterestReady) -> Self {
+    pub(crate) fn new(ready: InterestReady) -> Self {
         Self(Arc::new(Pending(Mutex::new(Some(ready)))))
     }
     /// Runs the callback unless it already ran.
-    pub fn fire(&self) {
+    pub(crate) fn fire(&self) {
         let ready = self.0.0.lock().take();
         if let Some(ready) = ready {
             ready();
@@ -47,7 +47,7 @@ impl ReadyOnce {
 }
 
 /// A change of the per-channel subscriptions, carried out by the subscriber task.
-pub enum Command {
+pub(crate) enum Command {
     /// Subscribe to a stream; fire the callback once the broker confirmed it.
     Subscribe(Arc<str>, ReadyOnce),
     /// Leave a stream.
@@ -57,7 +57,7 @@ pub enum Command {
 impl Command {
     /// Fires the callback of a subscription that will not be made now (the broker is away: it is
     /// made with the others when the subscription comes back).
-    pub fn give_up(self) {
+    pub(crate) fn give_up(self) {
         if let Command::Subscribe(_, ready) = self {
             ready.fire();
         }
@@ -65,20 +65,20 @@ impl Command {
 }
 
 /// The sending side of an engine's subscription commands.
-pub struct Subscriptions {
+pub(crate) struct Subscriptions {
     commands: mpsc::UnboundedSender<Command>,
 }
 
 impl Subscriptions {
     /// A command channel; the receiver goes to the subscriber task.
-    pub fn new() -> (Self, mpsc::UnboundedReceiver<Command>) {
+    pub(crate) fn new() -> (Self, mpsc::UnboundedReceiver<Command>) {
         let (commands, rx) = mpsc::unbounded_channel();
         (Self { commands }, rx)
     }
 
     /// Subscribes to sgc channel `channel`'s stream; `ready` runs once the broker confirmed it
     /// (at once while the broker is away, at most [`SUBSCRIBE_WAIT`] later in any case).
-    pub fn subscribe(&self, core: &BrokerCore, channel: &str, ready: InterestReady) {
+    pub(crate) fn subscribe(&self, core: &BrokerCore, channel: &str, ready: InterestReady) {
         let ready = ReadyOnce::new(ready);
         if !core.subscriber_up() {
             ready.fire();
@@ -100,7 +100,7 @@ impl Subscriptions {
     }
 
     /// Leaves sgc channel `channel`'s stream.
-    pub fn unsubscribe(&self, core: &BrokerCore, channel: &str) {
+    pub(crate) fn unsubscribe(&self, core: &BrokerCore, channel: &str) {
         let name = Arc::from(core.names().channel(channel));
         let _ = self.commands.send(Command::Unsubscribe(name));
     }

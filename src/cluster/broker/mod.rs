@@ -22,11 +22,11 @@
 //! [`interest::Command`]s, and optionally a prober.
 
 pub(crate) mod engine;
-pub mod interest;
-pub mod probe;
+pub(crate) mod interest;
+pub(crate) mod probe;
 pub(crate) mod queue;
-pub mod stats;
-pub mod streams;
+pub(crate) mod stats;
+pub(crate) mod streams;
 mod ticker;
 
 use crate::log_text::Printable;
@@ -62,7 +62,7 @@ const TICK: Duration = Duration::from_millis(100);
 
 /// What the shared part of a broker engine needs to know of its engine.
 #[derive(Debug, Clone)]
-pub struct BrokerSettings {
+pub(crate) struct BrokerSettings {
     /// The engine's name (`redis`, `redis-cluster`, `nats`): logs and the `peer` label of the
     /// engine's own counters.
     pub engine: &'static str,
@@ -106,7 +106,7 @@ struct State {
 
 /// The shared part of a running broker engine: membership, sequences, gaps and resyncs, the
 /// publish queue, readiness and counters.
-pub struct BrokerCore {
+pub(crate) struct BrokerCore {
     me: Origin,
     settings: BrokerSettings,
     names: Arc<dyn StreamNames>,
@@ -181,77 +181,72 @@ impl BrokerCore {
     }
 
     /// This node.
-    pub fn origin(&self) -> &Origin {
+    pub(crate) fn origin(&self) -> &Origin {
         &self.me
     }
 
-    /// The engine's settings.
-    pub fn settings(&self) -> &BrokerSettings {
-        &self.settings
-    }
-
     /// The stream names.
-    pub fn names(&self) -> &dyn StreamNames {
+    pub(crate) fn names(&self) -> &dyn StreamNames {
         &*self.names
     }
 
     /// Counters.
-    pub fn stats(&self) -> &BrokerStats {
+    pub(crate) fn stats(&self) -> &BrokerStats {
         &self.stats
     }
 
     /// A receiver that changes to `true` when the engine stops (every engine task selects on it).
-    pub fn stopping(&self) -> watch::Receiver<bool> {
+    pub(crate) fn stopping(&self) -> watch::Receiver<bool> {
         self.stop.subscribe()
     }
 
     /// Publishes an envelope for every other node (the shared stream).
-    pub fn send_all(&self, kind: Kind, payload: Bytes) {
+    pub(crate) fn send_all(&self, kind: Kind, payload: Bytes) {
         self.publish(self.names.shared().clone(), kind, payload);
     }
 
     /// Publishes an envelope for one node (its own stream).
-    pub fn send_to(&self, node_id: &str, kind: Kind, payload: Bytes) {
+    pub(crate) fn send_to(&self, node_id: &str, kind: Kind, payload: Bytes) {
         self.publish(Arc::from(self.names.node(node_id)), kind, payload);
     }
 
     /// Publishes an envelope on sgc channel `channel`'s own stream (per-channel routing).
-    pub fn send_channel(&self, channel: &str, kind: Kind, payload: Bytes) {
+    pub(crate) fn send_channel(&self, channel: &str, kind: Kind, payload: Bytes) {
         self.publish(Arc::from(self.names.channel(channel)), kind, payload);
     }
 
     /// The live peers.
-    pub fn live_peers(&self) -> Vec<Origin> {
+    pub(crate) fn live_peers(&self) -> Vec<Origin> {
         self.state.lock().membership.live_peers().collect()
     }
 
     /// How many other nodes are live (heard within `peer_timeout`).
-    pub fn connected_peer_count(&self) -> usize {
+    pub(crate) fn connected_peer_count(&self) -> usize {
         self.state.lock().membership.live_count()
     }
 
     /// Subscribed (subscription confirmed) and able to publish.
-    pub fn ready(&self) -> bool {
+    pub(crate) fn ready(&self) -> bool {
         !self.state.lock().stopped && self.subscriber_up() && self.publisher_up()
     }
 
     /// Whether the subscription is up.
-    pub fn subscriber_up(&self) -> bool {
+    pub(crate) fn subscriber_up(&self) -> bool {
         self.subscriber_up.load(Ordering::SeqCst)
     }
 
     /// Whether the publishing side is up.
-    pub fn publisher_up(&self) -> bool {
+    pub(crate) fn publisher_up(&self) -> bool {
         self.publisher_up.load(Ordering::SeqCst)
     }
 
     /// The last error the broker gave, if the engine is not ready because of it.
-    pub fn last_error(&self) -> Option<String> {
+    pub(crate) fn last_error(&self) -> Option<String> {
         self.state.lock().last_error.clone()
     }
 
     /// Numbers one envelope of `stream` and queues it for publishing.
-    pub fn publish(&self, stream: Arc<str>, kind: Kind, payload: Bytes) {
+    pub(crate) fn publish(&self, stream: Arc<str>, kind: Kind, payload: Bytes) {
         let mut out = self.outbound.lock();
         let seq = out.next(&stream);
         let head = match Envelope::encode_header(kind, &self.me, seq) {
@@ -287,12 +282,12 @@ impl BrokerCore {
     }
 
     /// Hello on the shared stream: "this incarnation is here" (after every (re)subscription).
-    pub fn announce(&self) {
+    pub(crate) fn announce(&self) {
         self.publish(self.names.shared().clone(), Kind::Hello, Bytes::new());
     }
 
     /// The subscription came up (`error` is `None`) or went down (with why, when known).
-    pub fn set_subscriber_up(&self, up: bool, error: Option<String>) {
+    pub(crate) fn set_subscriber_up(&self, up: bool, error: Option<String>) {
         let was = self.subscriber_up.swap(up, Ordering::SeqCst);
         if up {
             self.subscribed.notify_waiters();
@@ -301,7 +296,7 @@ impl BrokerCore {
     }
 
     /// The publishing side came up or went down.
-    pub fn set_publisher_up(&self, up: bool, error: Option<String>) {
+    pub(crate) fn set_publisher_up(&self, up: bool, error: Option<String>) {
         let was = self.publisher_up.swap(up, Ordering::SeqCst);
         self.note(was, up, error, "publishing connection");
     }
@@ -310,7 +305,7 @@ impl BrokerCore {
     /// whoever hears an envelope from this node answers on this node's stream (snapshot
     /// requests, hellos), and those answers would be lost. Envelopes wait in the queue meanwhile
     /// (within its cap). False when the engine stops first.
-    pub async fn until_subscribed(&self, stop: &mut watch::Receiver<bool>) -> bool {
+    pub(crate) async fn until_subscribed(&self, stop: &mut watch::Receiver<bool>) -> bool {
         while !self.subscriber_up() {
             if *stop.borrow() {
                 return false;
@@ -354,22 +349,22 @@ impl BrokerCore {
     }
 
     /// This node left stream `name`: what it misses while away is not a loss.
-    pub fn forget_stream(&self, name: &str) {
+    pub(crate) fn forget_stream(&self, name: &str) {
         self.state.lock().inbound.forget_stream(name);
     }
 
     /// Counts envelopes handed to the broker.
-    pub fn add_out(&self, envelopes: u64, bytes: u64) {
+    pub(crate) fn add_out(&self, envelopes: u64, bytes: u64) {
         self.stats.add_out(&self.metrics, envelopes, bytes);
     }
 
     /// Counts envelopes dropped because the broker refused or failed them.
-    pub fn add_publish_errors(&self, n: u64) {
+    pub(crate) fn add_publish_errors(&self, n: u64) {
         self.stats.add_publish_errors(&self.metrics, n);
     }
 
     /// Counts a subscription re-established after the first.
-    pub fn add_reconnect(&self) {
+    pub(crate) fn add_reconnect(&self) {
         self.stats.add_reconnect(&self.metrics);
     }
 
@@ -378,7 +373,7 @@ impl BrokerCore {
     }
 
     /// One message from the broker on stream `stream`.
-    pub fn on_message(&self, stream: &str, payload: Bytes) {
+    pub(crate) fn on_message(&self, stream: &str, payload: Bytes) {
         let stream_kind = self.names.kind_of(stream);
         if stream_kind == StreamKind::Foreign {
             return;
@@ -484,7 +479,7 @@ impl BrokerCore {
     }
 
     /// Peers found gone by an engine's prober: down at once.
-    pub fn departed(&self, peers: &[Origin], reason: DownReason) {
+    pub(crate) fn departed(&self, peers: &[Origin], reason: DownReason) {
         {
             let st = &mut *self.state.lock();
             if st.stopped {
@@ -514,12 +509,12 @@ impl BrokerCore {
 
     /// Starts the ticker task (heartbeats, failure detection by silence, resynchronisations that
     /// had to wait); it ends when the engine stops.
-    pub fn spawn_ticker(self: &Arc<Self>) {
+    pub(crate) fn spawn_ticker(self: &Arc<Self>) {
         self.spawn(ticker::ticker(self.clone()));
     }
 
     /// Runs one of the engine's tasks (owned by the core: `stop` ends it and waits for it).
-    pub fn spawn<F>(&self, task: F)
+    pub(crate) fn spawn<F>(&self, task: F)
     where
         F: std::future::Future<Output = ()> + Send + 'static,
     {
@@ -527,13 +522,13 @@ impl BrokerCore {
     }
 
     /// How many of the engine's tasks are running (none once `stop` returned).
-    pub fn task_count(&self) -> usize {
+    pub(crate) fn task_count(&self) -> usize {
         self.tasks.len()
     }
 
     /// Says bye (when the broker is reachable), stops every engine task and reports every peer
     /// down.
-    pub async fn stop(&self) {
+    pub(crate) async fn stop(&self) {
         self.stats.log(self.settings.engine);
         if self.publisher_up() && self.subscriber_up() {
             self.send_all(Kind::Bye, Bytes::new());
@@ -553,10 +548,5 @@ impl BrokerCore {
             self.reports.push(Report::changes(changes));
         }
         self.drain_reports();
-    }
-
-    /// Whether the engine was stopped.
-    pub fn is_stopped(&self) -> bool {
-        self.state.lock().stopped
     }
 }

@@ -15,10 +15,10 @@ use crate::cluster::membership::DownReason;
 
 /// Probes in a row that must find a peer unsubscribed before it is declared down (one could
 /// fall in the instant a live peer re-subscribes after a reconnect).
-pub const MISSES_TO_DOWN: u32 = 2;
+pub(crate) const MISSES_TO_DOWN: u32 = 2;
 
 /// How an engine asks its broker about subscriptions.
-pub trait SubscriptionProbe: Send + Sync + 'static {
+pub(crate) trait SubscriptionProbe: Send + Sync + 'static {
     /// For each stream, whether it has a subscriber; `None` when the broker could not be asked
     /// (its trouble is the writer's and subscriber's to report).
     fn subscribed(&self, streams: Vec<String>) -> EngineFuture<'_, Option<Vec<bool>>>;
@@ -26,14 +26,14 @@ pub trait SubscriptionProbe: Send + Sync + 'static {
 
 /// Counts probes that found a peer unsubscribed, sans I/O.
 #[derive(Debug, Default)]
-pub struct Misses {
+pub(crate) struct Misses {
     misses: HashMap<Origin, u32>,
 }
 
 impl Misses {
     /// Takes one probe's answers for `peers` (the live peers when it was sent); returns the
     /// peers now down.
-    pub fn probed(&mut self, peers: &[Origin], subscribed: &[bool]) -> Vec<Origin> {
+    pub(crate) fn probed(&mut self, peers: &[Origin], subscribed: &[bool]) -> Vec<Origin> {
         self.misses.retain(|o, _| peers.contains(o));
         let mut gone = Vec::new();
         for (peer, up) in peers.iter().zip(subscribed) {
@@ -53,7 +53,11 @@ impl Misses {
 }
 
 /// The prober task: every `interval`, asks `probe` about each live peer's stream.
-pub async fn prober(core: Arc<BrokerCore>, interval: Duration, probe: impl SubscriptionProbe) {
+pub(crate) async fn prober(
+    core: Arc<BrokerCore>,
+    interval: Duration,
+    probe: impl SubscriptionProbe,
+) {
     let mut stop = core.stopping();
     let mut every = tokio::time::interval(interval);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -17,7 +17,7 @@ use crate::cluster::envelope::Origin;
 
 /// What a stream (a broker channel or subject) carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StreamKind {
+pub(crate) enum StreamKind {
     /// The shared stream every node subscribes to.
     Shared,
     /// A node's own stream.
@@ -30,7 +30,7 @@ pub enum StreamKind {
 
 /// How an engine names its streams on its broker (each broker has its own rules: Redis channels
 /// are any bytes, NATS subjects are dot-separated tokens, Redis Cluster names carry hash tags).
-pub trait StreamNames: Send + Sync + 'static {
+pub(crate) trait StreamNames: Send + Sync + 'static {
     /// The shared stream (control, Presence, retained sgc traffic; sgc traffic in shared routing).
     fn shared(&self) -> &Arc<str>;
     /// The stream of node `id`.
@@ -47,13 +47,13 @@ const MAX_OUTBOUND_STREAMS: usize = 65_536;
 
 /// The next sequence number of each stream this node publishes to.
 #[derive(Debug, Default)]
-pub struct OutboundSequences {
+pub(crate) struct OutboundSequences {
     next: HashMap<Arc<str>, u64>,
 }
 
 impl OutboundSequences {
     /// The number of the next envelope published to `stream` (starting at 1).
-    pub fn next(&mut self, stream: &Arc<str>) -> u64 {
+    pub(crate) fn next(&mut self, stream: &Arc<str>) -> u64 {
         if let Some(n) = self.next.get_mut(stream) {
             *n += 1;
             return *n;
@@ -66,7 +66,7 @@ impl OutboundSequences {
     }
 
     /// Forgets a stream (a node that left): its numbers start over if it is used again.
-    pub fn forget(&mut self, stream: &str) {
+    pub(crate) fn forget(&mut self, stream: &str) {
         self.next.remove(stream);
     }
 }
@@ -79,7 +79,7 @@ struct OriginStreams {
 
 /// The last sequence number seen from each origin on each stream, and the losses they reveal.
 #[derive(Debug, Default)]
-pub struct InboundSequences {
+pub(crate) struct InboundSequences {
     origins: HashMap<Arc<str>, OriginStreams>,
 }
 
@@ -88,7 +88,7 @@ impl InboundSequences {
     /// stream were lost before it. The first number seen on a stream (or from a new incarnation)
     /// is the baseline; a number that does not go forward means the sender started the stream
     /// over; 0 means "unsequenced".
-    pub fn accept(&mut self, origin: &Origin, stream: &str, seq: u64) -> u64 {
+    pub(crate) fn accept(&mut self, origin: &Origin, stream: &str, seq: u64) -> u64 {
         if seq == 0 {
             return 0;
         }
@@ -122,13 +122,13 @@ impl InboundSequences {
     }
 
     /// Forgets an origin (it left): its next incarnation starts fresh.
-    pub fn forget_origin(&mut self, node_id: &str) {
+    pub(crate) fn forget_origin(&mut self, node_id: &str) {
         self.origins.remove(node_id);
     }
 
     /// Forgets a stream for every origin (this node unsubscribed from it: what it misses while
     /// away is not a loss).
-    pub fn forget_stream(&mut self, stream: &str) {
+    pub(crate) fn forget_stream(&mut self, stream: &str) {
         for o in self.origins.values_mut() {
             o.last.remove(stream);
         }

@@ -8,7 +8,7 @@ use super::keys::Scope;
 use crate::protocol::sgc::idempotency;
 
 /// Shortest API key accepted, in bytes (as for `cluster.secret`).
-pub const MIN_KEY_LEN: usize = 16;
+pub(crate) const MIN_KEY_LEN: usize = 16;
 
 /// One API key: `{ name, key, scopes }`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -6,7 +6,7 @@ use crate::transport::HttpResponse;
 
 /// An API error.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ApiError {
+pub(crate) enum ApiError {
     /// No key, or not a configured one (401 `unauthorized`).
     Unauthorized,
     /// No key is configured on this node (401 `api_disabled`).
@@ -38,7 +38,7 @@ pub enum ApiError {
 
 impl ApiError {
     /// The HTTP status.
-    pub fn status(&self) -> u16 {
+    pub(crate) fn status(&self) -> u16 {
         match self {
             ApiError::Unauthorized | ApiError::Disabled => 401,
             ApiError::MissingScope(_) => 403,
@@ -56,7 +56,7 @@ impl ApiError {
     }
 
     /// The stable code (what a program matches on).
-    pub fn code(&self) -> &'static str {
+    pub(crate) fn code(&self) -> &'static str {
         match self {
             ApiError::Unauthorized => "unauthorized",
             ApiError::Disabled => "api_disabled",
@@ -74,7 +74,7 @@ impl ApiError {
     }
 
     /// The message (for a person).
-    pub fn message(&self) -> String {
+    pub(crate) fn message(&self) -> String {
         match self {
             ApiError::Unauthorized => {
                 "send a valid API key as \"Authorization: Bearer <key>\" or \"X-API-Key: <key>\""
@@ -100,12 +100,12 @@ impl ApiError {
     }
 
     /// The error as a JSON value (also one result of a batch).
-    pub fn json(&self) -> serde_json::Value {
+    pub(crate) fn json(&self) -> serde_json::Value {
         serde_json::json!({ "error": { "code": self.code(), "message": self.message() } })
     }
 
     /// The error as an HTTP answer.
-    pub fn response(&self) -> HttpResponse {
+    pub(crate) fn response(&self) -> HttpResponse {
         let mut r = crate::ops::route::json(self.status(), &self.json());
         match self {
             ApiError::Unauthorized | ApiError::Disabled => {
@@ -120,7 +120,7 @@ impl ApiError {
 
 /// Parses a JSON body into `T`: a syntax error is `invalid_json`, a well-formed body of the wrong
 /// shape `invalid_request` naming the field at fault (`channel: invalid type: …`).
-pub fn parse<'a, T: serde::Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
+pub(crate) fn parse<'a, T: serde::Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
     let mut de = serde_json::Deserializer::from_slice(body);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();

@@ -8,7 +8,7 @@ use super::error::ApiError;
 
 /// What a key may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Scope {
+pub(crate) enum Scope {
     /// `POST /api/publish`, `POST /api/broadcast`.
     Publish,
     /// `GET /api/presence`.
@@ -21,7 +21,7 @@ pub enum Scope {
 
 impl Scope {
     /// The scope named `s` in the configuration.
-    pub fn parse(s: &str) -> Option<Scope> {
+    pub(crate) fn parse(s: &str) -> Option<Scope> {
         Some(match s {
             "publish" => Scope::Publish,
             "presence" => Scope::Presence,
@@ -32,7 +32,7 @@ impl Scope {
     }
 
     /// Its name.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Scope::Publish => "publish",
             Scope::Presence => "presence",
@@ -52,7 +52,7 @@ struct Entry {
 
 /// The key a request proved.
 #[derive(Debug, Clone, Copy)]
-pub struct Caller<'a> {
+pub(crate) struct Caller<'a> {
     /// The key's name.
     pub name: &'a str,
     scopes: &'a [Scope],
@@ -60,7 +60,7 @@ pub struct Caller<'a> {
 
 impl Caller<'_> {
     /// `Ok` when the key has `scope`, otherwise the 403 error.
-    pub fn may(&self, scope: Scope) -> Result<(), ApiError> {
+    pub(crate) fn may(&self, scope: Scope) -> Result<(), ApiError> {
         if self.scopes.contains(&scope) {
             Ok(())
         } else {
@@ -71,13 +71,13 @@ impl Caller<'_> {
 
 /// The configured keys.
 #[derive(Debug, Default)]
-pub struct Keys {
+pub(crate) struct Keys {
     entries: Vec<Entry>,
 }
 
 impl Keys {
     /// The keys of a validated `[api]` section (unknown scopes are left out).
-    pub fn new(config: &ApiConfig) -> Self {
+    pub(crate) fn new(config: &ApiConfig) -> Self {
         let entries = config
             .all_keys()
             .map(|k| Entry {
@@ -89,15 +89,10 @@ impl Keys {
         Self { entries }
     }
 
-    /// Whether any key is configured (without one the API is off).
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
     /// The key a request presents, from `Authorization: Bearer <key>` or `X-API-Key: <key>`.
     /// Every configured key is compared (in constant time), so the timing says nothing of which
     /// one matched or how much of a wrong key was right.
-    pub fn check(
+    pub(crate) fn check(
         &self,
         authorization: Option<&str>,
         x_api_key: Option<&str>,

@@ -8,24 +8,24 @@
 //! - `routes`: the handlers; `batch`: `POST /api/batch`.
 
 mod batch;
-pub mod config;
-pub mod error;
-pub mod keys;
+pub(crate) mod config;
+pub(crate) mod error;
+pub(crate) mod keys;
 mod routes;
 
 pub use config::{ApiConfig, ApiKey};
-pub use error::ApiError;
-pub use keys::{Keys, Scope};
+pub(crate) use error::ApiError;
+pub(crate) use keys::{Keys, Scope};
 
 use super::Ops;
 use crate::transport::{HttpRequest, HttpResponse};
 
 /// The path prefix of the server API.
-pub const PREFIX: &str = "/api/";
+pub(crate) const PREFIX: &str = "/api/";
 
 /// One API route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ApiRoute {
+pub(crate) enum ApiRoute {
     /// `POST /api/publish`.
     Publish,
     /// `POST /api/broadcast`.
@@ -42,7 +42,7 @@ pub enum ApiRoute {
 
 impl ApiRoute {
     /// Matches a method and a path (without query string) under [`PREFIX`].
-    pub fn parse(method: &str, path: &str) -> Result<ApiRoute, ApiError> {
+    pub(crate) fn parse(method: &str, path: &str) -> Result<ApiRoute, ApiError> {
         let (want, route) = match path {
             "/api/publish" => ("POST", ApiRoute::Publish),
             "/api/broadcast" => ("POST", ApiRoute::Broadcast),
@@ -60,7 +60,7 @@ impl ApiRoute {
     }
 
     /// The scope a key needs (a batch needs those of its commands, checked per command).
-    pub fn scope(self) -> Option<Scope> {
+    pub(crate) fn scope(self) -> Option<Scope> {
         match self {
             ApiRoute::Publish | ApiRoute::Broadcast => Some(Scope::Publish),
             ApiRoute::Presence => Some(Scope::Presence),
@@ -71,7 +71,7 @@ impl ApiRoute {
     }
 
     /// Its name in metrics labels and logs.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             ApiRoute::Publish => "api_publish",
             ApiRoute::Broadcast => "api_broadcast",

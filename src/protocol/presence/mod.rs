@@ -339,6 +339,11 @@ impl Protocol for PresenceProtocol {
         PROTOCOL_NAME
     }
 
+    /// `limits.max_message_size_presence`.
+    fn max_message_size(&self, limits: &crate::transport::limits::LimitsConfig) -> usize {
+        limits.max_message_size_presence
+    }
+
     fn on_connect(&self, conn: &Connection) {
         self.inner
             .state

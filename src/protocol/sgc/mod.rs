@@ -7,7 +7,7 @@
 //! - `dispatch`: the server algorithm of docs/wire.md §2.5 (QoS-2 path, ack, transactions, methods).
 //! - [`mask`]: channel expansion (comma lists, optional `MatchesMask` patterns).
 //! - `delivery`: publish and broadcast: encode once, store retained, fan out through the
-//!   [`crate::hub`], emit the relay event.
+//!   hub (`crate::hub`), emit the relay event.
 //! - [`frame`]: encoders of every server frame, S1–S11.
 //! - [`retained`], [`qos`], [`transaction`], [`rpc`]: the state each feature keeps, pure.
 //! - [`hooks`]: the application's closures; `api`: what the application calls.
@@ -231,6 +231,11 @@ impl SgcProtocol {
 impl Protocol for SgcProtocol {
     fn name(&self) -> &'static str {
         PROTOCOL_NAME
+    }
+
+    /// `limits.max_message_size_sgc`.
+    fn max_message_size(&self, limits: &crate::transport::limits::LimitsConfig) -> usize {
+        limits.max_message_size_sgc
     }
 
     /// S1 first, then the retained messages of channel `""`, then the application's hook.

@@ -1,6 +1,6 @@
 //! The node's metrics: every name, its description, and the handles the instrumented code keeps.
 //!
-//! The library only *emits*, through the [`metrics`](::metrics) facade; without an installed
+//! The library only *emits*, through the [`metrics`] facade; without an installed
 //! recorder every call is a no-op. The binary installs the Prometheus recorder, then calls
 //! [`describe`] once, before it creates the server and the cluster. `docs/metrics.md` lists every
 //! metric with its type, labels and meaning.

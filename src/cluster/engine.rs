@@ -1,6 +1,6 @@
 //! The one interface every engine implements ([`Engine`]), what an engine hands back to the
 //! cluster component ([`EngineHandler`]), and the report driver every engine tells its handler
-//! through ([`Reports`]).
+//! through (`Reports`).
 //!
 //! An engine moves [`Envelope`]s between nodes and tracks who is alive; it never looks inside a
 //! payload. It never loops a node's own envelopes back to it.
@@ -61,7 +61,7 @@ pub trait Engine: Send + Sync + 'static {
     fn send_to(&self, node: &str, kind: Kind, payload: Bytes);
 
     /// Sends an envelope to the nodes with local subscribers for sgc channel `channel`, for an
-    /// engine that routes by channel ([`ChannelRouting::Engine`](super::ChannelRouting)); to
+    /// engine that routes by channel (`ChannelRouting::Engine`); to
     /// every node otherwise.
     fn send_channel(&self, channel: &str, kind: Kind, payload: Bytes) {
         let _ = channel;

@@ -331,7 +331,7 @@ impl Cluster {
     }
 
     /// Asks every live peer `question` and gathers the answers that arrive within `deadline`
-    /// (see [`query`]). Answers at once when there is no peer.
+    /// (see `cluster::query`). Answers at once when there is no peer.
     pub async fn query(&self, question: &[u8], deadline: std::time::Duration) -> QueryOutcome {
         let running = self.inner.running.lock().clone();
         let peers: Vec<Arc<str>> = running

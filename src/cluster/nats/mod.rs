@@ -1,7 +1,7 @@
 //! The `nats` engine: nodes meet on core NATS Pub/Sub instead of linking to each other.
 //!
 //! Everything brokers share (membership by hello, heartbeat and silence, per-stream sequence
-//! numbers, gap counting and resync, the publish queue) is in [`broker`](crate::cluster::broker);
+//! numbers, gap counting and resync, the publish queue) is in `cluster::broker`;
 //! this folder holds only NATS's side: the subjects ([`names`]), one client connection that
 //! async-nats keeps up (it reconnects and subscribes again by itself) with a task that subscribes
 //! to the shared subject, this node's own subject and (per-channel routing) the subjects of the

@@ -1,7 +1,7 @@
 //! The `redis` engine: nodes meet on Redis Pub/Sub instead of linking to each other.
 //!
 //! Everything brokers share (membership by hello, heartbeat and silence, per-stream sequence
-//! numbers, gap counting and resync, the publish queue) is in [`broker`](crate::cluster::broker);
+//! numbers, gap counting and resync, the publish queue) is in `cluster::broker`;
 //! this folder holds only Redis's side: the channel names ([`names`]), a writer task that publishes
 //! queued envelopes in pipelined batches (`publisher`), one Pub/Sub connection subscribed to the
 //! shared channel, this node's own channel and (per-channel routing) the channels with local

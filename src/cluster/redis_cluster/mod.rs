@@ -2,7 +2,7 @@
 //! SPUBLISH), so traffic spreads over the masters instead of every message reaching every shard.
 //!
 //! Everything brokers share (membership, per-stream sequence numbers, gap counting and resync,
-//! the publish queue) is in [`broker`](crate::cluster::broker); this folder holds only Redis
+//! the publish queue) is in `cluster::broker`; this folder holds only Redis
 //! Cluster's side: the channel names with their hash tags ([`names`]), one cluster connection
 //! that subscribes and keeps the subscriptions whole (`subscriber`), a writer task that publishes
 //! queued envelopes slot by slot (`publisher`), and fast detection of a killed peer (`prober`,

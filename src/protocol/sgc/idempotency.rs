@@ -1,4 +1,4 @@
-//! The idempotency keys of server-side publishes ([`SgcProtocol::publish_once`]): which keys this
+//! The idempotency keys of server-side publishes (`SgcProtocol::publish_once`): which keys this
 //! node has seen within the window, bounded in bytes. Pure: the caller passes the time.
 //!
 //! Every node keeps its own store and fills it from the publishes it makes and those it receives
@@ -7,8 +7,6 @@
 //! per concrete channel) still passes, a publish with the same key and another id is a duplicate.
 //! Two simultaneous publishes of one key through two nodes are each delivered by the node that
 //! sees it first, so every subscriber gets one of them, once.
-//!
-//! [`SgcProtocol::publish_once`]: super::SgcProtocol::publish_once
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;

@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use futures_util::future::Either;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
@@ -72,15 +73,21 @@ pub(super) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, tls:
 
 /// A plain connection: its admission slot (held from accept to close, handshake included, so
 /// stalled handshakes count too), then the upgrade or the HTTP request.
-async fn handle_plain(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
-    let slot = match admit_socket(&shared.admission, peer) {
-        Ok(slot) => slot,
+///
+/// The slot is taken when the task is made, and the task is the connection's own future, not an
+/// `async fn` around it that would hold a second copy of the socket, address and server state.
+fn handle_plain(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+) -> impl Future<Output = ()> + Send + 'static {
+    match admit_socket(&shared.admission, peer) {
+        Ok(slot) => Either::Left(handle_socket(stream, peer, shared, slot)),
         // Boxed: the refusal's future (with its 4 KiB read buffer) would otherwise be part of
         // every connection task's future for the connection's whole life (+2.4 KiB per idle
         // connection, measured with -Zprint-type-sizes).
-        Err(refused) => return Box::pin(refuse_at_accept(stream, peer, refused)).await,
-    };
-    handle_socket(stream, peer, shared, slot).await;
+        Err(refused) => Either::Right(Box::pin(refuse_at_accept(stream, peer, refused))),
+    }
 }
 
 /// Takes the admission slot (a refused socket is closed: a plain answer means nothing to a TLS

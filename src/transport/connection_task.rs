@@ -62,37 +62,45 @@ enum End {
 /// `phase` is the server's: while it drains (shutdown), a closing connection may take until the
 /// deadline to flush what it has queued instead of [`CLOSE_GRACE`]; once it is forced, the
 /// connection drops its socket wherever it is (the protocol still hears `on_disconnect`).
-pub(crate) async fn run<S>(
+///
+/// Not an `async fn`: an async function moves its arguments into locals of its state, where they
+/// would sit next to the arguments' own room for the connection's whole life; the block uses the
+/// captured arguments in place.
+#[allow(clippy::manual_async_fn, reason = "arguments used in place, see above")]
+pub(crate) fn run<S>(
     mut ws: WebSocketStream<S>,
     conn: Connection,
     protocol: Option<Arc<dyn Protocol>>,
     heartbeat: Option<Heartbeat>,
     counters: ConnectionCounters,
     mut phase: watch::Receiver<Phase>,
-) where
+) -> impl Future<Output = ()>
+where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    if let Some(p) = &protocol {
-        guarded(&conn, "on_connect", || p.on_connect(&conn));
-    }
-    let end = tokio::select! {
-        biased;
-        end = serve(&mut ws, &conn, protocol.as_deref(), heartbeat, &counters) => Some(end),
-        () = forced(&mut phase) => None,
-    };
-    conn.outbox().close(Close::NORMAL.into());
-    if let Some(end) = end {
-        let draining = *phase.borrow() != Phase::Serving;
-        // Boxed: the closing handshake's state is the largest of the connection's future and is
-        // needed only once, at the end; inline, every idle connection would carry its size.
-        tokio::select! {
-            biased;
-            () = Box::pin(finish(&mut ws, end, draining)) => {}
-            () = forced(&mut phase) => {}
+    async move {
+        if let Some(p) = &protocol {
+            guarded(&conn, "on_connect", || p.on_connect(&conn));
         }
-    }
-    if let Some(p) = &protocol {
-        guarded(&conn, "on_disconnect", || p.on_disconnect(&conn));
+        let end = tokio::select! {
+            biased;
+            end = serve(&mut ws, &conn, protocol.as_deref(), heartbeat, &counters) => Some(end),
+            () = forced(&mut phase) => None,
+        };
+        conn.outbox().close(Close::NORMAL.into());
+        if let Some(end) = end {
+            let draining = *phase.borrow() != Phase::Serving;
+            // Boxed: the closing handshake's state is the largest of the connection's future and is
+            // needed only once, at the end; inline, every idle connection would carry its size.
+            tokio::select! {
+                biased;
+                () = Box::pin(finish(&mut ws, end, draining)) => {}
+                () = forced(&mut phase) => {}
+            }
+        }
+        if let Some(p) = &protocol {
+            guarded(&conn, "on_disconnect", || p.on_disconnect(&conn));
+        }
     }
 }
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
-use tokio_websockets::{Limits, ServerBuilder};
+use tokio_websockets::{Limits, ServerBuilder, WebSocketStream};
 
 use super::admission::AdmissionSlot;
 use super::admit::{Admitted, Gate, admit};
@@ -18,18 +18,62 @@ use super::connection::{Connection, ConnectionInfo, new_guid};
 use super::connection_task::{self, Heartbeat};
 use super::handshake::{self, Prefixed, Request};
 use super::limits::ConnectionLimits;
+use super::protocol::Protocol;
 use super::refusal::Refusal;
 use crate::metrics::ConnectionCounters;
 
 use super::server::{Phase, Shared};
 
 /// Serves one accepted socket (plain or TLS) until its connection ends.
-pub(super) async fn handle_socket<S>(
-    mut stream: S,
+///
+/// Not an `async fn`, for the reason given at [`connection_task::run`]: the block keeps its
+/// captured arguments in place instead of copies of them.
+#[allow(clippy::manual_async_fn, reason = "arguments used in place, see above")]
+pub(super) fn handle_socket<S>(
+    stream: S,
     peer: SocketAddr,
     shared: Arc<Shared>,
-    _slot: AdmissionSlot,
-) where
+    slot: AdmissionSlot,
+) -> impl Future<Output = ()>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    async move {
+        // Boxed: the handshake's locals (the request, the admission decision, the read buffer)
+        // would otherwise keep their room in every connection's future for the connection's whole
+        // life (a moved-out local still holds its place in an async function's state).
+        let Some(Upgraded {
+            ws,
+            conn,
+            protocol,
+            heartbeat,
+        }) = Box::pin(upgrade(stream, peer, &shared)).await
+        else {
+            return;
+        };
+        let counters = ConnectionCounters::opened(conn.protocol());
+        let phase = shared.phase.subscribe();
+        connection_task::run(ws, conn.clone(), protocol, heartbeat, counters, phase).await;
+        shared.connections.lock().remove(conn.id());
+        shared.gone.notify_waiters();
+        tracing::debug!(conn = conn.id(), "disconnected");
+        // The admission slot is released with the connection.
+        drop(slot);
+    }
+}
+
+/// An upgraded connection, ready to run.
+struct Upgraded<S> {
+    ws: WebSocketStream<Prefixed<S>>,
+    conn: Connection,
+    protocol: Option<Arc<dyn Protocol>>,
+    heartbeat: Option<Heartbeat>,
+}
+
+/// Reads the request head and answers it: plain HTTP, a refusal, or the upgrade, which is
+/// returned (`None`: the socket was answered and is done).
+async fn upgrade<S>(mut stream: S, peer: SocketAddr, shared: &Shared) -> Option<Upgraded<S>>
+where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let cfg = &shared.config;
@@ -55,14 +99,14 @@ pub(super) async fn handle_socket<S>(
                 let serve =
                     super::keep_alive::serve(io, peer, None, handler.clone(), keep_alive, stop);
                 Box::pin(serve).await;
-                return;
+                return None;
             }
             buf.advance(len);
             req
         }
         Ok(Err(handshake::HeadError::TooLarge(_))) => {
             Refusal::HEAD_TOO_LARGE.send(&mut stream, peer).await;
-            return;
+            return None;
         }
         Ok(Err(e)) => {
             if matches!(e, handshake::HeadError::Eof | handshake::HeadError::Io(_)) {
@@ -73,11 +117,11 @@ pub(super) async fn handle_socket<S>(
                     .send(&mut stream, peer)
                     .await;
             }
-            return;
+            return None;
         }
         Err(_) => {
             Refusal::TIMEOUT.send(&mut stream, peer).await;
-            return;
+            return None;
         }
     };
     if !req.is_websocket_upgrade() {
@@ -96,10 +140,10 @@ pub(super) async fn handle_socket<S>(
                 timeout,
             ))
             .await;
-            return;
+            return None;
         }
-        serve_http(&mut stream, &req, peer, &shared).await;
-        return;
+        serve_http(&mut stream, &req, peer, shared).await;
+        return None;
     }
     // Counted before the check: a shutdown either refuses this upgrade here or waits for it.
     let upgrading = shared.upgrading.start(&shared.gone);
@@ -122,7 +166,7 @@ pub(super) async fn handle_socket<S>(
         Ok(admitted) => admitted,
         Err(refusal) => {
             refusal.send(&mut stream, peer).await;
-            return;
+            return None;
         }
     };
     let token = protocol
@@ -134,7 +178,7 @@ pub(super) async fn handle_socket<S>(
         .await
         .is_err()
     {
-        return;
+        return None;
     }
     let conn = Connection::with_limits(
         ConnectionInfo {
@@ -175,12 +219,12 @@ pub(super) async fn handle_socket<S>(
         conn.close_with(Close::SHUTDOWN);
     }
     tracing::debug!(conn = conn.id(), %peer, protocol = token.unwrap_or(""), "connected");
-    let counters = ConnectionCounters::opened(token);
-    let phase = shared.phase.subscribe();
-    connection_task::run(ws, conn.clone(), protocol, heartbeat, counters, phase).await;
-    shared.connections.lock().remove(conn.id());
-    shared.gone.notify_waiters();
-    tracing::debug!(conn = conn.id(), "disconnected");
+    Some(Upgraded {
+        ws,
+        conn,
+        protocol,
+        heartbeat,
+    })
 }
 
 /// Completes when the server stops serving (a keep-alive connection then closes after its

@@ -2,10 +2,10 @@
 # Workload W on a 3-node cluster: the three nodes pinned together to one core (NODE_CPU, default
 # 0), the load generator on the other (LOADGEN_CPU, default 1); 900 sgc subscribers over 100
 # channels (9 per channel, 3 on each node), publishers on the first node, 100-byte payloads, at
-# 5 000 publishes/s and at saturation. Also the same load on a single node (cluster engine off),
-# for comparison.
+# 1 000 and 5 000 publishes/s and at saturation. Also the same load on a single node (cluster
+# engine off), for comparison.
 #
-#   bench/run-cluster.sh               W at 5 000/s and at saturation, and the single-node baseline
+#   bench/run-cluster.sh               W at 1 000/s, 5 000/s and saturation, and one node alone
 #   bench/run-cluster.sh w-5k          only the runs whose names start with this
 #   ENGINE=redis bench/run-cluster.sh  the same through Redis: a redis-server of its own (free port,
 #                                      pinned to NODE_CPU with the nodes, its CPU time counted as
@@ -160,9 +160,11 @@ PREFIX=""
 [[ $ENGINE == redis ]] && PREFIX="redis-$REDIS_ROUTING-"
 [[ $ENGINE == redis-cluster ]] && PREFIX="redis-cluster-$REDIS_ROUTING-"
 [[ $ENGINE == nats ]] && PREFIX="nats-$NATS_ROUTING-"
+run_w "${PREFIX}w-1k" --publishers 1 --rate 1000
 run_w "${PREFIX}w-5k" --publishers 1 --rate 5000
 run_w "${PREFIX}w-max" --publishers 4 --rate 0
 [[ $ENGINE != mesh ]] && { summary; exit 0; }
+run_single w-single-node-1k --publishers 1 --rate 1000
 run_single w-single-node-5k --publishers 1 --rate 5000
 run_single w-single-node-max --publishers 4 --rate 0
 summary

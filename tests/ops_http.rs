@@ -2,7 +2,7 @@
 //! missing), metrics, the admin API (publish and broadcast reaching WebSocket clients on other
 //! nodes frame by frame, cluster-wide channel counts, Presence members, peers, connections,
 //! disconnect on any node), the status JSON, and every refusal (401, 403, 404, 405, 400, 411,
-//! 413). The binary's own wiring is checked with real processes in `tests/ops_binary.rs`.
+//! 413, 431). The binary's own wiring is checked with real processes in `tests/ops_binary.rs`.
 
 mod ops_support;
 mod presence_support;
@@ -133,6 +133,33 @@ async fn without_a_token_admin_routes_live_on_the_admin_port_only() {
             .await
             .is_err()
     );
+}
+
+/// A request head that is not HTTP gets 400 and one past `server.max_request_head` (16 KiB by
+/// default) 431, on the WebSocket port and on the admin port alike.
+#[tokio::test]
+async fn unreadable_request_heads_get_400_or_431_on_either_port() {
+    let spec = NodeSpec {
+        admin_port: true,
+        ..NodeSpec::new("a")
+    };
+    let a = OpsNode::start(spec).await;
+    let mut huge = b"GET /health HTTP/1.1\r\nX-Filler: ".to_vec();
+    huge.resize(20 * 1024, b'a');
+    for addr in [a.ws(), a.admin_addr()] {
+        let r = raw(addr, b"\x01\x02 not http at all\r\n\r\n").await;
+        assert_eq!(
+            (r.status, r.body.as_str()),
+            (400, "400 Bad Request\n"),
+            "{addr}"
+        );
+        let r = raw(addr, &huge).await;
+        assert_eq!(
+            (r.status, r.body.as_str()),
+            (431, "431 Request Header Fields Too Large\n"),
+            "{addr}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -8,12 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use super::handshake;
-use super::http::{self, HttpHandler, HttpResponse};
+use super::http::{self, HttpHandler};
+use super::refusal::Refusal;
 use crate::error::{Error, Result};
 use crate::tasks::Tasks;
 
@@ -139,16 +139,15 @@ async fn serve(
             req
         }
         Ok(Err(handshake::HeadError::TooLarge(_))) => {
-            let _ = stream
-                .write_all(&HttpResponse::status(431).to_bytes())
-                .await;
+            Refusal::ADMIN_HEAD_TOO_LARGE.send(&mut stream, peer).await;
             return;
         }
         Ok(Err(e)) => {
-            tracing::debug!(%peer, error = %Printable(&e.to_string()), "admin: bad request head");
-            if !matches!(e, handshake::HeadError::Eof | handshake::HeadError::Io(_)) {
-                let _ = stream
-                    .write_all(&HttpResponse::status(400).to_bytes())
+            if matches!(e, handshake::HeadError::Eof | handshake::HeadError::Io(_)) {
+                tracing::debug!(%peer, error = %Printable(&e.to_string()), "admin: connection closed before a request");
+            } else {
+                Refusal::admin_bad_request(e.to_string())
+                    .send(&mut stream, peer)
                     .await;
             }
             return;

@@ -2,7 +2,8 @@
 //! extra headers, counter and log line, and the one place that logs and writes it
 //! ([`Refusal::send`]). docs/wire.md §1.1 and docs/security.md describe the same answers.
 //!
-//! The operations routes' refusals (401, 403, 415, 421) are named in `crate::ops::access`.
+//! The admin listener's answers to a head it cannot read are here too; the operations routes'
+//! refusals (401, 403, 415, 421) are named in `crate::ops::access`.
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
@@ -38,6 +39,9 @@ enum Kind {
     SessionToken,
     /// A plain HTTP request with no route (404, not logged).
     NotFound,
+    /// A request head the admin listener cannot read (431 when too large, else 400): logged at
+    /// debug, counted nowhere (the admin listener serves no WebSocket).
+    AdminHead { too_large: bool },
 }
 
 impl Refusal {
@@ -79,6 +83,22 @@ impl Refusal {
         detail: Cow::Borrowed(""),
         answered: true,
     };
+
+    /// 431 on the admin listener: the request head passed `server.max_request_head`.
+    pub(crate) const ADMIN_HEAD_TOO_LARGE: Refusal = Refusal {
+        kind: Kind::AdminHead { too_large: true },
+        detail: Cow::Borrowed("request head too large"),
+        answered: true,
+    };
+
+    /// 400 on the admin listener: the request is not HTTP; `detail` may quote the client.
+    pub(crate) fn admin_bad_request(detail: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            kind: Kind::AdminHead { too_large: false },
+            detail: detail.into(),
+            answered: true,
+        }
+    }
 
     const fn handshake(reason: Reason, detail: &'static str) -> Self {
         Self {
@@ -132,8 +152,11 @@ impl Refusal {
             return None;
         }
         Some(match self.kind {
-            Kind::Handshake(Reason::HeadTooLarge) => (431, "Request Header Fields Too Large"),
-            Kind::Handshake(Reason::BadRequest | Reason::Subprotocol) => (400, "Bad Request"),
+            Kind::Handshake(Reason::HeadTooLarge) | Kind::AdminHead { too_large: true } => {
+                (431, "Request Header Fields Too Large")
+            }
+            Kind::Handshake(Reason::BadRequest | Reason::Subprotocol)
+            | Kind::AdminHead { too_large: false } => (400, "Bad Request"),
             Kind::Handshake(Reason::Timeout) => return None,
             Kind::Handshake(Reason::Version) => (426, "Upgrade Required"),
             Kind::Handshake(Reason::Auth) | Kind::SessionToken | Kind::NotFound => {
@@ -198,6 +221,7 @@ impl Refusal {
             }
             Kind::SessionToken => tracing::info!(%peer, "refused: session token request"),
             Kind::NotFound => {}
+            Kind::AdminHead { .. } => tracing::debug!(%peer, %detail, "admin: bad request head"),
         }
     }
 
@@ -250,6 +274,8 @@ mod tests {
             (Refusal::bad_request("x"), Some(400)),
             (Refusal::tls_handshake(&"eof"), None),
             (Refusal::auth(AuthRefusal::Missing), Some(404)),
+            (Refusal::ADMIN_HEAD_TOO_LARGE, Some(431)),
+            (Refusal::admin_bad_request("x"), Some(400)),
         ];
         for (r, status) in cases {
             assert_eq!(r.status().map(|s| s.0), status, "{r:?}");

@@ -7,8 +7,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::Ops;
+use super::admin_error::AdminError;
 use super::census::{self, Answer, Question};
-use super::route::{self, error, json};
+use super::route::{self, json};
 use crate::cluster::PeerStatus;
 use crate::cluster::mesh::MeshStats;
 use crate::hub::roster::Origin;
@@ -53,14 +54,12 @@ fn message_text(raw: &RawValue) -> String {
     serde_json::from_str::<String>(raw.get()).unwrap_or_else(|_| raw.get().to_owned())
 }
 
-fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, HttpResponse> {
-    serde_json::from_slice(body).map_err(|e| error(400, &format!("invalid JSON body: {e}")))
+fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, AdminError> {
+    serde_json::from_slice(body).map_err(|e| AdminError::InvalidJson(e.to_string()))
 }
 
-fn need_sgc(ops: &Ops) -> Result<&SgcProtocol, HttpResponse> {
-    ops.sgc
-        .as_ref()
-        .ok_or_else(|| error(404, "the sgc protocol is not served by this node"))
+fn need_sgc(ops: &Ops) -> Result<&SgcProtocol, AdminError> {
+    ops.sgc.as_ref().ok_or(AdminError::SgcDisabled)
 }
 
 #[derive(Serialize)]
@@ -76,19 +75,13 @@ pub(super) fn publish(ops: &Ops, body: &[u8]) -> HttpResponse {
         let sgc = need_sgc(ops)?;
         let b: PublishBody = parse(body)?;
         if b.channel.is_empty() {
-            return Err(error(
-                400,
-                "channel must not be empty (POST /admin/broadcast reaches everyone)",
-            ));
+            return Err(AdminError::EmptyChannel.into());
         }
         let queue = match b.queue.as_deref() {
             None => QueueLevel::Level0,
             Some(q @ ("queueLevel0" | "queueLevel1" | "queueLevel2")) => QueueLevel::parse(q),
             Some(other) => {
-                return Err(error(
-                    400,
-                    &format!("queue {other:?} is not queueLevel0, queueLevel1 or queueLevel2"),
-                ));
+                return Err(AdminError::BadQueue(other.to_owned()).into());
             }
         };
         let n = sgc.publish(
@@ -130,7 +123,7 @@ pub(super) fn broadcast(ops: &Ops, body: &[u8]) -> HttpResponse {
 /// `GET /admin/channels`: sgc channels with subscriber counts summed over the nodes.
 pub(super) async fn channels(ops: &Ops) -> HttpResponse {
     if let Err(e) = need_sgc(ops) {
-        return e;
+        return e.into();
     }
     let c = ops.census().await;
     json(
@@ -147,7 +140,7 @@ pub(super) async fn channels(ops: &Ops) -> HttpResponse {
 /// `GET /admin/presence/channels`.
 pub(super) fn presence_channels(ops: &Ops) -> HttpResponse {
     let Some(p) = &ops.presence else {
-        return error(404, "the Presence protocol is not served by this node");
+        return AdminError::PresenceDisabled.into();
     };
     let channels: Vec<_> = p
         .channels()
@@ -168,10 +161,10 @@ pub(super) fn presence_channels(ops: &Ops) -> HttpResponse {
 /// node holds the whole cluster's roster), in join order, with the node it lives on.
 pub(super) fn presence_members(ops: &Ops, name: &str) -> HttpResponse {
     let Some(p) = &ops.presence else {
-        return error(404, "the Presence protocol is not served by this node");
+        return AdminError::PresenceDisabled.into();
     };
     let Some(members) = p.channel_members(name) else {
-        return error(404, "no such Presence channel");
+        return AdminError::NoPresenceChannel.into();
     };
     let me = ops.node_id();
     let members: Vec<_> = members
@@ -256,7 +249,7 @@ pub(super) fn connections(ops: &Ops, query: &str) -> HttpResponse {
         None => DEFAULT_CONNECTION_LIMIT,
         Some(l) => match l.parse::<usize>() {
             Ok(n) => n,
-            Err(_) => return error(400, "limit must be a number"),
+            Err(_) => return AdminError::BadLimit.into(),
         },
     };
     let mut conns = ops.server().map(|s| s.connections()).unwrap_or_default();
@@ -302,16 +295,16 @@ pub(super) async fn disconnect(ops: &Ops, id: &str, body: &[u8]) -> HttpResponse
     } else {
         match parse(body) {
             Ok(b) => b,
-            Err(e) => return e,
+            Err(e) => return e.into(),
         }
     };
     let code = b.code.unwrap_or(Close::BY_OPERATOR.code);
     if !Close::operator_code_allowed(code) {
-        return error(400, "code must be 1000 or 3000..=4999");
+        return AdminError::BadCloseCode.into();
     }
     let reason = b.reason.unwrap_or_else(|| Close::BY_OPERATOR.reason.into());
     if reason.len() > 123 {
-        return error(400, "reason must be at most 123 bytes");
+        return AdminError::ReasonTooLong.into();
     }
     let me = ops.node_id();
     if ops.close_local(id, code, &reason) {
@@ -322,7 +315,7 @@ pub(super) async fn disconnect(ops: &Ops, id: &str, body: &[u8]) -> HttpResponse
         );
     }
     let Some(cluster) = ops.cluster() else {
-        return error(404, "no connection with this id");
+        return AdminError::NoConnection.into();
     };
     let question = census::encode(&Question::Disconnect {
         id: id.to_owned(),

@@ -16,6 +16,7 @@
 
 pub(crate) mod access;
 mod admin;
+mod admin_error;
 pub(crate) mod api;
 pub(crate) mod census;
 mod config;
@@ -44,6 +45,7 @@ use crate::transport::Close;
 use crate::transport::{
     HttpFuture, HttpHandler, HttpRequest, HttpResponse, KeepAlive, ServerHandle,
 };
+use admin_error::AdminError;
 use census::{Answer, Question};
 use route::{Miss, Route};
 
@@ -320,13 +322,11 @@ impl Ops {
         let route = match Route::parse(&req.method, req.path()) {
             Ok(r) => r,
             Err(miss) => {
-                let resp = match miss {
-                    Miss::NotFound => route::error(404, "no such route (GET / lists them)"),
-                    Miss::Method(allow) => {
-                        route::error(405, &format!("use {allow}")).with_header("Allow", allow)
-                    }
-                    Miss::BadPath => route::error(400, "invalid percent-encoding in the path"),
-                };
+                let resp = HttpResponse::from(match miss {
+                    Miss::NotFound => AdminError::NoRoute,
+                    Miss::Method(allow) => AdminError::Method(allow),
+                    Miss::BadPath => AdminError::BadPath,
+                });
                 count("none", resp.status);
                 return resp;
             }

@@ -239,7 +239,7 @@ impl Protocol {
 
 /// The `reason` labels of [`AUTH_REFUSALS`] exported at 0 from the start (the transport's
 /// authentication refusals name theirs with these words).
-pub const AUTH_REFUSAL_REASONS: [&str; 10] = [
+pub const AUTH_REFUSAL_REASONS: [&str; 11] = [
     "credentials",
     "missing",
     "expired",
@@ -249,6 +249,7 @@ pub const AUTH_REFUSAL_REASONS: [&str; 10] = [
     "audience",
     "no_identity",
     "invalid_token",
+    "critical_header",
     "hook",
 ];
 

@@ -130,7 +130,7 @@ pub enum AuthRefusal {
 
 impl AuthRefusal {
     /// Every reason (their counters are exported at 0 from the start).
-    pub const ALL: [AuthRefusal; 10] = [
+    pub const ALL: [AuthRefusal; 11] = [
         AuthRefusal::Credentials,
         AuthRefusal::Missing,
         AuthRefusal::Expired,
@@ -140,6 +140,7 @@ impl AuthRefusal {
         AuthRefusal::Audience,
         AuthRefusal::NoIdentity,
         AuthRefusal::Invalid,
+        AuthRefusal::Critical,
         AuthRefusal::Hook,
     ];
 

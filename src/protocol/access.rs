@@ -18,7 +18,7 @@
 //! - `subscribe` / `publish` are lists of channel masks (the same matching). An empty list allows
 //!   nothing. A publish or broadcast to everyone is the channel `""`, which only `*` matches.
 
-use super::sgc::mask::Mask;
+use super::mask::Mask;
 use crate::transport::Connection;
 pub use crate::transport::auth::ChannelRule;
 

@@ -7,7 +7,7 @@
 
 /// A compiled `MatchesMask` pattern.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Mask {
+pub(crate) struct Mask {
     tokens: Vec<Token>,
 }
 
@@ -29,7 +29,7 @@ enum Token {
 impl Mask {
     /// Compiles `pattern`; `None` when it is malformed (an unclosed `[`), which Delphi reports as an
     /// error and we treat as "matches nothing".
-    pub fn new(pattern: &str) -> Option<Self> {
+    pub(crate) fn new(pattern: &str) -> Option<Self> {
         let mut tokens = Vec::new();
         let mut chars = pattern.chars().peekable();
         while let Some(c) = chars.next() {
@@ -78,13 +78,14 @@ impl Mask {
     }
 
     /// Whether the pattern has any wildcard at all.
-    pub fn is_literal(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_literal(&self) -> bool {
         self.tokens.iter().all(|t| matches!(t, Token::Char(_)))
     }
 
     /// Whether `text` matches the whole pattern, case-insensitively. Linear in practice: one
     /// backtrack point (the last `*`), the classic glob algorithm.
-    pub fn matches(&self, text: &str) -> bool {
+    pub(crate) fn matches(&self, text: &str) -> bool {
         // `t` and the star's restart point are byte offsets into `text`; no allocation.
         let next = |t: usize| text[t..].chars().next().map(|c| (fold(c), c.len_utf8()));
         let (mut t, mut p) = (0usize, 0usize);
@@ -147,7 +148,12 @@ fn fold(c: char) -> char {
 /// - With `use_mask`, the existing channels matching the whole request as a mask, in the order
 ///   `existing` gives them; when none match:
 /// - the request split on `,`, empty items dropped, duplicates removed, order kept.
-pub fn expand<'a, I>(requested: &str, use_mask: bool, existing: I, limit: usize) -> Vec<String>
+pub(crate) fn expand<'a, I>(
+    requested: &str,
+    use_mask: bool,
+    existing: I,
+    limit: usize,
+) -> Vec<String>
 where
     I: IntoIterator<Item = &'a str>,
 {

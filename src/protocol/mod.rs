@@ -7,6 +7,7 @@ pub(crate) use crate::transport::protocol::{Protocol, StopFuture};
 
 pub mod access;
 pub mod json;
+pub(crate) mod mask;
 pub mod presence;
 pub mod sgc;
 

@@ -11,7 +11,8 @@ use tokio::sync::watch;
 
 use super::admit::admit_socket;
 use super::refusal::Refusal;
-use super::server::{Phase, Shared, handle_socket};
+use super::server_state::{Phase, Shared};
+use super::upgrade::handle_socket;
 use crate::tls::CertReloader;
 
 /// Polls the certificate files every `every` while the server serves; a change reloads them.

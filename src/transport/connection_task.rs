@@ -27,7 +27,7 @@ use super::close::CloseReason;
 use super::connection::Connection;
 use super::outbox::Outgoing;
 use super::protocol::Protocol;
-use super::server::Phase;
+use super::server_state::Phase;
 use crate::metrics::{self, ConnectionCounters};
 
 /// How long a closing connection may take to flush its last frames, and then to see the peer's close.

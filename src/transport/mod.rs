@@ -22,6 +22,7 @@ pub(crate) mod protocol;
 mod refusal;
 mod server;
 mod server_config;
+mod server_state;
 pub(crate) mod token_bucket;
 mod upgrade;
 

@@ -22,7 +22,7 @@ use super::limits::LimitsConfig;
 use super::origin::OriginPolicy;
 use super::protocol::{Protocol, ProtocolRegistry};
 use super::server_config::ServerConfig;
-pub(super) use super::upgrade::handle_socket;
+use super::server_state::{Phase, Shared};
 use crate::error::{Error, Result};
 use crate::metrics;
 use crate::tasks::Tasks;
@@ -38,17 +38,6 @@ const FORCED_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 /// How long the accept loops may take to return once the server stops serving (they return at
 /// their next poll; this only bounds a stuck one before it is cancelled).
 const LISTENERS_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// Where a server is in its life; every connection task watches it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Phase {
-    /// Accepting and serving.
-    Serving,
-    /// Not accepting; open connections are closed with 1001 and may flush what they have queued.
-    Draining,
-    /// The shutdown deadline passed: connections still open drop their socket now.
-    Forced,
-}
 
 /// A node's WebSocket server, configured and then bound with [`Server::bind`].
 pub struct Server {
@@ -207,40 +196,6 @@ impl Server {
             shared,
             listeners,
         })
-    }
-}
-
-pub(super) struct Shared {
-    pub(super) config: ServerConfig,
-    pub(super) registry: ProtocolRegistry,
-    pub(super) authenticator: Authenticator,
-    /// Live, upgraded connections by GUID.
-    pub(super) connections: Mutex<HashMap<Arc<str>, Connection>>,
-    /// The application's plain HTTP routes, if any.
-    pub(super) http: Option<Arc<dyn HttpHandler>>,
-    /// Serving, draining or forced; set by the handle's shutdown, watched by every task.
-    pub(super) phase: watch::Sender<Phase>,
-    /// Signalled whenever a connection leaves `connections` or an upgrade stops being in flight
-    /// (shutdown waits on it).
-    pub(super) gone: Notify,
-    /// Upgrades that passed the serving check and are not yet in `connections`.
-    pub(super) upgrading: UpgradesInFlight,
-    /// The `[limits]` options.
-    pub(super) limits: LimitsConfig,
-    /// Connection counts per node and per address.
-    pub(super) admission: Arc<Admission>,
-    /// `server.allowed_origins`.
-    pub(super) origins: OriginPolicy,
-    /// The TLS listener's certificate, when there is one.
-    pub(super) tls: Option<Arc<CertReloader>>,
-    /// One task per accepted socket (handshake, HTTP request or connection), from accept to
-    /// close; stopped at the end of the handle's shutdown.
-    pub(super) sockets: Tasks,
-}
-
-impl Shared {
-    pub(super) fn serving(&self) -> bool {
-        *self.phase.borrow() == Phase::Serving
     }
 }
 

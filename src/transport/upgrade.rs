@@ -22,7 +22,7 @@ use super::protocol::Protocol;
 use super::refusal::Refusal;
 use crate::metrics::ConnectionCounters;
 
-use super::server::{Phase, Shared};
+use super::server_state::{Phase, Shared};
 
 /// Serves one accepted socket (plain or TLS) until its connection ends.
 ///

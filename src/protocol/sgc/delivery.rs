@@ -9,8 +9,9 @@ use bytes::Bytes;
 use super::event::{SgcBroadcast, SgcEvent, SgcPublish, Targets};
 use super::idempotency::{Claim, IdempotencyStore};
 use super::inbound::QueueLevel;
-use super::{SgcProtocol, frame, mask};
+use super::{SgcProtocol, frame};
 use crate::metrics::Origin::{Local, Remote};
+use crate::protocol::mask;
 
 impl SgcProtocol {
     /// The concrete channels of a requested channel (docs/wire.md §2.8), per this node's options and

@@ -39,7 +39,6 @@ pub mod hooks;
 pub mod idempotency;
 pub mod inbound;
 mod interest;
-pub mod mask;
 pub mod qos;
 pub mod retained;
 pub mod rpc;

@@ -5,8 +5,8 @@
 //!
 //! - a top-level module may use only modules of a lower layer ([`LAYERS`]);
 //! - the cluster's engines use no protocol, hub or higher layer;
-//! - the submodules of a top-level module form no circle (`transport::server` ⇄ `accept` was the
-//!   last: the state they share is `transport::server_state` now);
+//! - no modules call each other in a circle, at any depth (`transport::server` ⇄ `accept`,
+//!   `cluster::mesh::auth` ⇄ `wire` and `ops::api::keys` ⇄ `config` ⇄ `error` were the last);
 //! - the circles that were taken apart (`transport::auth` ⇄ `transport::bearer`,
 //!   `config` ⇄ `transport`, `transport` ⇄ `protocol`, `metrics` → `cluster`) stay apart.
 //!
@@ -242,16 +242,17 @@ fn engine_violations(graph: &Graph) -> Vec<String> {
     out
 }
 
-/// Circles among the submodules of one top-level module (`transport::server` ⇄
-/// `transport::accept`), named by their module paths.
+/// Circles among modules at any depth (`transport::server` ⇄ `transport::accept`,
+/// `cluster::mesh::auth` ⇄ `cluster::mesh::wire`), named by their module paths.
 fn submodule_circles(graph: &Graph) -> Vec<String> {
-    let sub = edges_at(graph, |p| {
-        (p.len() >= 2).then(|| format!("{}::{}", p[0], p[1]))
-    });
+    let deepest = graph.keys().map(Vec::len).max().unwrap_or(0);
     let mut out = Vec::new();
-    for circle in strongly_connected(&sub) {
-        let names: Vec<&str> = circle.iter().map(String::as_str).collect();
-        out.push(format!("submodules in a circle: {}", names.join(", ")));
+    for depth in 2..=deepest {
+        let edges = edges_at(graph, |p| (p.len() >= depth).then(|| p[..depth].join("::")));
+        for circle in strongly_connected(&edges) {
+            let names: Vec<&str> = circle.iter().map(String::as_str).collect();
+            out.push(format!("submodules in a circle: {}", names.join(", ")));
+        }
     }
     out
 }

@@ -25,8 +25,10 @@ use wscluster::internals::cluster::PeerState;
 use wscluster::internals::cluster::engine::EngineHandler;
 use wscluster::internals::cluster::envelope::{Envelope, Kind, Origin};
 use wscluster::internals::cluster::membership::DownReason;
-use wscluster::internals::cluster::mesh::auth::{self, NONCE_LEN, Role, Transcript};
-use wscluster::internals::cluster::mesh::wire::{self, HandshakeMsg, LINK_PROTOCOL, WireFrame};
+use wscluster::internals::cluster::mesh::auth::{self, Role, Transcript};
+use wscluster::internals::cluster::mesh::wire::{
+    self, HandshakeMsg, LINK_PROTOCOL, NONCE_LEN, WireFrame,
+};
 use wscluster::internals::cluster::mesh::{MeshConfig, MeshEngine};
 
 use support::process::*;

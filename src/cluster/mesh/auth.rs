@@ -11,10 +11,7 @@
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use super::wire::LINK_PROTOCOL;
-
-/// Length of a link nonce.
-pub const NONCE_LEN: usize = 32;
+use super::wire::{LINK_PROTOCOL, NONCE_LEN};
 
 /// Which end of a link a proof is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

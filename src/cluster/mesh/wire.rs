@@ -7,12 +7,13 @@ use bytes::{Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use super::auth::NONCE_LEN;
-
 /// Handshake magic and version: the first message on every link names it. Version 2: the dialer
 /// proves knowledge of the secret first, the acceptor only after checking that proof (version 1
 /// sent the acceptor's proof to anyone; its nodes are refused with this reason).
 pub const LINK_PROTOCOL: &str = "wscluster-mesh/2";
+
+/// Length of a link nonce (the handshake's hello and its answer each carry one).
+pub const NONCE_LEN: usize = 32;
 
 /// A resume point: what a node last received from the other, per the other's incarnation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

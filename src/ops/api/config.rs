@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::keys::Scope;
+use super::scope::Scope;
 use crate::protocol::sgc::idempotency;
 
 /// Shortest API key accepted, in bytes (as for `cluster.secret`).

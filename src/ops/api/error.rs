@@ -1,7 +1,7 @@
 //! Every error the server API answers with, in one place: its HTTP status, its stable `code` and
 //! its message. The body is always `{"error":{"code":"…","message":"…"}}`.
 
-use super::keys::Scope;
+use super::scope::Scope;
 use crate::transport::HttpResponse;
 
 /// An API error.

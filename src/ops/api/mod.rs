@@ -12,6 +12,7 @@ pub(crate) mod config;
 pub(crate) mod error;
 pub(crate) mod keys;
 mod routes;
+mod scope;
 
 pub use config::{ApiConfig, ApiKey};
 pub(crate) use error::ApiError;

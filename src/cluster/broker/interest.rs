@@ -3,17 +3,12 @@
 //! subscriber task carries out the [`Command`]s in order.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
 
 use super::BrokerCore;
 use crate::relay::InterestReady;
-
-/// How long a first local subscriber waits for the broker to confirm the channel's subscription
-/// before it is confirmed anyway.
-pub(crate) const SUBSCRIBE_WAIT: Duration = Duration::from_secs(1);
 
 /// A first-subscriber callback that runs once, whichever comes first: the subscription is
 /// confirmed, the broker is away, the wait timed out, or the engine stopped (the last clone is
@@ -37,12 +32,14 @@ impl ReadyOnce {
     pub(crate) fn new(ready: InterestReady) -> Self {
         Self(Arc::new(Pending(Mutex::new(Some(ready)))))
     }
-    /// Runs the callback unless it already ran.
-    pub(crate) fn fire(&self) {
+    /// Runs the callback unless it already ran; whether it ran now.
+    pub(crate) fn fire(&self) -> bool {
         let ready = self.0.0.lock().take();
+        let ran = ready.is_some();
         if let Some(ready) = ready {
             ready();
         }
+        ran
     }
 }
 
@@ -77,16 +74,25 @@ impl Subscriptions {
     }
 
     /// Subscribes to sgc channel `channel`'s stream; `ready` runs once the broker confirmed it
-    /// (at once while the broker is away, at most [`SUBSCRIBE_WAIT`] later in any case).
+    /// (at once while the broker is away, at most the engine's response timeout later in any
+    /// case).
     pub(crate) fn subscribe(&self, core: &BrokerCore, channel: &str, ready: InterestReady) {
         let ready = ReadyOnce::new(ready);
         if !core.subscriber_up() {
             ready.fire();
         } else {
             let later = ready.clone();
+            let wait = core.subscribe_wait();
+            let engine = core.engine_name();
             core.spawn(async move {
-                tokio::time::sleep(SUBSCRIBE_WAIT).await;
-                later.fire();
+                tokio::time::sleep(wait).await;
+                if later.fire() {
+                    tracing::warn!(
+                        engine,
+                        wait_ms = wait.as_millis() as u64,
+                        "the broker did not confirm a channel subscription in time; its first subscriber was answered anyway"
+                    );
+                }
             });
         }
         let name = Arc::from(core.names().channel(channel));

@@ -78,7 +78,8 @@ pub(crate) struct BrokerSettings {
     pub queue_bytes: usize,
     /// Largest envelope accepted from the broker, in bytes.
     pub max_message_bytes: usize,
-    /// How long `stop` waits for the bye to leave.
+    /// The broker's response timeout: how long `stop` waits for the bye to leave, and how long a
+    /// channel's first subscriber waits for the broker to confirm its subscription.
     pub flush_timeout: Duration,
     /// Whether a broker error message means "wrong credentials".
     pub is_auth_error: fn(&str) -> bool,
@@ -226,6 +227,16 @@ impl BrokerCore {
     }
 
     /// Subscribed (subscription confirmed) and able to publish.
+    /// How long a channel's first subscriber waits for the broker to confirm the subscription.
+    pub(crate) fn subscribe_wait(&self) -> Duration {
+        self.settings.flush_timeout
+    }
+
+    /// The engine's name (`redis`, `redis-cluster`, `nats`), for logs.
+    pub(crate) fn engine_name(&self) -> &'static str {
+        self.settings.engine
+    }
+
     pub(crate) fn ready(&self) -> bool {
         !self.state.lock().stopped && self.subscriber_up() && self.publisher_up()
     }

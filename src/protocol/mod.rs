@@ -1,4 +1,5 @@
-//! Client protocols: the codecs themselves (`sgc`, `presence`) with their shared tolerant JSON reader.
+//! Client protocols: the codecs themselves (`sgc`, `presence`) with their shared tolerant JSON reader
+//! and channel masks.
 //!
 //! A protocol sees connections and text; it knows nothing of sockets (the transport feeds it) nor of
 //! cluster engines (it emits [`crate::relay`] events and accepts remote ones through its own API).

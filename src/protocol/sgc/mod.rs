@@ -5,7 +5,8 @@
 //!
 //! - [`inbound`]: parse a client frame (both the Delphi and the JS dialect) into an [`Inbound`].
 //! - `dispatch`: the server algorithm of docs/wire.md §2.5 (QoS-2 path, ack, transactions, methods).
-//! - [`mask`]: channel expansion (comma lists, optional `MatchesMask` patterns).
+//! - `protocol::mask`: channel expansion (comma lists, optional `MatchesMask` patterns), shared with
+//!   the channel rules.
 //! - `delivery`: publish and broadcast: encode once, store retained, fan out through the
 //!   hub (`crate::hub`), emit the relay event.
 //! - [`frame`]: encoders of every server frame, S1–S11.

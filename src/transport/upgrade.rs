@@ -91,8 +91,8 @@ where
                 && let Some(keep_alive) = handler.keep_alive(req.path_only())
             {
                 // The whole connection goes to the persistent HTTP server, this request included.
-                // Boxed: hyper's connection state would otherwise be part of every WebSocket
-                // connection task's future for the connection's whole life.
+                // Boxed: hyper's connection state is large, and inline it would be allocated with
+                // every socket's handshake, most of which become WebSocket connections.
                 drop(req);
                 let stop = phase_leaves_serving(shared.phase.subscribe());
                 let io = Prefixed::new(buf.freeze(), stream);
@@ -128,8 +128,8 @@ where
         if let Some(handler) = shared.http.as_ref().filter(|_| !is_session_request(&req)) {
             let timeout = cfg.handshake_timeout();
             // The local address is not needed there: admin routes need the token on this port.
-            // Boxed: an HTTP request is rare next to a WebSocket connection's life, and inline
-            // its state would be part of every connection's future.
+            // Boxed: an HTTP request is rare next to an upgrade, and inline its state would be
+            // allocated with every socket's handshake.
             Box::pin(super::http::answer(
                 &mut stream,
                 buf,

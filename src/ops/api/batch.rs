@@ -9,8 +9,9 @@ use serde_json::{Value, json};
 
 use super::super::Ops;
 use super::error::ApiError;
-use super::keys::{Caller, Scope};
+use super::keys::Caller;
 use super::routes;
+use super::scope::Scope;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

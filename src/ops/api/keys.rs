@@ -5,7 +5,7 @@ use sha2::{Digest, Sha256};
 
 use super::config::ApiConfig;
 use super::error::ApiError;
-pub(crate) use super::scope::Scope;
+use super::scope::Scope;
 
 /// One key, as held in memory: its digest, never its text.
 #[derive(Debug)]

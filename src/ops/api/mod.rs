@@ -16,7 +16,8 @@ mod scope;
 
 pub use config::{ApiConfig, ApiKey};
 pub(crate) use error::ApiError;
-pub(crate) use keys::{Keys, Scope};
+pub(crate) use keys::Keys;
+pub(crate) use scope::Scope;
 
 use super::Ops;
 use crate::transport::{HttpRequest, HttpResponse};

@@ -22,8 +22,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_websockets::{CloseCode, Message, WebSocketStream};
 
-use super::close::Close;
-use super::close::CloseReason;
+use super::close::{Close, CloseReason};
 use super::connection::Connection;
 use super::outbox::Outgoing;
 use super::protocol::Protocol;

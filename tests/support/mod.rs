@@ -312,6 +312,17 @@ pub async fn raw_upgraded(addr: SocketAddr, protocols: &str) -> TcpStream {
     s
 }
 
+/// Sends signal `name` (`TERM`, `INT`, `STOP`, `CONT`) to process `pid` with the shell's `kill`
+/// builtin.
+pub fn send_signal(pid: u32, name: &str) {
+    let status = std::process::Command::new("sh")
+        .args(["-c", "kill -s \"$1\" \"$2\"", "sh", name])
+        .arg(pid.to_string())
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run kill: {e}"));
+    assert!(status.success(), "kill -s {name} {pid} failed");
+}
+
 /// Polls `cond` every few milliseconds until it holds or `wait` passes; returns whether it held.
 pub async fn eventually(wait: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = tokio::time::Instant::now() + wait;

@@ -1,6 +1,6 @@
 //! The NATS subjects of one cluster: the shared subject (`<prefix>.shared`), one per node
-//! (`<prefix>.node.<token>`) and, in per-channel routing, one per sgc channel
-//! (`<prefix>.ch.<token>`).
+//! (`<prefix>.node.<token>`), in per-channel routing one per sgc channel (`<prefix>.ch.<token>`),
+//! and the confirmation subject nothing subscribes to (`<prefix>.confirm`).
 //!
 //! NATS subjects are dot-separated tokens where `*` and `>` are wildcards, so a node id or an sgc
 //! channel name becomes exactly one safe token ([`token`]): a name of 1 to 64 characters from
@@ -53,6 +53,7 @@ pub struct Names {
     shared: Arc<str>,
     node_prefix: String,
     channel_prefix: String,
+    confirmation: String,
 }
 
 impl Names {
@@ -62,7 +63,16 @@ impl Names {
             shared: Arc::from(format!("{prefix}.shared")),
             node_prefix: format!("{prefix}.node."),
             channel_prefix: format!("{prefix}.ch."),
+            confirmation: format!("{prefix}.confirm"),
         }
+    }
+}
+
+impl Names {
+    /// The subject nothing subscribes to: a request there is answered "no responders" by the
+    /// server, which proves it processed what the connection sent before.
+    pub fn confirmation(&self) -> &str {
+        &self.confirmation
     }
 }
 

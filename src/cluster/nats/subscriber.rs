@@ -40,7 +40,7 @@ impl Channels {
         }
     }
 
-    /// Subscribes to `subject` unless already subscribed (the server confirms on the next flush).
+    /// Subscribes to `subject` unless already subscribed (see [`confirm`]).
     async fn join(&mut self, client: &async_nats::Client, subject: Arc<str>) -> Result<(), String> {
         if self.leave.contains_key(&subject) {
             return Ok(());
@@ -89,7 +89,8 @@ async fn connect(
     }
 }
 
-/// Subscribes to the base subjects and the channels with local subscribers; confirmed by a flush.
+/// Subscribes to the base subjects and the channels with local subscribers; confirmed by a round
+/// trip through the server.
 async fn subscribe_all(
     shared: &Shared,
     client: &async_nats::Client,
@@ -110,15 +111,30 @@ async fn subscribe_all(
     for k in keys {
         channels.join(client, Arc::from(names.channel(&k))).await?;
     }
-    flush(shared, client).await?;
+    confirm(shared, client).await?;
     Ok(base)
 }
 
-async fn flush(shared: &Shared, client: &async_nats::Client) -> Result<(), String> {
-    match tokio::time::timeout(shared.cfg.response_timeout(), client.flush()).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(format!("nats flush failed: {e}")),
-        Err(_) => Err("nats did not confirm the subscriptions in time".into()),
+/// Proves the server has processed every operation this connection sent before, the
+/// subscriptions included (a server handles one connection's operations in order): a request to
+/// the cluster's confirmation subject, which nothing subscribes to, is answered "no responders" by
+/// the server itself once it reached it. (`Client::flush` only empties the client's write buffer
+/// into the socket, and a publish from another node's connection can still reach the server
+/// before a subscription written that way; a message to this connection's own inbox would never
+/// come back, the server does not echo a node's own publishes.)
+async fn confirm(shared: &Shared, client: &async_nats::Client) -> Result<(), String> {
+    let timeout = shared.cfg.response_timeout();
+    let request = async_nats::Request::new().timeout(Some(timeout));
+    match client
+        .send_request(shared.names.confirmation().to_owned(), request)
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == async_nats::RequestErrorKind::NoResponders => Ok(()),
+        Err(e) if e.kind() == async_nats::RequestErrorKind::TimedOut => {
+            Err("nats did not confirm the subscriptions in time".into())
+        }
+        Err(e) => Err(format!("nats did not confirm the subscriptions: {e}")),
     }
 }
 
@@ -317,8 +333,11 @@ async fn apply(
             }
         }
     }
-    if !waiting.is_empty() && shared.core.subscriber_up() {
-        let _ = flush(shared, client).await;
+    if !waiting.is_empty()
+        && shared.core.subscriber_up()
+        && let Err(e) = confirm(shared, client).await
+    {
+        tracing::warn!(error = %Printable(&e), "nats subscriptions not confirmed: first subscribers answered anyway");
     }
     for ready in waiting {
         ready.fire();

@@ -20,7 +20,7 @@
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus};
+use std::process::{Child, ExitStatus};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -447,14 +447,9 @@ impl NodeProcess {
         self.child.id()
     }
 
-    /// Sends a signal by name (`TERM`, `INT`, `STOP`, `CONT`) with the shell's `kill` builtin.
+    /// Sends a signal by name (`TERM`, `INT`, `STOP`, `CONT`), see [`send_signal`](super::send_signal).
     pub fn signal(&self, name: &str) {
-        let status = Command::new("sh")
-            .args(["-c", "kill -s \"$1\" \"$2\"", "sh", name])
-            .arg(self.pid().to_string())
-            .status()
-            .unwrap_or_else(|e| panic!("cannot run kill: {e}"));
-        assert!(status.success(), "kill -s {name} {} failed", self.pid());
+        super::send_signal(self.pid(), name);
     }
 
     /// Whether the process has not exited yet.

@@ -376,12 +376,18 @@ async fn a_moved_slot_is_subscribed_again_at_its_new_master(routing: RedisRoutin
         .find(|m| *m != from && *m != control)
         .unwrap_or(control);
     rc.move_slot(rc.slot_of(&stream).await, from, to).await;
-    // The stream is subscribed at the new master (both nodes in shared routing; b in channel
-    // routing), and no longer at the old one.
+    // The stream is subscribed at the new master by every node that wants it (both nodes in
+    // shared routing; b alone in channel routing), and no longer at the old one. Each node
+    // subscribes again on its own time: a publish before the last of them would miss it.
+    let subscribers = match routing {
+        RedisRouting::Shared => 2,
+        RedisRouting::Channel => 1,
+    };
     let mut moved = false;
     for _ in 0..200 {
-        let on = ours_by_master(&rc).await;
-        if on[to].contains(&stream) && !on[from].contains(&stream) {
+        if rc.shard_subscribers(to, &stream).await == subscribers
+            && rc.shard_subscribers(from, &stream).await == 0
+        {
             moved = true;
             break;
         }
@@ -389,7 +395,9 @@ async fn a_moved_slot_is_subscribed_again_at_its_new_master(routing: RedisRoutin
     }
     assert!(
         moved,
-        "{stream} not subscribed at master {to}: {:?}",
+        "{stream} not subscribed {subscribers} times at master {to} alone: {} at {to}, {} at {from}; {:?}",
+        rc.shard_subscribers(to, &stream).await,
+        rc.shard_subscribers(from, &stream).await,
         ours_by_master(&rc).await
     );
     // Publishing follows the slot (MOVED) and the next message arrives; nothing is duplicated.

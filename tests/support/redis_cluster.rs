@@ -287,6 +287,16 @@ impl RedisCluster {
         v
     }
 
+    /// How many connections of master `i` are subscribed to sharded channel `name`
+    /// (`PUBSUB SHARDNUMSUB`).
+    pub async fn shard_subscribers(&self, i: usize, name: &str) -> i64 {
+        let reply: Vec<redis::Value> = self.query(i, &["PUBSUB", "SHARDNUMSUB", name]).await;
+        match reply.get(1) {
+            Some(redis::Value::Int(n)) => *n,
+            other => panic!("redis master {i} PUBSUB SHARDNUMSUB {name}: {other:?}"),
+        }
+    }
+
     /// The index of the master whose slots hold Redis channel `name`.
     pub async fn master_of(&self, name: &str) -> usize {
         let slot: i64 = self.query(0, &["CLUSTER", "KEYSLOT", name]).await;

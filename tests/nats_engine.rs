@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use nats_support::*;
+use support::broker::a_first_subscriber_waits_for_the_broker;
 use support::nats::{NatsAuth, NatsServer};
 use support::sgc::*;
 use support::{WsClient, eventually, scaled};
@@ -137,28 +138,16 @@ async fn per_channel_routing_holds_the_subjects_of_subscribed_channels_only() {
 async fn a_first_subscriber_is_answered_once_the_server_has_processed_its_subscription() {
     let nats = NatsServer::start().await;
     let mut cfg = config(&nats, NatsRouting::Channel);
-    // Longer than the pause below: the answer must wait for the server, not for the timeout.
+    // Far longer than the pause: the answer must wait for the server, not for the timeout.
     cfg.nats.response_timeout_ms = 60_000;
     let v = vec![node_with("a", cfg.clone()).await, node_with("b", cfg).await];
     meet(&v).await;
-    let (mut sub, _) = WsClient::sgc(v[1].server.local_addr()).await;
-    // The server reads nothing: b's subscription is written to the socket, but not processed.
-    nats.pause();
-    sub.send(&delphi::subscribe("late")).await;
-    let early = tokio::time::timeout(Duration::from_millis(500), sub.next_frame()).await;
-    nats.resume();
-    assert!(
-        early.is_err(),
-        "answered before the server had the subscription: {early:?}"
-    );
-    sub.expect(&s3("late", Some("qosLevel0"), None)).await;
-    // Once answered, a publish from the other node reaches it.
-    let (mut publisher, _) = WsClient::sgc(v[0].server.local_addr()).await;
-    publisher
-        .send(&delphi::publish("\"first\"", "late", "queueLevel0"))
-        .await;
-    sub.expect(&s5("late", "\"first\"")).await;
-    sub.barrier().await;
+    a_first_subscriber_waits_for_the_broker(
+        &nats,
+        v[0].server.local_addr(),
+        v[1].server.local_addr(),
+    )
+    .await;
 }
 
 /// Publishes `"s-<i>"` on `channel` every few milliseconds until stopped; `sent` counts them.

@@ -16,6 +16,7 @@ mod support;
 use std::time::Duration;
 
 use redis_support::*;
+use support::broker::a_first_subscriber_waits_for_the_broker;
 use support::redis::RedisServer;
 use support::sgc::*;
 use support::{WsClient, eventually};
@@ -116,28 +117,16 @@ async fn a_restarted_redis_is_survived_local_delivery_goes_on_and_the_cluster_co
 async fn a_first_subscriber_is_answered_once_redis_has_processed_its_subscription() {
     let redis = RedisServer::start().await;
     let mut cfg = config(&redis, RedisRouting::Channel);
-    // Longer than the pause below: the answer must wait for Redis, not for the timeout.
+    // Far longer than the pause: the answer must wait for the server, not for the timeout.
     cfg.redis.response_timeout_ms = 60_000;
     let v = vec![node_with("a", cfg.clone()).await, node_with("b", cfg).await];
     meet(&v).await;
-    let (mut sub, _) = WsClient::sgc(v[1].server.local_addr()).await;
-    // Redis reads nothing: b's SUBSCRIBE is written to the socket, but not processed.
-    redis.pause();
-    sub.send(&delphi::subscribe("late")).await;
-    let early = tokio::time::timeout(Duration::from_millis(500), sub.next_frame()).await;
-    redis.resume();
-    assert!(
-        early.is_err(),
-        "answered before Redis had the subscription: {early:?}"
-    );
-    sub.expect(&s3("late", Some("qosLevel0"), None)).await;
-    // Once answered, a publish from the other node reaches it.
-    let (mut publisher, _) = WsClient::sgc(v[0].server.local_addr()).await;
-    publisher
-        .send(&delphi::publish("\"first\"", "late", "queueLevel0"))
-        .await;
-    sub.expect(&s5("late", "\"first\"")).await;
-    sub.barrier().await;
+    a_first_subscriber_waits_for_the_broker(
+        &redis,
+        v[0].server.local_addr(),
+        v[1].server.local_addr(),
+    )
+    .await;
 }
 
 #[tokio::test]

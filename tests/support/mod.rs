@@ -14,6 +14,7 @@ use tokio::net::TcpStream;
 use tokio_websockets::{ClientBuilder, Message, WebSocketStream};
 use wscluster::config::ServerConfig;
 
+pub mod broker;
 pub mod http_client;
 pub mod nats;
 pub mod process;

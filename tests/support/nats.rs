@@ -220,26 +220,6 @@ impl NatsServer {
         }
     }
 
-    /// Stops the process (`SIGSTOP`, [`NatsServer::resume`] undoes it): connections stay open,
-    /// what clients write waits unread in the sockets.
-    pub fn pause(&self) {
-        self.signal("STOP");
-    }
-
-    /// Lets a [`NatsServer::pause`]d process run again (`SIGCONT`).
-    pub fn resume(&self) {
-        self.signal("CONT");
-    }
-
-    fn signal(&self, name: &str) {
-        let pid = self
-            .child
-            .as_ref()
-            .map(std::process::Child::id)
-            .unwrap_or_else(|| panic!("nats-server is not running"));
-        super::send_signal(pid, name);
-    }
-
     /// Starts it again on the same ports (after [`NatsServer::kill`], or killing it first).
     pub async fn restart(&mut self) {
         self.kill();
@@ -258,5 +238,14 @@ impl NatsServer {
 impl Drop for NatsServer {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+impl super::broker::BrokerProcess for NatsServer {
+    fn pid(&self) -> u32 {
+        self.child
+            .as_ref()
+            .map(std::process::Child::id)
+            .unwrap_or_else(|| panic!("nats-server is not running"))
     }
 }

@@ -221,26 +221,6 @@ impl RedisServer {
         v
     }
 
-    /// Stops the process (`SIGSTOP`, [`RedisServer::resume`] undoes it): connections stay open,
-    /// what clients write waits unread in the sockets.
-    pub fn pause(&self) {
-        self.signal("STOP");
-    }
-
-    /// Lets a [`RedisServer::pause`]d process run again (`SIGCONT`).
-    pub fn resume(&self) {
-        self.signal("CONT");
-    }
-
-    fn signal(&self, name: &str) {
-        let pid = self
-            .child
-            .as_ref()
-            .map(std::process::Child::id)
-            .unwrap_or_else(|| panic!("redis-server is not running"));
-        super::send_signal(pid, name);
-    }
-
     /// Kills the process (SIGKILL): every connection drops at once.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -267,5 +247,14 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+impl super::broker::BrokerProcess for RedisServer {
+    fn pid(&self) -> u32 {
+        self.child
+            .as_ref()
+            .map(std::process::Child::id)
+            .unwrap_or_else(|| panic!("redis-server is not running"))
     }
 }

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use redis_support::{WAIT, get, meet, node_with};
+use support::broker::{LATE_CHANNEL, a_first_subscriber_waits_for_the_broker};
 use support::redis_cluster::RedisCluster;
 use support::sgc::*;
 use support::{Frame, WsClient, eventually, time_factor};
@@ -419,6 +420,26 @@ async fn a_moved_slot_is_subscribed_again_at_its_new_master_shared() {
 #[tokio::test]
 async fn a_moved_slot_is_subscribed_again_at_its_new_master_per_channel() {
     a_moved_slot_is_subscribed_again_at_its_new_master(RedisRouting::Channel).await;
+}
+
+#[tokio::test]
+async fn a_first_subscriber_is_answered_once_its_master_has_processed_the_subscription() {
+    let rc = RedisCluster::start().await;
+    let mut cfg = config(rc.seeds(), &prefix_of(&rc), RedisRouting::Channel);
+    // Far longer than the pause: the answer must wait for the master, not for the timeout.
+    cfg.redis_cluster.response_timeout_ms = 60_000;
+    let v = vec![node_with("a", cfg.clone()).await, node_with("b", cfg).await];
+    meet(&v).await;
+    // The master of the channel's stream is the one paused.
+    let master = rc
+        .master_of(&engine(&v[1]).channel_stream(LATE_CHANNEL))
+        .await;
+    a_first_subscriber_waits_for_the_broker(
+        rc.master(master),
+        v[0].server.local_addr(),
+        v[1].server.local_addr(),
+    )
+    .await;
 }
 
 #[test]

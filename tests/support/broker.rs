@@ -7,7 +7,10 @@ use std::time::Duration;
 use super::WsClient;
 use super::sgc::*;
 
-/// A broker process started by a test (`redis-server`, `nats-server`).
+/// The channel of [`a_first_subscriber_waits_for_the_broker`].
+pub const LATE_CHANNEL: &str = "late";
+
+/// A broker process started by a test (`redis-server`, a Redis Cluster master, `nats-server`).
 pub trait BrokerProcess {
     /// The process id, while it runs.
     fn pid(&self) -> u32;
@@ -24,7 +27,7 @@ pub trait BrokerProcess {
     }
 }
 
-/// A channel's first subscriber on node `subscriber` (per-channel routing, a response timeout
+/// [`LATE_CHANNEL`]'s first subscriber on node `subscriber` (per-channel routing, a response timeout
 /// far above half a second) is answered only once `broker` has processed its subscription: not
 /// while the broker is paused, at once when it runs again; then a publish from node `publisher`
 /// reaches it, once.
@@ -36,17 +39,17 @@ pub async fn a_first_subscriber_waits_for_the_broker(
     let (mut sub, _) = WsClient::sgc(subscriber).await;
     // The broker reads nothing: the subscription is written to the socket, but not processed.
     broker.pause();
-    sub.send(&delphi::subscribe("late")).await;
+    sub.send(&delphi::subscribe(LATE_CHANNEL)).await;
     let early = tokio::time::timeout(Duration::from_millis(500), sub.next_frame()).await;
     broker.resume();
     assert!(
         early.is_err(),
         "answered before the broker had the subscription: {early:?}"
     );
-    sub.expect(&s3("late", Some("qosLevel0"), None)).await;
+    sub.expect(&s3(LATE_CHANNEL, Some("qosLevel0"), None)).await;
     let (mut p, _) = WsClient::sgc(publisher).await;
-    p.send(&delphi::publish("\"first\"", "late", "queueLevel0"))
+    p.send(&delphi::publish("\"first\"", LATE_CHANNEL, "queueLevel0"))
         .await;
-    sub.expect(&s5("late", "\"first\"")).await;
+    sub.expect(&s5(LATE_CHANNEL, "\"first\"")).await;
     sub.barrier().await;
 }

@@ -29,7 +29,7 @@ fn free_port() -> u16 {
 }
 
 /// One master of the test cluster.
-struct Master {
+pub struct Master {
     child: Option<Child>,
     port: u16,
     bus_port: u16,
@@ -297,6 +297,11 @@ impl RedisCluster {
         }
     }
 
+    /// Master `i`'s process (to pause it).
+    pub fn master(&self, i: usize) -> &Master {
+        &self.masters[i]
+    }
+
     /// The index of the master whose slots hold Redis channel `name`.
     pub async fn master_of(&self, name: &str) -> usize {
         let slot: i64 = self.query(0, &["CLUSTER", "KEYSLOT", name]).await;
@@ -367,5 +372,14 @@ impl Drop for RedisCluster {
         for m in &mut self.masters {
             m.kill();
         }
+    }
+}
+
+impl super::broker::BrokerProcess for Master {
+    fn pid(&self) -> u32 {
+        self.child
+            .as_ref()
+            .map(std::process::Child::id)
+            .unwrap_or_else(|| panic!("redis-server on port {} is not running", self.port))
     }
 }

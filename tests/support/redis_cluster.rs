@@ -92,6 +92,23 @@ impl Master {
     }
 }
 
+/// The id of the node that serves `slot` according to `nodes` (a `CLUSTER NODES` reply: one
+/// line per node, its id first and the slots it serves from the ninth field on, as `a-b` or `a`;
+/// a migration in progress shows as `[...]` on the masters involved).
+fn owner_of(nodes: &str, slot: u16) -> Option<&str> {
+    nodes.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let serves = fields.iter().skip(8).any(|range| {
+            let bounds = match range.split_once('-') {
+                Some((a, b)) => a.parse::<u16>().ok().zip(b.parse::<u16>().ok()),
+                None => range.parse::<u16>().ok().map(|a| (a, a)),
+            };
+            bounds.is_some_and(|(a, b)| (a..=b).contains(&slot))
+        });
+        serves.then(|| fields.first().copied()).flatten()
+    })
+}
+
 /// A running three-master Redis Cluster on 127.0.0.1.
 pub struct RedisCluster {
     masters: Vec<Master>,
@@ -137,6 +154,13 @@ impl RedisCluster {
                         &to.to_string(),
                     ],
                 )
+                .await;
+            // Distinct configuration epochs from the start, as `redis-cli --cluster create`
+            // gives: masters that all start at 0 bump theirs one by one to resolve the
+            // collisions, and a bump in the middle of a slot move can make the old owner's
+            // stale claim win, leaving a slot that each of two masters says the other owns.
+            let _: String = c
+                .query(i, &["CLUSTER", "SET-CONFIG-EPOCH", &(i + 1).to_string()])
                 .await;
         }
         for i in 1..3 {
@@ -332,6 +356,22 @@ impl RedisCluster {
         let _: String = self
             .query(other, &["CLUSTER", "SETSLOT", &slot, "NODE", &to_id])
             .await;
+        // Every master names the new owner (a later gossip message cannot take it back).
+        let slot: u16 = slot.parse().unwrap_or_else(|e| panic!("{e}"));
+        let deadline = Instant::now() + FORM_WAIT;
+        for i in 0..self.masters.len() {
+            loop {
+                let nodes: String = self.query(i, &["CLUSTER", "NODES"]).await;
+                if owner_of(&nodes, slot) == Some(to_id.as_str()) {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "master {i} does not name {to_id} as the owner of slot {slot}:\n{nodes}"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
     }
 
     /// The slot of Redis channel `name` (`CLUSTER KEYSLOT`).

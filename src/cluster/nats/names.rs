@@ -66,9 +66,7 @@ impl Names {
             confirmation: format!("{prefix}.confirm"),
         }
     }
-}
 
-impl Names {
     /// The subject nothing subscribes to: a request there is answered "no responders" by the
     /// server, which proves it processed what the connection sent before.
     pub fn confirmation(&self) -> &str {

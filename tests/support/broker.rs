@@ -10,6 +10,13 @@ use super::sgc::*;
 /// The channel of [`a_first_subscriber_waits_for_the_broker`].
 pub const LATE_CHANNEL: &str = "late";
 
+/// The id of `child`, the test's `what` process; fails the test when it is not running.
+pub fn pid_of(child: Option<&std::process::Child>, what: &str) -> u32 {
+    child
+        .map(std::process::Child::id)
+        .unwrap_or_else(|| panic!("{what} is not running"))
+}
+
 /// A broker process started by a test (`redis-server`, a Redis Cluster master, `nats-server`).
 pub trait BrokerProcess {
     /// The process id, while it runs.

@@ -243,9 +243,6 @@ impl Drop for NatsServer {
 
 impl super::broker::BrokerProcess for NatsServer {
     fn pid(&self) -> u32 {
-        self.child
-            .as_ref()
-            .map(std::process::Child::id)
-            .unwrap_or_else(|| panic!("nats-server is not running"))
+        super::broker::pid_of(self.child.as_ref(), "nats-server")
     }
 }

@@ -252,9 +252,6 @@ impl Drop for RedisServer {
 
 impl super::broker::BrokerProcess for RedisServer {
     fn pid(&self) -> u32 {
-        self.child
-            .as_ref()
-            .map(std::process::Child::id)
-            .unwrap_or_else(|| panic!("redis-server is not running"))
+        super::broker::pid_of(self.child.as_ref(), "redis-server")
     }
 }

@@ -338,26 +338,31 @@ impl RedisCluster {
     /// Moves an empty slot from master `from` to master `to` (`CLUSTER SETSLOT … IMPORTING /
     /// MIGRATING / NODE`), as a resharding does; every master learns the new owner at once.
     pub async fn move_slot(&self, slot: u16, from: usize, to: usize) {
-        let slot = slot.to_string();
+        let slot_arg = slot.to_string();
         let from_id: String = self.query(from, &["CLUSTER", "MYID"]).await;
         let to_id: String = self.query(to, &["CLUSTER", "MYID"]).await;
         let _: String = self
-            .query(to, &["CLUSTER", "SETSLOT", &slot, "IMPORTING", &from_id])
+            .query(
+                to,
+                &["CLUSTER", "SETSLOT", &slot_arg, "IMPORTING", &from_id],
+            )
             .await;
         let _: String = self
-            .query(from, &["CLUSTER", "SETSLOT", &slot, "MIGRATING", &to_id])
+            .query(
+                from,
+                &["CLUSTER", "SETSLOT", &slot_arg, "MIGRATING", &to_id],
+            )
             .await;
         for i in [to, from] {
             let _: String = self
-                .query(i, &["CLUSTER", "SETSLOT", &slot, "NODE", &to_id])
+                .query(i, &["CLUSTER", "SETSLOT", &slot_arg, "NODE", &to_id])
                 .await;
         }
         let other = (0..3).find(|i| *i != from && *i != to).unwrap_or(0);
         let _: String = self
-            .query(other, &["CLUSTER", "SETSLOT", &slot, "NODE", &to_id])
+            .query(other, &["CLUSTER", "SETSLOT", &slot_arg, "NODE", &to_id])
             .await;
         // Every master names the new owner (a later gossip message cannot take it back).
-        let slot: u16 = slot.parse().unwrap_or_else(|e| panic!("{e}"));
         let deadline = Instant::now() + FORM_WAIT;
         for i in 0..self.masters.len() {
             loop {
@@ -417,9 +422,6 @@ impl Drop for RedisCluster {
 
 impl super::broker::BrokerProcess for Master {
     fn pid(&self) -> u32 {
-        self.child
-            .as_ref()
-            .map(std::process::Child::id)
-            .unwrap_or_else(|| panic!("redis-server on port {} is not running", self.port))
+        super::broker::pid_of(self.child.as_ref(), "a redis cluster master")
     }
 }
